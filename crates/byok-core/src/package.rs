@@ -1,0 +1,235 @@
+//! The Key Transfer Package (`.byok`): one JSON object, exactly as Azure reads it.
+//!
+//! ```json
+//! {"schema_version":"1.0.0",
+//!  "header":{"kid":"<versioned KEK id>","alg":"dir","enc":"CKM_RSA_AES_KEY_WRAP"},
+//!  "ciphertext":"<base64url, no padding>",
+//!  "generator":"<tool and version; source HSM>"}
+//! ```
+//! Reading is strict: unknown members, another schema version, `alg` or `enc`, an unversioned
+//! kid, padded or standard base64, or a ciphertext length no KEK size fits are all refused.
+
+use crate::b64::{self, B64Error};
+use crate::kek::{KEK_SIZES, KekPublicKey};
+use crate::kid::{KeyId, KidError};
+use crate::wrap::{self, WrapError};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+pub const SCHEMA_VERSION: &str = "1.0.0";
+pub const ALG: &str = "dir";
+pub const ENC: &str = "CKM_RSA_AES_KEY_WRAP";
+
+/// Largest `.byok` we read; a 4096-bit RSA target under a 4096-bit KEK is about 4 KiB.
+pub const MAX_PACKAGE_BYTES: usize = 64 * 1024;
+const MAX_GENERATOR_LEN: usize = 1024;
+
+/// Why a `.byok` was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PackageError {
+    #[error("the package is {len} bytes; a .byok is under {MAX_PACKAGE_BYTES} bytes")]
+    TooLarge { len: usize },
+    #[error("the file is not a .byok package (one JSON object): {reason}")]
+    Json { reason: String },
+    #[error(
+        "schema_version is `{found}`; this tool reads and Azure imports schema_version `1.0.0`"
+    )]
+    SchemaVersion { found: String },
+    #[error("header.alg is `{found}`; a .byok for Azure has alg `dir`")]
+    Alg { found: String },
+    #[error("header.enc is `{found}`; a .byok for Azure has enc `CKM_RSA_AES_KEY_WRAP`{hint}")]
+    Enc { found: String, hint: &'static str },
+    #[error("header.kid: {0}")]
+    Kid(#[from] KidError),
+    #[error("ciphertext: {0}")]
+    Ciphertext(#[from] B64Error),
+    #[error("ciphertext: {0}")]
+    Length(#[from] WrapError),
+    #[error(
+        "the ciphertext is {len} bytes, which fits no KEK size (2048, 3072 or 4096 bits): \
+         the package is truncated or damaged"
+    )]
+    NoKekSizeFits { len: usize },
+    #[error("the generator field is {len} characters; the limit is {MAX_GENERATOR_LEN}")]
+    GeneratorTooLong { len: usize },
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPackage {
+    schema_version: String,
+    header: RawHeader,
+    ciphertext: String,
+    generator: String,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHeader {
+    kid: String,
+    alg: String,
+    enc: String,
+}
+
+/// Who made a package: this tool's version and the source HSM.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Generator {
+    pub tool: String,
+    pub hsm_manufacturer: String,
+    pub hsm_model: String,
+    pub hsm_firmware: String,
+}
+
+impl Generator {
+    /// This tool, with the HSM's manufacturer, model and firmware as its token reports them.
+    pub fn this_tool(manufacturer: &str, model: &str, firmware: &str) -> Self {
+        Self {
+            tool: crate::TOOL_NAME_VERSION.into(),
+            hsm_manufacturer: manufacturer.trim().into(),
+            hsm_model: model.trim().into(),
+            hsm_firmware: firmware.trim().into(),
+        }
+    }
+}
+
+impl fmt::Display for Generator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}; source HSM: {} {}, firmware {}",
+            self.tool, self.hsm_manufacturer, self.hsm_model, self.hsm_firmware
+        )
+    }
+}
+
+/// A validated Key Transfer Package.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyTransferPackage {
+    kid: KeyId,
+    ciphertext: Vec<u8>,
+    generator: String,
+}
+
+impl KeyTransferPackage {
+    /// A package for the KEK `kid` (which must carry a version) around `ciphertext`.
+    pub fn new(
+        kid: KeyId,
+        ciphertext: Vec<u8>,
+        generator: &Generator,
+    ) -> Result<Self, PackageError> {
+        let package = Self {
+            kid: KeyId::parse_versioned(&kid.to_string())?,
+            ciphertext,
+            generator: generator.to_string(),
+        };
+        package.check_plausible_length()?;
+        if package.generator.len() > MAX_GENERATOR_LEN {
+            return Err(PackageError::GeneratorTooLong {
+                len: package.generator.len(),
+            });
+        }
+        Ok(package)
+    }
+
+    /// Reads a `.byok` file's bytes strictly.
+    pub fn parse(bytes: &[u8]) -> Result<Self, PackageError> {
+        if bytes.len() > MAX_PACKAGE_BYTES {
+            return Err(PackageError::TooLarge { len: bytes.len() });
+        }
+        let raw: RawPackage = serde_json::from_slice(bytes).map_err(|e| PackageError::Json {
+            reason: e.to_string(),
+        })?;
+        if raw.schema_version != SCHEMA_VERSION {
+            return Err(PackageError::SchemaVersion {
+                found: shorten(&raw.schema_version),
+            });
+        }
+        if raw.header.alg != ALG {
+            return Err(PackageError::Alg {
+                found: shorten(&raw.header.alg),
+            });
+        }
+        if raw.header.enc != ENC {
+            let hint = if raw.header.enc.starts_with("CKM_RSA_AES_KEY_WRAP") {
+                " (the mechanism name without any suffix)"
+            } else {
+                ""
+            };
+            return Err(PackageError::Enc {
+                found: shorten(&raw.header.enc),
+                hint,
+            });
+        }
+        let kid = KeyId::parse_versioned(&raw.header.kid)?;
+        let ciphertext = b64::decode("the ciphertext", &raw.ciphertext)?;
+        if raw.generator.len() > MAX_GENERATOR_LEN {
+            return Err(PackageError::GeneratorTooLong {
+                len: raw.generator.len(),
+            });
+        }
+        let package = Self {
+            kid,
+            ciphertext,
+            generator: raw.generator,
+        };
+        package.check_plausible_length()?;
+        Ok(package)
+    }
+
+    /// Checks the ciphertext length against the KEK it names.
+    pub fn check_against_kek(&self, kek: &KekPublicKey) -> Result<(), PackageError> {
+        wrap::check_len(self.ciphertext.len(), kek.modulus_len())?;
+        Ok(())
+    }
+
+    /// The KEK modulus sizes (in bytes) whose split this ciphertext fits.
+    pub fn fitting_modulus_lens(&self) -> Vec<usize> {
+        KEK_SIZES
+            .iter()
+            .map(|bits| bits / 8)
+            .filter(|m| wrap::check_len(self.ciphertext.len(), *m).is_ok())
+            .collect()
+    }
+
+    fn check_plausible_length(&self) -> Result<(), PackageError> {
+        if self.fitting_modulus_lens().is_empty() {
+            return Err(PackageError::NoKekSizeFits {
+                len: self.ciphertext.len(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The file's bytes: compact JSON, unpadded base64url, members in Azure's order.
+    pub fn to_json_bytes(&self) -> Vec<u8> {
+        let raw = RawPackage {
+            schema_version: SCHEMA_VERSION.into(),
+            header: RawHeader {
+                kid: self.kid.to_string(),
+                alg: ALG.into(),
+                enc: ENC.into(),
+            },
+            ciphertext: b64::encode(&self.ciphertext),
+            generator: self.generator.clone(),
+        };
+        serde_json::to_vec(&raw).expect("serializing plain strings cannot fail")
+    }
+
+    /// The KEK's versioned id.
+    pub fn kid(&self) -> &KeyId {
+        &self.kid
+    }
+
+    /// `RSA-OAEP(KEK, aes_key) || AES-KWP(aes_key, plaintext)`.
+    pub fn ciphertext(&self) -> &[u8] {
+        &self.ciphertext
+    }
+
+    pub fn generator(&self) -> &str {
+        &self.generator
+    }
+}
+
+fn shorten(s: &str) -> String {
+    s.chars().take(80).collect()
+}

@@ -1,0 +1,543 @@
+//! The target key: what the HSM wraps and the vault imports.
+//!
+//! Plaintext encodings, as Azure expects them inside the wrap:
+//! RSA and EC private keys as PKCS#8 `PrivateKeyInfo` DER (RFC 3447 `RSAPrivateKey` or RFC 5915
+//! `ECPrivateKey` with the named-curve OID inside); AES keys as their raw 16, 24 or 32 bytes.
+
+use crate::fingerprint::Fingerprint;
+use crate::kek::{algorithm_name, pem_encode, pem_rfc7468_decode, strip_leading_zeros};
+use der::Decode;
+use getrandom::SysRng;
+use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey};
+use rsa::traits::PublicKeyParts;
+use rsa::{BoxedUint, PrivateKey as RsaPrivateKey, PublicKey as RsaPublicKey};
+use spki::ObjectIdentifier;
+use std::fmt;
+use std::str::FromStr;
+use zeroize::Zeroizing;
+
+const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+
+/// Longest plaintext we accept: a 4096-bit RSA PKCS#8 is about 2.4 KiB.
+pub const MAX_PLAINTEXT: usize = 8 * 1024;
+
+/// The elliptic curves Key Vault imports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Curve {
+    P256,
+    P384,
+    P521,
+    /// secp256k1.
+    P256K,
+}
+
+impl Curve {
+    pub const ALL: [Curve; 4] = [Curve::P256, Curve::P384, Curve::P521, Curve::P256K];
+
+    /// Key Vault's name: `P-256`, `P-384`, `P-521`, `P-256K`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Curve::P256 => "P-256",
+            Curve::P384 => "P-384",
+            Curve::P521 => "P-521",
+            Curve::P256K => "P-256K",
+        }
+    }
+
+    /// The named-curve OID.
+    pub fn oid(self) -> ObjectIdentifier {
+        ObjectIdentifier::new_unwrap(match self {
+            Curve::P256 => "1.2.840.10045.3.1.7",
+            Curve::P384 => "1.3.132.0.34",
+            Curve::P521 => "1.3.132.0.35",
+            Curve::P256K => "1.3.132.0.10",
+        })
+    }
+
+    /// The named-curve OID's DER (tag, length, value), as PKCS#11's `CKA_EC_PARAMS` holds it.
+    pub fn oid_der(self) -> Vec<u8> {
+        der::Encode::to_der(&self.oid()).expect("a constant OID encodes")
+    }
+
+    /// Bytes in one coordinate (and in the private scalar).
+    pub fn coordinate_len(self) -> usize {
+        match self {
+            Curve::P256 | Curve::P256K => 32,
+            Curve::P384 => 48,
+            Curve::P521 => 66,
+        }
+    }
+
+    /// Size of the field in bits, as Key Vault reports EC key sizes.
+    pub fn bits(self) -> u32 {
+        match self {
+            Curve::P256 | Curve::P256K => 256,
+            Curve::P384 => 384,
+            Curve::P521 => 521,
+        }
+    }
+
+    /// The curve with this OID, if Key Vault supports it.
+    pub fn from_oid(oid: ObjectIdentifier) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.oid() == oid)
+    }
+}
+
+impl fmt::Display for Curve {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Curve {
+    type Err = EncodingError;
+    /// Key Vault's names, and the common aliases (`secp256r1`, `SECP256K1`, ...).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_uppercase().as_str() {
+            "P-256" | "P256" | "SECP256R1" | "PRIME256V1" => Ok(Curve::P256),
+            "P-384" | "P384" | "SECP384R1" => Ok(Curve::P384),
+            "P-521" | "P521" | "SECP521R1" => Ok(Curve::P521),
+            "P-256K" | "P256K" | "SECP256K1" => Ok(Curve::P256K),
+            _ => Err(EncodingError::UnknownCurve { name: s.into() }),
+        }
+    }
+}
+
+/// Key type families, as Key Vault's `kty` names them without `-HSM`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kty {
+    Rsa,
+    Ec,
+    Oct,
+}
+
+impl Kty {
+    /// `RSA-HSM`, `EC-HSM` or `oct-HSM`: what an HSM-protected import declares.
+    pub fn hsm_name(self) -> &'static str {
+        match self {
+            Kty::Rsa => "RSA-HSM",
+            Kty::Ec => "EC-HSM",
+            Kty::Oct => "oct-HSM",
+        }
+    }
+
+    /// Reads `RSA`, `RSA-HSM`, `EC`, `EC-HSM`, `oct`, `oct-HSM` (any case).
+    pub fn from_jwk_kty(s: &str) -> Option<Self> {
+        match s.to_ascii_uppercase().as_str() {
+            "RSA" | "RSA-HSM" => Some(Kty::Rsa),
+            "EC" | "EC-HSM" => Some(Kty::Ec),
+            "OCT" | "OCT-HSM" | "AES" => Some(Kty::Oct),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Kty {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Kty::Rsa => "RSA",
+            Kty::Ec => "EC",
+            Kty::Oct => "oct",
+        })
+    }
+}
+
+/// A key's type and size or curve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyKind {
+    Rsa { bits: u32 },
+    Ec { curve: Curve },
+    Oct { bits: u32 },
+}
+
+impl KeyKind {
+    /// Every kind Key Vault imports through BYOK (oct on Managed HSM only).
+    pub const IMPORTABLE: [KeyKind; 10] = [
+        KeyKind::Rsa { bits: 2048 },
+        KeyKind::Rsa { bits: 3072 },
+        KeyKind::Rsa { bits: 4096 },
+        KeyKind::Ec { curve: Curve::P256 },
+        KeyKind::Ec { curve: Curve::P384 },
+        KeyKind::Ec { curve: Curve::P521 },
+        KeyKind::Ec {
+            curve: Curve::P256K,
+        },
+        KeyKind::Oct { bits: 128 },
+        KeyKind::Oct { bits: 192 },
+        KeyKind::Oct { bits: 256 },
+    ];
+
+    pub fn kty(self) -> Kty {
+        match self {
+            KeyKind::Rsa { .. } => Kty::Rsa,
+            KeyKind::Ec { .. } => Kty::Ec,
+            KeyKind::Oct { .. } => Kty::Oct,
+        }
+    }
+
+    /// Checks that Key Vault imports this kind, naming what is allowed if not.
+    pub fn check_importable(self) -> Result<Self, EncodingError> {
+        if Self::IMPORTABLE.contains(&self) {
+            Ok(self)
+        } else {
+            Err(EncodingError::UnsupportedKind { kind: self })
+        }
+    }
+
+    /// The key size in bits (the field size for EC).
+    pub fn bits(self) -> u32 {
+        match self {
+            KeyKind::Rsa { bits } | KeyKind::Oct { bits } => bits,
+            KeyKind::Ec { curve } => curve.bits(),
+        }
+    }
+
+    pub fn curve(self) -> Option<Curve> {
+        match self {
+            KeyKind::Ec { curve } => Some(curve),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for KeyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyKind::Rsa { bits } => write!(f, "RSA {bits}"),
+            KeyKind::Ec { curve } => write!(f, "EC {curve}"),
+            KeyKind::Oct { bits } => write!(f, "AES {bits}"),
+        }
+    }
+}
+
+/// Why a target key's encoding was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EncodingError {
+    #[error("`{name}` is not a curve Key Vault supports: use P-256, P-384, P-521 or P-256K")]
+    UnknownCurve { name: String },
+    #[error(
+        "{kind} keys cannot be imported: Key Vault takes RSA 2048/3072/4096, EC P-256/P-384/P-521/P-256K \
+         and AES 128/192/256 (Managed HSM only)"
+    )]
+    UnsupportedKind { kind: KeyKind },
+    #[error("the key is not a valid PKCS#8 PrivateKeyInfo ({reason})")]
+    Pkcs8 { reason: String },
+    #[error("the key was declared {declared} but the plaintext holds {found}")]
+    KindMismatch { declared: String, found: String },
+    #[error("the EC key names curve {oid}, which Key Vault does not support")]
+    UnsupportedCurveOid { oid: String },
+    #[error("an AES key is 16, 24 or 32 bytes; this one is {len}")]
+    BadAesLength { len: usize },
+    #[error("the key material is {len} bytes; the limit is {MAX_PLAINTEXT}")]
+    TooLarge { len: usize },
+    #[error("the public key is not valid ({reason})")]
+    PublicKey { reason: String },
+    #[error("the key could not be generated ({reason})")]
+    Generate { reason: String },
+}
+
+fn pkcs8_err(e: impl fmt::Display) -> EncodingError {
+    EncodingError::Pkcs8 {
+        reason: e.to_string(),
+    }
+}
+
+fn public_err(e: impl fmt::Display) -> EncodingError {
+    EncodingError::PublicKey {
+        reason: e.to_string(),
+    }
+}
+
+/// Runs `$body` with `$C` bound to the RustCrypto curve type for `$curve`.
+macro_rules! with_curve {
+    ($curve:expr, $C:ident => $body:expr) => {
+        match $curve {
+            Curve::P256 => {
+                type $C = p256::NistP256;
+                $body
+            }
+            Curve::P384 => {
+                type $C = p384::NistP384;
+                $body
+            }
+            Curve::P521 => {
+                type $C = p521::NistP521;
+                $body
+            }
+            Curve::P256K => {
+                type $C = k256::Secp256k1;
+                $body
+            }
+        }
+    };
+}
+
+/// A target key's plaintext, validated, with its kind and (RSA, EC) public key.
+///
+/// The plaintext is zeroized when this value is dropped.
+pub struct TargetKey {
+    kind: KeyKind,
+    plaintext: Zeroizing<Vec<u8>>,
+    public: Option<TargetPublicKey>,
+}
+
+impl fmt::Debug for TargetKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TargetKey")
+            .field("kind", &self.kind)
+            .field("plaintext", &"<redacted>")
+            .finish()
+    }
+}
+
+impl TargetKey {
+    /// Reads an unwrapped plaintext as the key type the importer declared.
+    pub fn from_plaintext(kty: Kty, plaintext: &[u8]) -> Result<Self, EncodingError> {
+        if plaintext.len() > MAX_PLAINTEXT {
+            return Err(EncodingError::TooLarge {
+                len: plaintext.len(),
+            });
+        }
+        match kty {
+            Kty::Oct => Self::from_aes_bytes(plaintext),
+            Kty::Rsa | Kty::Ec => {
+                let key = Self::from_pkcs8_der(plaintext)?;
+                if key.kind.kty() != kty {
+                    return Err(EncodingError::KindMismatch {
+                        declared: kty.hsm_name().into(),
+                        found: key.kind.to_string(),
+                    });
+                }
+                Ok(key)
+            }
+        }
+    }
+
+    /// Reads a PKCS#8 `PrivateKeyInfo` holding an RSA or EC key.
+    pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, EncodingError> {
+        let info = pkcs8::PrivateKeyInfoRef::from_der(der).map_err(pkcs8_err)?;
+        let oid = info.algorithm.oid;
+        let (kind, spki_der) = if oid == RSA_ENCRYPTION {
+            let key = RsaPrivateKey::from_pkcs8_der(der).map_err(pkcs8_err)?;
+            let bits = key.n().bit_width();
+            let spki = key.to_public_key().to_public_key_der().map_err(pkcs8_err)?;
+            (KeyKind::Rsa { bits }, spki.into_vec())
+        } else if oid == EC_PUBLIC_KEY {
+            let curve_oid = info.algorithm.parameters_oid().map_err(pkcs8_err)?;
+            let curve = Curve::from_oid(curve_oid).ok_or(EncodingError::UnsupportedCurveOid {
+                oid: curve_oid.to_string(),
+            })?;
+            let spki = with_curve!(curve, C => {
+                let secret = elliptic_curve::SecretKey::<C>::from_pkcs8_der(der).map_err(pkcs8_err)?;
+                secret.public_key().to_public_key_der().map_err(pkcs8_err)?
+            });
+            (KeyKind::Ec { curve }, spki.into_vec())
+        } else {
+            return Err(EncodingError::KindMismatch {
+                declared: "an RSA or EC private key".into(),
+                found: algorithm_name(oid),
+            });
+        };
+        Ok(Self {
+            kind,
+            plaintext: Zeroizing::new(der.to_vec()),
+            public: Some(TargetPublicKey { kind, spki_der }),
+        })
+    }
+
+    /// Takes raw AES key bytes (16, 24 or 32).
+    pub fn from_aes_bytes(bytes: &[u8]) -> Result<Self, EncodingError> {
+        if ![16, 24, 32].contains(&bytes.len()) {
+            return Err(EncodingError::BadAesLength { len: bytes.len() });
+        }
+        Ok(Self {
+            kind: KeyKind::Oct {
+                bits: bytes.len() as u32 * 8,
+            },
+            plaintext: Zeroizing::new(bytes.to_vec()),
+            public: None,
+        })
+    }
+
+    /// Generates a fresh key of an importable kind in software (for the emulator and tests;
+    /// a real ceremony generates the key inside the HSM).
+    pub fn generate(kind: KeyKind) -> Result<Self, EncodingError> {
+        let kind = kind.check_importable()?;
+        let gen_err = |e: &dyn fmt::Display| EncodingError::Generate {
+            reason: e.to_string(),
+        };
+        match kind {
+            KeyKind::Rsa { bits } => {
+                let key =
+                    RsaPrivateKey::new(&mut SysRng, bits as usize).map_err(|e| gen_err(&e))?;
+                let der = key.to_pkcs8_der().map_err(|e| gen_err(&e))?;
+                Self::from_pkcs8_der(der.as_bytes())
+            }
+            KeyKind::Ec { curve } => {
+                let der = with_curve!(curve, C => {
+                    use rsa::rand_core::UnwrapErr;
+                    let secret = <elliptic_curve::SecretKey<C> as elliptic_curve::Generate>::generate_from_rng(
+                        &mut UnwrapErr(SysRng),
+                    );
+                    secret.to_pkcs8_der().map_err(|e| gen_err(&e))?
+                });
+                Self::from_pkcs8_der(der.as_bytes())
+            }
+            KeyKind::Oct { bits } => {
+                let mut bytes = Zeroizing::new(vec![0u8; bits as usize / 8]);
+                getrandom::fill(&mut bytes).map_err(|e| gen_err(&e))?;
+                Self::from_aes_bytes(&bytes)
+            }
+        }
+    }
+
+    pub fn kind(&self) -> KeyKind {
+        self.kind
+    }
+
+    /// The bytes that go inside the wrap: PKCS#8 DER or raw AES bytes.
+    pub fn plaintext(&self) -> &[u8] {
+        &self.plaintext
+    }
+
+    /// The public key of an RSA or EC key; `None` for AES.
+    pub fn public_key(&self) -> Option<&TargetPublicKey> {
+        self.public.as_ref()
+    }
+}
+
+/// The public half of an RSA or EC key, as SubjectPublicKeyInfo DER.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TargetPublicKey {
+    kind: KeyKind,
+    spki_der: Vec<u8>,
+}
+
+impl fmt::Debug for TargetPublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TargetPublicKey({}, {})", self.kind, self.fingerprint())
+    }
+}
+
+impl TargetPublicKey {
+    /// Reads an RSA or EC SubjectPublicKeyInfo, checking the key is well formed.
+    pub fn from_spki_der(der: &[u8]) -> Result<Self, EncodingError> {
+        let info = spki::SubjectPublicKeyInfoRef::from_der(der).map_err(public_err)?;
+        let oid = info.algorithm.oid;
+        let kind = if oid == RSA_ENCRYPTION {
+            let key = <RsaPublicKey as rsa::pkcs8::DecodePublicKey>::from_public_key_der(der)
+                .map_err(public_err)?;
+            KeyKind::Rsa {
+                bits: key.n().bit_width(),
+            }
+        } else if oid == EC_PUBLIC_KEY {
+            let curve_oid = info.algorithm.parameters_oid().map_err(public_err)?;
+            let curve = Curve::from_oid(curve_oid).ok_or(EncodingError::UnsupportedCurveOid {
+                oid: curve_oid.to_string(),
+            })?;
+            with_curve!(curve, C => {
+                <elliptic_curve::PublicKey<C> as spki::DecodePublicKey>::from_public_key_der(der)
+                    .map_err(public_err)?;
+            });
+            KeyKind::Ec { curve }
+        } else {
+            return Err(EncodingError::PublicKey {
+                reason: format!("{} keys are not RSA or EC", algorithm_name(oid)),
+            });
+        };
+        Ok(Self {
+            kind,
+            spki_der: der.to_vec(),
+        })
+    }
+
+    /// Reads `-----BEGIN PUBLIC KEY-----` PEM.
+    pub fn from_pem(pem: &str) -> Result<Self, EncodingError> {
+        let start = pem.find("-----BEGIN ").unwrap_or(0);
+        let (label, der) = pem_rfc7468_decode(&pem[start..]).map_err(public_err)?;
+        if label != "PUBLIC KEY" {
+            return Err(EncodingError::PublicKey {
+                reason: format!("the PEM block is `{label}`, expected `PUBLIC KEY`"),
+            });
+        }
+        Self::from_spki_der(&der)
+    }
+
+    /// Builds the SPKI of an RSA key from big-endian `n` and `e`.
+    pub fn from_rsa_components(n: &[u8], e: &[u8]) -> Result<Self, EncodingError> {
+        let n = strip_leading_zeros(n);
+        let e = strip_leading_zeros(e);
+        if n.is_empty() || e.is_empty() || e.len() > 8 {
+            return Err(EncodingError::PublicKey {
+                reason: "empty modulus or exponent, or exponent over 64 bits".into(),
+            });
+        }
+        let n = BoxedUint::from_be_slice(n, n.len() as u32 * 8).map_err(public_err)?;
+        let e = BoxedUint::from_be_slice(e, 64).map_err(public_err)?;
+        let key = RsaPublicKey::new(n, e).map_err(public_err)?;
+        Self::from_spki_der(key.to_public_key_der().map_err(public_err)?.as_bytes())
+    }
+
+    /// Builds the SPKI of an EC key from its affine coordinates (left-padded if short).
+    pub fn from_ec_coordinates(curve: Curve, x: &[u8], y: &[u8]) -> Result<Self, EncodingError> {
+        let len = curve.coordinate_len();
+        let (x, y) = (strip_leading_zeros(x), strip_leading_zeros(y));
+        if x.len() > len || y.len() > len {
+            return Err(EncodingError::PublicKey {
+                reason: format!("a {curve} coordinate is at most {len} bytes"),
+            });
+        }
+        let mut sec1 = vec![0u8; 1 + 2 * len];
+        sec1[0] = 0x04;
+        sec1[1 + len - x.len()..1 + len].copy_from_slice(x);
+        sec1[1 + 2 * len - y.len()..].copy_from_slice(y);
+        let der = with_curve!(curve, C => {
+            let key = elliptic_curve::PublicKey::<C>::from_sec1_bytes(&sec1).map_err(public_err)?;
+            key.to_public_key_der().map_err(public_err)?
+        });
+        Self::from_spki_der(der.as_bytes())
+    }
+
+    /// RSA `(n, e)` big-endian without leading zeros, or EC `(x, y)` at full coordinate length.
+    pub fn components(&self) -> (Vec<u8>, Vec<u8>) {
+        match self.kind {
+            KeyKind::Rsa { .. } => {
+                let key = <RsaPublicKey as rsa::pkcs8::DecodePublicKey>::from_public_key_der(
+                    &self.spki_der,
+                )
+                .expect("checked when built");
+                (
+                    key.n_bytes().into_vec(),
+                    strip_leading_zeros(&key.e_bytes()).to_vec(),
+                )
+            }
+            KeyKind::Ec { curve } => {
+                let info = spki::SubjectPublicKeyInfoRef::from_der(&self.spki_der)
+                    .expect("checked when built");
+                let point = info.subject_public_key.raw_bytes();
+                let len = curve.coordinate_len();
+                (point[1..1 + len].to_vec(), point[1 + len..].to_vec())
+            }
+            KeyKind::Oct { .. } => unreachable!("AES keys have no public key"),
+        }
+    }
+
+    pub fn kind(&self) -> KeyKind {
+        self.kind
+    }
+
+    pub fn spki_der(&self) -> &[u8] {
+        &self.spki_der
+    }
+
+    /// SHA-256 of the SPKI DER.
+    pub fn fingerprint(&self) -> Fingerprint {
+        Fingerprint::of_spki_der(&self.spki_der)
+    }
+
+    /// `-----BEGIN PUBLIC KEY-----` PEM with LF line endings.
+    pub fn to_pem(&self) -> String {
+        pem_encode("PUBLIC KEY", &self.spki_der)
+    }
+}
