@@ -1,0 +1,319 @@
+//! The commands of `byok-offline`, each returning a report the binary prints as text or JSON.
+
+use crate::error::{OfflineError, Result};
+use crate::keys::{self, GenerateSpec, KeyObject, KeyOp, Target};
+use crate::output;
+use crate::package::{self, PackageReport};
+use crate::pin::PinSource;
+use crate::raw::RawModule;
+use crate::token::{Module, TokenIdentity, TokenSelector, TokenSession};
+use crate::wrap_path::{self, Capabilities, WrapChoice};
+use byok_core::target::{Curve, KeyKind};
+use byok_core::{KekPublicKey, KekTransfer, KeyId, KeyTransferPackage};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// How to reach the token.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub module: Option<PathBuf>,
+    pub token: TokenSelector,
+    pub pin: PinSource,
+}
+
+impl Connection {
+    fn module(&self) -> Result<(Module, RawModule)> {
+        let path = self.module.as_deref().ok_or(OfflineError::NoModule)?;
+        let module = Module::load(path)?;
+        let raw = RawModule::open(path)?;
+        Ok((module, raw))
+    }
+
+    fn open(&self) -> Result<(Module, RawModule, TokenSession)> {
+        let (module, raw) = self.module()?;
+        let session = module.open(&self.token, &self.pin)?;
+        Ok((module, raw, session))
+    }
+}
+
+/// One token and its verdict on BYOK.
+#[derive(Debug, Serialize)]
+pub struct TokenReport {
+    #[serde(flatten)]
+    pub identity: TokenIdentity,
+    pub capabilities: Capabilities,
+    /// The path `--wrap-mechanism auto` takes, or why BYOK is not possible.
+    pub byok: String,
+    pub byok_possible: bool,
+}
+
+pub fn tokens(conn: &Connection) -> Result<Vec<TokenReport>> {
+    let (module, raw) = conn.module()?;
+    let mut out = Vec::new();
+    for (slot, identity) in module.tokens()? {
+        let capabilities = wrap_path::capabilities(&raw, slot.id())?;
+        let (byok, byok_possible) = match capabilities.verdict() {
+            Ok(wrap_path::WrapPath::TwoStep(wrap_path::KwpMechanism::Pad)) => (
+                "two-step with CKM_AES_KEY_WRAP_PAD (0x210A) if its RFC 5649 self-test passes \
+                 (it runs before each package)"
+                    .to_string(),
+                true,
+            ),
+            Ok(path) => (path.to_string(), true),
+            Err(reason) => (format!("not possible: {reason}"), false),
+        };
+        out.push(TokenReport {
+            identity,
+            capabilities,
+            byok,
+            byok_possible,
+        });
+    }
+    Ok(out)
+}
+
+pub fn list_keys(conn: &Connection) -> Result<Vec<KeyObject>> {
+    let (_module, _raw, session) = conn.open()?;
+    keys::list_keys(&session)
+}
+
+/// What to generate, as the CLI takes it.
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    pub kty: String,
+    pub size: Option<u32>,
+    pub curve: Option<String>,
+    pub label: String,
+    pub id_hex: Option<String>,
+    pub ops: Option<String>,
+    pub public_key_out: Option<PathBuf>,
+}
+
+impl GenerateOptions {
+    fn kind(&self) -> Result<KeyKind> {
+        let kind = match self.kty.to_ascii_uppercase().as_str() {
+            "RSA" => KeyKind::Rsa {
+                bits: self.size.unwrap_or(3072),
+            },
+            "EC" => KeyKind::Ec {
+                curve: self.curve.as_deref().unwrap_or("P-256").parse::<Curve>()?,
+            },
+            "OCT" | "AES" => KeyKind::Oct {
+                bits: self.size.unwrap_or(256),
+            },
+            other => {
+                return Err(OfflineError::Usage(format!(
+                    "unknown --kty `{other}`: use RSA, EC or oct"
+                )));
+            }
+        };
+        Ok(kind.check_importable()?)
+    }
+
+    fn spec(&self) -> Result<GenerateSpec> {
+        let kind = self.kind()?;
+        let ops = match &self.ops {
+            None => KeyOp::defaults(kind),
+            Some(list) => list
+                .split(',')
+                .map(|s| KeyOp::parse(s.trim()))
+                .collect::<Result<_>>()?,
+        };
+        Ok(GenerateSpec {
+            kind,
+            label: self.label.clone(),
+            id: parse_id(self.id_hex.as_deref())?.unwrap_or_default(),
+            ops,
+        })
+    }
+
+    fn public_key_path(&self) -> PathBuf {
+        self.public_key_out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("{}.public.pem", self.label)))
+    }
+}
+
+/// Reads a `CKA_ID` given as hex.
+pub fn parse_id(hex_id: Option<&str>) -> Result<Option<Vec<u8>>> {
+    hex_id
+        .map(|h| {
+            hex::decode(h.trim())
+                .ok()
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| OfflineError::BadId(h.into()))
+        })
+        .transpose()
+}
+
+/// What `generate` made.
+#[derive(Debug, Serialize)]
+pub struct GenerateReport {
+    pub label: String,
+    pub id: String,
+    pub kind: String,
+    pub public_key: Option<PathBuf>,
+    pub public_key_sha256: Option<String>,
+    pub token: String,
+}
+
+fn generate_in(session: &TokenSession, opts: &GenerateOptions) -> Result<(Target, GenerateReport)> {
+    let spec = opts.spec()?;
+    let pem_path = match spec.kind {
+        KeyKind::Oct { .. } => None,
+        _ => Some(opts.public_key_path()),
+    };
+    if let Some(p) = &pem_path {
+        output::ensure_absent(&[p])?;
+    }
+    let target = keys::generate(session, &spec)?;
+    if let (Some(path), Some(public)) = (&pem_path, &target.public_key) {
+        output::write_new(path, public.to_pem().as_bytes())?;
+    }
+    let report = GenerateReport {
+        label: target.label.clone(),
+        id: hex::encode(&target.id),
+        kind: target.kind.to_string(),
+        public_key: pem_path,
+        public_key_sha256: target.public_key.as_ref().map(|k| k.fingerprint().to_hex()),
+        token: session.identity.label.clone(),
+    };
+    Ok((target, report))
+}
+
+pub fn generate(conn: &Connection, opts: &GenerateOptions) -> Result<GenerateReport> {
+    let (_module, _raw, session) = conn.open()?;
+    Ok(generate_in(&session, opts)?.1)
+}
+
+/// Where the KEK comes from.
+#[derive(Debug, Clone)]
+pub enum KekSource {
+    TransferFile(PathBuf),
+    PemAndKid { pem: PathBuf, kid: String },
+}
+
+impl KekSource {
+    pub fn load(&self) -> Result<KekTransfer> {
+        match self {
+            KekSource::TransferFile(path) => Ok(KekTransfer::parse(&read_text(path)?)?),
+            KekSource::PemAndKid { pem, kid } => {
+                let key = KekPublicKey::from_pem(&read_text(pem)?)?;
+                Ok(KekTransfer::new(KeyId::parse_versioned(kid)?, key)?)
+            }
+        }
+    }
+}
+
+fn read_text(path: &Path) -> Result<String> {
+    let meta = std::fs::metadata(path).map_err(|e| OfflineError::Read {
+        path: path.into(),
+        reason: e.to_string(),
+    })?;
+    if meta.len() > 1024 * 1024 {
+        return Err(OfflineError::Read {
+            path: path.into(),
+            reason: format!("{} bytes is far too large for this file", meta.len()),
+        });
+    }
+    std::fs::read_to_string(path).map_err(|e| OfflineError::Read {
+        path: path.into(),
+        reason: e.to_string(),
+    })
+}
+
+/// What to package.
+#[derive(Debug, Clone)]
+pub struct PackageOptions {
+    pub kek: KekSource,
+    pub label: Option<String>,
+    pub id_hex: Option<String>,
+    /// Generate the target first, with these options.
+    pub generate: Option<GenerateOptions>,
+    pub out: Option<PathBuf>,
+    pub wrap: WrapChoice,
+    /// Accept SoftHSM 2.6.1's zero-padding 0x210A (rehearsals only).
+    pub allow_zero_padded_kwp: bool,
+}
+
+/// `package` (optionally with `--generate`): the KEK is read and checked before the token is
+/// touched, and the output paths are checked before any key is made.
+pub fn package(
+    conn: &Connection,
+    opts: &PackageOptions,
+) -> Result<(Option<GenerateReport>, PackageReport)> {
+    let kek = opts.kek.load()?;
+    let label_for_name = opts
+        .generate
+        .as_ref()
+        .map(|g| g.label.clone())
+        .or_else(|| opts.label.clone())
+        .or_else(|| opts.id_hex.clone())
+        .ok_or_else(|| OfflineError::Usage("name the target key with --label or --id".into()))?;
+    let out = opts
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("KeyTransferPackage-{label_for_name}.byok")));
+    output::ensure_absent(&[&out, &package::sidecar_path(&out)])?;
+    let (_module, raw, session) = conn.open()?;
+    let path = wrap_path::choose(&session, &raw, opts.wrap, opts.allow_zero_padded_kwp)?;
+    let (target, generated) = match &opts.generate {
+        Some(g) => {
+            let (target, report) = generate_in(&session, g)?;
+            (target, Some(report))
+        }
+        None => {
+            let id = parse_id(opts.id_hex.as_deref())?;
+            (
+                keys::find_target(&session, opts.label.as_deref(), id.as_deref())?,
+                None,
+            )
+        }
+    };
+    let report = package::package(&session, &raw, &kek, &target, path, &out)?;
+    Ok((generated, report))
+}
+
+/// What `inspect` shows of a `.byok`; no key is needed.
+#[derive(Debug, Serialize)]
+pub struct InspectReport {
+    pub file: PathBuf,
+    pub schema_version: &'static str,
+    pub alg: &'static str,
+    pub enc: &'static str,
+    pub kid: String,
+    pub vault: String,
+    pub kek_name: String,
+    pub kek_version: String,
+    pub ciphertext_bytes: usize,
+    pub fits_kek_bits: Vec<usize>,
+    pub generator: String,
+    pub sha256: String,
+}
+
+pub fn inspect(file: &Path) -> Result<InspectReport> {
+    let bytes = std::fs::read(file).map_err(|e| OfflineError::Read {
+        path: file.into(),
+        reason: e.to_string(),
+    })?;
+    let package = KeyTransferPackage::parse(&bytes)?;
+    let kid = package.kid();
+    Ok(InspectReport {
+        file: file.into(),
+        schema_version: byok_core::package::SCHEMA_VERSION,
+        alg: byok_core::package::ALG,
+        enc: byok_core::package::ENC,
+        kid: kid.to_string(),
+        vault: kid.vault().to_string(),
+        kek_name: kid.name().into(),
+        kek_version: kid.version().unwrap_or_default().into(),
+        ciphertext_bytes: package.ciphertext().len(),
+        fits_kek_bits: package
+            .fitting_modulus_lens()
+            .iter()
+            .map(|m| m * 8)
+            .collect(),
+        generator: package.generator().into(),
+        sha256: byok_core::Fingerprint::of_bytes(&bytes).to_hex(),
+    })
+}

@@ -1,0 +1,154 @@
+//! Errors of the offline half, written for the operator at the HSM.
+
+use cryptoki::error::{Error as CkError, RvError};
+use std::path::PathBuf;
+
+/// Everything that can stop `byok-offline`. No variant carries a PIN or key bytes.
+#[derive(Debug, thiserror::Error)]
+pub enum OfflineError {
+    #[error(
+        "no PKCS#11 module given: pass --module PATH or set PKCS11_MODULE \
+         (SoftHSM on Debian: /usr/lib/softhsm/libsofthsm2.so)"
+    )]
+    NoModule,
+    #[error(
+        "cannot load the PKCS#11 module `{path}`: {reason}. Check the path and that it is the vendor's PKCS#11 library for this machine"
+    )]
+    ModuleLoad { path: PathBuf, reason: String },
+    #[error("the PKCS#11 module failed to initialise: {0}")]
+    ModuleInit(String),
+    #[error(
+        "no token labelled `{label}`; tokens present: {present}. Pick one with --token LABEL or --slot ID"
+    )]
+    UnknownToken { label: String, present: String },
+    #[error("no slot {slot} with a token; slots with tokens: {present}")]
+    UnknownSlot { slot: u64, present: String },
+    #[error("more than one token is present ({present}); pick one with --token LABEL or --slot ID")]
+    AmbiguousToken { present: String },
+    #[error(
+        "no initialised token is present in this module; initialise one with the vendor's tools"
+    )]
+    NoToken,
+    #[error(
+        "the PIN was refused by token `{token}` (CKR_PIN_INCORRECT); check it and try again (repeated failures lock the token)"
+    )]
+    WrongPin { token: String },
+    #[error(
+        "token `{token}` is locked (CKR_PIN_LOCKED) after too many wrong PINs; the security officer must unlock or reset it"
+    )]
+    PinLocked { token: String },
+    #[error("token `{token}` has no user PIN set yet; the security officer must initialise it")]
+    PinNotInitialised { token: String },
+    #[error(
+        "no PIN: set {var} (or pass --pin-env VAR or --pin-file PATH), or run on a terminal to be prompted"
+    )]
+    NoPin { var: String },
+    #[error("cannot read the PIN file `{path}`: {reason}")]
+    PinFile { path: PathBuf, reason: String },
+    #[error("the PIN from {source_name} is empty")]
+    EmptyPin { source_name: String },
+    #[error("no key labelled `{0}` on the token; list keys with `byok-offline keys`")]
+    NoSuchLabel(String),
+    #[error("no key with id {0} on the token; list keys with `byok-offline keys`")]
+    NoSuchId(String),
+    #[error("{count} private or secret keys match {what}; name the key by --id instead")]
+    AmbiguousKey { what: String, count: usize },
+    #[error("a key labelled `{0}` already exists on the token; choose another --label")]
+    LabelInUse(String),
+    #[error(
+        "key `{0}` is not extractable (CKA_EXTRACTABLE=false), so the HSM will not wrap it; BYOK needs a \
+         key generated with CKA_EXTRACTABLE=true (as `byok-offline generate` does)"
+    )]
+    NotExtractable(String),
+    #[error(
+        "key `{0}` is not sensitive (CKA_SENSITIVE=false): its value can be read in the clear from the \
+         token, so it may already exist outside the HSM; refusing to package it"
+    )]
+    NotSensitive(String),
+    #[error("key `{label}` is {found}, which Key Vault does not import: {reason}")]
+    UnsupportedTarget {
+        label: String,
+        found: String,
+        reason: String,
+    },
+    #[error("invalid --id `{0}`: give the CKA_ID as hex digits, as `byok-offline keys` prints it")]
+    BadId(String),
+    #[error("{0}")]
+    Usage(String),
+    #[error("the token cannot do a BYOK wrap: {0}")]
+    NoWrapPath(String),
+    #[error(
+        "--wrap-mechanism native: the token does not offer CKM_RSA_AES_KEY_WRAP; use --wrap-mechanism auto or two-step"
+    )]
+    NativeUnavailable,
+    #[error(
+        "the token's CKM_AES_KEY_WRAP_PAD (0x210A) failed the RFC 5649 known-answer test (it likely means PKCS#7 \
+         padding + RFC 3394 here), and the token lacks CKM_AES_KEY_WRAP_KWP (0x210B): it cannot make a .byok"
+    )]
+    KwpSelfTestFailed,
+    #[error(
+        "the token's CKM_AES_KEY_WRAP_PAD (0x210A) zero-pads its input to a multiple of 8 bytes before \
+         RFC 5649 (SoftHSM 2.6.1 does this), so an RSA or EC key would unwrap with up to 7 trailing zero \
+         bytes that Azure may refuse; the token lacks CKM_AES_KEY_WRAP_KWP (0x210B). For a rehearsal on \
+         SoftHSM pass --allow-zero-padded-kwp; for a real ceremony use an HSM with CKM_RSA_AES_KEY_WRAP \
+         or CKM_AES_KEY_WRAP_KWP"
+    )]
+    KwpZeroPadded,
+    #[error("the package the HSM produced failed its own check: {0}")]
+    BadResult(String),
+    #[error(
+        "{path} already exists; this tool never overwrites a file: move it away or pass another --out"
+    )]
+    OutputExists { path: PathBuf },
+    #[error("cannot write {path}: {reason}")]
+    Write { path: PathBuf, reason: String },
+    #[error("cannot read {path}: {reason}")]
+    Read { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Kek(#[from] byok_core::kek::KekError),
+    #[error(transparent)]
+    Transfer(#[from] byok_core::transfer::TransferError),
+    #[error(transparent)]
+    Kid(#[from] byok_core::kid::KidError),
+    #[error(transparent)]
+    Package(#[from] byok_core::package::PackageError),
+    #[error(transparent)]
+    Encoding(#[from] byok_core::target::EncodingError),
+    #[error("PKCS#11 {function} failed: {rv}{hint}")]
+    Pkcs11 {
+        function: String,
+        rv: String,
+        hint: &'static str,
+    },
+    #[error("PKCS#11: {0}")]
+    Cryptoki(String),
+}
+
+impl From<CkError> for OfflineError {
+    fn from(err: CkError) -> Self {
+        match err {
+            CkError::Pkcs11(rv, function) => OfflineError::Pkcs11 {
+                function: format!("{function:?}"),
+                hint: hint(rv),
+                rv: format!("{rv}"),
+            },
+            other => OfflineError::Cryptoki(other.to_string()),
+        }
+    }
+}
+
+fn hint(rv: RvError) -> &'static str {
+    match rv {
+        RvError::KeyUnextractable => " (the key is not extractable)",
+        RvError::KeyNotWrappable => " (the token will not wrap this key type with this mechanism)",
+        RvError::MechanismInvalid => " (the token does not offer this mechanism)",
+        RvError::UserNotLoggedIn => " (log in first: the PIN was not accepted)",
+        RvError::TemplateInconsistent | RvError::TemplateIncomplete => {
+            " (the token refused the key template; see docs/ceremony.md for vendor quirks)"
+        }
+        _ => "",
+    }
+}
+
+/// Shorthand for results in this crate.
+pub type Result<T, E = OfflineError> = std::result::Result<T, E>;

@@ -1,0 +1,198 @@
+//! Making the `.byok`: the wrap inside the HSM, the checks on its result, and the files.
+
+use crate::error::{OfflineError, Result};
+use crate::keys::Target;
+use crate::output;
+use crate::raw::RawModule;
+use crate::token::{SessionObject, TokenSession};
+use crate::wrap_path::{KwpMechanism, WrapPath};
+use byok_core::package::Generator;
+use byok_core::sidecar::{self, Sidecar, Source};
+use byok_core::target::KeyKind;
+use byok_core::{Fingerprint, KekTransfer, KeyTransferPackage};
+use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsOaepParams, PkcsOaepSource};
+use cryptoki::mechanism::{Mechanism, MechanismType};
+use cryptoki::object::{Attribute, KeyType, ObjectClass};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// What `package` made.
+#[derive(Debug, Clone, Serialize)]
+pub struct PackageReport {
+    pub byok: PathBuf,
+    pub sidecar: PathBuf,
+    pub kek_kid: String,
+    pub kek_sha256: String,
+    pub wrap_path: String,
+    pub target_label: String,
+    pub target_id: String,
+    pub target_kind: String,
+    pub target_public_key_sha256: Option<String>,
+    pub byok_sha256: String,
+}
+
+/// The sidecar path for a `.byok` path: `X.byok` → `X.byok.sidecar.json`.
+pub fn sidecar_path(byok: &Path) -> PathBuf {
+    let mut name = byok.as_os_str().to_owned();
+    name.push(sidecar::SUFFIX);
+    PathBuf::from(name)
+}
+
+/// Wraps the target under the KEK inside the token. Every session object made here (the
+/// imported KEK, the one-time AES key) is destroyed on every path.
+pub fn wrap_in_token(
+    token: &TokenSession,
+    raw: &RawModule,
+    kek: &KekTransfer,
+    target: &Target,
+    path: WrapPath,
+) -> Result<Vec<u8>> {
+    let session = &token.session;
+    let kek_object = SessionObject::new(
+        session,
+        session.create_object(&[
+            Attribute::Class(ObjectClass::PUBLIC_KEY),
+            Attribute::KeyType(KeyType::RSA),
+            Attribute::Token(false),
+            Attribute::Private(false),
+            Attribute::Modulus(kek.key.n_bytes()),
+            Attribute::PublicExponent(kek.key.e_bytes()),
+            Attribute::Wrap(true),
+            Attribute::Label(b"byok-kek-session".to_vec()),
+        ])?,
+    );
+    let ciphertext = match path {
+        WrapPath::Native => raw.wrap_rsa_aes(
+            session.handle(),
+            kek_object.handle().handle(),
+            target.private.handle(),
+        )?,
+        WrapPath::TwoStep(kwp) => {
+            let aes = SessionObject::new(
+                session,
+                session.generate_key(
+                    &Mechanism::AesKeyGen,
+                    &[
+                        Attribute::Class(ObjectClass::SECRET_KEY),
+                        Attribute::KeyType(KeyType::AES),
+                        Attribute::Token(false),
+                        Attribute::Private(true),
+                        Attribute::Sensitive(true),
+                        Attribute::Extractable(true),
+                        Attribute::ValueLen(32.into()),
+                        Attribute::Wrap(true),
+                        Attribute::Label(b"byok-aes-session".to_vec()),
+                    ],
+                )?,
+            );
+            let kwp_part = match kwp {
+                KwpMechanism::Kwp => raw.wrap_kwp(
+                    session.handle(),
+                    aes.handle().handle(),
+                    target.private.handle(),
+                )?,
+                KwpMechanism::Pad | KwpMechanism::PadZeroPadded => {
+                    session.wrap_key(&Mechanism::AesKeyWrapPad, aes.handle(), target.private)?
+                }
+            };
+            let oaep = PkcsOaepParams::new(
+                MechanismType::SHA1,
+                PkcsMgfType::MGF1_SHA1,
+                PkcsOaepSource::empty(),
+            );
+            let mut out = session.wrap_key(
+                &Mechanism::RsaPkcsOaep(oaep),
+                kek_object.handle(),
+                aes.handle(),
+            )?;
+            aes.destroy()?;
+            if out.len() != kek.key.modulus_len() {
+                return Err(OfflineError::BadResult(format!(
+                    "the RSA-OAEP part is {} bytes, expected {}",
+                    out.len(),
+                    kek.key.modulus_len()
+                )));
+            }
+            out.extend_from_slice(&kwp_part);
+            out
+        }
+    };
+    kek_object.destroy()?;
+    check_ciphertext(&ciphertext, kek, target.kind)?;
+    Ok(ciphertext)
+}
+
+/// Checks lengths and structure before anything is written.
+fn check_ciphertext(ciphertext: &[u8], kek: &KekTransfer, kind: KeyKind) -> Result<()> {
+    let modulus_len = kek.key.modulus_len();
+    byok_core::wrap::check_len(ciphertext.len(), modulus_len)
+        .map_err(|e| OfflineError::BadResult(e.to_string()))?;
+    let kwp_len = ciphertext.len() - modulus_len;
+    let plausible = match kind {
+        KeyKind::Oct { bits } => kwp_len == bits as usize / 8 + 8,
+        // PKCS#8 of RSA keys: roughly 0.6 × modulus bits / 8 × 9/2; bound it loosely.
+        KeyKind::Rsa { bits } => kwp_len > bits as usize / 8 && kwp_len < bits as usize,
+        // EC PKCS#8 with or without the public key: 60..250 bytes.
+        KeyKind::Ec { .. } => (40..=260).contains(&kwp_len),
+    };
+    if !plausible {
+        return Err(OfflineError::BadResult(format!(
+            "an AES key wrap of {kwp_len} bytes does not fit a {kind} key"
+        )));
+    }
+    Ok(())
+}
+
+/// Wraps the target, then writes the `.byok` and its sidecar atomically (never overwriting).
+pub fn package(
+    token: &TokenSession,
+    raw: &RawModule,
+    kek: &KekTransfer,
+    target: &Target,
+    path: WrapPath,
+    out: &Path,
+) -> Result<PackageReport> {
+    let sidecar_out = sidecar_path(out);
+    output::ensure_absent(&[out, &sidecar_out])?;
+    let ciphertext = wrap_in_token(token, raw, kek, target, path)?;
+    let id = &token.identity;
+    let generator = Generator::this_tool(&id.manufacturer, &id.model, &id.firmware);
+    let package = KeyTransferPackage::new(kek.kid.clone(), ciphertext, &generator)?;
+    let bytes = package.to_json_bytes();
+    // Read back what we are about to write, as the service will.
+    let reread = KeyTransferPackage::parse(&bytes)?;
+    reread.check_against_kek(&kek.key)?;
+    let byok_sha256 = Fingerprint::of_bytes(&bytes);
+    let sidecar = Sidecar {
+        byok_sha256,
+        kek_kid: kek.kid.to_string(),
+        kind: target.kind,
+        public_key: target.public_key.clone(),
+        source: Source {
+            label: target.label.clone(),
+            id: hex::encode(&target.id),
+            token_label: id.label.clone(),
+            token_serial: id.serial.clone(),
+            manufacturer: id.manufacturer.clone(),
+            model: id.model.clone(),
+            firmware: id.firmware.clone(),
+        },
+    };
+    output::write_new(out, &bytes)?;
+    if let Err(e) = output::write_new(&sidecar_out, &sidecar.to_json_bytes()) {
+        let _ = std::fs::remove_file(out);
+        return Err(e);
+    }
+    Ok(PackageReport {
+        byok: out.to_path_buf(),
+        sidecar: sidecar_out,
+        kek_kid: kek.kid.to_string(),
+        kek_sha256: kek.key.fingerprint().to_hex(),
+        wrap_path: path.to_string(),
+        target_label: target.label.clone(),
+        target_id: hex::encode(&target.id),
+        target_kind: target.kind.to_string(),
+        target_public_key_sha256: target.public_key.as_ref().map(|k| k.fingerprint().to_hex()),
+        byok_sha256: byok_sha256.to_hex(),
+    })
+}

@@ -1,0 +1,228 @@
+//! The PKCS#11 module, the token, and a logged-in session on it.
+
+use crate::error::{OfflineError, Result};
+use crate::pin::PinSource;
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::object::{Attribute, ObjectHandle};
+use cryptoki::session::{Session, UserType};
+use cryptoki::slot::{Slot, TokenInfo};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// A loaded and initialised PKCS#11 module.
+pub struct Module {
+    pkcs11: Pkcs11,
+    path: PathBuf,
+}
+
+/// Which token to use.
+#[derive(Debug, Clone)]
+pub enum TokenSelector {
+    Label(String),
+    Slot(u64),
+    /// The only initialised token, if there is exactly one.
+    Only,
+}
+
+/// What a token says about itself.
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenIdentity {
+    pub slot: u64,
+    pub label: String,
+    pub manufacturer: String,
+    pub model: String,
+    pub serial: String,
+    pub firmware: String,
+    pub user_pin_locked: bool,
+}
+
+impl TokenIdentity {
+    fn from_info(slot: Slot, info: &TokenInfo) -> Self {
+        let fw = info.firmware_version();
+        Self {
+            slot: slot.id(),
+            label: info.label().trim().to_string(),
+            manufacturer: info.manufacturer_id().trim().to_string(),
+            model: info.model().trim().to_string(),
+            serial: info.serial_number().trim().to_string(),
+            firmware: format!("{}.{}", fw.major(), fw.minor()),
+            user_pin_locked: info.user_pin_locked(),
+        }
+    }
+}
+
+impl Module {
+    /// Loads the vendor's module and initialises it (once per process).
+    pub fn load(path: &Path) -> Result<Self> {
+        if !path.exists() {
+            return Err(OfflineError::ModuleLoad {
+                path: path.into(),
+                reason: "no such file".into(),
+            });
+        }
+        let pkcs11 = Pkcs11::new(path).map_err(|e| OfflineError::ModuleLoad {
+            path: path.into(),
+            reason: e.to_string(),
+        })?;
+        pkcs11
+            .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+            .map_err(|e| OfflineError::ModuleInit(e.to_string()))?;
+        Ok(Self {
+            pkcs11,
+            path: path.into(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn pkcs11(&self) -> &Pkcs11 {
+        &self.pkcs11
+    }
+
+    /// Every slot holding an initialised token, with what the token says about itself.
+    pub fn tokens(&self) -> Result<Vec<(Slot, TokenIdentity)>> {
+        let mut out = Vec::new();
+        for slot in self.pkcs11.get_slots_with_initialized_token()? {
+            let info = self.pkcs11.get_token_info(slot)?;
+            out.push((slot, TokenIdentity::from_info(slot, &info)));
+        }
+        Ok(out)
+    }
+
+    /// Finds the selected token.
+    pub fn select(&self, selector: &TokenSelector) -> Result<(Slot, TokenIdentity)> {
+        let tokens = self.tokens()?;
+        let present = || {
+            let names: Vec<String> = tokens
+                .iter()
+                .map(|(s, t)| format!("`{}` (slot {})", t.label, s.id()))
+                .collect();
+            if names.is_empty() {
+                "none".into()
+            } else {
+                names.join(", ")
+            }
+        };
+        let found = match selector {
+            TokenSelector::Label(label) => tokens
+                .iter()
+                .find(|(_, t)| &t.label == label)
+                .ok_or_else(|| OfflineError::UnknownToken {
+                    label: label.clone(),
+                    present: present(),
+                })?,
+            TokenSelector::Slot(id) => {
+                tokens.iter().find(|(s, _)| s.id() == *id).ok_or_else(|| {
+                    OfflineError::UnknownSlot {
+                        slot: *id,
+                        present: present(),
+                    }
+                })?
+            }
+            TokenSelector::Only => match tokens.as_slice() {
+                [] => return Err(OfflineError::NoToken),
+                [one] => one,
+                _ => return Err(OfflineError::AmbiguousToken { present: present() }),
+            },
+        };
+        Ok(found.clone())
+    }
+
+    /// Opens a read-write session on the selected token and logs in as the user.
+    pub fn open(&self, selector: &TokenSelector, pin: &PinSource) -> Result<TokenSession> {
+        let (slot, identity) = self.select(selector)?;
+        if identity.user_pin_locked {
+            return Err(OfflineError::PinLocked {
+                token: identity.label,
+            });
+        }
+        let pin = pin.read()?;
+        let session = self.pkcs11.open_rw_session(slot)?;
+        match session.login(UserType::User, Some(&pin)) {
+            Ok(()) => {}
+            Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
+            Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => {
+                return Err(OfflineError::WrongPin {
+                    token: identity.label,
+                });
+            }
+            Err(CkError::Pkcs11(RvError::PinLocked, _)) => {
+                return Err(OfflineError::PinLocked {
+                    token: identity.label,
+                });
+            }
+            Err(CkError::Pkcs11(RvError::UserPinNotInitialized, _)) => {
+                return Err(OfflineError::PinNotInitialised {
+                    token: identity.label,
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Ok(TokenSession {
+            session,
+            slot,
+            identity,
+            module_path: self.path.clone(),
+        })
+    }
+}
+
+/// A logged-in read-write session on one token.
+pub struct TokenSession {
+    pub session: Session,
+    pub slot: Slot,
+    pub identity: TokenIdentity,
+    pub module_path: PathBuf,
+}
+
+impl TokenSession {
+    /// Every object this session can see (token objects and session objects).
+    pub fn object_count(&self) -> Result<usize> {
+        Ok(self.session.find_objects(&[])?.len())
+    }
+
+    /// Session objects only (`CKA_TOKEN = false`): what a ceremony must leave none of.
+    pub fn session_object_count(&self) -> Result<usize> {
+        Ok(self.session.find_objects(&[Attribute::Token(false)])?.len())
+    }
+}
+
+/// A session object that is destroyed when dropped, on every path.
+pub struct SessionObject<'a> {
+    session: &'a Session,
+    handle: Option<ObjectHandle>,
+}
+
+impl<'a> SessionObject<'a> {
+    pub fn new(session: &'a Session, handle: ObjectHandle) -> Self {
+        Self {
+            session,
+            handle: Some(handle),
+        }
+    }
+
+    pub fn handle(&self) -> ObjectHandle {
+        self.handle.expect("present until destroyed")
+    }
+
+    /// Destroys the object now, reporting a failure.
+    pub fn destroy(mut self) -> Result<()> {
+        match self.handle.take() {
+            Some(h) => Ok(self.session.destroy_object(h)?),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for SessionObject<'_> {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            // On an error path there is nothing better to do than try; the session's close
+            // would destroy it as well.
+            let _ = self.session.destroy_object(h);
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! `generate` + `package` on a real SoftHSM token, every key kind, checked by unwrapping with
+//! byok-core and (for one kind) with the openssl CLI.
+
+mod common;
+
+use byok_core::sidecar::Sidecar;
+use byok_core::target::Kty;
+use byok_core::{KeyTransferPackage, TargetKey, TargetPublicKey, wrap};
+use common::{Hsm, kek_pair, ok};
+
+/// Unwraps and undoes SoftHSM 2.6.1's zero padding, asserting it is only zeros, fewer than 8,
+/// and that without it the plaintext is exactly one DER object.
+fn unwrap_plaintext(kek: &rsa::PrivateKey, package: &KeyTransferPackage, kty: Kty) -> Vec<u8> {
+    let plain = wrap::unwrap(package.ciphertext(), kek).unwrap().to_vec();
+    if kty == Kty::Oct {
+        return plain;
+    }
+    // DER SEQUENCE with a long-form or short-form length.
+    assert_eq!(plain[0], 0x30);
+    let der_len = match plain[1] {
+        n if n < 0x80 => 2 + n as usize,
+        0x81 => 3 + plain[2] as usize,
+        0x82 => 4 + ((plain[2] as usize) << 8 | plain[3] as usize),
+        other => panic!("unexpected DER length byte {other:#x}"),
+    };
+    let padding = &plain[der_len..];
+    assert!(
+        padding.len() < 8 && padding.iter().all(|b| *b == 0),
+        "{padding:?}"
+    );
+    assert_eq!((der_len + padding.len()) % 8, 0);
+    plain[..der_len].to_vec()
+}
+
+#[test]
+fn every_kind_generated_and_packaged_unwraps_to_the_hsm_key() {
+    let hsm = Hsm::new();
+    let (kek_private, kek) = kek_pair(3072);
+    let transfer = hsm.transfer_file(&kek);
+    let transfer = transfer.to_str().unwrap();
+    let kinds: [(&str, &[&str], Kty); 8] = [
+        ("rsa2048", &["--kty", "RSA", "--size", "2048"], Kty::Rsa),
+        ("rsa3072", &["--kty", "RSA", "--size", "3072"], Kty::Rsa),
+        ("rsa4096", &["--kty", "RSA", "--size", "4096"], Kty::Rsa),
+        ("p256", &["--kty", "EC", "--curve", "P-256"], Kty::Ec),
+        ("p384", &["--kty", "EC", "--curve", "P-384"], Kty::Ec),
+        ("p521", &["--kty", "EC", "--curve", "P-521"], Kty::Ec),
+        ("p256k", &["--kty", "EC", "--curve", "P-256K"], Kty::Ec),
+        ("aes256", &["--kty", "oct", "--size", "256"], Kty::Oct),
+    ];
+    for (label, spec, kty) in kinds {
+        let mut args = vec![
+            "--output",
+            "json",
+            "package",
+            "--kek",
+            transfer,
+            "--generate",
+            "--label",
+            label,
+            "--allow-zero-padded-kwp",
+        ];
+        args.extend_from_slice(spec);
+        let report = ok(&hsm.run(&args));
+        let byok_path = hsm.path(&format!("KeyTransferPackage-{label}.byok"));
+        let bytes = std::fs::read(&byok_path).unwrap();
+        let package = KeyTransferPackage::parse(&bytes).unwrap();
+        assert_eq!(package.kid().to_string(), common::KID);
+        package.check_against_kek(&kek).unwrap();
+        let sidecar = Sidecar::parse(
+            &std::fs::read(hsm.path(&format!("KeyTransferPackage-{label}.byok.sidecar.json")))
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            sidecar.byok_sha256,
+            byok_core::Fingerprint::of_bytes(&bytes)
+        );
+        assert_eq!(
+            report["package"]["byok_sha256"],
+            sidecar.byok_sha256.to_hex()
+        );
+
+        let plaintext = unwrap_plaintext(&kek_private, &package, kty);
+        let target = TargetKey::from_plaintext(kty, &plaintext).unwrap();
+        assert_eq!(target.kind(), sidecar.kind, "{label}");
+        match kty {
+            Kty::Oct => assert_eq!(plaintext.len(), 32),
+            _ => {
+                // The unwrapped private key's public half is the one the HSM reported.
+                let pem =
+                    std::fs::read_to_string(hsm.path(&format!("{label}.public.pem"))).unwrap();
+                let hsm_public = TargetPublicKey::from_pem(&pem).unwrap();
+                assert_eq!(target.public_key().unwrap(), &hsm_public, "{label}");
+                assert_eq!(sidecar.public_key.as_ref(), Some(&hsm_public));
+            }
+        }
+    }
+}
+
+#[test]
+fn inspect_shows_the_header_without_a_key() {
+    let hsm = Hsm::new();
+    let (_, kek) = kek_pair(2048);
+    let transfer = hsm.transfer_file(&kek);
+    ok(&hsm.run(&[
+        "package",
+        "--kek",
+        transfer.to_str().unwrap(),
+        "--generate",
+        "--label",
+        "k",
+        "--kty",
+        "oct",
+        "--allow-zero-padded-kwp",
+        "--out",
+        "k.byok",
+    ]));
+    // inspect needs no module, token or PIN.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_byok-offline"))
+        .args(["--output", "json", "inspect"])
+        .arg(hsm.path("k.byok"))
+        .env_remove("PKCS11_MODULE")
+        .output()
+        .unwrap();
+    let report = ok(&out);
+    assert_eq!(report["kek_name"], "KEKforBYOK");
+    assert_eq!(report["kek_version"], "0123456789abcdef0123456789abcdef");
+    assert_eq!(report["ciphertext_bytes"], 256 + 40);
+    assert_eq!(report["fits_kek_bits"], serde_json::json!([2048]));
+    assert!(report["generator"].as_str().unwrap().contains("SoftHSM"));
+}
+
+#[test]
+fn tokens_gives_the_byok_verdict() {
+    let hsm = Hsm::new();
+    let report = ok(&hsm.run(&["--output", "json", "tokens"]));
+    let token = &report[0];
+    assert_eq!(token["label"], "byok-test");
+    assert_eq!(token["manufacturer"], "SoftHSM project");
+    // Debian's SoftHSM 2.6.1: no native RSA-AES wrap and no 0x210B, but 0x210A and OAEP.
+    assert_eq!(token["capabilities"]["rsa_aes_key_wrap"], false);
+    assert_eq!(token["capabilities"]["aes_key_wrap_kwp"], false);
+    assert_eq!(token["capabilities"]["aes_key_wrap_pad"], true);
+    assert_eq!(token["byok_possible"], true);
+}
+
+#[test]
+fn without_the_flag_softhsm_is_refused_before_any_key_is_made() {
+    let hsm = Hsm::new();
+    let (_, kek) = kek_pair(2048);
+    let transfer = hsm.transfer_file(&kek);
+    let out = hsm.run(&[
+        "package",
+        "--kek",
+        transfer.to_str().unwrap(),
+        "--generate",
+        "--label",
+        "x",
+        "--kty",
+        "EC",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        common::stderr(&out).contains("--allow-zero-padded-kwp"),
+        "{}",
+        common::stderr(&out)
+    );
+    assert!(!hsm.path("KeyTransferPackage-x.byok").exists());
+    let keys = ok(&hsm.run(&["--output", "json", "keys"]));
+    assert_eq!(keys, serde_json::json!([]));
+}
