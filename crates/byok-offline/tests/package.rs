@@ -170,3 +170,91 @@ fn without_the_flag_softhsm_is_refused_before_any_key_is_made() {
     let keys = ok(&hsm.run(&["--output", "json", "keys"]));
     assert_eq!(keys, serde_json::json!([]));
 }
+
+#[test]
+fn openssl_unwraps_an_hsm_package_to_the_hsm_key() {
+    use std::process::Command;
+    let hsm = Hsm::new();
+    let (kek_private, kek) = kek_pair(2048);
+    let pem = rsa::pkcs8::EncodePrivateKey::to_pkcs8_pem(&kek_private, rsa::pkcs8::LineEnding::LF)
+        .unwrap();
+    std::fs::write(hsm.path("kek.pem"), pem.as_bytes()).unwrap();
+    let transfer = hsm.transfer_file(&kek);
+    ok(&hsm.run(&[
+        "package",
+        "--kek",
+        transfer.to_str().unwrap(),
+        "--generate",
+        "--label",
+        "r",
+        "--kty",
+        "RSA",
+        "--size",
+        "2048",
+        "--allow-zero-padded-kwp",
+        "--out",
+        "r.byok",
+    ]));
+    let package = KeyTransferPackage::parse(&std::fs::read(hsm.path("r.byok")).unwrap()).unwrap();
+    let (rsa_part, kwp_part) = package.ciphertext().split_at(256);
+    std::fs::write(hsm.path("rsa.bin"), rsa_part).unwrap();
+    std::fs::write(hsm.path("kwp.bin"), kwp_part).unwrap();
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(hsm.dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(&[
+        "pkeyutl",
+        "-decrypt",
+        "-inkey",
+        "kek.pem",
+        "-pkeyopt",
+        "rsa_padding_mode:oaep",
+        "-pkeyopt",
+        "rsa_oaep_md:sha1",
+        "-pkeyopt",
+        "rsa_mgf1_md:sha1",
+        "-in",
+        "rsa.bin",
+        "-out",
+        "aes.bin",
+    ]);
+    let aes = std::fs::read(hsm.path("aes.bin")).unwrap();
+    assert_eq!(aes.len(), 32);
+    openssl(&[
+        "enc",
+        "-d",
+        "-id-aes256-wrap-pad",
+        "-K",
+        &hex::encode(&aes),
+        "-iv",
+        "A65959A6",
+        "-in",
+        "kwp.bin",
+        "-out",
+        "plain.der",
+    ]);
+    let by_openssl = std::fs::read(hsm.path("plain.der")).unwrap();
+    let by_core = wrap::unwrap(package.ciphertext(), &kek_private).unwrap();
+    assert_eq!(by_openssl, *by_core);
+    let der = unwrap_plaintext(&kek_private, &package, Kty::Rsa);
+    std::fs::write(hsm.path("key.der"), &der).unwrap();
+    // openssl reads the PKCS#8 and derives the same public key the HSM reported.
+    openssl(&[
+        "pkey", "-inform", "DER", "-in", "key.der", "-pubout", "-out", "pub.pem",
+    ]);
+    let from_openssl =
+        TargetPublicKey::from_pem(&std::fs::read_to_string(hsm.path("pub.pem")).unwrap()).unwrap();
+    let from_hsm =
+        TargetPublicKey::from_pem(&std::fs::read_to_string(hsm.path("r.public.pem")).unwrap())
+            .unwrap();
+    assert_eq!(from_openssl, from_hsm);
+}

@@ -1,0 +1,103 @@
+//! No session object (imported KEK, one-time AES key, self-test keys) outlives a package, on
+//! success or on a failure in the middle of the wrap. This binary holds one test: it sets
+//! SOFTHSM2_CONF for the module it loads in-process.
+
+mod common;
+
+use byok_core::KekTransfer;
+use byok_core::target::KeyKind;
+use byok_offline::keys::{self, GenerateSpec, KeyOp, Target};
+use byok_offline::package::wrap_in_token;
+use byok_offline::pin::PinSource;
+use byok_offline::raw::RawModule;
+use byok_offline::token::{Module, TokenSelector};
+use byok_offline::wrap_path::{self, KwpMechanism, PadBehaviour, WrapChoice, WrapPath};
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, KeyType, ObjectClass};
+use std::path::Path;
+
+#[test]
+#[allow(unsafe_code)]
+fn no_session_object_survives_success_or_failure() {
+    let hsm = common::Hsm::new();
+    // SAFETY: this test binary holds this one test, so no other thread reads or writes the
+    // environment while it is changed.
+    unsafe {
+        std::env::set_var("SOFTHSM2_CONF", &hsm.conf);
+        std::env::set_var("BYOK_TEST_PIN", common::PIN);
+    }
+    let module = Module::load(Path::new(common::MODULE)).unwrap();
+    let raw = RawModule::open(Path::new(common::MODULE)).unwrap();
+    let token = module
+        .open(
+            &TokenSelector::Label("byok-test".into()),
+            &PinSource::Env("BYOK_TEST_PIN".into()),
+        )
+        .unwrap();
+    let (_, kek) = common::kek_pair(2048);
+    let kek = KekTransfer::new(byok_core::KeyId::parse(common::KID).unwrap(), kek).unwrap();
+    assert_eq!(token.session_object_count().unwrap(), 0);
+
+    // The self-test measures SoftHSM 2.6.1's 0x210A and leaves nothing behind.
+    assert_eq!(
+        wrap_path::pad_behaviour(&token).unwrap(),
+        PadBehaviour::ZeroPaddedRfc5649
+    );
+    assert_eq!(token.session_object_count().unwrap(), 0);
+    assert!(wrap_path::choose(&token, &raw, WrapChoice::Auto, false).is_err());
+    let path = wrap_path::choose(&token, &raw, WrapChoice::Auto, true).unwrap();
+    assert_eq!(path, WrapPath::TwoStep(KwpMechanism::PadZeroPadded));
+    assert_eq!(token.session_object_count().unwrap(), 0);
+
+    // Success.
+    let target = keys::generate(
+        &token,
+        &GenerateSpec {
+            kind: KeyKind::Oct { bits: 256 },
+            label: "ok".into(),
+            id: vec![1],
+            ops: KeyOp::defaults(KeyKind::Oct { bits: 256 }),
+        },
+    )
+    .unwrap();
+    let before = token.object_count().unwrap();
+    let ct = wrap_in_token(&token, &raw, &kek, &target, path).unwrap();
+    assert_eq!(ct.len(), 256 + 40);
+    assert_eq!(token.session_object_count().unwrap(), 0);
+    assert_eq!(token.object_count().unwrap(), before);
+
+    // Failure in the middle: the KEK is imported and the AES key made, then the token refuses
+    // to wrap a non-extractable key.
+    let locked = token
+        .session
+        .generate_key(
+            &Mechanism::AesKeyGen,
+            &[
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::KeyType(KeyType::AES),
+                Attribute::Token(true),
+                Attribute::Private(true),
+                Attribute::Sensitive(true),
+                Attribute::Extractable(false),
+                Attribute::ValueLen(32.into()),
+                Attribute::Label(b"locked".to_vec()),
+            ],
+        )
+        .unwrap();
+    let forced = Target {
+        private: locked,
+        label: "locked".into(),
+        id: vec![],
+        kind: KeyKind::Oct { bits: 256 },
+        public_key: None,
+    };
+    let before = token.object_count().unwrap();
+    let err = wrap_in_token(&token, &raw, &kek, &forced, path).unwrap_err();
+    assert!(err.to_string().contains("WrapKey"), "{err}");
+    assert_eq!(token.session_object_count().unwrap(), 0);
+    assert_eq!(token.object_count().unwrap(), before);
+
+    // The library's own check names the problem before any object is made.
+    let err = keys::find_target(&token, Some("locked"), None).unwrap_err();
+    assert!(err.to_string().contains("not extractable"), "{err}");
+}
