@@ -1,0 +1,286 @@
+//! Stored keys and the JSON the service returns for them (KeyBundle, DeletedKeyBundle).
+
+use crate::error::{ApiError, ApiResult};
+use byok_core::b64;
+use byok_core::jwk::PublicJwk;
+use byok_core::target::{KeyKind, Kty, TargetKey};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+use zeroize::Zeroizing;
+
+/// Days a deleted key stays recoverable.
+pub const RECOVERABLE_DAYS: i64 = 90;
+
+pub const ALL_OPS: [&str; 7] = [
+    "encrypt",
+    "decrypt",
+    "sign",
+    "verify",
+    "wrapKey",
+    "unwrapKey",
+    "import",
+];
+
+/// Key attributes as stored; times are Unix seconds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Attributes {
+    pub enabled: bool,
+    pub nbf: Option<i64>,
+    pub exp: Option<i64>,
+    pub created: i64,
+    pub updated: i64,
+    pub exportable: Option<bool>,
+}
+
+impl Attributes {
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("enabled".into(), json!(self.enabled));
+        if let Some(nbf) = self.nbf {
+            m.insert("nbf".into(), json!(nbf));
+        }
+        if let Some(exp) = self.exp {
+            m.insert("exp".into(), json!(exp));
+        }
+        m.insert("created".into(), json!(self.created));
+        m.insert("updated".into(), json!(self.updated));
+        m.insert("recoveryLevel".into(), json!("Recoverable+Purgeable"));
+        m.insert("recoverableDays".into(), json!(RECOVERABLE_DAYS));
+        if let Some(e) = self.exportable {
+            m.insert("exportable".into(), json!(e));
+        }
+        Value::Object(m)
+    }
+
+    /// Whether the key may be used now.
+    pub fn usable_at(&self, now: i64) -> ApiResult<()> {
+        if !self.enabled {
+            return Err(ApiError::forbidden(
+                "Operation is not allowed on a disabled key.",
+            ));
+        }
+        if self.nbf.is_some_and(|nbf| now < nbf) {
+            return Err(ApiError::forbidden(
+                "Operation is not allowed before the key's nbf.",
+            ));
+        }
+        if self.exp.is_some_and(|exp| now >= exp) {
+            return Err(ApiError::forbidden(
+                "Operation is not allowed on an expired key.",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The attributes a request may set.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct AttributesIn {
+    pub enabled: Option<bool>,
+    pub nbf: Option<i64>,
+    pub exp: Option<i64>,
+    pub exportable: Option<bool>,
+}
+
+/// One version of a key.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KeyVersion {
+    pub version: String,
+    /// `RSA`, `RSA-HSM`, `EC`, `EC-HSM` or `oct-HSM`.
+    pub kty: String,
+    pub bits: u32,
+    pub crv: Option<String>,
+    pub key_ops: Vec<String>,
+    /// PKCS#8 DER (RSA, EC) or raw AES bytes, base64url. The emulator keeps its keys in its
+    /// state file in the clear: it is a rehearsal tool, not a vault.
+    pub material: String,
+    pub attributes: Attributes,
+    pub tags: BTreeMap<String, String>,
+    pub release_policy: Option<Value>,
+    /// Set when the key came in through BYOK (`key_hsm`).
+    pub imported_byok: bool,
+}
+
+impl KeyVersion {
+    pub fn kind(&self) -> ApiResult<KeyKind> {
+        let kty =
+            Kty::from_jwk_kty(&self.kty).ok_or_else(|| ApiError::internal("bad stored kty"))?;
+        Ok(match kty {
+            Kty::Rsa => KeyKind::Rsa { bits: self.bits },
+            Kty::Oct => KeyKind::Oct { bits: self.bits },
+            Kty::Ec => KeyKind::Ec {
+                curve: self
+                    .crv
+                    .as_deref()
+                    .unwrap_or_default()
+                    .parse()
+                    .map_err(|_| ApiError::internal("bad stored curve"))?,
+            },
+        })
+    }
+
+    pub fn plaintext(&self) -> ApiResult<Zeroizing<Vec<u8>>> {
+        b64::decode("material", &self.material)
+            .map(Zeroizing::new)
+            .map_err(|_| ApiError::internal("bad stored material"))
+    }
+
+    /// The public JWK with `kid`, `kty` and `key_ops` (no private member, ever).
+    pub fn jwk(&self, kid: &str) -> ApiResult<Value> {
+        let mut jwk = Map::new();
+        jwk.insert("kid".into(), json!(kid));
+        jwk.insert("kty".into(), json!(self.kty));
+        jwk.insert("key_ops".into(), json!(self.key_ops));
+        let kind = self.kind()?;
+        if kind.kty() != Kty::Oct {
+            let key = TargetKey::from_plaintext(kind.kty(), &self.plaintext()?)
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+            let public = PublicJwk::from_public_key(key.public_key().expect("RSA/EC have one"));
+            for (k, v) in [
+                ("n", public.n),
+                ("e", public.e),
+                ("crv", public.crv),
+                ("x", public.x),
+                ("y", public.y),
+            ] {
+                if let Some(v) = v {
+                    jwk.insert(k.into(), json!(v));
+                }
+            }
+        }
+        Ok(Value::Object(jwk))
+    }
+
+    /// The KeyBundle JSON.
+    pub fn bundle(&self, vault_url: &str, name: &str) -> ApiResult<Value> {
+        let kid = format!("{vault_url}/keys/{name}/{}", self.version);
+        let mut bundle = Map::new();
+        bundle.insert("key".into(), self.jwk(&kid)?);
+        bundle.insert("attributes".into(), self.attributes.to_json());
+        if !self.tags.is_empty() {
+            bundle.insert("tags".into(), json!(self.tags));
+        }
+        if let Some(policy) = &self.release_policy {
+            bundle.insert("release_policy".into(), policy.clone());
+        }
+        Ok(Value::Object(bundle))
+    }
+
+    /// The KeyItem JSON used in lists.
+    pub fn item(&self, vault_url: &str, name: &str, with_version: bool) -> Value {
+        let kid = if with_version {
+            format!("{vault_url}/keys/{name}/{}", self.version)
+        } else {
+            format!("{vault_url}/keys/{name}")
+        };
+        let mut item = json!({"kid": kid, "attributes": self.attributes.to_json()});
+        if !self.tags.is_empty() {
+            item["tags"] = json!(self.tags);
+        }
+        item
+    }
+}
+
+/// A key name and its versions (oldest first); deleted keys keep theirs until purged.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KeyEntry {
+    pub name: String,
+    pub versions: Vec<KeyVersion>,
+    pub deleted: Option<Deleted>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Deleted {
+    pub deleted_date: i64,
+    pub scheduled_purge_date: i64,
+}
+
+impl KeyEntry {
+    pub fn latest(&self) -> &KeyVersion {
+        self.versions.last().expect("an entry always has a version")
+    }
+
+    pub fn version(&self, version: &str) -> Option<&KeyVersion> {
+        if version.is_empty() {
+            return Some(self.latest());
+        }
+        self.versions
+            .iter()
+            .find(|v| v.version.eq_ignore_ascii_case(version))
+    }
+
+    pub fn deleted_bundle(&self, vault_url: &str) -> ApiResult<Value> {
+        let mut bundle = self.latest().bundle(vault_url, &self.name)?;
+        if let Some(d) = &self.deleted {
+            bundle["recoveryId"] = json!(format!("{vault_url}/deletedkeys/{}", self.name));
+            bundle["deletedDate"] = json!(d.deleted_date);
+            bundle["scheduledPurgeDate"] = json!(d.scheduled_purge_date);
+        }
+        Ok(bundle)
+    }
+}
+
+/// A fresh 32-hex version id.
+pub fn new_version() -> String {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("system RNG");
+    hex::encode(bytes)
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+/// Checks key operations as the service does: known names, and `import` alone.
+pub fn validate_ops(ops: &[String], kty: Kty) -> ApiResult<()> {
+    for op in ops {
+        if !ALL_OPS.contains(&op.as_str()) {
+            return Err(ApiError::bad_parameter(format!(
+                "Invalid key operation: {op}"
+            )));
+        }
+    }
+    if ops.iter().any(|o| o == "import") {
+        if ops.len() > 1 {
+            return Err(ApiError::bad_parameter(
+                "Key operation 'import' cannot be combined with any other operation.",
+            ));
+        }
+        if kty != Kty::Rsa {
+            return Err(ApiError::bad_parameter(
+                "Key operation 'import' is only valid for RSA-HSM keys (a Key Exchange Key).",
+            ));
+        }
+    }
+    let allowed: &[&str] = match kty {
+        Kty::Rsa => &ALL_OPS,
+        Kty::Ec => &["sign", "verify"],
+        Kty::Oct => &["encrypt", "decrypt", "wrapKey", "unwrapKey"],
+    };
+    if let Some(bad) = ops.iter().find(|o| !allowed.contains(&o.as_str())) {
+        return Err(ApiError::bad_parameter(format!(
+            "Key operation '{bad}' is not valid for {kty} keys."
+        )));
+    }
+    Ok(())
+}
+
+pub fn default_ops(kty: Kty) -> Vec<String> {
+    let ops: &[&str] = match kty {
+        Kty::Rsa => &[
+            "encrypt",
+            "decrypt",
+            "sign",
+            "verify",
+            "wrapKey",
+            "unwrapKey",
+        ],
+        Kty::Ec => &["sign", "verify"],
+        Kty::Oct => &["encrypt", "decrypt", "wrapKey", "unwrapKey"],
+    };
+    ops.iter().map(|s| s.to_string()).collect()
+}

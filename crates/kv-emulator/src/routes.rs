@@ -1,0 +1,368 @@
+//! The HTTP surface: routes, the api-version check, auth, bodies and paging.
+
+use crate::auth::{Auth, TokenRequest};
+use crate::crypto;
+use crate::error::{ApiError, ApiResult};
+use crate::service::{CreateRequest, ImportRequest, Service, UpdateRequest};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{StatusCode, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Form, Json, Router};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// API versions the emulator answers.
+pub const API_VERSIONS: [&str; 9] = [
+    "7.0",
+    "7.1",
+    "7.2",
+    "7.3",
+    "7.4",
+    "7.5",
+    "7.6",
+    "2025-07-01",
+    "7.6-preview.2",
+];
+
+/// Largest request body: 1 MiB.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+const PAGE_MAX: usize = 25;
+
+pub struct App {
+    pub service: Service,
+    pub auth: Auth,
+}
+
+type Shared = State<Arc<App>>;
+type Q = Query<HashMap<String, String>>;
+
+fn api_version(q: &HashMap<String, String>) -> ApiResult<&str> {
+    match q.get("api-version") {
+        None => Err(ApiError::bad_parameter(
+            "The api-version query parameter is required.",
+        )),
+        Some(v) if API_VERSIONS.contains(&v.as_str()) => Ok(v),
+        Some(v) => Err(ApiError::bad_parameter(format!(
+            "The specified version ({v}) is not recognized. Consider using the latest supported version (7.6)."
+        ))),
+    }
+}
+
+fn parse<T: DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_parameter(format!("The request body is not valid: {e}")))
+}
+
+async fn require_token(State(app): Shared, request: Request, next: Next) -> Response {
+    match app.auth.check(request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    let data = Router::new()
+        .route("/keys", get(list_keys))
+        .route("/keys/{name}", get(get_latest).put(import).delete(delete))
+        .route("/keys/{name}/", get(get_latest).patch(update_latest))
+        .route("/keys/{name}/create", post(create))
+        .route("/keys/{name}/versions", get(list_versions))
+        .route("/keys/{name}/{version}", get(get_version).patch(update))
+        .route("/keys/{name}/{version}/{op}", post(operation))
+        .route("/keys/{name}/sign", post(operation_latest))
+        .route("/keys/{name}/verify", post(operation_latest))
+        .route("/keys/{name}/encrypt", post(operation_latest))
+        .route("/keys/{name}/decrypt", post(operation_latest))
+        .route("/keys/{name}/wrapkey", post(operation_latest))
+        .route("/keys/{name}/unwrapkey", post(operation_latest))
+        .route("/deletedkeys", get(list_deleted))
+        .route("/deletedkeys/{name}", get(get_deleted).delete(purge))
+        .route("/deletedkeys/{name}/recover", post(recover))
+        .route_layer(middleware::from_fn_with_state(app.clone(), require_token));
+    Router::new()
+        .route("/{tenant}/oauth2/v2.0/token", post(token))
+        .merge(data)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(app)
+}
+
+/// Collapses `//` in the path before routing: the SDKs send `/keys/{name}//sign` for the
+/// latest version, which then reaches the `/keys/{name}/sign` routes.
+pub fn normalize<B>(mut request: axum::http::Request<B>) -> axum::http::Request<B> {
+    let path = request.uri().path();
+    if path.contains("//") {
+        let mut fixed = path.to_string();
+        while fixed.contains("//") {
+            fixed = fixed.replace("//", "/");
+        }
+        let query = request
+            .uri()
+            .query()
+            .map(|q| format!("?{q}"))
+            .unwrap_or_default();
+        if let Ok(uri) = format!("{fixed}{query}").parse::<Uri>() {
+            *request.uri_mut() = uri;
+        }
+    }
+    request
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        "The requested route does not exist in this emulator.",
+    )
+}
+
+async fn token(
+    State(app): Shared,
+    Path(tenant): Path<String>,
+    Form(form): Form<TokenRequest>,
+) -> Response {
+    match app.auth.issue(&tenant, &form) {
+        Ok(body) => Json(body).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn create(
+    State(app): Shared,
+    Path(name): Path<String>,
+    q: Q,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    api_version(&q)?;
+    Ok(Json(
+        app.service
+            .create(&name, parse::<CreateRequest>(&body)?)
+            .await?,
+    ))
+}
+
+async fn import(
+    State(app): Shared,
+    Path(name): Path<String>,
+    q: Q,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    api_version(&q)?;
+    Ok(Json(
+        app.service
+            .import(&name, parse::<ImportRequest>(&body)?)
+            .await?,
+    ))
+}
+
+async fn get_latest(State(app): Shared, Path(name): Path<String>, q: Q) -> ApiResult<Json<Value>> {
+    api_version(&q)?;
+    Ok(Json(app.service.get(&name, "").await?))
+}
+
+async fn get_version(
+    State(app): Shared,
+    Path((name, version)): Path<(String, String)>,
+    q: Q,
+) -> ApiResult<Json<Value>> {
+    api_version(&q)?;
+    Ok(Json(app.service.get(&name, &version).await?))
+}
+
+async fn update(
+    State(app): Shared,
+    Path((name, version)): Path<(String, String)>,
+    q: Q,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    api_version(&q)?;
+    Ok(Json(
+        app.service
+            .update(&name, &version, parse::<UpdateRequest>(&body)?)
+            .await?,
+    ))
+}
+
+async fn update_latest(
+    State(app): Shared,
+    Path(name): Path<String>,
+    q: Q,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    api_version(&q)?;
+    Ok(Json(
+        app.service
+            .update(&name, "", parse::<UpdateRequest>(&body)?)
+            .await?,
+    ))
+}
+
+async fn operation_latest(
+    state: Shared,
+    Path(name): Path<String>,
+    uri: Uri,
+    q: Q,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let op = uri
+        .path()
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    operation(state, Path((name, String::new(), op)), q, body).await
+}
+
+async fn delete(State(app): Shared, Path(name): Path<String>, q: Q) -> ApiResult<Json<Value>> {
+    api_version(&q)?;
+    Ok(Json(app.service.delete(&name).await?))
+}
+
+async fn get_deleted(State(app): Shared, Path(name): Path<String>, q: Q) -> ApiResult<Json<Value>> {
+    api_version(&q)?;
+    Ok(Json(app.service.get_deleted(&name).await?))
+}
+
+async fn recover(State(app): Shared, Path(name): Path<String>, q: Q) -> ApiResult<Json<Value>> {
+    api_version(&q)?;
+    Ok(Json(app.service.recover(&name).await?))
+}
+
+async fn purge(State(app): Shared, Path(name): Path<String>, q: Q) -> ApiResult<StatusCode> {
+    api_version(&q)?;
+    app.service.purge(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn page(app: &App, q: &HashMap<String, String>, path: &str) -> ApiResult<(usize, usize, String)> {
+    let version = api_version(q)?;
+    let max = match q.get("maxresults") {
+        None => PAGE_MAX,
+        Some(m) => m
+            .parse::<usize>()
+            .ok()
+            .filter(|m| (1..=PAGE_MAX).contains(m))
+            .ok_or_else(|| ApiError::bad_parameter("maxresults must be between 1 and 25."))?,
+    };
+    let skip = match q.get("$skiptoken") {
+        None => 0,
+        Some(s) => s
+            .parse()
+            .map_err(|_| ApiError::bad_parameter("Invalid $skiptoken."))?,
+    };
+    let next = format!(
+        "{}{path}?api-version={version}&maxresults={max}&$skiptoken={}",
+        app.service.vault_url,
+        skip + max
+    );
+    Ok((skip, max, next))
+}
+
+fn paged(items: Vec<Value>, more: bool, next: String) -> Json<Value> {
+    Json(json!({"value": items, "nextLink": if more { Value::String(next) } else { Value::Null }}))
+}
+
+async fn list_keys(State(app): Shared, q: Q) -> ApiResult<Json<Value>> {
+    let (skip, max, next) = page(&app, &q, "/keys")?;
+    let (items, more) = app.service.list(None, false, skip, max).await?;
+    Ok(paged(items, more, next))
+}
+
+async fn list_deleted(State(app): Shared, q: Q) -> ApiResult<Json<Value>> {
+    let (skip, max, next) = page(&app, &q, "/deletedkeys")?;
+    let (items, more) = app.service.list(None, true, skip, max).await?;
+    Ok(paged(items, more, next))
+}
+
+async fn list_versions(
+    State(app): Shared,
+    Path(name): Path<String>,
+    q: Q,
+) -> ApiResult<Json<Value>> {
+    let (skip, max, next) = page(&app, &q, &format!("/keys/{name}/versions"))?;
+    let (items, more) = app.service.list(Some(&name), false, skip, max).await?;
+    Ok(paged(items, more, next))
+}
+
+#[derive(serde::Deserialize)]
+struct OperationRequest {
+    alg: String,
+    value: String,
+    digest: Option<String>,
+    iv: Option<String>,
+    aad: Option<String>,
+    tag: Option<String>,
+}
+
+async fn operation(
+    State(app): Shared,
+    Path((name, version, op)): Path<(String, String, String)>,
+    q: Q,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    api_version(&q)?;
+    let key_op = match op.as_str() {
+        "sign" => "sign",
+        "verify" => "verify",
+        "encrypt" => "encrypt",
+        "decrypt" => "decrypt",
+        "wrapkey" => "wrapKey",
+        "unwrapkey" => "unwrapKey",
+        _ => return Err(not_found().await),
+    };
+    let req: OperationRequest = parse(&body)?;
+    let value = crypto::field("value", &req.value)?;
+    let opt = |name: &'static str, v: &Option<String>| {
+        v.as_deref().map(|s| crypto::field(name, s)).transpose()
+    };
+    let (iv, aad, tag) = (
+        opt("iv", &req.iv)?,
+        opt("aad", &req.aad)?,
+        opt("tag", &req.tag)?,
+    );
+    let (kid, material) = app.service.for_operation(&name, &version, key_op).await?;
+    let b64 = byok_core::b64::encode;
+    let alg = req.alg.clone();
+    let body = tokio::task::spawn_blocking(move || -> ApiResult<Value> {
+        Ok(match key_op {
+            "sign" => json!({"kid": kid, "value": b64(&crypto::sign(&material, &alg, &value)?)}),
+            "verify" => {
+                let digest = opt("digest", &req.digest)?
+                    .ok_or_else(|| ApiError::bad_parameter("verify needs 'digest'."))?;
+                json!({"value": crypto::verify(&material, &alg, &digest, &value)?})
+            }
+            "encrypt" | "wrapKey" => {
+                let sealed =
+                    crypto::encrypt(&material, &alg, &value, iv.as_deref(), aad.as_deref())?;
+                let mut out = json!({"kid": kid, "value": b64(&sealed.value)});
+                if let Some(iv) = sealed.iv {
+                    out["iv"] = json!(b64(&iv));
+                }
+                if let Some(tag) = sealed.tag {
+                    out["tag"] = json!(b64(&tag));
+                }
+                out
+            }
+            _ => {
+                let plain = crypto::decrypt(
+                    &material,
+                    &alg,
+                    &value,
+                    iv.as_deref(),
+                    aad.as_deref(),
+                    tag.as_deref(),
+                )?;
+                json!({"kid": kid, "value": b64(&plain)})
+            }
+        })
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))??;
+    Ok(Json(body))
+}

@@ -1,0 +1,134 @@
+//! An emulator started in-process on a free port, and a reqwest client that trusts its CA.
+#![allow(dead_code)]
+
+use kv_emulator::{Config, Connection, Flavor, Running};
+use serde_json::{Value, json};
+
+pub const V: &str = "api-version=7.4";
+
+pub struct Emu {
+    pub running: Option<Running>,
+    pub conn: Connection,
+    pub http: reqwest::Client,
+    pub dir: tempfile::TempDir,
+    pub token: String,
+}
+
+pub fn config(dir: &std::path::Path, flavor: Flavor) -> Config {
+    Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        state_dir: dir.to_path_buf(),
+        flavor,
+        persist: false,
+        token_lifetime_secs: 3600,
+        accept_zero_padded_kwp: false,
+    }
+}
+
+pub fn client(conn: &Connection) -> reqwest::Client {
+    let ca = std::fs::read(&conn.ca_cert).unwrap();
+    reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&ca).unwrap()])
+        .build()
+        .unwrap()
+}
+
+impl Emu {
+    pub async fn start(flavor: Flavor) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_with(dir, |c| c.flavor = flavor).await
+    }
+
+    pub async fn start_with(dir: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> Self {
+        let mut cfg = config(dir.path(), Flavor::Vault);
+        tweak(&mut cfg);
+        let running = kv_emulator::start(cfg).await.unwrap();
+        let conn = running.connection.clone();
+        let http = client(&conn);
+        let mut emu = Self {
+            running: Some(running),
+            conn,
+            http,
+            dir,
+            token: String::new(),
+        };
+        emu.token = emu.token_for(&emu.conn.resource.clone()).await;
+        emu
+    }
+
+    pub async fn token_for(&self, resource: &str) -> String {
+        let resp = self
+            .http
+            .post(format!(
+                "{}/{}/oauth2/v2.0/token",
+                self.conn.authority_host, self.conn.tenant_id
+            ))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", &self.conn.client_id),
+                ("client_secret", &self.conn.client_secret),
+                ("scope", &format!("{resource}/.default")),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+        resp.json::<Value>().await.unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        format!("{}{path}{sep}{V}", self.conn.vault_url)
+    }
+
+    /// Sends with the token; returns status and JSON body (Null when empty).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, self.url(path))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn create(&self, name: &str, body: Value) -> (u16, Value) {
+        self.call(
+            reqwest::Method::POST,
+            &format!("/keys/{name}/create"),
+            Some(body),
+        )
+        .await
+    }
+
+    pub async fn kek(&self, name: &str, bits: u32) -> Value {
+        let (s, b) = self
+            .create(
+                name,
+                json!({"kty": "RSA-HSM", "key_size": bits, "key_ops": ["import"]}),
+            )
+            .await;
+        assert_eq!(s, 200, "{b}");
+        b
+    }
+}
+
+pub fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("")
+}
+
+pub fn message(body: &Value) -> &str {
+    body["error"]["message"].as_str().unwrap_or("")
+}
