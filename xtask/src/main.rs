@@ -2,6 +2,7 @@
 //!
 //! - `cargo xtask ci`: format check, clippy with `-D warnings`, and the whole test suite.
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 fn main() -> ExitCode {
@@ -42,7 +43,11 @@ fn ci() -> Result<(), String> {
         "-D",
         "warnings",
     ])?;
-    let (passed, failed) = cargo_test(&["test", "--workspace"])?;
+    let python = python_venv()?;
+    let (passed, failed) = cargo_test(
+        &["test", "--workspace"],
+        &[("BYOK_PYTHON", python.as_os_str())],
+    )?;
     // One closing line for the whole run: cargo prints one per test binary, the last of
     // which (doc-tests) often counts none.
     println!("ci: {passed} passed, {failed} failed");
@@ -53,12 +58,13 @@ fn ci() -> Result<(), String> {
 }
 
 /// Runs `cargo test`, echoing its output, and adds up its `test result:` lines.
-fn cargo_test(args: &[&str]) -> Result<(u64, u64), String> {
+fn cargo_test(args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Result<(u64, u64), String> {
     use std::io::{BufRead, BufReader};
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     eprintln!("xtask: cargo {}", args.join(" "));
     let mut child = Command::new(&cargo)
         .args(args)
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .map_err(|e| format!("could not run {cargo}: {e}"))?;
@@ -87,6 +93,52 @@ fn cargo_test(args: &[&str]) -> Result<(u64, u64), String> {
         return Err(format!("`cargo {}` failed ({status})", args.join(" ")));
     }
     Ok((passed, failed))
+}
+
+/// The Azure SDK for Python, pinned, in `target/pyvenv`: the emulator's tests run it as an
+/// independent client.
+const PYTHON_PACKAGES: [&str; 2] = ["azure-keyvault-keys==4.11.3", "azure-identity==1.27.0"];
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask sits in the workspace")
+        .to_path_buf()
+}
+
+/// Makes (once) the venv with the Azure Python SDK and returns its interpreter.
+fn python_venv() -> Result<PathBuf, String> {
+    let venv = workspace_root().join("target").join("pyvenv");
+    let python = venv.join("bin").join("python");
+    let ready = python.exists()
+        && Command::new(&python)
+            .args(["-c", "import azure.keyvault.keys, azure.identity"])
+            .status()
+            .is_ok_and(|s| s.success());
+    if ready {
+        return Ok(python);
+    }
+    eprintln!(
+        "xtask: making {} with {}",
+        venv.display(),
+        PYTHON_PACKAGES.join(" ")
+    );
+    run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+    run(Command::new(venv.join("bin").join("pip"))
+        .args(["install", "--quiet", "--disable-pip-version-check"])
+        .args(PYTHON_PACKAGES))?;
+    Ok(python)
+}
+
+fn run(cmd: &mut Command) -> Result<(), String> {
+    let status = cmd
+        .status()
+        .map_err(|e| format!("could not run {cmd:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd:?} failed ({status})"))
+    }
 }
 
 fn cargo(args: &[&str]) -> Result<(), String> {

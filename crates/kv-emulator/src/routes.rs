@@ -87,6 +87,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route_layer(middleware::from_fn_with_state(app.clone(), require_token));
     Router::new()
         .route("/{tenant}/oauth2/v2.0/token", post(token))
+        .route(
+            "/{tenant}/v2.0/.well-known/openid-configuration",
+            get(openid_configuration),
+        )
         .merge(data)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -131,6 +135,30 @@ async fn token(
         Ok(body) => Json(body).into_response(),
         Err(e) => e.into_response(),
     }
+}
+
+/// OpenID discovery, which MSAL-based clients (the Python and .NET SDKs) read first.
+async fn openid_configuration(
+    State(app): Shared,
+    Path(tenant): Path<String>,
+) -> ApiResult<Json<Value>> {
+    if tenant != app.auth.tenant {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_tenant",
+            "AADSTS90002: Tenant not found.",
+        ));
+    }
+    let base = format!("{}/{tenant}", app.auth.authority);
+    Ok(Json(json!({
+        "issuer": format!("{base}/v2.0"),
+        "token_endpoint": format!("{base}/oauth2/v2.0/token"),
+        "authorization_endpoint": format!("{base}/oauth2/v2.0/authorize"),
+        "device_authorization_endpoint": format!("{base}/oauth2/v2.0/devicecode"),
+        "token_endpoint_auth_methods_supported": ["client_secret_post"],
+        "response_types_supported": ["token"],
+        "tenant_region_scope": null,
+    })))
 }
 
 async fn create(
