@@ -1,6 +1,17 @@
-//! The connected half of a BYOK ceremony (not yet built; see issue "byok-online").
+//! The connected half of a BYOK ceremony: the Key Vault client.
 //!
-//! It will hold the Key Vault client: KEK creation (RSA-HSM, `import` only), the KEK transfer
-//! file download, the `.byok` upload and the proof that the vault holds the HSM's key, over the
-//! Azure SDK for Rust with `azure_identity` credentials. It never links `cryptoki`.
+//! - [`connect`]: the vault URL, the HTTPS client (extra CA roots, proxy, timeouts), the
+//!   `azure_identity` credential and the SDK's `KeyClient`;
+//! - [`vault`]: create the KEK, read keys, import a `.byok` with `key_hsm`, sign;
+//! - [`commands`]: `kek create`, `kek download`, `import`, `verify`, `show`, `inspect`.
+//!
+//! It never links `cryptoki`: the target key only reaches this side wrapped.
 #![forbid(unsafe_code)]
+
+pub mod commands;
+pub mod connect;
+pub mod error;
+pub mod signature;
+pub mod vault;
+
+pub use error::{OnlineError, Result};

@@ -1,0 +1,294 @@
+//! Reaching a vault: its URL, the HTTPS client (extra CA roots, proxy from the environment,
+//! timeouts), the credential, and the SDK's KeyClient.
+
+use crate::error::{OnlineError, Result};
+use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
+use azure_core::credentials::{AccessToken, Secret, TokenCredential, TokenRequestOptions};
+use azure_core::http::{ClientOptions, ExponentialRetryOptions, RetryOptions, Transport};
+use azure_identity::{
+    ClientSecretCredential, ClientSecretCredentialOptions, DeveloperToolsCredential,
+    ManagedIdentityCredential, WorkloadIdentityCredential,
+};
+use azure_security_keyvault_keys::{KeyClient, KeyClientOptions};
+use byok_core::VaultUrl;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Which credential to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// Environment client secret, workload identity, managed identity, then az / azd.
+    Auto,
+    Cli,
+    ManagedIdentity,
+    ClientSecret,
+    WorkloadIdentity,
+}
+
+/// Everything needed to build a client.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    pub vault_name: Option<String>,
+    pub hsm_name: Option<String>,
+    pub vault_url: Option<String>,
+    pub emulator: Option<PathBuf>,
+    pub ca_cert: Option<PathBuf>,
+    pub auth: Option<AuthMode>,
+    pub authority_host: Option<String>,
+    pub no_verify_challenge_resource: bool,
+    pub api_version: Option<String>,
+}
+
+/// A connected vault.
+pub struct Vault {
+    pub url: VaultUrl,
+    pub keys: KeyClient,
+}
+
+impl ConnectOptions {
+    /// The vault URL, from the first of --vault-url, --vault-name, --hsm-name, the emulator,
+    /// BYOK_VAULT_URL.
+    pub fn vault_url(&self) -> Result<VaultUrl> {
+        if let Some(url) = &self.vault_url {
+            return Ok(VaultUrl::parse(url)?);
+        }
+        if let Some(name) = &self.vault_name {
+            return Ok(VaultUrl::from_vault_name(name)?);
+        }
+        if let Some(name) = &self.hsm_name {
+            return Ok(VaultUrl::from_hsm_name(name)?);
+        }
+        if let Some(dir) = &self.emulator {
+            let conn = kv_connection(dir)?;
+            return Ok(VaultUrl::parse(&conn.vault_url)?);
+        }
+        if let Ok(url) = std::env::var("BYOK_VAULT_URL") {
+            return Ok(VaultUrl::parse(&url)?);
+        }
+        Err(OnlineError::NoVault)
+    }
+
+    /// Builds the HTTPS client, credential and KeyClient. Sends nothing.
+    pub fn connect(&self) -> Result<Vault> {
+        let url = self.vault_url()?;
+        let emulator = self.emulator.as_deref().map(kv_connection).transpose()?;
+        let ca = self
+            .ca_cert
+            .clone()
+            .or_else(|| emulator.as_ref().map(|c| c.ca_cert.clone()));
+        let http = http_client(ca.as_deref())?;
+        let transport = Transport::new(Arc::new(http));
+        let authority = self
+            .authority_host
+            .clone()
+            .or_else(|| emulator.as_ref().map(|c| c.authority_host.clone()));
+        let credential = match &emulator {
+            Some(conn) => client_secret(
+                &conn.tenant_id,
+                &conn.client_id,
+                &conn.client_secret,
+                authority.as_deref(),
+                &transport,
+            )?,
+            None => credential(
+                self.auth.unwrap_or(AuthMode::Auto),
+                authority.as_deref(),
+                &transport,
+            )?,
+        };
+        let verify_challenge = !(self.no_verify_challenge_resource || emulator.is_some());
+        let mut options = KeyClientOptions {
+            verify_challenge_resource: Some(verify_challenge),
+            client_options: ClientOptions {
+                transport: Some(transport),
+                retry: RetryOptions::exponential(ExponentialRetryOptions {
+                    initial_delay: azure_core::time::Duration::milliseconds(500),
+                    max_retries: 4,
+                    max_total_elapsed: azure_core::time::Duration::seconds(60),
+                    max_delay: azure_core::time::Duration::seconds(30),
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        if let Some(v) = &self.api_version {
+            options.api_version = v.clone();
+        }
+        let keys = KeyClient::new(&url.to_string(), credential, Some(options))
+            .map_err(crate::error::from_azure)?;
+        Ok(Vault { url, keys })
+    }
+}
+
+fn kv_connection(dir: &std::path::Path) -> Result<EmulatorConnection> {
+    let path = dir.join("connection.json");
+    let bytes = std::fs::read(&path)
+        .map_err(|e| OnlineError::Emulator(format!("{}: {e}", path.display())))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| OnlineError::Emulator(format!("{}: {e}", path.display())))
+}
+
+/// The fields of kv-emulator's `connection.json` this client reads.
+#[derive(Debug, Clone, serde::Deserialize)]
+struct EmulatorConnection {
+    vault_url: String,
+    ca_cert: PathBuf,
+    tenant_id: String,
+    client_id: String,
+    client_secret: String,
+    authority_host: String,
+}
+
+/// The reqwest client the SDK uses: extra CA root, proxy from HTTPS_PROXY/NO_PROXY, timeouts.
+pub fn http_client(ca: Option<&std::path::Path>) -> Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(120));
+    if let Some(path) = ca {
+        let pem = std::fs::read(path).map_err(|e| OnlineError::Read {
+            path: path.into(),
+            reason: e.to_string(),
+        })?;
+        let cert = reqwest::Certificate::from_pem(&pem)
+            .map_err(|e| OnlineError::Http(format!("{}: {e}", path.display())))?;
+        builder = builder.tls_certs_merge([cert]);
+    }
+    builder
+        .build()
+        .map_err(|e| OnlineError::Http(e.to_string()))
+}
+
+fn cloud(authority: Option<&str>) -> Option<Arc<CloudConfiguration>> {
+    authority.map(|host| {
+        let mut custom = CustomConfiguration::default();
+        custom.authority_host = host.to_string();
+        Arc::new(CloudConfiguration::Custom(custom))
+    })
+}
+
+fn client_secret(
+    tenant: &str,
+    client_id: &str,
+    secret: &str,
+    authority: Option<&str>,
+    transport: &Transport,
+) -> Result<Arc<dyn TokenCredential>> {
+    let credential = ClientSecretCredential::new(
+        tenant,
+        client_id.to_string(),
+        Secret::new(secret.to_string()),
+        Some(ClientSecretCredentialOptions {
+            client_options: ClientOptions {
+                transport: Some(transport.clone()),
+                cloud: cloud(authority),
+                ..Default::default()
+            },
+        }),
+    )
+    .map_err(|e| OnlineError::Credential {
+        mode: "client-secret".into(),
+        reason: e.to_string(),
+    })?;
+    Ok(credential)
+}
+
+fn env_client_secret(
+    authority: Option<&str>,
+    transport: &Transport,
+) -> Option<Result<Arc<dyn TokenCredential>>> {
+    let (tenant, id, secret) = (
+        std::env::var("AZURE_TENANT_ID").ok()?,
+        std::env::var("AZURE_CLIENT_ID").ok()?,
+        std::env::var("AZURE_CLIENT_SECRET").ok()?,
+    );
+    Some(client_secret(&tenant, &id, &secret, authority, transport))
+}
+
+fn credential(
+    mode: AuthMode,
+    authority: Option<&str>,
+    transport: &Transport,
+) -> Result<Arc<dyn TokenCredential>> {
+    let fail = |mode: &str| {
+        let mode = mode.to_string();
+        move |e: azure_core::Error| OnlineError::Credential {
+            mode: mode.clone(),
+            reason: e.to_string(),
+        }
+    };
+    match mode {
+        AuthMode::ClientSecret => env_client_secret(authority, transport).unwrap_or_else(|| {
+            Err(OnlineError::Credential {
+                mode: "client-secret".into(),
+                reason: "set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET".into(),
+            })
+        }),
+        AuthMode::WorkloadIdentity => {
+            let c: Arc<dyn TokenCredential> =
+                WorkloadIdentityCredential::new(None).map_err(fail("workload-identity"))?;
+            Ok(c)
+        }
+        AuthMode::ManagedIdentity => {
+            let c: Arc<dyn TokenCredential> =
+                ManagedIdentityCredential::new(None).map_err(fail("managed-identity"))?;
+            Ok(c)
+        }
+        AuthMode::Cli => {
+            let c: Arc<dyn TokenCredential> =
+                DeveloperToolsCredential::new(None).map_err(fail("cli"))?;
+            Ok(c)
+        }
+        AuthMode::Auto => {
+            let mut sources: Vec<(&'static str, Arc<dyn TokenCredential>)> = Vec::new();
+            if let Some(c) = env_client_secret(authority, transport) {
+                sources.push(("environment client secret", c?));
+            }
+            if std::env::var_os("AZURE_FEDERATED_TOKEN_FILE").is_some()
+                && let Ok(c) = WorkloadIdentityCredential::new(None)
+            {
+                sources.push(("workload identity", c));
+            }
+            if let Ok(c) = ManagedIdentityCredential::new(None) {
+                sources.push(("managed identity", c));
+            }
+            if let Ok(c) = DeveloperToolsCredential::new(None) {
+                sources.push(("az / azd", c));
+            }
+            Ok(Arc::new(Chain { sources }))
+        }
+    }
+}
+
+/// Tries each source in order; the first that returns a token wins.
+struct Chain {
+    sources: Vec<(&'static str, Arc<dyn TokenCredential>)>,
+}
+
+impl std::fmt::Debug for Chain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<_> = self.sources.iter().map(|(n, _)| *n).collect();
+        write!(f, "Chain({names:?})")
+    }
+}
+
+#[async_trait::async_trait]
+impl TokenCredential for Chain {
+    async fn get_token(
+        &self,
+        scopes: &[&str],
+        options: Option<TokenRequestOptions<'_>>,
+    ) -> azure_core::Result<AccessToken> {
+        let mut errors = Vec::new();
+        for (name, source) in &self.sources {
+            match source.get_token(scopes, options.clone()).await {
+                Ok(token) => return Ok(token),
+                Err(e) => errors.push(format!("{name}: {e}")),
+            }
+        }
+        Err(azure_core::Error::with_message(
+            azure_core::error::ErrorKind::Credential,
+            format!("no credential worked (--auth auto): {}", errors.join("; ")),
+        ))
+    }
+}

@@ -1,0 +1,235 @@
+//! Key Vault operations through the SDK, and what they return in this tool's terms.
+
+use crate::connect::Vault;
+use crate::error::{OnlineError, Result, from_azure};
+use azure_core::http::RequestContent;
+use azure_security_keyvault_keys::models::{
+    CreateKeyParameters, CurveName, ImportKeyParameters, JsonWebKey, Key, KeyAttributes,
+    KeyClientGetKeyOptions, KeyClientSignOptions, KeyOperation, KeyType, SignParameters,
+    SignatureAlgorithm,
+};
+use byok_core::jwk::PublicJwk;
+use byok_core::target::{Curve, KeyKind, Kty};
+use byok_core::{KeyId, TargetPublicKey, b64};
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// A key as the vault shows it, public parts only.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyView {
+    pub kid: String,
+    pub kty: String,
+    pub key_ops: Vec<String>,
+    /// `RSA 3072`, `EC P-256`, `AES 256`.
+    pub kind: Option<String>,
+    pub enabled: Option<bool>,
+    pub created: Option<String>,
+    pub not_before: Option<String>,
+    pub expires: Option<String>,
+    pub exportable: Option<bool>,
+    pub tags: HashMap<String, String>,
+    pub public_key_sha256: Option<String>,
+    #[serde(skip)]
+    pub public_key: Option<TargetPublicKey>,
+    #[serde(skip)]
+    pub n: Option<Vec<u8>>,
+    #[serde(skip)]
+    pub e: Option<Vec<u8>>,
+}
+
+fn text<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
+}
+
+fn rfc3339(t: Option<time::OffsetDateTime>) -> Option<String> {
+    t.and_then(|t| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .ok()
+    })
+}
+
+impl KeyView {
+    pub fn from_sdk(key: Key) -> Result<Self> {
+        let jwk = key
+            .key
+            .ok_or_else(|| OnlineError::BadResponse("no key in the response".into()))?;
+        let kty = jwk.kty.as_ref().map(text).unwrap_or_default();
+        let crv = jwk.crv.as_ref().map(text);
+        let b = |v: &Option<Vec<u8>>| v.as_deref().map(b64::encode);
+        let public = match Kty::from_jwk_kty(&kty) {
+            Some(Kty::Rsa) | Some(Kty::Ec) => Some(
+                PublicJwk {
+                    kty: kty.clone(),
+                    n: b(&jwk.n),
+                    e: b(&jwk.e),
+                    crv: crv.clone(),
+                    x: b(&jwk.x),
+                    y: b(&jwk.y),
+                }
+                .to_public_key()
+                .map_err(|e| OnlineError::BadResponse(e.to_string()))?,
+            ),
+            _ => None,
+        };
+        let attrs = key.attributes.unwrap_or_default();
+        Ok(Self {
+            kid: jwk.kid.clone().unwrap_or_default(),
+            kind: public.as_ref().map(|p| p.kind().to_string()),
+            kty,
+            key_ops: jwk.key_ops.clone().unwrap_or_default(),
+            enabled: attrs.enabled,
+            created: rfc3339(attrs.created),
+            not_before: rfc3339(attrs.not_before),
+            expires: rfc3339(attrs.expires),
+            exportable: attrs.exportable,
+            tags: key.tags.unwrap_or_default(),
+            public_key_sha256: public.as_ref().map(|p| p.fingerprint().to_hex()),
+            public_key: public,
+            n: jwk.n,
+            e: jwk.e,
+        })
+    }
+}
+
+fn not_found(name: &str, err: OnlineError) -> OnlineError {
+    match err {
+        OnlineError::Service { status: 404, .. } => OnlineError::KeyNotFound {
+            name: name.into(),
+            hint: "",
+        },
+        other => other,
+    }
+}
+
+impl Vault {
+    pub async fn get(&self, name: &str, version: Option<&str>) -> Result<KeyView> {
+        let options = KeyClientGetKeyOptions {
+            key_version: version.map(String::from),
+            ..Default::default()
+        };
+        let key = self
+            .keys
+            .get_key(name, Some(options))
+            .await
+            .map_err(|e| not_found(name, from_azure(e)))?
+            .into_model()
+            .map_err(|e| OnlineError::BadResponse(e.to_string()))?;
+        KeyView::from_sdk(key)
+    }
+
+    /// Creates an RSA-HSM key whose only operation is `import`.
+    pub async fn create_kek(&self, name: &str, bits: u32) -> Result<KeyView> {
+        let params = CreateKeyParameters {
+            kty: Some(KeyType::RsaHsm),
+            key_size: Some(bits as i32),
+            key_ops: Some(vec![KeyOperation::Import]),
+            key_attributes: Some(KeyAttributes {
+                enabled: Some(true),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let key = self
+            .keys
+            .create_key(
+                name,
+                RequestContent::try_from(params).map_err(from_azure)?,
+                None,
+            )
+            .await
+            .map_err(from_azure)?
+            .into_model()
+            .map_err(|e| OnlineError::BadResponse(e.to_string()))?;
+        KeyView::from_sdk(key)
+    }
+
+    /// `PUT /keys/{name}` with `key_hsm` = the whole `.byok` file.
+    pub async fn import_byok(&self, name: &str, request: &ImportRequest<'_>) -> Result<KeyView> {
+        let jwk = JsonWebKey {
+            kty: Some(match request.kind.kty() {
+                Kty::Rsa => KeyType::RsaHsm,
+                Kty::Ec => KeyType::EcHsm,
+                Kty::Oct => KeyType::OctHsm,
+            }),
+            crv: request.kind.curve().map(|c| match c {
+                Curve::P256 => CurveName::P256,
+                Curve::P384 => CurveName::P384,
+                Curve::P521 => CurveName::P521,
+                Curve::P256K => CurveName::P256K,
+            }),
+            key_ops: Some(request.ops.to_vec()),
+            t: Some(request.byok.to_vec()),
+            ..Default::default()
+        };
+        let params = ImportKeyParameters {
+            hsm: Some(true),
+            key: Some(jwk),
+            key_attributes: Some(KeyAttributes {
+                enabled: Some(request.enabled),
+                not_before: request.not_before,
+                expires: request.expires,
+                exportable: request.exportable.then_some(true),
+                ..Default::default()
+            }),
+            tags: (!request.tags.is_empty()).then(|| request.tags.clone()),
+            release_policy: request.release_policy.clone(),
+        };
+        let key = self
+            .keys
+            .import_key(
+                name,
+                RequestContent::try_from(params).map_err(from_azure)?,
+                None,
+            )
+            .await
+            .map_err(from_azure)?
+            .into_model()
+            .map_err(|e| OnlineError::BadResponse(e.to_string()))?;
+        KeyView::from_sdk(key)
+    }
+
+    /// Signs a digest with the vault's key.
+    pub async fn sign(
+        &self,
+        kid: &KeyId,
+        alg: SignatureAlgorithm,
+        digest: &[u8],
+    ) -> Result<Vec<u8>> {
+        let params = SignParameters {
+            algorithm: Some(alg),
+            value: Some(digest.to_vec()),
+        };
+        let options = KeyClientSignOptions {
+            key_version: kid.version().map(String::from),
+            ..Default::default()
+        };
+        self.keys
+            .sign(
+                kid.name(),
+                RequestContent::try_from(params).map_err(from_azure)?,
+                Some(options),
+            )
+            .await
+            .map_err(from_azure)?
+            .into_model()
+            .map_err(|e| OnlineError::BadResponse(e.to_string()))?
+            .result
+            .ok_or_else(|| OnlineError::BadResponse("no signature in the response".into()))
+    }
+}
+
+/// What an import sends.
+pub struct ImportRequest<'a> {
+    pub byok: &'a [u8],
+    pub kind: KeyKind,
+    pub ops: &'a [String],
+    pub enabled: bool,
+    pub not_before: Option<time::OffsetDateTime>,
+    pub expires: Option<time::OffsetDateTime>,
+    pub exportable: bool,
+    pub tags: HashMap<String, String>,
+    pub release_policy: Option<azure_security_keyvault_keys::models::KeyReleasePolicy>,
+}
