@@ -10,6 +10,7 @@
 //! - [`sidecar`]: what the offline half tells the online half about a package.
 //! - [`wrap`]: `CKM_RSA_AES_KEY_WRAP` in software: RSA-OAEP (SHA-1) of a one-time AES-256 key,
 //!   then RFC 5649 AES key wrap with padding of the target key.
+//! - [`challenge`]: the AES proof challenge (vault encrypts, HSM decrypts).
 //! - [`target`]: the target key's encodings (PKCS#8 for RSA and EC, raw bytes for AES) and
 //!   public keys; [`jwk`]: a vault's public JWK to and from SPKI, so the two can be compared.
 //!
@@ -22,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 pub mod b64;
+pub mod challenge;
 pub mod fingerprint;
 pub mod jwk;
 pub mod kek;

@@ -274,6 +274,40 @@ pub fn package(
     Ok((generated, report))
 }
 
+/// What `prove-aes` proved.
+#[derive(Debug, Serialize)]
+pub struct ProofReport {
+    pub label: String,
+    pub vault_kid: String,
+    pub same_key: bool,
+}
+
+/// `prove-aes`: decrypts the vault's challenge with the HSM's AES key; equal SHA-256 of the
+/// plaintext proves the vault holds the same key. The plaintext (a random value made for the
+/// proof) is zeroized.
+pub fn prove_aes(conn: &Connection, label: &str, challenge: &Path) -> Result<ProofReport> {
+    let bytes = std::fs::read(challenge).map_err(|e| OfflineError::Read {
+        path: challenge.into(),
+        reason: e.to_string(),
+    })?;
+    let challenge = byok_core::challenge::AesChallenge::parse(&bytes)
+        .map_err(|e| OfflineError::BadResult(e.to_string()))?;
+    let (_module, _raw, session) = conn.open()?;
+    let key = keys::find_secret(&session, label)?;
+    let plaintext = keys::decrypt_gcm(&session, key, &challenge)?;
+    let same_key = byok_core::Fingerprint::of_bytes(&plaintext) == challenge.plaintext_sha256;
+    if !same_key {
+        return Err(OfflineError::BadResult(format!(
+            "the HSM key `{label}` decrypts the vault's challenge to another value: the vault does not hold this key"
+        )));
+    }
+    Ok(ProofReport {
+        label: label.into(),
+        vault_kid: challenge.kid,
+        same_key,
+    })
+}
+
 /// What `inspect` shows of a `.byok`; no key is needed.
 #[derive(Debug, Serialize)]
 pub struct InspectReport {

@@ -424,3 +424,42 @@ pub fn generate(token: &TokenSession, spec: &GenerateSpec) -> Result<Target> {
         public_key,
     })
 }
+
+/// Finds an AES key by label.
+pub fn find_secret(token: &TokenSession, label: &str) -> Result<ObjectHandle> {
+    let found = token.session.find_objects(&[
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::Label(label.as_bytes().to_vec()),
+    ])?;
+    match found.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(OfflineError::NoSuchLabel(label.into())),
+        many => Err(OfflineError::AmbiguousKey {
+            what: format!("label `{label}`"),
+            count: many.len(),
+        }),
+    }
+}
+
+/// AES-GCM decryption inside the token; the plaintext is zeroized on drop.
+pub fn decrypt_gcm(
+    token: &TokenSession,
+    key: ObjectHandle,
+    challenge: &byok_core::challenge::AesChallenge,
+) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+    let mut iv = challenge.iv.clone();
+    let params = cryptoki::mechanism::aead::GcmParams::new(
+        &mut iv,
+        &[],
+        (challenge.tag.len() as u64 * 8).into(),
+    )?;
+    let mut input = challenge.ciphertext.clone();
+    input.extend_from_slice(&challenge.tag);
+    let plain = token
+        .session
+        .decrypt(&Mechanism::AesGcm(params), key, &input)
+        .map_err(|e| {
+            OfflineError::BadResult(format!("the HSM could not decrypt the challenge: {e}"))
+        })?;
+    Ok(zeroize::Zeroizing::new(plain))
+}

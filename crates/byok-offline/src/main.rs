@@ -53,6 +53,15 @@ enum Command {
     Generate(GenerateArgs),
     /// Wrap a target key under the KEK and write the .byok and its sidecar.
     Package(PackageArgs),
+    /// Decrypt `byok-online prove-aes`'s challenge with the HSM's AES key: proves the vault holds it.
+    ProveAes {
+        /// The AES key's label.
+        #[arg(long)]
+        label: String,
+        /// The challenge file from the online side.
+        #[arg(long)]
+        challenge: PathBuf,
+    },
     /// Validate a .byok and show its header, without any key.
     Inspect {
         /// The .byok file.
@@ -304,6 +313,15 @@ fn run(cli: Cli) -> Result<(), byok_offline::OfflineError> {
                     println!("            {}", r.sidecar.display());
                 },
             );
+        }
+        Command::ProveAes { label, challenge } => {
+            let report = commands::prove_aes(&conn, &label, &challenge)?;
+            print(json, &report, |r| {
+                println!(
+                    "the HSM key `{}` decrypts the vault's challenge from {}: the vault holds the same AES key",
+                    r.label, r.vault_kid
+                );
+            });
         }
         Command::Inspect { file } => {
             let report = commands::inspect(&file)?;

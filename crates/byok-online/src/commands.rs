@@ -483,6 +483,52 @@ pub async fn verify(
     })
 }
 
+/// What `prove-aes` wrote.
+#[derive(Debug, Serialize)]
+pub struct ChallengeReport {
+    pub kid: String,
+    pub challenge: PathBuf,
+    pub plaintext_sha256: String,
+}
+
+/// `prove-aes`: the vault encrypts a random value with AES-256-GCM under the imported key and
+/// the challenge file carries the ciphertext and the value's SHA-256 to the HSM side, which
+/// decrypts it with `byok-offline prove-aes`.
+pub async fn prove_aes(
+    conn: &ConnectOptions,
+    name: &str,
+    version: Option<&str>,
+    out: &Path,
+) -> Result<ChallengeReport> {
+    ensure_absent(out)?;
+    let vault = conn.connect()?;
+    let view = vault.get(name, version).await?;
+    if view.kty != "oct-HSM" && view.kty != "oct" {
+        return Err(OnlineError::Usage(format!(
+            "{} is {}: prove-aes is for AES keys; prove RSA and EC keys with `verify`",
+            view.kid, view.kty
+        )));
+    }
+    let kid = KeyId::parse(&view.kid)?;
+    let mut value = [0u8; 32];
+    getrandom::fill(&mut value).map_err(|e| OnlineError::Usage(e.to_string()))?;
+    let sealed = vault.encrypt_a256gcm(&kid, &value).await?;
+    let challenge = byok_core::challenge::AesChallenge {
+        kid: view.kid.clone(),
+        alg: "A256GCM".into(),
+        iv: sealed.iv,
+        tag: sealed.tag,
+        ciphertext: sealed.ciphertext,
+        plaintext_sha256: Fingerprint::of_bytes(&value),
+    };
+    write_new(out, &challenge.to_json_bytes())?;
+    Ok(ChallengeReport {
+        kid: view.kid,
+        challenge: out.into(),
+        plaintext_sha256: challenge.plaintext_sha256.to_hex(),
+    })
+}
+
 /// What `inspect` shows; no network.
 #[derive(Debug, Serialize)]
 pub struct InspectReport {

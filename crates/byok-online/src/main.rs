@@ -87,6 +87,17 @@ enum Command {
         #[arg(long)]
         public_key: PathBuf,
     },
+    /// For an AES key: have the vault encrypt a random value (AES-256-GCM) and write the
+    /// challenge file that `byok-offline prove-aes` decrypts in the HSM.
+    ProveAes {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        version: Option<String>,
+        /// The challenge file to carry to the HSM side.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Show a key's properties.
     Show {
         #[arg(long)]
@@ -325,6 +336,20 @@ async fn run(cli: Cli) -> byok_online::Result<()> {
                 println!(
                     "verified {}: public keys equal (sha256 {}), {} signature made in the vault verifies locally",
                     r.kid, r.public_key_sha256, r.algorithm
+                );
+            });
+        }
+        Command::ProveAes { name, version, out } => {
+            let r = commands::prove_aes(&conn, &name, version.as_deref(), &out).await?;
+            print(json, &r, |r| {
+                println!(
+                    "the vault encrypted a random value with {}; challenge written to {}",
+                    r.kid,
+                    r.challenge.display()
+                );
+                println!(
+                    "carry it to the HSM side: byok-offline prove-aes --label <key> --challenge {}",
+                    r.challenge.display()
                 );
             });
         }

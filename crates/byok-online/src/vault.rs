@@ -8,6 +8,9 @@ use azure_security_keyvault_keys::models::{
     KeyClientGetKeyOptions, KeyClientSignOptions, KeyOperation, KeyType, SignParameters,
     SignatureAlgorithm,
 };
+use azure_security_keyvault_keys::models::{
+    EncryptionAlgorithm, KeyClientEncryptOptions, KeyOperationParameters,
+};
 use byok_core::jwk::PublicJwk;
 use byok_core::target::{Curve, KeyKind, Kty};
 use byok_core::{KeyId, TargetPublicKey, b64};
@@ -218,6 +221,49 @@ impl Vault {
             .map_err(|e| OnlineError::BadResponse(e.to_string()))?
             .result
             .ok_or_else(|| OnlineError::BadResponse("no signature in the response".into()))
+    }
+}
+
+/// What an AES-256-GCM encryption in the vault returns.
+pub struct Sealed {
+    pub iv: Vec<u8>,
+    pub tag: Vec<u8>,
+    pub ciphertext: Vec<u8>,
+}
+
+impl Vault {
+    /// Encrypts with the vault's AES key, AES-256-GCM, the IV chosen by the vault.
+    pub async fn encrypt_a256gcm(&self, kid: &KeyId, plaintext: &[u8]) -> Result<Sealed> {
+        let params = KeyOperationParameters {
+            algorithm: Some(EncryptionAlgorithm::A256Gcm),
+            value: Some(plaintext.to_vec()),
+            ..Default::default()
+        };
+        let options = KeyClientEncryptOptions {
+            key_version: kid.version().map(String::from),
+            ..Default::default()
+        };
+        let result = self
+            .keys
+            .encrypt(
+                kid.name(),
+                RequestContent::try_from(params).map_err(from_azure)?,
+                Some(options),
+            )
+            .await
+            .map_err(from_azure)?
+            .into_model()
+            .map_err(|e| OnlineError::BadResponse(e.to_string()))?;
+        match (result.iv, result.authentication_tag, result.result) {
+            (Some(iv), Some(tag), Some(ciphertext)) => Ok(Sealed {
+                iv,
+                tag,
+                ciphertext,
+            }),
+            _ => Err(OnlineError::BadResponse(
+                "the encryption result lacks iv, tag or value".into(),
+            )),
+        }
     }
 }
 

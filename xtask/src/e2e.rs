@@ -1,0 +1,436 @@
+//! `cargo xtask e2e`: the whole ceremony on one machine, as two workstations would run it.
+//!
+//! A fresh SoftHSM token (its own directory and SOFTHSM2_CONF under target/e2e/), a fresh
+//! kv-emulator, and the real binaries. The online and offline "workstations" are two
+//! directories; the only things that pass between them are files, copied across.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+const PIN: &str = "1234";
+const SO_PIN: &str = "5678";
+
+/// One target key of the ceremony.
+struct Target {
+    label: &'static str,
+    offline_args: &'static [&'static str],
+    aes: bool,
+}
+
+const DEFAULT: &[Target] = &[Target {
+    label: "target-rsa3072",
+    offline_args: &["--kty", "RSA", "--size", "3072"],
+    aes: false,
+}];
+
+const MATRIX_VAULT: &[Target] = &[
+    Target {
+        label: "target-rsa2048",
+        offline_args: &["--kty", "RSA", "--size", "2048"],
+        aes: false,
+    },
+    Target {
+        label: "target-rsa3072",
+        offline_args: &["--kty", "RSA", "--size", "3072"],
+        aes: false,
+    },
+    Target {
+        label: "target-rsa4096",
+        offline_args: &["--kty", "RSA", "--size", "4096"],
+        aes: false,
+    },
+    Target {
+        label: "target-p256",
+        offline_args: &["--kty", "EC", "--curve", "P-256"],
+        aes: false,
+    },
+    Target {
+        label: "target-p384",
+        offline_args: &["--kty", "EC", "--curve", "P-384"],
+        aes: false,
+    },
+    Target {
+        label: "target-p521",
+        offline_args: &["--kty", "EC", "--curve", "P-521"],
+        aes: false,
+    },
+    Target {
+        label: "target-p256k",
+        offline_args: &["--kty", "EC", "--curve", "P-256K"],
+        aes: false,
+    },
+];
+
+const MATRIX_MHSM: &[Target] = &[Target {
+    label: "target-aes256",
+    offline_args: &["--kty", "oct", "--size", "256"],
+    aes: true,
+}];
+
+/// The emulator process, stopped on every path (Drop).
+struct Emulator {
+    child: Child,
+    state: PathBuf,
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Ceremony {
+    bin: PathBuf,
+    online: PathBuf,
+    offline: PathBuf,
+    softhsm_conf: PathBuf,
+    steps: Vec<(String, Duration)>,
+}
+
+pub fn run(root: &Path, matrix: bool) -> Result<(), String> {
+    let started = Instant::now();
+    ensure_softhsm()?;
+    crate::run(Command::new(crate::cargo_bin()).current_dir(root).args([
+        "build",
+        "--quiet",
+        "-p",
+        "byok-offline",
+        "-p",
+        "byok-online",
+        "-p",
+        "kv-emulator",
+        "--bins",
+    ]))?;
+    let bin = target_dir(root).join("debug");
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default();
+    let dir = target_dir(root).join("e2e").join(format!("run-{stamp}"));
+    let mut c = Ceremony {
+        online: dir.join("online-workstation"),
+        offline: dir.join("offline-workstation"),
+        softhsm_conf: dir.join("offline-workstation").join("softhsm2.conf"),
+        bin,
+        steps: Vec::new(),
+    };
+    for d in [&c.online, &c.offline, &c.offline.join("tokens")] {
+        std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+    }
+    std::fs::write(
+        &c.softhsm_conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            c.offline.join("tokens").display()
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    println!("e2e: working in {}", dir.display());
+    c.step("SoftHSM: fresh token `byok-e2e`", |c| {
+        crate::run(
+            Command::new("softhsm2-util")
+                .args([
+                    "--init-token",
+                    "--free",
+                    "--label",
+                    "byok-e2e",
+                    "--so-pin",
+                    SO_PIN,
+                    "--pin",
+                    PIN,
+                ])
+                .env("SOFTHSM2_CONF", &c.softhsm_conf)
+                .stdout(Stdio::null()),
+        )
+    })?;
+
+    let mut summary = Vec::new();
+    let groups: Vec<(&str, &[Target])> = if matrix {
+        vec![("vault", MATRIX_VAULT), ("managedhsm", MATRIX_MHSM)]
+    } else {
+        vec![("vault", DEFAULT)]
+    };
+    for (flavor, targets) in groups {
+        let emulator = start_emulator(&c.bin, &dir.join(format!("emulator-{flavor}")), flavor)?;
+        println!(
+            "e2e: kv-emulator ({flavor}) at {}",
+            read_url(&emulator.state)?
+        );
+        c.online_group(&emulator, flavor, targets, &mut summary)?;
+        drop(emulator);
+    }
+    println!(
+        "\ne2e summary ({} s in all):",
+        started.elapsed().as_secs_f32()
+    );
+    for (step, took) in &c.steps {
+        println!("  {took:>8.2?}  {step}");
+    }
+    for line in &summary {
+        println!("  PROVEN    {line}");
+    }
+    println!("e2e: {} of {} targets proven", summary.len(), summary.len());
+    Ok(())
+}
+
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+}
+
+impl Ceremony {
+    fn step(
+        &mut self,
+        name: &str,
+        f: impl FnOnce(&mut Self) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let n = self.steps.len() + 1;
+        print!("[{n:>2}] {name} ... ");
+        let t = Instant::now();
+        let result = f(self);
+        let took = t.elapsed();
+        match &result {
+            Ok(()) => println!("ok ({:.2} s)", took.as_secs_f32()),
+            Err(_) => println!("FAILED ({:.2} s)", took.as_secs_f32()),
+        }
+        self.steps.push((name.to_string(), took));
+        result.map_err(|e| format!("step `{name}` failed:\n{e}"))
+    }
+
+    fn online(&self, emulator: &Emulator, args: &[&str]) -> Result<String, String> {
+        let mut cmd = Command::new(self.bin.join("byok-online"));
+        cmd.arg("--emulator")
+            .arg(&emulator.state)
+            .args(args)
+            .current_dir(&self.online);
+        capture(&mut cmd)
+    }
+
+    fn offline(&self, args: &[&str]) -> Result<String, String> {
+        let mut cmd = Command::new(self.bin.join("byok-offline"));
+        // The PIN travels in the environment, never on the command line.
+        cmd.args(["--module", MODULE, "--token", "byok-e2e"])
+            .args(args)
+            .current_dir(&self.offline)
+            .env("SOFTHSM2_CONF", &self.softhsm_conf)
+            .env("BYOK_PKCS11_PIN", PIN);
+        capture(&mut cmd)
+    }
+
+    /// Copies files from one workstation to the other: the air gap.
+    fn carry(&self, to_offline: bool, names: &[&str]) -> Result<(), String> {
+        let (from, to) = if to_offline {
+            (&self.online, &self.offline)
+        } else {
+            (&self.offline, &self.online)
+        };
+        for name in names {
+            std::fs::copy(from.join(name), to.join(name))
+                .map_err(|e| format!("carrying {name}: {e}"))?;
+        }
+        Ok(())
+    }
+
+    fn online_group(
+        &mut self,
+        emu: &Emulator,
+        flavor: &str,
+        targets: &[Target],
+        summary: &mut Vec<String>,
+    ) -> Result<(), String> {
+        let transfer = format!("kek-{flavor}.transfer");
+        self.step(
+            &format!("1. online ({flavor}): kek create KEKforBYOK, RSA-HSM 4096, import only"),
+            |c| {
+                let out = c.online(
+                    emu,
+                    &["kek", "create", "--name", "KEKforBYOK", "--size", "4096"],
+                )?;
+                expect(&out, "size:       4096 bits")
+            },
+        )?;
+        self.step(&format!("2. online ({flavor}): kek download -> {transfer}, carried to the offline workstation"), |c| {
+            c.online(emu, &["kek", "download", "--name", "KEKforBYOK", "--out", &transfer])?;
+            c.carry(true, &[&transfer])
+        })?;
+        for t in targets {
+            let byok = format!("KeyTransferPackage-{}.byok", t.label);
+            let sidecar = format!("{byok}.sidecar.json");
+            let public = format!("{}.public.pem", t.label);
+            self.step(
+                &format!(
+                    "3. offline: generate {} in SoftHSM + package, carried back",
+                    t.label
+                ),
+                |c| {
+                    let mut args = vec![
+                        "package",
+                        "--kek",
+                        &transfer,
+                        "--generate",
+                        "--label",
+                        t.label,
+                        "--allow-zero-padded-kwp",
+                    ];
+                    args.extend_from_slice(t.offline_args);
+                    c.offline(&args)?;
+                    let mut files = vec![byok.as_str(), sidecar.as_str()];
+                    if !t.aes {
+                        files.push(&public);
+                    }
+                    c.carry(false, &files)
+                },
+            )?;
+            self.step(
+                &format!(
+                    "4. online ({flavor}): import {} (sidecar checks the public key)",
+                    t.label
+                ),
+                |c| {
+                    let out =
+                        c.online(emu, &["import", "--name", t.label, "--byok-file", &byok])?;
+                    expect(
+                        &out,
+                        if t.aes {
+                            "not checked (AES key"
+                        } else {
+                            "public key check: matches"
+                        },
+                    )
+                },
+            )?;
+            if t.aes {
+                let challenge = format!("{}.challenge.json", t.label);
+                self.step(
+                    &format!(
+                        "   proof: the vault encrypts, the HSM decrypts ({})",
+                        t.label
+                    ),
+                    |c| {
+                        c.online(emu, &["prove-aes", "--name", t.label, "--out", &challenge])?;
+                        c.carry(true, &[&challenge])?;
+                        let out = c.offline(&[
+                            "prove-aes",
+                            "--label",
+                            t.label,
+                            "--challenge",
+                            &challenge,
+                        ])?;
+                        expect(&out, "the vault holds the same AES key")
+                    },
+                )?;
+                summary.push(format!(
+                    "{}: vault AES-256-GCM ciphertext decrypts in the HSM",
+                    t.label
+                ));
+            } else {
+                self.step(&format!("   proof: byok-online verify {} (public keys equal, vault signature verifies)", t.label), |c| {
+                    let out = c.online(emu, &["verify", "--name", t.label, "--public-key", &public])?;
+                    expect(&out, "verifies locally")
+                })?;
+                summary.push(format!(
+                    "{}: vault public key = HSM public key; vault signature verifies",
+                    t.label
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn expect(out: &str, needle: &str) -> Result<(), String> {
+    if out.contains(needle) {
+        Ok(())
+    } else {
+        Err(format!("expected `{needle}` in the output:\n{out}"))
+    }
+}
+
+fn capture(cmd: &mut Command) -> Result<String, String> {
+    let out = cmd
+        .output()
+        .map_err(|e| format!("could not run {cmd:?}: {e}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    if out.status.success() {
+        Ok(stdout)
+    } else {
+        Err(format!(
+            "{:?} {:?} exited with {}\nstdout:\n{stdout}\nstderr:\n{}",
+            cmd.get_program(),
+            cmd.get_args().collect::<Vec<_>>(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+fn start_emulator(bin: &Path, state: &Path, flavor: &str) -> Result<Emulator, String> {
+    let mut child = Command::new(bin.join("kv-emulator"))
+        .args([
+            "--flavor",
+            flavor,
+            "--accept-zero-padded-kwp",
+            "--state-dir",
+        ])
+        .arg(state)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("could not start kv-emulator: {e}"))?;
+    let stdout = child.stdout.take().expect("piped");
+    let emulator = Emulator {
+        child,
+        state: state.into(),
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(line) if line.starts_with("listening on ") => Ok(emulator),
+        Ok(line) => Err(format!("kv-emulator did not start: `{}`", line.trim())),
+        Err(_) => Err("kv-emulator did not start within 30 s".into()),
+    }
+}
+
+fn read_url(state: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(state.join("connection.json")).map_err(|e| e.to_string())?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    Ok(v["vault_url"].as_str().unwrap_or_default().to_string())
+}
+
+/// SoftHSM from Debian's packages: installed here when we are root on Debian, otherwise the
+/// exact command is named.
+fn ensure_softhsm() -> Result<(), String> {
+    let present = Path::new(MODULE).exists()
+        && Command::new("softhsm2-util")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if present {
+        return Ok(());
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0"));
+    if root && Path::new("/etc/debian_version").exists() {
+        println!("e2e: SoftHSM is missing; installing Debian's softhsm2 with apt-get");
+        crate::run(Command::new("apt-get").args(["update", "-qq"]))?;
+        crate::run(
+            Command::new("apt-get")
+                .args(["install", "-y", "-qq", "softhsm2"])
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .stdout(Stdio::null()),
+        )?;
+        return Ok(());
+    }
+    Err("SoftHSM is missing: install it with `sudo apt-get install softhsm2` (Debian/Ubuntu), then run again".into())
+}
