@@ -408,7 +408,7 @@ fn read_url(state: &Path) -> Result<String, String> {
 
 /// SoftHSM from Debian's packages: installed here when we are root on Debian, otherwise the
 /// exact command is named.
-fn ensure_softhsm() -> Result<(), String> {
+pub fn ensure_softhsm() -> Result<(), String> {
     let present = Path::new(MODULE).exists()
         && Command::new("softhsm2-util")
             .arg("--version")

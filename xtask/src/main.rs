@@ -47,6 +47,8 @@ fn print_help() {
 
 /// The test command the README gives and `.ci/run` runs.
 fn ci() -> Result<(), String> {
+    // The offline tests drive a real SoftHSM token.
+    e2e::ensure_softhsm()?;
     cargo(&["fmt", "--all", "--check"])?;
     cargo(&[
         "clippy",

@@ -55,7 +55,7 @@ fn each_bad_input_gets_its_own_error_and_leaves_no_file() {
     let out = hsm.run_env(&["keys"], &[]);
     assert_fails(&out, "no PIN: set BYOK_PKCS11_PIN");
     // PIN from a file works; an empty one is named.
-    std::fs::write(hsm.path("pin.txt"), "1234\n").unwrap();
+    std::fs::write(hsm.path("pin.txt"), format!("{}\n", common::PIN)).unwrap();
     assert!(
         hsm.run_env(&["--pin-file", "pin.txt", "keys"], &[])
             .status

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
-pub const PIN: &str = "1234";
+pub const PIN: &str = "q7-pin-Zx93";
 pub const KID: &str =
     "https://contoso.vault.azure.net/keys/KEKforBYOK/0123456789abcdef0123456789abcdef";
 
