@@ -230,6 +230,49 @@ impl KeyTransferPackage {
     }
 }
 
+/// What a `.byok` says about itself, as both binaries' `inspect` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PackageSummary {
+    pub schema_version: &'static str,
+    pub alg: &'static str,
+    pub enc: &'static str,
+    pub kid: String,
+    pub vault: String,
+    pub kek_name: String,
+    pub kek_version: String,
+    pub ciphertext_bytes: usize,
+    /// The KEK sizes whose modulus length the ciphertext fits.
+    pub fits_kek_bits: Vec<usize>,
+    pub generator: String,
+    /// SHA-256 of the file's bytes.
+    pub sha256: String,
+}
+
+impl PackageSummary {
+    /// Reads a `.byok` file's bytes strictly and summarises them.
+    pub fn of_file_bytes(bytes: &[u8]) -> Result<Self, PackageError> {
+        let package = KeyTransferPackage::parse(bytes)?;
+        let kid = package.kid();
+        Ok(Self {
+            schema_version: SCHEMA_VERSION,
+            alg: ALG,
+            enc: ENC,
+            kid: kid.to_string(),
+            vault: kid.vault().to_string(),
+            kek_name: kid.name().into(),
+            kek_version: kid.version().unwrap_or_default().into(),
+            ciphertext_bytes: package.ciphertext().len(),
+            fits_kek_bits: package
+                .fitting_modulus_lens()
+                .iter()
+                .map(|m| m * 8)
+                .collect(),
+            generator: package.generator().into(),
+            sha256: crate::Fingerprint::of_bytes(bytes).to_hex(),
+        })
+    }
+}
+
 fn shorten(s: &str) -> String {
     s.chars().take(80).collect()
 }

@@ -122,6 +122,24 @@ impl Kty {
         }
     }
 
+    /// The Key Vault key operations a key of this type supports, which an import or create
+    /// gets when none are named.
+    pub fn default_key_ops(self) -> Vec<String> {
+        let ops: &[&str] = match self {
+            Kty::Rsa => &[
+                "encrypt",
+                "decrypt",
+                "sign",
+                "verify",
+                "wrapKey",
+                "unwrapKey",
+            ],
+            Kty::Ec => &["sign", "verify"],
+            Kty::Oct => &["encrypt", "decrypt", "wrapKey", "unwrapKey"],
+        };
+        ops.iter().map(|s| s.to_string()).collect()
+    }
+
     /// Reads `RSA`, `RSA-HSM`, `EC`, `EC-HSM`, `oct`, `oct-HSM` (any case).
     pub fn from_jwk_kty(s: &str) -> Option<Self> {
         match s.to_ascii_uppercase().as_str() {

@@ -9,7 +9,7 @@ use crate::raw::RawModule;
 use crate::token::{Module, TokenIdentity, TokenSelector, TokenSession};
 use crate::wrap_path::{self, Capabilities, WrapChoice};
 use byok_core::target::{Curve, KeyKind};
-use byok_core::{KekPublicKey, KekTransfer, KeyId, KeyTransferPackage};
+use byok_core::{KekPublicKey, KekTransfer, KeyId};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -312,17 +312,8 @@ pub fn prove_aes(conn: &Connection, label: &str, challenge: &Path) -> Result<Pro
 #[derive(Debug, Serialize)]
 pub struct InspectReport {
     pub file: PathBuf,
-    pub schema_version: &'static str,
-    pub alg: &'static str,
-    pub enc: &'static str,
-    pub kid: String,
-    pub vault: String,
-    pub kek_name: String,
-    pub kek_version: String,
-    pub ciphertext_bytes: usize,
-    pub fits_kek_bits: Vec<usize>,
-    pub generator: String,
-    pub sha256: String,
+    #[serde(flatten)]
+    pub summary: byok_core::package::PackageSummary,
 }
 
 pub fn inspect(file: &Path) -> Result<InspectReport> {
@@ -330,24 +321,8 @@ pub fn inspect(file: &Path) -> Result<InspectReport> {
         path: file.into(),
         reason: e.to_string(),
     })?;
-    let package = KeyTransferPackage::parse(&bytes)?;
-    let kid = package.kid();
     Ok(InspectReport {
         file: file.into(),
-        schema_version: byok_core::package::SCHEMA_VERSION,
-        alg: byok_core::package::ALG,
-        enc: byok_core::package::ENC,
-        kid: kid.to_string(),
-        vault: kid.vault().to_string(),
-        kek_name: kid.name().into(),
-        kek_version: kid.version().unwrap_or_default().into(),
-        ciphertext_bytes: package.ciphertext().len(),
-        fits_kek_bits: package
-            .fitting_modulus_lens()
-            .iter()
-            .map(|m| m * 8)
-            .collect(),
-        generator: package.generator().into(),
-        sha256: byok_core::Fingerprint::of_bytes(&bytes).to_hex(),
+        summary: byok_core::package::PackageSummary::of_file_bytes(&bytes)?,
     })
 }

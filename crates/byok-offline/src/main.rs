@@ -325,10 +325,11 @@ fn run(cli: Cli) -> Result<(), byok_offline::OfflineError> {
         }
         Command::Inspect { file } => {
             let report = commands::inspect(&file)?;
-            print(json, &report, |r| {
+            print(json, &report, |report| {
+                let r = &report.summary;
                 println!(
                     "{}: a valid .byok (schema {} alg {} enc {})",
-                    r.file.display(),
+                    report.file.display(),
                     r.schema_version,
                     r.alg,
                     r.enc

@@ -244,22 +244,6 @@ fn kind_from_flags(kty: &str, size: Option<u32>, curve: Option<&str>) -> Result<
     Ok(kind)
 }
 
-fn default_ops(kty: Kty) -> Vec<String> {
-    let ops: &[&str] = match kty {
-        Kty::Rsa => &[
-            "encrypt",
-            "decrypt",
-            "sign",
-            "verify",
-            "wrapKey",
-            "unwrapKey",
-        ],
-        Kty::Ec => &["sign", "verify"],
-        Kty::Oct => &["encrypt", "decrypt", "wrapKey", "unwrapKey"],
-    };
-    ops.iter().map(|s| s.to_string()).collect()
-}
-
 /// `import`: every local check first (nothing is sent if one fails), then the KEK check,
 /// the upload, and the comparison of the vault's public key with the expected one.
 pub async fn import(conn: &ConnectOptions, opts: &ImportOptions) -> Result<ImportReport> {
@@ -332,7 +316,10 @@ pub async fn import(conn: &ConnectOptions, opts: &ImportOptions) -> Result<Impor
         (None, Some(s)) => s.public_key.clone(),
         (None, None) => None,
     };
-    let ops = opts.ops.clone().unwrap_or_else(|| default_ops(kind.kty()));
+    let ops = opts
+        .ops
+        .clone()
+        .unwrap_or_else(|| kind.kty().default_key_ops());
     let tags: HashMap<String, String> = opts.tags.iter().cloned().collect();
     let not_before = opts
         .not_before
@@ -529,35 +516,8 @@ pub async fn prove_aes(
     })
 }
 
-/// What `inspect` shows; no network.
-#[derive(Debug, Serialize)]
-pub struct InspectReport {
-    pub kid: String,
-    pub vault: String,
-    pub kek_name: String,
-    pub kek_version: String,
-    pub ciphertext_bytes: usize,
-    pub fits_kek_bits: Vec<usize>,
-    pub generator: String,
-    pub sha256: String,
-}
-
-pub fn inspect(file: &Path) -> Result<InspectReport> {
+/// `inspect`: what a `.byok` says about itself; no network.
+pub fn inspect(file: &Path) -> Result<byok_core::package::PackageSummary> {
     let bytes = read_limited(file, byok_core::package::MAX_PACKAGE_BYTES as u64)?;
-    let package = KeyTransferPackage::parse(&bytes)?;
-    let kid = package.kid();
-    Ok(InspectReport {
-        kid: kid.to_string(),
-        vault: kid.vault().to_string(),
-        kek_name: kid.name().into(),
-        kek_version: kid.version().unwrap_or_default().into(),
-        ciphertext_bytes: package.ciphertext().len(),
-        fits_kek_bits: package
-            .fitting_modulus_lens()
-            .iter()
-            .map(|m| m * 8)
-            .collect(),
-        generator: package.generator().into(),
-        sha256: Fingerprint::of_bytes(&bytes).to_hex(),
-    })
+    Ok(byok_core::package::PackageSummary::of_file_bytes(&bytes)?)
 }

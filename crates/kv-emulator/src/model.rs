@@ -268,19 +268,3 @@ pub fn validate_ops(ops: &[String], kty: Kty) -> ApiResult<()> {
     }
     Ok(())
 }
-
-pub fn default_ops(kty: Kty) -> Vec<String> {
-    let ops: &[&str] = match kty {
-        Kty::Rsa => &[
-            "encrypt",
-            "decrypt",
-            "sign",
-            "verify",
-            "wrapKey",
-            "unwrapKey",
-        ],
-        Kty::Ec => &["sign", "verify"],
-        Kty::Oct => &["encrypt", "decrypt", "wrapKey", "unwrapKey"],
-    };
-    ops.iter().map(|s| s.to_string()).collect()
-}

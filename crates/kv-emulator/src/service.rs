@@ -190,10 +190,7 @@ impl Service {
             ));
         }
         let kind = kind_of(kty, req.key_size, req.crv.as_deref())?;
-        let ops = req
-            .key_ops
-            .clone()
-            .unwrap_or_else(|| model::default_ops(kty));
+        let ops = req.key_ops.clone().unwrap_or_else(|| kty.default_key_ops());
         model::validate_ops(&ops, kty)?;
         let key = tokio::task::spawn_blocking(move || TargetKey::generate(kind))
             .await
@@ -267,7 +264,7 @@ impl Service {
             .key
             .key_ops
             .clone()
-            .unwrap_or_else(|| model::default_ops(kty));
+            .unwrap_or_else(|| kty.default_key_ops());
         model::validate_ops(&ops, kty)?;
         if ops.iter().any(|o| o == "import") {
             return Err(ApiError::bad_parameter(
