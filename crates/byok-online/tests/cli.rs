@@ -24,6 +24,7 @@ async fn start() -> Env {
         persist: false,
         token_lifetime_secs: 3600,
         accept_zero_padded_kwp: false,
+        fault_status: None,
     };
     let emu = kv_emulator::start(config).await.unwrap();
     Env {

@@ -42,6 +42,8 @@ pub struct Config {
     pub persist: bool,
     pub token_lifetime_secs: i64,
     pub accept_zero_padded_kwp: bool,
+    /// Fault injection: every authenticated data-plane request gets this HTTP status.
+    pub fault_status: Option<u16>,
 }
 
 /// What a client needs to reach the emulator; written to `connection.json`.
@@ -194,6 +196,7 @@ pub async fn start(config: Config) -> Result<Running, String> {
                 accept_zero_padded_kwp: config.accept_zero_padded_kwp,
             },
         },
+        fault_status: config.fault_status,
         auth: auth::Auth::new(
             identity.tenant_id,
             identity.client_id,

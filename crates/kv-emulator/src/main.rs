@@ -24,11 +24,14 @@ struct Cli {
     #[arg(long)]
     persist: bool,
     /// Lifetime of issued access tokens, in seconds.
-    #[arg(long, default_value_t = 3600)]
+    #[arg(long, default_value_t = 3600, allow_negative_numbers = true)]
     token_lifetime: i64,
     /// Accept a BYOK plaintext followed by 1-7 zero bytes (SoftHSM 2.6.1's 0x210A); Azure may not.
     #[arg(long)]
     accept_zero_padded_kwp: bool,
+    /// Testing aid: answer every authenticated data-plane request with this HTTP status (429 adds Retry-After: 1).
+    #[arg(long)]
+    fault_status: Option<u16>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -54,6 +57,7 @@ async fn main() -> ExitCode {
         persist: cli.persist,
         token_lifetime_secs: cli.token_lifetime,
         accept_zero_padded_kwp: cli.accept_zero_padded_kwp,
+        fault_status: cli.fault_status,
     };
     let running = match kv_emulator::start(config).await {
         Ok(r) => r,

@@ -37,6 +37,9 @@ const PAGE_MAX: usize = 25;
 pub struct App {
     pub service: Service,
     pub auth: Auth,
+    /// Answer every authenticated data-plane request with this status (fault injection for
+    /// client tests: 429 carries `Retry-After: 1`).
+    pub fault_status: Option<u16>,
 }
 
 type Shared = State<Arc<App>>;
@@ -60,9 +63,30 @@ fn parse<T: DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
 }
 
 async fn require_token(State(app): Shared, request: Request, next: Next) -> Response {
-    match app.auth.check(request.headers()) {
-        Ok(()) => next.run(request).await,
-        Err(e) => e.into_response(),
+    if let Err(e) = app.auth.check(request.headers()) {
+        return e.into_response();
+    }
+    match app.fault_status.and_then(|s| StatusCode::from_u16(s).ok()) {
+        None => next.run(request).await,
+        Some(status) => {
+            let code = match status.as_u16() {
+                429 => "Throttled",
+                403 => "Forbidden",
+                _ => "ServiceUnavailable",
+            };
+            let mut response = ApiError::new(
+                status,
+                code,
+                format!("Injected fault: HTTP {}.", status.as_u16()),
+            )
+            .into_response();
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                response
+                    .headers_mut()
+                    .insert("retry-after", axum::http::HeaderValue::from_static("1"));
+            }
+            response
+        }
     }
 }
 

@@ -22,6 +22,7 @@ pub fn config(dir: &std::path::Path, flavor: Flavor) -> Config {
         persist: false,
         token_lifetime_secs: 3600,
         accept_zero_padded_kwp: false,
+        fault_status: None,
     }
 }
 

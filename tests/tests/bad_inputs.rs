@@ -1,0 +1,967 @@
+//! Bad input through the real binaries, the way a security team would try it: each case must
+//! exit non-zero, print a message that names the problem, and leave no file behind.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+const PIN: &str = "bad-inputs-Pin-4471";
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The three binaries, built once (cargo does nothing when they are fresh).
+fn bins() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "byok-offline",
+            "-p",
+            "byok-online",
+            "-p",
+            "kv-emulator",
+            "--bins",
+        ])
+        .current_dir(workspace())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"))
+        .join("debug")
+}
+
+struct Emulator(Child);
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn emulator(bin: &Path, state: &Path, extra: &[&str]) -> Emulator {
+    let mut child = Command::new(bin.join("kv-emulator"))
+        .args(["--accept-zero-padded-kwp", "--state-dir"])
+        .arg(state)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("listening on"), "{line}");
+    Emulator(child)
+}
+
+fn listing(dir: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+struct Case {
+    name: &'static str,
+    program: &'static str,
+    args: Vec<String>,
+    env: Vec<(&'static str, String)>,
+    expect: &'static str,
+}
+
+fn case(name: &'static str, program: &'static str, args: &[&str], expect: &'static str) -> Case {
+    Case {
+        name,
+        program,
+        args: args.iter().map(|s| s.to_string()).collect(),
+        env: vec![],
+        expect,
+    }
+}
+
+#[test]
+fn forty_bad_inputs_each_fail_clearly_and_leave_nothing() {
+    assert!(
+        Path::new(MODULE).exists(),
+        "SoftHSM is not installed: apt-get install softhsm2 (cargo xtask ci does this)"
+    );
+    let bin = bins();
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("work");
+    let state = dir.path().join("emulator");
+    std::fs::create_dir_all(work.join("tokens")).unwrap();
+    let conf = work.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!("directories.tokendir = {}\n", work.join("tokens").display()),
+    )
+    .unwrap();
+    let out = Command::new("softhsm2-util")
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            "bad",
+            "--so-pin",
+            "5678",
+            "--pin",
+            PIN,
+        ])
+        .env("SOFTHSM2_CONF", &conf)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let _emu = emulator(&bin, &state, &[]);
+    let fault_dir = dir.path().join("faulty");
+    let online = |args: &[&str]| {
+        let mut cmd = Command::new(bin.join("byok-online"));
+        cmd.arg("--emulator")
+            .arg(&state)
+            .args(args)
+            .current_dir(&work);
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "setup {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let offline_env = |cmd: &mut Command| {
+        cmd.current_dir(&work)
+            .env("SOFTHSM2_CONF", &conf)
+            .env("PKCS11_MODULE", MODULE)
+            .env("BYOK_PKCS11_PIN", PIN)
+            .stdin(Stdio::null());
+    };
+
+    // Setup: a KEK and its transfer file, a good package, keys on the token.
+    online(&[
+        "kek",
+        "create",
+        "--name",
+        "KEK",
+        "--size",
+        "2048",
+        "--out",
+        "kek.transfer",
+    ]);
+    online(&[
+        "kek", "download", "--name", "KEK", "--out", "kek.pem", "--format", "pem",
+    ]);
+    let kid = std::fs::read_to_string(work.join("kek.transfer"))
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()[5..]
+        .to_string();
+    let mut generate = Command::new(bin.join("byok-offline"));
+    offline_env(&mut generate);
+    let out = generate
+        .args([
+            "package",
+            "--kek",
+            "kek.transfer",
+            "--generate",
+            "--kty",
+            "EC",
+            "--label",
+            "good",
+            "--allow-zero-padded-kwp",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    make_locked_keys(&conf);
+    let byok_text = std::fs::read_to_string(work.join("KeyTransferPackage-good.byok")).unwrap();
+    let byok: serde_json::Value = serde_json::from_str(&byok_text).unwrap();
+    let write = |name: &str, text: &str| std::fs::write(work.join(name), text).unwrap();
+    let with = |path: &[&str], value: serde_json::Value| {
+        let mut v = byok.clone();
+        let mut slot = &mut v;
+        for p in &path[..path.len() - 1] {
+            slot = &mut slot[*p];
+        }
+        slot[path[path.len() - 1]] = value;
+        serde_json::to_string(&v).unwrap()
+    };
+    write("truncated.byok", &byok_text[..byok_text.len() / 2]);
+    write("notjson.byok", "this is not a package");
+    write("oversized.byok", &" ".repeat(70 * 1024));
+    write("schema.byok", &with(&["schema_version"], "2.0.0".into()));
+    write("alg.byok", &with(&["header", "alg"], "RSA-OAEP".into()));
+    write(
+        "enc.byok",
+        &with(&["header", "enc"], "CKM_RSA_AES_KEY_WRAP_PAD".into()),
+    );
+    write(
+        "unversioned.byok",
+        &with(&["header", "kid"], kid.rsplit_once('/').unwrap().0.into()),
+    );
+    write(
+        "foreign.byok",
+        &with(
+            &["header", "kid"],
+            "https://contoso.vault.azure.net/keys/KEK/0123456789abcdef0123456789abcdef".into(),
+        ),
+    );
+    let ct = byok["ciphertext"].as_str().unwrap();
+    write(
+        "padded.byok",
+        &with(&["ciphertext"], format!("{ct}==").into()),
+    );
+    write(
+        "short.byok",
+        &with(&["ciphertext"], ct[..ct.len() - 8].into()),
+    );
+    let mut bytes = byok_core::b64::decode("c", ct).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    // A key that is no KEK: the good package imported as an EC key.
+    online(&[
+        "import",
+        "--name",
+        "plainkey",
+        "--byok-file",
+        "KeyTransferPackage-good.byok",
+    ]);
+    let plain_kid = {
+        let mut c = Command::new(bin.join("byok-online"));
+        c.arg("--emulator")
+            .arg(&state)
+            .args(["--output", "json", "show", "--name", "plainkey"]);
+        let v: serde_json::Value = serde_json::from_slice(&c.output().unwrap().stdout).unwrap();
+        v["kid"].as_str().unwrap().to_string()
+    };
+    write("notkek.byok", &with(&["header", "kid"], plain_kid.into()));
+    write(
+        "tampered.byok",
+        &with(&["ciphertext"], byok_core::b64::encode(&bytes).into()),
+    );
+    let transfer = std::fs::read_to_string(work.join("kek.transfer")).unwrap();
+    write("truncated.transfer", &transfer[..transfer.len() - 100]);
+    write(
+        "oversized.transfer",
+        &format!("{transfer}{}", "#".repeat(20_000)),
+    );
+    write(
+        "fingerprint.transfer",
+        &transfer.replace("sha256: ", "sha256: 00"),
+    );
+    write(
+        "size.transfer",
+        &transfer.replace("key-size: 2048", "key-size: 4096"),
+    );
+    write("empty.pin", "\n");
+    let small = rsa::PrivateKey::new(&mut getrandom::SysRng, 1024).unwrap();
+    write(
+        "small.pem",
+        &rsa::pkcs8::EncodePublicKey::to_public_key_pem(
+            &small.to_public_key(),
+            rsa::pkcs8::LineEnding::LF,
+        )
+        .unwrap(),
+    );
+    let ec = byok_core::TargetKey::generate(byok_core::KeyKind::Ec {
+        curve: byok_core::Curve::P256,
+    })
+    .unwrap();
+    write("ec.pem", &ec.public_key().unwrap().to_pem());
+    write("existing.byok", "keep");
+    std::fs::create_dir(work.join("a-directory")).unwrap();
+
+    fn pkg<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+        let mut a = vec![
+            "package",
+            "--kek",
+            "kek.transfer",
+            "--allow-zero-padded-kwp",
+        ];
+        a.extend_from_slice(extra);
+        a
+    }
+    let mut cases = vec![
+        // byok-offline: the token
+        Case {
+            env: vec![("BYOK_PKCS11_PIN", "wrong-pin".into())],
+            ..case("wrong PIN", "byok-offline", &["keys"], "PIN was refused")
+        },
+        Case {
+            env: vec![("BYOK_PKCS11_PIN", String::new())],
+            ..case("empty PIN", "byok-offline", &["keys"], "is empty")
+        },
+        case(
+            "PIN file missing",
+            "byok-offline",
+            &["--pin-file", "nope.pin", "keys"],
+            "cannot read the PIN file",
+        ),
+        case(
+            "PIN file empty",
+            "byok-offline",
+            &["--pin-file", "empty.pin", "keys"],
+            "is empty",
+        ),
+        case(
+            "module missing",
+            "byok-offline",
+            &["--module", "/nonexistent/lib.so", "keys"],
+            "cannot load the PKCS#11 module",
+        ),
+        case(
+            "module is not a library",
+            "byok-offline",
+            &["--module", "kek.pem", "keys"],
+            "cannot load the PKCS#11 module",
+        ),
+        case(
+            "unknown token",
+            "byok-offline",
+            &["--token", "nope", "keys"],
+            "no token labelled `nope`",
+        ),
+        case(
+            "unknown slot",
+            "byok-offline",
+            &["--slot", "999999", "keys"],
+            "no slot 999999",
+        ),
+        case(
+            "unknown key label",
+            "byok-offline",
+            &pkg(&["--label", "missing"]),
+            "no key labelled `missing`",
+        ),
+        case(
+            "unknown key id",
+            "byok-offline",
+            &pkg(&["--id", "abcdef"]),
+            "no key with id abcdef",
+        ),
+        case(
+            "bad key id",
+            "byok-offline",
+            &pkg(&["--id", "xyz"]),
+            "invalid --id",
+        ),
+        case(
+            "non-extractable key",
+            "byok-offline",
+            &pkg(&["--label", "locked"]),
+            "not extractable",
+        ),
+        case(
+            "non-sensitive key",
+            "byok-offline",
+            &pkg(&["--label", "plain"]),
+            "not sensitive",
+        ),
+        case(
+            "existing output",
+            "byok-offline",
+            &pkg(&["--label", "good", "--out", "existing.byok"]),
+            "already exists",
+        ),
+        case(
+            "label in use",
+            "byok-offline",
+            &[
+                "generate",
+                "--label",
+                "good",
+                "--kty",
+                "EC",
+                "--public-key-out",
+                "x.pem",
+            ],
+            "already exists on the token",
+        ),
+        case(
+            "RSA 1024 target",
+            "byok-offline",
+            &["generate", "--label", "r", "--kty", "RSA", "--size", "1024"],
+            "cannot be imported",
+        ),
+        case(
+            "unknown curve",
+            "byok-offline",
+            &[
+                "generate", "--label", "r", "--kty", "EC", "--curve", "P-192",
+            ],
+            "not a curve",
+        ),
+        // byok-offline: the KEK
+        case(
+            "KEK of 1024 bits",
+            "byok-offline",
+            &[
+                "package",
+                "--kek-pem",
+                "small.pem",
+                "--kid",
+                &kid,
+                "--label",
+                "good",
+            ],
+            "1024-bit modulus",
+        ),
+        case(
+            "EC KEK",
+            "byok-offline",
+            &[
+                "package",
+                "--kek-pem",
+                "ec.pem",
+                "--kid",
+                &kid,
+                "--label",
+                "good",
+            ],
+            "is an EC",
+        ),
+        case(
+            "unversioned kid",
+            "byok-offline",
+            &[
+                "package",
+                "--kek-pem",
+                "kek.pem",
+                "--kid",
+                kid.rsplit_once('/').unwrap().0,
+                "--label",
+                "good",
+            ],
+            "has no version",
+        ),
+        case(
+            "foreign-host kid",
+            "byok-offline",
+            &[
+                "package",
+                "--kek-pem",
+                "kek.pem",
+                "--kid",
+                "https://example.com/keys/k/0123456789abcdef0123456789abcdef",
+                "--label",
+                "good",
+            ],
+            "is not a Key Vault",
+        ),
+        case(
+            "not a transfer file",
+            "byok-offline",
+            &pkg(&["--label", "good"])
+                .iter()
+                .map(|a| if *a == "kek.transfer" { "kek.pem" } else { a })
+                .collect::<Vec<_>>(),
+            "not a KEK transfer file",
+        ),
+        case(
+            "truncated transfer file",
+            "byok-offline",
+            &["package", "--kek", "truncated.transfer", "--label", "good"],
+            "not valid PEM",
+        ),
+        case(
+            "oversized transfer file",
+            "byok-offline",
+            &["package", "--kek", "oversized.transfer", "--label", "good"],
+            "limit is",
+        ),
+        case(
+            "tampered transfer fingerprint",
+            "byok-offline",
+            &[
+                "package",
+                "--kek",
+                "fingerprint.transfer",
+                "--label",
+                "good",
+            ],
+            "does not match its public key",
+        ),
+        case(
+            "tampered transfer size",
+            "byok-offline",
+            &["package", "--kek", "size.transfer", "--label", "good"],
+            "says key-size 4096",
+        ),
+        case(
+            "transfer path missing",
+            "byok-offline",
+            &["package", "--kek", "nope.transfer", "--label", "good"],
+            "cannot read nope.transfer",
+        ),
+        case(
+            "transfer path is a directory",
+            "byok-offline",
+            &["package", "--kek", "a-directory", "--label", "good"],
+            "cannot read a-directory",
+        ),
+        // byok-offline inspect: the .byok
+        case(
+            "not JSON",
+            "byok-offline",
+            &["inspect", "notjson.byok"],
+            "not a .byok package",
+        ),
+        case(
+            "truncated .byok",
+            "byok-offline",
+            &["inspect", "truncated.byok"],
+            "not a .byok package",
+        ),
+        case(
+            "oversized .byok",
+            "byok-offline",
+            &["inspect", "oversized.byok"],
+            "a .byok is under",
+        ),
+        case(
+            "wrong schema_version",
+            "byok-offline",
+            &["inspect", "schema.byok"],
+            "schema_version is `2.0.0`",
+        ),
+        case(
+            "wrong alg",
+            "byok-offline",
+            &["inspect", "alg.byok"],
+            "header.alg is `RSA-OAEP`",
+        ),
+        case(
+            "wrong enc",
+            "byok-offline",
+            &["inspect", "enc.byok"],
+            "without any suffix",
+        ),
+        case(
+            "unversioned kid in .byok",
+            "byok-offline",
+            &["inspect", "unversioned.byok"],
+            "has no version",
+        ),
+        case(
+            "padded base64",
+            "byok-offline",
+            &["inspect", "padded.byok"],
+            "padding",
+        ),
+        case(
+            "ciphertext fits no KEK",
+            "byok-offline",
+            &["inspect", "short.byok"],
+            "fits no KEK size",
+        ),
+        // byok-online
+        case(
+            "import: malformed .byok",
+            "byok-online",
+            &[
+                "import",
+                "--name",
+                "t",
+                "--byok-file",
+                "notjson.byok",
+                "--kty",
+                "EC",
+            ],
+            "not a .byok package",
+        ),
+        case(
+            "import: foreign kid",
+            "byok-online",
+            &[
+                "import",
+                "--name",
+                "t",
+                "--byok-file",
+                "foreign.byok",
+                "--kty",
+                "EC",
+            ],
+            "same vault",
+        ),
+        case(
+            "import: tampered ciphertext",
+            "byok-online",
+            &[
+                "import",
+                "--name",
+                "t",
+                "--byok-file",
+                "tampered.byok",
+                "--kty",
+                "EC",
+            ],
+            "HTTP 400 BadParameter",
+        ),
+        case(
+            "import: wrong kty",
+            "byok-online",
+            &[
+                "import",
+                "--name",
+                "t",
+                "--byok-file",
+                "tampered.byok",
+                "--kty",
+                "RSA",
+            ],
+            "HTTP 400 BadParameter",
+        ),
+        case(
+            "import: unreadable .byok",
+            "byok-online",
+            &[
+                "import",
+                "--name",
+                "t",
+                "--byok-file",
+                "a-directory",
+                "--kty",
+                "EC",
+            ],
+            "cannot read a-directory",
+        ),
+        case(
+            "import: bad key name",
+            "byok-online",
+            &[
+                "import",
+                "--name",
+                "bad_name",
+                "--byok-file",
+                "tampered.byok",
+                "--kty",
+                "EC",
+            ],
+            "not a valid key name",
+        ),
+        case(
+            "import: bad time",
+            "byok-online",
+            &[
+                "import",
+                "--name",
+                "t",
+                "--byok-file",
+                "tampered.byok",
+                "--kty",
+                "EC",
+                "--expires",
+                "tomorrow",
+            ],
+            "RFC 3339",
+        ),
+        case(
+            "kek download: unknown key",
+            "byok-online",
+            &[
+                "kek",
+                "download",
+                "--name",
+                "t-missing",
+                "--out",
+                "o.transfer",
+            ],
+            "was not found",
+        ),
+        case(
+            "kek download: not a KEK",
+            "byok-online",
+            &[
+                "kek",
+                "download",
+                "--name",
+                "plainkey",
+                "--out",
+                "o.transfer",
+            ],
+            "a KEK must be RSA-HSM",
+        ),
+        case(
+            "import: key that is not a KEK",
+            "byok-online",
+            &[
+                "import",
+                "--name",
+                "t",
+                "--byok-file",
+                "notkek.byok",
+                "--kty",
+                "EC",
+            ],
+            "a KEK must be RSA-HSM",
+        ),
+        case(
+            "kek download: existing output",
+            "byok-online",
+            &["kek", "download", "--name", "KEK", "--out", "kek.transfer"],
+            "already exists",
+        ),
+        case(
+            "kek create: bad size",
+            "byok-online",
+            &["kek", "create", "--name", "K2", "--size", "1024"],
+            "2048, 3072 or 4096",
+        ),
+        case(
+            "show: 404",
+            "byok-online",
+            &["show", "--name", "nope"],
+            "was not found",
+        ),
+        case(
+            "China vault",
+            "byok-online",
+            &[
+                "--vault-url",
+                "https://contoso.vault.azure.cn",
+                "import",
+                "--name",
+                "t",
+                "--byok-file",
+                "tampered.byok",
+                "--kty",
+                "EC",
+            ],
+            "not offered in Azure China",
+        ),
+        case(
+            "vault unreachable",
+            "byok-online",
+            &[
+                "--vault-url",
+                "https://127.0.0.1:9",
+                "--auth",
+                "cli",
+                "show",
+                "--name",
+                "k",
+            ],
+            "cannot reach the vault",
+        ),
+        case(
+            "kv-emulator: bad listen address",
+            "kv-emulator",
+            &["--listen", "256.0.0.1:1", "--state-dir", "x"],
+            "invalid value",
+        ),
+        case(
+            "kv-emulator: unusable state dir",
+            "kv-emulator",
+            &["--state-dir", "/proc/byok-cannot-exist"],
+            "/proc/byok-cannot-exist",
+        ),
+    ];
+    // Vault faults: 401 (wrong secret), 403, 429, 500, expired token.
+    let conn: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state.join("connection.json")).unwrap()).unwrap();
+    let secret_env = |secret: &str| {
+        vec![
+            (
+                "AZURE_TENANT_ID",
+                conn["tenant_id"].as_str().unwrap().to_string(),
+            ),
+            (
+                "AZURE_CLIENT_ID",
+                conn["client_id"].as_str().unwrap().to_string(),
+            ),
+            ("AZURE_CLIENT_SECRET", secret.to_string()),
+        ]
+    };
+    let direct = |url: &str, authority: &str| -> Vec<String> {
+        vec![
+            "--vault-url".into(),
+            url.into(),
+            "--ca-cert".into(),
+            conn["ca_cert"].as_str().unwrap().into(),
+            "--authority-host".into(),
+            authority.into(),
+            "--no-verify-challenge-resource".into(),
+            "--auth".into(),
+            "client-secret".into(),
+            "show".into(),
+            "--name".into(),
+            "KEK".into(),
+        ]
+    };
+    let url = conn["vault_url"].as_str().unwrap().to_string();
+    cases.push(Case {
+        name: "401: wrong client secret",
+        program: "byok-online",
+        args: direct(&url, &url),
+        env: secret_env("not-the-secret"),
+        expect: "7000215",
+    });
+    let mut faulty = Vec::new();
+    for (status, expect) in [
+        (403, "HTTP 403 Forbidden"),
+        (429, "HTTP 429 Throttled"),
+        (500, "HTTP 500"),
+    ] {
+        let state = fault_dir.join(status.to_string());
+        std::fs::create_dir_all(&state).unwrap();
+        std::fs::copy(
+            dir.path().join("emulator/identity.json"),
+            state.join("identity.json"),
+        )
+        .unwrap();
+        faulty.push(emulator(
+            &bin,
+            &state,
+            &["--fault-status", &status.to_string()],
+        ));
+        let c: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(state.join("connection.json")).unwrap()).unwrap();
+        let u = c["vault_url"].as_str().unwrap().to_string();
+        let mut args = direct(&u, &u);
+        args[3] = c["ca_cert"].as_str().unwrap().into();
+        cases.push(Case {
+            name: Box::leak(format!("{status} from the vault").into_boxed_str()),
+            program: "byok-online",
+            args,
+            env: secret_env(conn["client_secret"].as_str().unwrap()),
+            expect,
+        });
+    }
+    let expired = fault_dir.join("expired");
+    std::fs::create_dir_all(&expired).unwrap();
+    std::fs::copy(
+        dir.path().join("emulator/identity.json"),
+        expired.join("identity.json"),
+    )
+    .unwrap();
+    faulty.push(emulator(&bin, &expired, &["--token-lifetime=-5"]));
+    let c: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(expired.join("connection.json")).unwrap()).unwrap();
+    let u = c["vault_url"].as_str().unwrap().to_string();
+    let mut args = direct(&u, &u);
+    args[3] = c["ca_cert"].as_str().unwrap().into();
+    cases.push(Case {
+        name: "expired token",
+        program: "byok-online",
+        args,
+        env: secret_env(conn["client_secret"].as_str().unwrap()),
+        expect: "HTTP 401",
+    });
+
+    assert!(cases.len() >= 40, "{} cases", cases.len());
+    let mut failures = Vec::new();
+    for c in &cases {
+        let before = listing(&work);
+        let mut cmd = Command::new(bin.join(c.program));
+        match c.program {
+            "byok-offline" => offline_env(&mut cmd),
+            "byok-online" if !c.args.iter().any(|a| a == "--vault-url") => {
+                cmd.arg("--emulator").arg(&state).current_dir(&work);
+            }
+            _ => {
+                cmd.current_dir(&work);
+            }
+        }
+        for var in ["AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET"] {
+            cmd.env_remove(var);
+        }
+        cmd.args(&c.args).envs(c.env.iter().cloned());
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        let after = listing(&work);
+        let problem = if out.status.success() {
+            Some("exited 0".to_string())
+        } else if !err.contains(c.expect) {
+            Some(format!("message lacks `{}`: {err}", c.expect))
+        } else if before != after {
+            Some(format!(
+                "left files: {:?}",
+                after.difference(&before).collect::<Vec<_>>()
+            ))
+        } else if err.contains(PIN) || err.contains(conn["client_secret"].as_str().unwrap()) {
+            Some("a secret is in the message".into())
+        } else {
+            None
+        };
+        if let Some(p) = problem {
+            failures.push(format!("{}: {p}", c.name));
+        }
+    }
+    assert_eq!(
+        std::fs::read_to_string(work.join("existing.byok")).unwrap(),
+        "keep"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+    println!("bad inputs: {} tried, {} passed", cases.len(), cases.len());
+}
+
+/// A non-extractable and a non-sensitive key, made directly over PKCS#11.
+fn make_locked_keys(conf: &Path) {
+    use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+    use cryptoki::mechanism::Mechanism;
+    use cryptoki::object::{Attribute, KeyType, ObjectClass};
+    use cryptoki::session::UserType;
+    // The module reads SOFTHSM2_CONF at C_Initialize; run in a child process so this test's
+    // own environment stays untouched.
+    if std::env::var_os("BYOK_BAD_INPUTS_MAKE_KEYS").is_none() {
+        let status = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "make_keys_helper", "--nocapture"])
+            .env("BYOK_BAD_INPUTS_MAKE_KEYS", "1")
+            .env("SOFTHSM2_CONF", conf)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        return;
+    }
+    let p = Pkcs11::new(MODULE).unwrap();
+    p.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+        .unwrap();
+    let slot = p.get_slots_with_initialized_token().unwrap()[0];
+    let s = p.open_rw_session(slot).unwrap();
+    s.login(UserType::User, Some(&PIN.to_string().into()))
+        .unwrap();
+    for (label, extractable, sensitive) in [("locked", false, true), ("plain", true, false)] {
+        s.generate_key(
+            &Mechanism::AesKeyGen,
+            &[
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::KeyType(KeyType::AES),
+                Attribute::Token(true),
+                Attribute::Private(true),
+                Attribute::Extractable(extractable),
+                Attribute::Sensitive(sensitive),
+                Attribute::ValueLen(32.into()),
+                Attribute::Label(label.as_bytes().to_vec()),
+            ],
+        )
+        .unwrap();
+    }
+}
+
+/// Runs only as the child of `make_locked_keys`.
+#[test]
+fn make_keys_helper() {
+    if std::env::var_os("BYOK_BAD_INPUTS_MAKE_KEYS").is_some() {
+        make_locked_keys(Path::new(""));
+    }
+}
