@@ -65,6 +65,7 @@ impl Module {
             path: path.into(),
             reason: e.to_string(),
         })?;
+        tracing::debug!(module = %path.display(), "loading the PKCS#11 module");
         pkcs11
             .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
             .map_err(|e| OfflineError::ModuleInit(e.to_string()))?;
@@ -139,6 +140,7 @@ impl Module {
                 token: identity.label,
             });
         }
+        tracing::debug!(slot = slot.id(), token = %identity.label, serial = %identity.serial, "opening a session");
         let pin = pin.read()?;
         let session = self.pkcs11.open_rw_session(slot)?;
         match session.login(UserType::User, Some(&pin)) {
@@ -198,6 +200,7 @@ pub struct SessionObject<'a> {
 
 impl<'a> SessionObject<'a> {
     pub fn new(session: &'a Session, handle: ObjectHandle) -> Self {
+        tracing::debug!(handle = handle.handle(), "session object created");
         Self {
             session,
             handle: Some(handle),
@@ -211,7 +214,10 @@ impl<'a> SessionObject<'a> {
     /// Destroys the object now, reporting a failure.
     pub fn destroy(mut self) -> Result<()> {
         match self.handle.take() {
-            Some(h) => Ok(self.session.destroy_object(h)?),
+            Some(h) => {
+                tracing::debug!(handle = h.handle(), "session object destroyed");
+                Ok(self.session.destroy_object(h)?)
+            }
             None => Ok(()),
         }
     }
@@ -220,6 +226,10 @@ impl<'a> SessionObject<'a> {
 impl Drop for SessionObject<'_> {
     fn drop(&mut self) {
         if let Some(h) = self.handle.take() {
+            tracing::debug!(
+                handle = h.handle(),
+                "session object destroyed on an error path"
+            );
             // On an error path there is nothing better to do than try; the session's close
             // would destroy it as well.
             let _ = self.session.destroy_object(h);

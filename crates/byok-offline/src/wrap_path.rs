@@ -122,7 +122,11 @@ impl Capabilities {
 /// Reads a slot's capabilities through the raw mechanism list (cryptoki drops the mechanisms
 /// it cannot name, which are the ones that matter here).
 pub fn capabilities(raw: &RawModule, slot: u64) -> Result<Capabilities> {
-    Ok(Capabilities::from_list(&raw.mechanism_list(slot)?))
+    let list = raw.mechanism_list(slot)?;
+    tracing::trace!(slot, mechanisms = ?list, "mechanism list");
+    let caps = Capabilities::from_list(&list);
+    tracing::debug!(slot, ?caps, "BYOK capabilities");
+    Ok(caps)
 }
 
 /// Chooses the wrap path for this token, running the self-test when the choice falls on
@@ -141,7 +145,9 @@ pub fn choose(
     if path != WrapPath::TwoStep(KwpMechanism::Pad) {
         return Ok(path);
     }
-    match pad_behaviour(token)? {
+    let behaviour = pad_behaviour(token)?;
+    tracing::info!(?behaviour, "CKM_AES_KEY_WRAP_PAD self-test");
+    match behaviour {
         PadBehaviour::Rfc5649 => Ok(path),
         PadBehaviour::ZeroPaddedRfc5649 if allow_zero_padded => {
             Ok(WrapPath::TwoStep(KwpMechanism::PadZeroPadded))

@@ -375,7 +375,16 @@ pub async fn import(conn: &ConnectOptions, opts: &ImportOptions) -> Result<Impor
         tags,
         release_policy,
     };
-    let key = vault.import_byok(&opts.name, &request).await?;
+    let key = vault
+        .import_byok(&opts.name, &request)
+        .await
+        .map_err(|e| match e {
+            OnlineError::Unreachable(reason) => OnlineError::ImportInterrupted {
+                name: opts.name.clone(),
+                reason,
+            },
+            other => other,
+        })?;
     let public_key_check = match (&expected, &key.public_key) {
         (None, _) if kind.kty() == Kty::Oct => {
             "not checked (AES key has no public key)".to_string()

@@ -40,6 +40,12 @@ pub enum OnlineError {
     },
     #[error("cannot reach the vault: {0}")]
     Unreachable(String),
+    #[error(
+        "the connection broke during the import of {name} ({reason}): the vault may or may not have \
+         received it. Check with `byok-online show --name {name}`; running the import again is safe \
+         (it adds a version holding the same key)"
+    )]
+    ImportInterrupted { name: String, reason: String },
     #[error("the key {name} was not found in the vault (404 KeyNotFound){hint}")]
     KeyNotFound { name: String, hint: &'static str },
     #[error("the KEK {kid} cannot import: {reason}. Nothing was sent")]

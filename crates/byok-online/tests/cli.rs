@@ -25,6 +25,7 @@ async fn start() -> Env {
         token_lifetime_secs: 3600,
         accept_zero_padded_kwp: false,
         fault_status: None,
+        public_url: None,
     };
     let emu = kv_emulator::start(config).await.unwrap();
     Env {

@@ -44,6 +44,9 @@ pub struct Config {
     pub accept_zero_padded_kwp: bool,
     /// Fault injection: every authenticated data-plane request gets this HTTP status.
     pub fault_status: Option<u16>,
+    /// The URL clients reach the emulator by, when it sits behind a proxy; key ids and the
+    /// auth challenge use it. Default: https://{listen address}.
+    pub public_url: Option<String>,
 }
 
 /// What a client needs to reach the emulator; written to `connection.json`.
@@ -162,7 +165,11 @@ pub async fn start(config: Config) -> Result<Running, String> {
         std::net::IpAddr::V6(ip) => format!("[{ip}]"),
         ip => ip.to_string(),
     };
-    let base = format!("https://{host}:{}", addr.port());
+    let base = config
+        .public_url
+        .clone()
+        .map(|u| u.trim_end_matches('/').to_string())
+        .unwrap_or_else(|| format!("https://{host}:{}", addr.port()));
     let resource = match config.flavor {
         Flavor::Vault => "https://vault.azure.net",
         Flavor::ManagedHsm => "https://managedhsm.azure.net",

@@ -32,6 +32,9 @@ struct Cli {
     /// Testing aid: answer every authenticated data-plane request with this HTTP status (429 adds Retry-After: 1).
     #[arg(long)]
     fault_status: Option<u16>,
+    /// The URL clients reach the emulator by when it sits behind a proxy (key ids use it).
+    #[arg(long)]
+    public_url: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -58,6 +61,7 @@ async fn main() -> ExitCode {
         token_lifetime_secs: cli.token_lifetime,
         accept_zero_padded_kwp: cli.accept_zero_padded_kwp,
         fault_status: cli.fault_status,
+        public_url: cli.public_url,
     };
     let running = match kv_emulator::start(config).await {
         Ok(r) => r,

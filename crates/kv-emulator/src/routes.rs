@@ -342,6 +342,29 @@ async fn list_versions(
     Ok(paged(items, more, next))
 }
 
+/// Decodes `body` as every request body the emulator reads, and a `key_hsm` as a package:
+/// the entry point for fuzzing. Never panics.
+pub fn decode_any_request(body: &[u8]) {
+    let bytes = Bytes::copy_from_slice(body);
+    let _ = parse::<CreateRequest>(&bytes);
+    let _ = parse::<UpdateRequest>(&bytes);
+    let _ = parse::<OperationRequest>(&bytes);
+    if let Ok(import) = parse::<ImportRequest>(&bytes)
+        && let Some(blob) = import.key.key_hsm
+        && let Ok(file) = byok_core::b64::decode_lenient("key_hsm", &blob)
+    {
+        let _ = byok_core::KeyTransferPackage::parse(&file);
+    }
+    let _ = std::str::from_utf8(body).map(token_form);
+}
+
+/// The token form, read as the handler's extractor does.
+fn token_form(text: &str) -> Option<TokenRequest> {
+    axum::extract::Query::<TokenRequest>::try_from_uri(&format!("/?{text}").parse().ok()?)
+        .ok()
+        .map(|q| q.0)
+}
+
 #[derive(serde::Deserialize)]
 struct OperationRequest {
     alg: String,

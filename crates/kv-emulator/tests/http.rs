@@ -32,27 +32,34 @@ fn import_body(kty: &str, file: &[u8]) -> Value {
     json!({"key": {"kty": kty, "key_ops": ["sign", "verify"], "key_hsm": b64::encode(file)}, "attributes": {"enabled": true}})
 }
 
-#[tokio::test]
-async fn unauthenticated_requests_get_the_challenge() {
-    let emu = Emu::start(Flavor::Vault).await;
-    for (method, path) in [
-        (Method::GET, "/keys/k"),
-        (Method::PUT, "/keys/k"),
-        (Method::POST, "/keys/k/create"),
-        (Method::GET, "/keys"),
-        (Method::DELETE, "/keys/k"),
-        (
-            Method::POST,
-            "/keys/k/0123456789abcdef0123456789abcdef/sign",
-        ),
-    ] {
-        let resp = emu
-            .http
-            .request(method.clone(), emu.url(path))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 401, "{method} {path}");
+/// Every data-plane route, for the auth tests.
+const ROUTES: [(&str, &str); 15] = [
+    ("GET", "/keys"),
+    ("GET", "/keys/k"),
+    ("GET", "/keys/k/"),
+    ("PUT", "/keys/k"),
+    ("DELETE", "/keys/k"),
+    ("POST", "/keys/k/create"),
+    ("GET", "/keys/k/versions"),
+    ("GET", "/keys/k/0123456789abcdef0123456789abcdef"),
+    ("PATCH", "/keys/k/0123456789abcdef0123456789abcdef"),
+    ("POST", "/keys/k/0123456789abcdef0123456789abcdef/sign"),
+    ("POST", "/keys/k//encrypt"),
+    ("GET", "/deletedkeys"),
+    ("GET", "/deletedkeys/k"),
+    ("DELETE", "/deletedkeys/k"),
+    ("POST", "/deletedkeys/k/recover"),
+];
+
+async fn assert_all_routes_refuse(emu: &Emu, token: Option<&str>, why: &str) {
+    for (method, path) in ROUTES {
+        let method: Method = method.parse().unwrap();
+        let mut req = emu.http.request(method.clone(), emu.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 401, "{why}: {method} {path}");
         let challenge = resp.headers()["www-authenticate"]
             .to_str()
             .unwrap()
@@ -62,33 +69,33 @@ async fn unauthenticated_requests_get_the_challenge() {
             format!(
                 "Bearer authorization=\"{}/{}\", resource=\"https://vault.azure.net\"",
                 emu.conn.authority_host, emu.conn.tenant_id
-            )
+            ),
+            "{method} {path}"
         );
         let body: Value = resp.json().await.unwrap();
         assert_eq!(code(&body), "Unauthorized");
+        assert!(
+            message(&body).contains(why),
+            "{why}: {method} {path}: {body}"
+        );
     }
-    // Wrong audience, bad signature, garbage.
+}
+
+#[tokio::test]
+async fn every_route_refuses_missing_wrong_audience_and_badly_signed_tokens() {
+    let emu = Emu::start(Flavor::Vault).await;
+    assert_all_routes_refuse(&emu, None, "missing a Bearer").await;
     let other = emu.token_for("https://management.azure.com").await;
+    assert_all_routes_refuse(&emu, Some(&other), "audience").await;
+    // The same claims signed with another key: flip one character of the signature.
     let mut tampered = emu.token.clone();
     let last = tampered.pop().unwrap();
     tampered.push(if last == 'A' { 'B' } else { 'A' });
-    for (token, why) in [
-        (other, "audience"),
-        (tampered, "signature"),
-        ("abc".to_string(), "validated"),
-    ] {
-        let resp = emu
-            .http
-            .get(emu.url("/keys"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 401);
-        assert!(resp.headers().contains_key("www-authenticate"));
-        let body: Value = resp.json().await.unwrap();
-        assert!(message(&body).contains(why), "{why}: {body}");
-    }
+    assert_all_routes_refuse(&emu, Some(&tampered), "signature").await;
+    assert_all_routes_refuse(&emu, Some("abc"), "validated").await;
+    // A token from another emulator (another signing key, issuer and tenant).
+    let stranger = Emu::start(Flavor::Vault).await;
+    assert_all_routes_refuse(&emu, Some(&stranger.token), "AKV100").await;
 }
 
 #[tokio::test]
@@ -100,6 +107,7 @@ async fn expired_tokens_are_refused() {
     let (status, body) = emu.call(Method::GET, "/keys", None).await;
     assert_eq!(status, 401);
     assert!(message(&body).contains("expired"), "{body}");
+    assert_all_routes_refuse(&emu, Some(&emu.token), "expired").await;
 }
 
 #[tokio::test]

@@ -23,6 +23,7 @@ pub fn config(dir: &std::path::Path, flavor: Flavor) -> Config {
         token_lifetime_secs: 3600,
         accept_zero_padded_kwp: false,
         fault_status: None,
+        public_url: None,
     }
 }
 

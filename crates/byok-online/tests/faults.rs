@@ -1,0 +1,157 @@
+//! A network cut during `byok-online import`: the client fails with a clear message, the
+//! state is clear (the key is there or not, and `show` says which), and a retry is safe.
+
+use byok_core::package::Generator;
+use byok_core::sidecar::{Sidecar, Source};
+use byok_core::target::KeyKind;
+use byok_core::{Fingerprint, KekTransfer, KeyTransferPackage, TargetKey, wrap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Forwards TCP to the emulator. While `cut` is on, a connection on which the client sent a
+/// large chunk (the upload) is closed as soon as the server starts answering: the request
+/// lands, the response never arrives.
+async fn cutting_proxy(listener: TcpListener, upstream: SocketAddr, cut: Arc<AtomicBool>) {
+    loop {
+        let Ok((mut client, _)) = listener.accept().await else {
+            return;
+        };
+        let cut = cut.clone();
+        tokio::spawn(async move {
+            let Ok(mut server) = TcpStream::connect(upstream).await else {
+                return;
+            };
+            let (mut cr, mut cw) = client.split();
+            let (mut sr, mut sw) = server.split();
+            let mut big_upload = false;
+            let (mut cbuf, mut sbuf) = (vec![0u8; 65536], vec![0u8; 65536]);
+            loop {
+                tokio::select! {
+                    n = cr.read(&mut cbuf) => {
+                        let Ok(n) = n else { return };
+                        if n == 0 { return; }
+                        if n > 2500 && cut.load(Ordering::SeqCst) { big_upload = true; }
+                        if sw.write_all(&cbuf[..n]).await.is_err() { return; }
+                    }
+                    n = sr.read(&mut sbuf) => {
+                        let Ok(n) = n else { return };
+                        if n == 0 || big_upload { return; } // the cut
+                        if cw.write_all(&sbuf[..n]).await.is_err() { return; }
+                    }
+                }
+            }
+        });
+    }
+}
+
+async fn online(args: &[&str], cwd: &std::path::Path, state: &std::path::Path) -> (bool, String) {
+    let mut full = vec!["--emulator".to_string(), state.display().to_string()];
+    full.extend(args.iter().map(|s| s.to_string()));
+    let cwd = cwd.to_path_buf();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_byok-online"))
+            .args(full)
+            .current_dir(cwd)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_during_import_is_reported_and_a_retry_is_safe() {
+    let state = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    // The emulator sits behind the proxy: its key ids name the proxy's address.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy = listener.local_addr().unwrap();
+    let emu = kv_emulator::start(kv_emulator::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        state_dir: state.path().into(),
+        flavor: kv_emulator::Flavor::Vault,
+        persist: false,
+        token_lifetime_secs: 3600,
+        accept_zero_padded_kwp: false,
+        fault_status: None,
+        public_url: Some(format!("https://127.0.0.1:{}", proxy.port())),
+    })
+    .await
+    .unwrap();
+    let cut = Arc::new(AtomicBool::new(false));
+    tokio::spawn(cutting_proxy(listener, emu.addr, cut.clone()));
+    let (w, s) = (work.path(), state.path());
+
+    let (ok, text) = online(
+        &[
+            "kek",
+            "create",
+            "--name",
+            "KEK",
+            "--size",
+            "2048",
+            "--out",
+            "kek.transfer",
+        ],
+        w,
+        s,
+    )
+    .await;
+    assert!(ok, "{text}");
+    // An RSA 3072 target: its upload is one large TLS write.
+    let transfer =
+        KekTransfer::parse(&std::fs::read_to_string(w.join("kek.transfer")).unwrap()).unwrap();
+    let target = TargetKey::generate(KeyKind::Rsa { bits: 3072 }).unwrap();
+    let bytes = KeyTransferPackage::new(
+        transfer.kid.clone(),
+        wrap::wrap(target.plaintext(), &transfer.key).unwrap(),
+        &Generator::default(),
+    )
+    .unwrap()
+    .to_json_bytes();
+    std::fs::write(w.join("t.byok"), &bytes).unwrap();
+    let sidecar = Sidecar {
+        byok_sha256: Fingerprint::of_bytes(&bytes),
+        kek_kid: transfer.kid.to_string(),
+        kind: target.kind(),
+        public_key: target.public_key().cloned(),
+        source: Source::default(),
+    };
+    std::fs::write(w.join("t.byok.sidecar.json"), sidecar.to_json_bytes()).unwrap();
+    std::fs::write(w.join("t.pem"), target.public_key().unwrap().to_pem()).unwrap();
+
+    // The cut: every upload reaches the vault, no answer comes back.
+    cut.store(true, Ordering::SeqCst);
+    let (ok, text) = online(&["import", "--name", "t", "--byok-file", "t.byok"], w, s).await;
+    assert!(!ok, "the cut import succeeded: {text}");
+    assert!(
+        text.contains("the connection broke during the import of t"),
+        "{text}"
+    );
+    assert!(text.contains("running the import again is safe"), "{text}");
+
+    // The state is clear: show says the key is there (the uploads landed) and is the HSM's.
+    cut.store(false, Ordering::SeqCst);
+    let (ok, text) = online(&["--output", "json", "show", "--name", "t"], w, s).await;
+    assert!(ok, "{text}");
+    let shown: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        shown["public_key_sha256"],
+        target.public_key().unwrap().fingerprint().to_hex()
+    );
+
+    // A retry is safe: it imports the same key again and verify proves it.
+    let (ok, text) = online(&["import", "--name", "t", "--byok-file", "t.byok"], w, s).await;
+    assert!(ok && text.contains("public key check: matches"), "{text}");
+    let (ok, text) = online(&["verify", "--name", "t", "--public-key", "t.pem"], w, s).await;
+    assert!(ok, "{text}");
+}
