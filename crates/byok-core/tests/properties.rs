@@ -77,8 +77,10 @@ proptest! {
         chars[i] = c;
         let text: String = chars.into_iter().collect();
         if let Ok(t) = KekTransfer::parse(&text) {
-            // Only changes that do not alter the meaning may pass (e.g. case of hex digits).
-            prop_assert_eq!(t, KekTransfer::parse(original).unwrap());
+            // The fingerprint and size lines bind the public key: no edit changes the key
+            // undetected. The kid is not bound (an edited version is caught by the vault,
+            // which has no such KEK version or cannot unwrap), so it may differ.
+            prop_assert_eq!(t.key, KekTransfer::parse(original).unwrap().key);
         }
     }
 
