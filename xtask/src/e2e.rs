@@ -212,11 +212,15 @@ impl Ceremony {
     }
 
     fn offline(&self, args: &[&str]) -> Result<String, String> {
+        self.offline_at(&self.offline, args)
+    }
+
+    fn offline_at(&self, dir: &Path, args: &[&str]) -> Result<String, String> {
         let mut cmd = Command::new(self.bin.join("byok-offline"));
         // The PIN travels in the environment, never on the command line.
         cmd.args(["--module", MODULE, "--token", "byok-e2e"])
             .args(args)
-            .current_dir(&self.offline)
+            .current_dir(dir)
             .env("SOFTHSM2_CONF", &self.softhsm_conf)
             .env("BYOK_PKCS11_PIN", PIN);
         capture(&mut cmd)
@@ -433,4 +437,316 @@ pub fn ensure_softhsm() -> Result<(), String> {
         return Ok(());
     }
     Err("SoftHSM is missing: install it with `sudo apt-get install softhsm2` (Debian/Ubuntu), then run again".into())
+}
+
+/// The kinds a batch cycles through (vault flavor: RSA and EC).
+const BATCH_KINDS: [&str; 6] = [
+    "kty = \"RSA\"\nsize = 2048",
+    "kty = \"EC\"\ncurve = \"P-256\"",
+    "kty = \"EC\"\ncurve = \"P-384\"",
+    "kty = \"RSA\"\nsize = 3072",
+    "kty = \"EC\"\ncurve = \"P-256K\"",
+    "kty = \"EC\"\ncurve = \"P-521\"",
+];
+
+/// `cargo xtask e2e --batch N`: a batch ceremony of N mixed keys, each half killed (SIGKILL)
+/// halfway and run again; then no key is doubled and the evidence log verifies.
+pub fn run_batch(root: &Path, n: usize) -> Result<(), String> {
+    let started = Instant::now();
+    ensure_softhsm()?;
+    crate::run(Command::new(crate::cargo_bin()).current_dir(root).args([
+        "build",
+        "--quiet",
+        "-p",
+        "byok-offline",
+        "-p",
+        "byok-online",
+        "-p",
+        "kv-emulator",
+        "--bins",
+    ]))?;
+    let bin = target_dir(root).join("debug");
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default();
+    let dir = target_dir(root).join("e2e").join(format!("batch-{stamp}"));
+    let mut c = Ceremony {
+        online: dir.join("online-workstation"),
+        offline: dir.join("offline-workstation"),
+        softhsm_conf: dir.join("offline-workstation").join("softhsm2.conf"),
+        bin,
+        steps: Vec::new(),
+    };
+    for d in [&c.online, &c.offline, &c.offline.join("tokens")] {
+        std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+    }
+    std::fs::write(
+        &c.softhsm_conf,
+        format!(
+            "directories.tokendir = {}\n",
+            c.offline.join("tokens").display()
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let manifest: String = (0..n)
+        .map(|i| {
+            format!(
+                "[[key]]\nname = \"batch-{i:03}\"\n{}\ntags = {{ wave = \"1\" }}\n\n",
+                BATCH_KINDS[i % BATCH_KINDS.len()]
+            )
+        })
+        .collect();
+    for d in [&c.online, &c.offline] {
+        std::fs::write(d.join("keys.toml"), &manifest).map_err(|e| e.to_string())?;
+    }
+    println!("e2e --batch {n}: working in {}", dir.display());
+    c.step("SoftHSM: fresh token `byok-e2e`", |c| {
+        crate::run(
+            Command::new("softhsm2-util")
+                .args([
+                    "--init-token",
+                    "--free",
+                    "--label",
+                    "byok-e2e",
+                    "--so-pin",
+                    SO_PIN,
+                    "--pin",
+                    PIN,
+                ])
+                .env("SOFTHSM2_CONF", &c.softhsm_conf)
+                .stdout(Stdio::null()),
+        )
+    })?;
+    let emu = start_emulator(&c.bin, &dir.join("emulator"), "vault")?;
+    c.step(
+        "1-2. online: kek create (RSA-HSM 4096) + download, carried across",
+        |c| {
+            c.online(
+                &emu,
+                &[
+                    "kek",
+                    "create",
+                    "--name",
+                    "KEKforBYOK",
+                    "--size",
+                    "4096",
+                    "--out",
+                    "kek.transfer",
+                ],
+            )?;
+            c.carry(true, &["kek.transfer"])
+        },
+    )?;
+    let half = n / 2;
+    c.step(
+        &format!("3a. offline: batch --jobs 2, killed (SIGKILL) after {half} keys"),
+        |c| {
+            let mut cmd = Command::new(c.bin.join("byok-offline"));
+            cmd.args([
+                "--module",
+                MODULE,
+                "--token",
+                "byok-e2e",
+                "batch",
+                "--manifest",
+                "keys.toml",
+                "--kek",
+                "kek.transfer",
+                "--out",
+                "packages",
+                "--jobs",
+                "2",
+                "--allow-zero-padded-kwp",
+                "--operator",
+                "e2e",
+            ])
+            .current_dir(&c.offline)
+            .env("SOFTHSM2_CONF", &c.softhsm_conf)
+            .env("BYOK_PKCS11_PIN", PIN);
+            kill_after(&mut cmd, half)
+        },
+    )?;
+    c.step("3b. offline: batch again, resumed to the end", |c| {
+        let out = c.offline(&[
+            "batch",
+            "--manifest",
+            "keys.toml",
+            "--kek",
+            "kek.transfer",
+            "--out",
+            "packages",
+            "--jobs",
+            "2",
+            "--allow-zero-padded-kwp",
+            "--operator",
+            "e2e",
+        ])?;
+        expect(&out, "batch:")
+    })?;
+    c.step(
+        &format!("    check: exactly {n} target keys on the token, none doubled"),
+        |c| {
+            let out = c.offline(&["--output", "json", "keys"])?;
+            let keys: serde_json::Value = serde_json::from_str(&out).map_err(|e| e.to_string())?;
+            let labels: Vec<&str> = keys
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|k| {
+                    k["class"] == "CKO_PRIVATE_KEY"
+                        && k["label"].as_str().is_some_and(|l| l.starts_with("batch-"))
+                })
+                .filter_map(|k| k["label"].as_str())
+                .collect();
+            let unique: std::collections::BTreeSet<&str> = labels.iter().copied().collect();
+            if labels.len() == n && unique.len() == n {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} private keys, {} distinct labels; expected {n} and {n}",
+                    labels.len(),
+                    unique.len()
+                ))
+            }
+        },
+    )?;
+    c.step(
+        "    carry packages/ (packages, sidecars, public keys, evidence log) across",
+        |c| copy_dir(&c.offline.join("packages"), &c.online.join("packages")),
+    )?;
+    c.step(
+        &format!("4a. online: batch-import --jobs 4, killed (SIGKILL) after {half} keys"),
+        |c| {
+            let mut cmd = Command::new(c.bin.join("byok-online"));
+            cmd.arg("--emulator")
+                .arg(&emu.state)
+                .args([
+                    "batch-import",
+                    "--manifest",
+                    "keys.toml",
+                    "--dir",
+                    "packages",
+                    "--jobs",
+                    "4",
+                    "--operator",
+                    "e2e",
+                ])
+                .current_dir(&c.online);
+            kill_after(&mut cmd, half)
+        },
+    )?;
+    c.step("4b. online: batch-import again, resumed to the end (imports and verifies)", |c| {
+        let out = c.online(&emu, &["--output", "json", "batch-import", "--manifest", "keys.toml", "--dir", "packages", "--operator", "e2e"])?;
+        let r: serde_json::Value = serde_json::from_str(&out).map_err(|e| e.to_string())?;
+        let (imported, already) = (r["imported"].as_u64().unwrap_or(0) as usize, r["already_imported"].as_u64().unwrap_or(0) as usize);
+        if imported + already == n && r["failed"] == 0 {
+            Ok(())
+        } else {
+            Err(format!("resumed run: {imported} imported + {already} already imported, {} failed; expected {n}", r["failed"]))
+        }
+    })?;
+    c.step(
+        "    check: the evidence log verifies, and no key was imported twice",
+        |c| {
+            let out = c.offline_at(&c.online, &["log", "verify", "packages/ceremony-log.jsonl"])?;
+            expect(&out, "the hash chain is intact")?;
+            let text = std::fs::read_to_string(c.online.join("packages/ceremony-log.jsonl"))
+                .map_err(|e| e.to_string())?;
+            let mut imported = std::collections::BTreeMap::<String, usize>::new();
+            let mut packaged = std::collections::BTreeMap::<String, usize>::new();
+            for line in text.lines() {
+                let v: serde_json::Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
+                let name = v["key_name"].as_str().unwrap_or_default().to_string();
+                match v["event"].as_str() {
+                    Some("imported") => *imported.entry(name).or_default() += 1,
+                    Some("packaged") => *packaged.entry(name).or_default() += 1,
+                    _ => {}
+                }
+            }
+            if let Some((k, c)) = imported.iter().find(|(_, c)| **c > 1) {
+                return Err(format!("{k} was imported {c} times"));
+            }
+            if let Some((k, c)) = packaged.iter().find(|(_, c)| **c > 1) {
+                return Err(format!("{k} was packaged {c} times"));
+            }
+            // Every key is on record on both sides (a run killed between a step and its log entry
+            // records the key as confirmed when resumed).
+            let mut recorded = std::collections::BTreeMap::<String, (bool, bool)>::new();
+            for line in text.lines() {
+                let v: serde_json::Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
+                let entry = recorded
+                    .entry(v["key_name"].as_str().unwrap_or_default().to_string())
+                    .or_default();
+                match v["event"].as_str() {
+                    Some("packaged" | "package confirmed") => entry.0 = true,
+                    Some("imported" | "import confirmed") => entry.1 = true,
+                    _ => {}
+                }
+            }
+            let complete = recorded.values().filter(|(p, i)| *p && *i).count();
+            if complete != n {
+                return Err(format!(
+                    "{complete} of {n} keys are on record as both packaged and imported"
+                ));
+            }
+            println!(
+                "      evidence: {} entries, {} keys packaged, {} imported",
+                text.lines().count(),
+                packaged.len(),
+                imported.len()
+            );
+            Ok(())
+        },
+    )?;
+    drop(emu);
+    println!(
+        "\ne2e --batch {n} summary ({:.1} s in all):",
+        started.elapsed().as_secs_f32()
+    );
+    for (step, took) in &c.steps {
+        println!("  {took:>10.2?}  {step}");
+    }
+    println!(
+        "e2e: batch of {n} keys proven: packaged, imported and verified once each; evidence log intact"
+    );
+    Ok(())
+}
+
+/// Runs `cmd` and kills it with SIGKILL once it has reported `after` finished keys.
+fn kill_after(cmd: &mut Command, after: usize) -> Result<(), String> {
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let stderr = child.stderr.take().expect("piped");
+    let mut seen = 0;
+    for line in BufReader::new(stderr).lines() {
+        let line = line.map_err(|e| e.to_string())?;
+        if line.starts_with('[') {
+            seen += 1;
+        }
+        if seen >= after {
+            break;
+        }
+    }
+    child.kill().map_err(|e| e.to_string())?;
+    let _ = child.wait();
+    if seen < after {
+        return Err(format!(
+            "the run ended after {seen} keys, before it could be interrupted"
+        ));
+    }
+    println!("      killed after {seen} keys");
+    Ok(())
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(to).map_err(|e| e.to_string())?;
+    for entry in std::fs::read_dir(from).map_err(|e| e.to_string())? {
+        let entry = entry.map_err(|e| e.to_string())?;
+        std::fs::copy(entry.path(), to.join(entry.file_name())).map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }

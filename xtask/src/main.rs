@@ -11,16 +11,19 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
-        Some("e2e") => {
-            let matrix = args[1..].iter().any(|a| a == "--matrix");
-            if let Some(bad) = args[1..].iter().find(|a| *a != "--matrix") {
-                Err(format!(
-                    "unknown e2e option `{bad}`; the one option is --matrix"
-                ))
-            } else {
-                e2e::run(&workspace_root(), matrix)
-            }
-        }
+        Some("e2e") => match &args[1..] {
+            [] => e2e::run(&workspace_root(), false),
+            [m] if m == "--matrix" => e2e::run(&workspace_root(), true),
+            [b, n] if b == "--batch" => match n.parse::<usize>() {
+                Ok(n) if n >= 2 => e2e::run_batch(&workspace_root(), n),
+                _ => Err(format!(
+                    "--batch takes a number of keys, at least 2 (got `{n}`)"
+                )),
+            },
+            other => Err(format!(
+                "unknown e2e options {other:?}: use --matrix or --batch N"
+            )),
+        },
         Some("help") | Some("--help") | Some("-h") | None => {
             print_help();
             Ok(())
@@ -40,8 +43,8 @@ fn print_help() {
     println!(
         "cargo xtask <task>\n\n\
          tasks:\n  \
-         e2e [--matrix]  the whole BYOK ceremony against SoftHSM and kv-emulator (default: RSA 3072\n                 under a 4096-bit KEK; --matrix: every RSA/EC kind, and AES 256 on Managed HSM)\n  \
-         ci              fmt check, clippy -D warnings, cargo test --workspace, e2e --matrix"
+         e2e [--matrix | --batch N]  the whole BYOK ceremony against SoftHSM and kv-emulator (default:\n                 RSA 3072 under a 4096-bit KEK; --matrix: every RSA/EC kind, and AES 256 on Managed HSM;\n                 --batch N: N mixed keys, each half interrupted and resumed)\n  \
+         ci              fmt check, clippy -D warnings, cargo test --workspace, e2e --matrix, e2e --batch 12"
     );
 }
 
@@ -70,6 +73,7 @@ fn ci() -> Result<(), String> {
         return Err(format!("{failed} tests failed"));
     }
     e2e::run(&workspace_root(), true)?;
+    e2e::run_batch(&workspace_root(), 12)?;
     // The closing count once more, after the e2e output, for whoever reads the log's end.
     println!("ci: {passed} passed, {failed} failed");
     Ok(())

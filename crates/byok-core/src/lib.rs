@@ -24,10 +24,12 @@
 
 pub mod b64;
 pub mod challenge;
+pub mod evidence;
 pub mod fingerprint;
 pub mod jwk;
 pub mod kek;
 pub mod kid;
+pub mod manifest;
 pub mod package;
 pub mod sidecar;
 pub mod target;

@@ -10,8 +10,10 @@
 //! network. The target key stays sensitive in the HSM; only its wrap leaves.
 #![deny(unsafe_code)]
 
+pub mod batch;
 pub mod commands;
 pub mod error;
+pub mod evidence;
 pub mod keys;
 pub mod output;
 pub mod package;

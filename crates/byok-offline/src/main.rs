@@ -81,6 +81,13 @@ enum Command {
         #[arg(long)]
         challenge: PathBuf,
     },
+    /// Generate and package every key of a manifest (resumable; --jobs sessions at once).
+    Batch(BatchArgs),
+    /// The ceremony's evidence log.
+    Log {
+        #[command(subcommand)]
+        command: LogCommand,
+    },
     /// Validate a .byok and show its header, without any key.
     Inspect {
         /// The .byok file.
@@ -150,6 +157,71 @@ struct PackageArgs {
     /// Accept a 0x210A that zero-pads before RFC 5649 (SoftHSM 2.6.1); for rehearsals only.
     #[arg(long)]
     allow_zero_padded_kwp: bool,
+}
+
+#[derive(Args)]
+struct BatchArgs {
+    /// The manifest (TOML) naming the keys.
+    #[arg(long)]
+    manifest: PathBuf,
+    /// The KEK transfer file from `byok-online kek download`.
+    #[arg(long)]
+    kek: PathBuf,
+    /// Directory for the .byok files, sidecars and public keys.
+    #[arg(long)]
+    out: PathBuf,
+    /// PKCS#11 sessions at once.
+    #[arg(long, default_value_t = 1)]
+    jobs: usize,
+    /// The evidence log (default: OUT/ceremony-log.jsonl).
+    #[arg(long)]
+    log: Option<PathBuf>,
+    /// Who runs the ceremony, for the evidence log (default: $USER).
+    #[arg(long)]
+    operator: Option<String>,
+    #[arg(long, value_enum, default_value_t = WrapArg::Auto)]
+    wrap_mechanism: WrapArg,
+    /// Accept a 0x210A that zero-pads before RFC 5649 (SoftHSM 2.6.1); for rehearsals only.
+    #[arg(long)]
+    allow_zero_padded_kwp: bool,
+}
+
+#[derive(Subcommand)]
+enum LogCommand {
+    /// Check the hash chain of an evidence log.
+    Verify { file: PathBuf },
+}
+
+/// Progress: a bar on a terminal, plain lines otherwise.
+struct BatchProgress {
+    bar: Option<indicatif::ProgressBar>,
+    total: usize,
+    done: std::sync::atomic::AtomicUsize,
+}
+
+impl byok_offline::batch::Progress for BatchProgress {
+    fn done(&self, r: &byok_offline::batch::EntryReport) {
+        let n = self.done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        let line = format!(
+            "[{n:>3}/{}] {}: {}{} ({:.2} s)",
+            self.total,
+            r.name,
+            r.outcome,
+            if r.generated {
+                format!(", generated {}", r.kind)
+            } else {
+                String::new()
+            },
+            r.seconds
+        );
+        match &self.bar {
+            Some(bar) => {
+                bar.inc(1);
+                bar.set_message(line);
+            }
+            None => eprintln!("{line}"),
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -342,6 +414,90 @@ fn run(cli: Cli) -> Result<(), byok_offline::OfflineError> {
                     r.label, r.vault_kid
                 );
             });
+        }
+        Command::Batch(a) => {
+            let total = std::fs::read_to_string(&a.manifest)
+                .ok()
+                .and_then(|t| byok_core::manifest::parse(&t).ok())
+                .map_or(0, |k| k.len());
+            let bar =
+                (std::io::IsTerminal::is_terminal(&std::io::stderr()) && total > 0).then(|| {
+                    let bar = indicatif::ProgressBar::new(total as u64);
+                    bar.set_style(
+                        indicatif::ProgressStyle::with_template(
+                            "{bar:40} {pos}/{len} {elapsed} {msg}",
+                        )
+                        .expect("a valid template"),
+                    );
+                    bar
+                });
+            let progress = BatchProgress {
+                bar,
+                total,
+                done: Default::default(),
+            };
+            let opts = byok_offline::batch::BatchOptions {
+                manifest: a.manifest,
+                kek: KekSource::TransferFile(a.kek),
+                out_dir: a.out,
+                jobs: a.jobs,
+                wrap: match a.wrap_mechanism {
+                    WrapArg::Auto => WrapChoice::Auto,
+                    WrapArg::Native => WrapChoice::Native,
+                    WrapArg::TwoStep => WrapChoice::TwoStep,
+                },
+                allow_zero_padded_kwp: a.allow_zero_padded_kwp,
+                log: a.log,
+                operator: a.operator,
+            };
+            let report = byok_offline::batch::run(&conn, &opts, &progress);
+            if let Some(bar) = &progress.bar {
+                bar.finish_and_clear();
+            }
+            let report = report?;
+            print(json, &report, |r| {
+                println!(
+                    "batch: {} packaged ({} generated), {} already done, in {:.1} s; evidence log {}",
+                    r.packaged,
+                    r.generated,
+                    r.skipped,
+                    r.seconds,
+                    r.log.display()
+                );
+            });
+        }
+        Command::Log {
+            command: LogCommand::Verify { file },
+        } => {
+            let text =
+                std::fs::read_to_string(&file).map_err(|e| byok_offline::OfflineError::Read {
+                    path: file.clone(),
+                    reason: e.to_string(),
+                })?;
+            let entries = byok_core::evidence::verify(&text).map_err(|e| {
+                byok_offline::OfflineError::BadResult(format!("{}: {e}", file.display()))
+            })?;
+            #[derive(Serialize)]
+            struct Verified {
+                file: PathBuf,
+                entries: usize,
+                chain_intact: bool,
+            }
+            print(
+                json,
+                &Verified {
+                    file: file.clone(),
+                    entries,
+                    chain_intact: true,
+                },
+                |v| {
+                    println!(
+                        "{}: {} entries, the hash chain is intact",
+                        v.file.display(),
+                        v.entries
+                    );
+                },
+            );
         }
         Command::Inspect { file } => {
             let report = commands::inspect(&file)?;

@@ -143,6 +143,31 @@ fn check_ciphertext(ciphertext: &[u8], kek: &KekTransfer, kind: KeyKind) -> Resu
     Ok(())
 }
 
+/// The sidecar of a package of `target` whose file hashes to `byok_sha256`.
+pub fn sidecar_for(
+    token: &TokenSession,
+    kek: &KekTransfer,
+    target: &Target,
+    byok_sha256: Fingerprint,
+) -> Sidecar {
+    let id = &token.identity;
+    Sidecar {
+        byok_sha256,
+        kek_kid: kek.kid.to_string(),
+        kind: target.kind,
+        public_key: target.public_key.clone(),
+        source: Source {
+            label: target.label.clone(),
+            id: hex::encode(&target.id),
+            token_label: id.label.clone(),
+            token_serial: id.serial.clone(),
+            manufacturer: id.manufacturer.clone(),
+            model: id.model.clone(),
+            firmware: id.firmware.clone(),
+        },
+    }
+}
+
 /// Wraps the target, then writes the `.byok` and its sidecar atomically (never overwriting).
 pub fn package(
     token: &TokenSession,
@@ -163,21 +188,7 @@ pub fn package(
     let reread = KeyTransferPackage::parse(&bytes)?;
     reread.check_against_kek(&kek.key)?;
     let byok_sha256 = Fingerprint::of_bytes(&bytes);
-    let sidecar = Sidecar {
-        byok_sha256,
-        kek_kid: kek.kid.to_string(),
-        kind: target.kind,
-        public_key: target.public_key.clone(),
-        source: Source {
-            label: target.label.clone(),
-            id: hex::encode(&target.id),
-            token_label: id.label.clone(),
-            token_serial: id.serial.clone(),
-            manufacturer: id.manufacturer.clone(),
-            model: id.model.clone(),
-            firmware: id.firmware.clone(),
-        },
-    };
+    let sidecar = sidecar_for(token, kek, target, byok_sha256);
     output::write_new(out, &bytes)?;
     if let Err(e) = output::write_new(&sidecar_out, &sidecar.to_json_bytes()) {
         let _ = std::fs::remove_file(out);

@@ -134,6 +134,21 @@ impl Module {
 
     /// Opens a read-write session on the selected token and logs in as the user.
     pub fn open(&self, selector: &TokenSelector, pin: &PinSource) -> Result<TokenSession> {
+        let (_, identity) = self.select(selector)?;
+        if identity.user_pin_locked {
+            return Err(OfflineError::PinLocked {
+                token: identity.label,
+            });
+        }
+        self.open_with_pin(selector, &pin.read()?)
+    }
+
+    /// Opens a session with a PIN already read (batch workers share one).
+    pub fn open_with_pin(
+        &self,
+        selector: &TokenSelector,
+        pin: &cryptoki::types::AuthPin,
+    ) -> Result<TokenSession> {
         let (slot, identity) = self.select(selector)?;
         if identity.user_pin_locked {
             return Err(OfflineError::PinLocked {
@@ -141,9 +156,8 @@ impl Module {
             });
         }
         tracing::debug!(slot = slot.id(), token = %identity.label, serial = %identity.serial, "opening a session");
-        let pin = pin.read()?;
         let session = self.pkcs11.open_rw_session(slot)?;
-        match session.login(UserType::User, Some(&pin)) {
+        match session.login(UserType::User, Some(pin)) {
             Ok(()) => {}
             Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
             Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => {

@@ -247,6 +247,13 @@ fn kind_from_flags(kty: &str, size: Option<u32>, curve: Option<&str>) -> Result<
 /// `import`: every local check first (nothing is sent if one fails), then the KEK check,
 /// the upload, and the comparison of the vault's public key with the expected one.
 pub async fn import(conn: &ConnectOptions, opts: &ImportOptions) -> Result<ImportReport> {
+    // Building the client sends nothing; every local check below runs before any request.
+    let vault = conn.connect()?;
+    import_into(&vault, opts).await
+}
+
+/// `import` with a client already built (batch imports share one).
+pub async fn import_into(vault: &Vault, opts: &ImportOptions) -> Result<ImportReport> {
     byok_core::kid::validate_key_name(&opts.name)?;
     let bytes = read_limited(
         &opts.byok_file,
@@ -254,7 +261,7 @@ pub async fn import(conn: &ConnectOptions, opts: &ImportOptions) -> Result<Impor
     )?;
     let package = KeyTransferPackage::parse(&bytes)?;
     let byok_sha256 = Fingerprint::of_bytes(&bytes);
-    let target_vault = conn.vault_url()?;
+    let target_vault = vault.url.clone();
     if target_vault.kind() == VaultKind::KeyVault(Cloud::China) {
         return Err(OnlineError::ChinaCloud {
             vault: target_vault.to_string(),
@@ -348,7 +355,6 @@ pub async fn import(conn: &ConnectOptions, opts: &ImportOptions) -> Result<Impor
         ));
     }
 
-    let vault = conn.connect()?;
     let kek_view = vault
         .get(kid.name(), kid.version())
         .await
@@ -434,6 +440,17 @@ pub async fn verify(
         64 * 1024,
     )?))?;
     let vault: Vault = conn.connect()?;
+    verify_in(&vault, name, version, &local).await
+}
+
+/// `verify` with a client already built.
+pub async fn verify_in(
+    vault: &Vault,
+    name: &str,
+    version: Option<&str>,
+    local: &TargetPublicKey,
+) -> Result<VerifyReport> {
+    let local = local.clone();
     let view = vault.get(name, version).await?;
     let remote = view.public_key.clone().ok_or_else(|| {
         OnlineError::Mismatch(format!(

@@ -8,9 +8,11 @@
 //! It never links `cryptoki`: the target key only reaches this side wrapped.
 #![forbid(unsafe_code)]
 
+pub mod batch;
 pub mod commands;
 pub mod connect;
 pub mod error;
+pub mod evidence;
 pub mod signature;
 pub mod vault;
 

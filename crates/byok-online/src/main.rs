@@ -101,6 +101,27 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Import and verify every key of a manifest from a directory of packages (resumable).
+    BatchImport {
+        /// The manifest (TOML) the offline batch used.
+        #[arg(long)]
+        manifest: PathBuf,
+        /// The directory with the .byok files and sidecars.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Imports at once.
+        #[arg(long, default_value_t = 4)]
+        jobs: usize,
+        /// The evidence log (default: DIR/ceremony-log.jsonl).
+        #[arg(long)]
+        log: Option<PathBuf>,
+        /// The JSON report (default: DIR/import-report.json).
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Who runs the ceremony, for the evidence log (default: $USER).
+        #[arg(long)]
+        operator: Option<String>,
+    },
     /// Show a key's properties.
     Show {
         #[arg(long)]
@@ -364,6 +385,96 @@ async fn run(cli: Cli) -> byok_online::Result<()> {
                     r.challenge.display()
                 );
             });
+        }
+        Command::BatchImport {
+            manifest,
+            dir,
+            jobs,
+            log,
+            report,
+            operator,
+        } => {
+            struct Lines {
+                bar: Option<indicatif::ProgressBar>,
+                total: usize,
+                done: std::sync::atomic::AtomicUsize,
+            }
+            impl byok_online::batch::Progress for Lines {
+                fn done(&self, o: &byok_online::batch::KeyOutcome) {
+                    let n = self.done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                    let line = format!(
+                        "[{n:>3}/{}] {}: {} ({}) {:.2} s{}",
+                        self.total,
+                        o.name,
+                        o.outcome,
+                        o.verification,
+                        o.seconds,
+                        o.error
+                            .as_ref()
+                            .map(|e| format!(": {e}"))
+                            .unwrap_or_default()
+                    );
+                    match &self.bar {
+                        Some(bar) => {
+                            bar.inc(1);
+                            bar.set_message(line);
+                        }
+                        None => eprintln!("{line}"),
+                    }
+                }
+            }
+            let total = std::fs::read_to_string(&manifest)
+                .ok()
+                .and_then(|t| byok_core::manifest::parse(&t).ok())
+                .map_or(0, |k| k.len());
+            let bar =
+                (std::io::IsTerminal::is_terminal(&std::io::stderr()) && total > 0).then(|| {
+                    let bar = indicatif::ProgressBar::new(total as u64);
+                    bar.set_style(
+                        indicatif::ProgressStyle::with_template(
+                            "{bar:40} {pos}/{len} {elapsed} {msg}",
+                        )
+                        .expect("a valid template"),
+                    );
+                    bar
+                });
+            let progress = Lines {
+                bar,
+                total,
+                done: Default::default(),
+            };
+            let opts = byok_online::batch::BatchImportOptions {
+                manifest,
+                dir,
+                jobs,
+                log,
+                report,
+                operator,
+            };
+            let result = byok_online::batch::run(&conn, &opts, &progress).await;
+            if let Some(bar) = &progress.bar {
+                bar.finish_and_clear();
+            }
+            let r = result?;
+            print(json, &r, |r| {
+                println!(
+                    "batch-import: {} imported, {} already imported, {} failed, in {:.1} s; report {}, evidence log {}",
+                    r.imported,
+                    r.already_imported,
+                    r.failed,
+                    r.seconds,
+                    r.report.display(),
+                    r.log.display()
+                );
+            });
+            if r.failed > 0 {
+                return Err(byok_online::OnlineError::Mismatch(format!(
+                    "{} of {} keys failed; see {} and run batch-import again once fixed (it skips the keys already imported)",
+                    r.failed,
+                    r.keys.len(),
+                    r.report.display()
+                )));
+            }
         }
         Command::Show { name, version } => {
             let key = commands::show(&conn, &name, version.as_deref()).await?;

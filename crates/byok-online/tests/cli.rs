@@ -716,3 +716,82 @@ async fn create_raw(env: &Env, name: &str, body: Value) -> (u16, Value) {
         .unwrap();
     (resp.status().as_u16(), resp.json().await.unwrap())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_import_is_resumable_and_refuses_foreign_keys() {
+    let env = start().await;
+    env.json(&[
+        "kek",
+        "create",
+        "--name",
+        "KEK",
+        "--size",
+        "2048",
+        "--out",
+        "kek.transfer",
+    ])
+    .await;
+    std::fs::create_dir(env.path("pkgs")).unwrap();
+    let manifest = "[[key]]\nname = \"k1\"\nkty = \"EC\"\ncurve = \"P-256\"\ntags = { team = \"a\" }\n\n[[key]]\nname = \"k2\"\nkty = \"EC\"\ncurve = \"P-256\"\n";
+    std::fs::write(env.path("keys.toml"), manifest).unwrap();
+    for name in ["k1", "k2"] {
+        let target = TargetKey::generate(KeyKind::Ec { curve: Curve::P256 }).unwrap();
+        env.package(
+            &env.path("kek.transfer"),
+            &target,
+            &format!("pkgs/KeyTransferPackage-{name}.byok"),
+            true,
+        );
+    }
+    // k2 already exists in the vault with other material.
+    let other = TargetKey::generate(KeyKind::Ec { curve: Curve::P256 }).unwrap();
+    env.package(&env.path("kek.transfer"), &other, "other.byok", true);
+    env.json(&["import", "--name", "k2", "--byok-file", "other.byok"])
+        .await;
+
+    let out = env
+        .run(&["batch-import", "--manifest", "keys.toml", "--dir", "pkgs"])
+        .await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 of 2 keys failed"));
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(env.path("pkgs/import-report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["imported"], 1);
+    assert_eq!(report["failed"], 1);
+    let k2 = report["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "k2")
+        .unwrap();
+    assert!(
+        k2["error"]
+            .as_str()
+            .unwrap()
+            .contains("did not come from this package")
+    );
+    let shown = env.json(&["show", "--name", "k1"]).await;
+    assert_eq!(shown["tags"]["team"], "a");
+    assert_eq!(shown["tags"]["byok-sha256"].as_str().unwrap().len(), 64);
+
+    // Rerun after removing k2 from the manifest: k1 is not imported twice.
+    std::fs::write(
+        env.path("keys.toml"),
+        &manifest[..manifest.find("\n\n").unwrap() + 1],
+    )
+    .unwrap();
+    let report = env
+        .json(&["batch-import", "--manifest", "keys.toml", "--dir", "pkgs"])
+        .await;
+    assert_eq!(
+        (
+            report["imported"].as_u64(),
+            report["already_imported"].as_u64()
+        ),
+        (Some(0), Some(1))
+    );
+    let log = std::fs::read_to_string(env.path("pkgs/ceremony-log.jsonl")).unwrap();
+    assert_eq!(byok_core::evidence::verify(&log), Ok(2));
+    assert_eq!(log.matches("\"event\":\"imported\"").count(), 1);
+}
