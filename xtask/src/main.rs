@@ -2,6 +2,7 @@
 //!
 //! - `cargo xtask ci`: format check, clippy with `-D warnings`, and the whole test suite.
 
+mod bench;
 mod e2e;
 
 use std::path::{Path, PathBuf};
@@ -24,6 +25,15 @@ fn main() -> ExitCode {
                 "unknown e2e options {other:?}: use --matrix or --batch N"
             )),
         },
+        Some("bench") => bench::run(&workspace_root()),
+        // Children of `bench` (a separate process each, so the measured side stays apart).
+        Some("__keygen") if args.len() == 3 => {
+            bench::keygen_loop(&args[1], args[2].parse().unwrap_or(1))
+        }
+        Some("__login") => bench::login_only(),
+        Some("__load") if args.len() == 4 => {
+            bench::load(Path::new(&args[1]), &args[2], Path::new(&args[3]))
+        }
         Some("help") | Some("--help") | Some("-h") | None => {
             print_help();
             Ok(())
@@ -44,6 +54,7 @@ fn print_help() {
         "cargo xtask <task>\n\n\
          tasks:\n  \
          e2e [--matrix | --batch N]  the whole BYOK ceremony against SoftHSM and kv-emulator (default:\n                 RSA 3072 under a 4096-bit KEK; --matrix: every RSA/EC kind, and AES 256 on Managed HSM;\n                 --batch N: N mixed keys, each half interrupted and resumed)\n  \
+         bench           each half against the tools a user would pick instead (target/bench/)\n  \
          ci              fmt check, clippy -D warnings, cargo test --workspace, e2e --matrix, e2e --batch 12"
     );
 }
