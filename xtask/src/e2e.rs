@@ -93,6 +93,40 @@ struct Ceremony {
 
 pub fn run(root: &Path, matrix: bool) -> Result<(), String> {
     let started = Instant::now();
+    let (mut c, dir) = prepare(root, "run")?;
+
+    let mut summary = Vec::new();
+    let groups: Vec<(&str, &[Target])> = if matrix {
+        vec![("vault", MATRIX_VAULT), ("managedhsm", MATRIX_MHSM)]
+    } else {
+        vec![("vault", DEFAULT)]
+    };
+    for (flavor, targets) in groups {
+        let emulator = start_emulator(&c.bin, &dir.join(format!("emulator-{flavor}")), flavor)?;
+        println!(
+            "e2e: kv-emulator ({flavor}) at {}",
+            read_url(&emulator.state)?
+        );
+        c.online_group(&emulator, flavor, targets, &mut summary)?;
+        drop(emulator);
+    }
+    println!(
+        "\ne2e summary ({} s in all):",
+        started.elapsed().as_secs_f32()
+    );
+    for (step, took) in &c.steps {
+        println!("  {took:>8.2?}  {step}");
+    }
+    for line in &summary {
+        println!("  PROVEN    {line}");
+    }
+    println!("e2e: {} of {} targets proven", summary.len(), summary.len());
+    Ok(())
+}
+
+/// Builds the binaries and lays out a fresh ceremony: two workstation directories under
+/// target/e2e/<prefix>-<ms>/ and a SoftHSM token `byok-e2e` of its own.
+fn prepare(root: &Path, prefix: &str) -> Result<(Ceremony, PathBuf), String> {
     ensure_softhsm()?;
     crate::run(Command::new(crate::cargo_bin()).current_dir(root).args([
         "build",
@@ -105,17 +139,18 @@ pub fn run(root: &Path, matrix: bool) -> Result<(), String> {
         "kv-emulator",
         "--bins",
     ]))?;
-    let bin = target_dir(root).join("debug");
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis())
         .unwrap_or_default();
-    let dir = target_dir(root).join("e2e").join(format!("run-{stamp}"));
+    let dir = target_dir(root)
+        .join("e2e")
+        .join(format!("{prefix}-{stamp}"));
     let mut c = Ceremony {
         online: dir.join("online-workstation"),
         offline: dir.join("offline-workstation"),
         softhsm_conf: dir.join("offline-workstation").join("softhsm2.conf"),
-        bin,
+        bin: target_dir(root).join("debug"),
         steps: Vec::new(),
     };
     for d in [&c.online, &c.offline, &c.offline.join("tokens")] {
@@ -147,34 +182,7 @@ pub fn run(root: &Path, matrix: bool) -> Result<(), String> {
                 .stdout(Stdio::null()),
         )
     })?;
-
-    let mut summary = Vec::new();
-    let groups: Vec<(&str, &[Target])> = if matrix {
-        vec![("vault", MATRIX_VAULT), ("managedhsm", MATRIX_MHSM)]
-    } else {
-        vec![("vault", DEFAULT)]
-    };
-    for (flavor, targets) in groups {
-        let emulator = start_emulator(&c.bin, &dir.join(format!("emulator-{flavor}")), flavor)?;
-        println!(
-            "e2e: kv-emulator ({flavor}) at {}",
-            read_url(&emulator.state)?
-        );
-        c.online_group(&emulator, flavor, targets, &mut summary)?;
-        drop(emulator);
-    }
-    println!(
-        "\ne2e summary ({} s in all):",
-        started.elapsed().as_secs_f32()
-    );
-    for (step, took) in &c.steps {
-        println!("  {took:>8.2?}  {step}");
-    }
-    for line in &summary {
-        println!("  PROVEN    {line}");
-    }
-    println!("e2e: {} of {} targets proven", summary.len(), summary.len());
-    Ok(())
+    Ok((c, dir))
 }
 
 fn target_dir(root: &Path) -> PathBuf {
@@ -453,42 +461,7 @@ const BATCH_KINDS: [&str; 6] = [
 /// halfway and run again; then no key is doubled and the evidence log verifies.
 pub fn run_batch(root: &Path, n: usize) -> Result<(), String> {
     let started = Instant::now();
-    ensure_softhsm()?;
-    crate::run(Command::new(crate::cargo_bin()).current_dir(root).args([
-        "build",
-        "--quiet",
-        "-p",
-        "byok-offline",
-        "-p",
-        "byok-online",
-        "-p",
-        "kv-emulator",
-        "--bins",
-    ]))?;
-    let bin = target_dir(root).join("debug");
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or_default();
-    let dir = target_dir(root).join("e2e").join(format!("batch-{stamp}"));
-    let mut c = Ceremony {
-        online: dir.join("online-workstation"),
-        offline: dir.join("offline-workstation"),
-        softhsm_conf: dir.join("offline-workstation").join("softhsm2.conf"),
-        bin,
-        steps: Vec::new(),
-    };
-    for d in [&c.online, &c.offline, &c.offline.join("tokens")] {
-        std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
-    }
-    std::fs::write(
-        &c.softhsm_conf,
-        format!(
-            "directories.tokendir = {}\n",
-            c.offline.join("tokens").display()
-        ),
-    )
-    .map_err(|e| e.to_string())?;
+    let (mut c, dir) = prepare(root, "batch")?;
     let manifest: String = (0..n)
         .map(|i| {
             format!(
@@ -500,24 +473,6 @@ pub fn run_batch(root: &Path, n: usize) -> Result<(), String> {
     for d in [&c.online, &c.offline] {
         std::fs::write(d.join("keys.toml"), &manifest).map_err(|e| e.to_string())?;
     }
-    println!("e2e --batch {n}: working in {}", dir.display());
-    c.step("SoftHSM: fresh token `byok-e2e`", |c| {
-        crate::run(
-            Command::new("softhsm2-util")
-                .args([
-                    "--init-token",
-                    "--free",
-                    "--label",
-                    "byok-e2e",
-                    "--so-pin",
-                    SO_PIN,
-                    "--pin",
-                    PIN,
-                ])
-                .env("SOFTHSM2_CONF", &c.softhsm_conf)
-                .stdout(Stdio::null()),
-        )
-    })?;
     let emu = start_emulator(&c.bin, &dir.join("emulator"), "vault")?;
     c.step(
         "1-2. online: kek create (RSA-HSM 4096) + download, carried across",
