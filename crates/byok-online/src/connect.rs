@@ -47,9 +47,15 @@ pub struct Vault {
 }
 
 impl ConnectOptions {
-    /// The vault URL, from the first of --vault-url, --vault-name, --hsm-name, the emulator,
+    /// The vault URL, from the first of the emulator, --vault-url, --vault-name, --hsm-name,
     /// BYOK_VAULT_URL.
     pub fn vault_url(&self) -> Result<VaultUrl> {
+        // --emulator is only ever given on the command line, so it wins over environment
+        // fallbacks such as AZURE_KEYVAULT_NAME.
+        if let Some(dir) = &self.emulator {
+            let conn = kv_connection(dir)?;
+            return Ok(VaultUrl::parse(&conn.vault_url)?);
+        }
         if let Some(url) = &self.vault_url {
             return Ok(VaultUrl::parse(url)?);
         }
@@ -58,10 +64,6 @@ impl ConnectOptions {
         }
         if let Some(name) = &self.hsm_name {
             return Ok(VaultUrl::from_hsm_name(name)?);
-        }
-        if let Some(dir) = &self.emulator {
-            let conn = kv_connection(dir)?;
-            return Ok(VaultUrl::parse(&conn.vault_url)?);
         }
         if let Ok(url) = std::env::var("BYOK_VAULT_URL") {
             return Ok(VaultUrl::parse(&url)?);
