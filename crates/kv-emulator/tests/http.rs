@@ -87,10 +87,12 @@ async fn every_route_refuses_missing_wrong_audience_and_badly_signed_tokens() {
     assert_all_routes_refuse(&emu, None, "missing a Bearer").await;
     let other = emu.token_for("https://management.azure.com").await;
     assert_all_routes_refuse(&emu, Some(&other), "audience").await;
-    // The same claims signed with another key: flip one character of the signature.
+    // The same claims with a wrong signature: change the signature's first character (all six
+    // of its bits count, unlike the last character's).
+    let dot = emu.token.rfind('.').unwrap();
     let mut tampered = emu.token.clone();
-    let last = tampered.pop().unwrap();
-    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    let first = tampered.as_bytes()[dot + 1];
+    tampered.replace_range(dot + 1..dot + 2, if first == b'A' { "B" } else { "A" });
     assert_all_routes_refuse(&emu, Some(&tampered), "signature").await;
     assert_all_routes_refuse(&emu, Some("abc"), "validated").await;
     // A token from another emulator (another signing key, issuer and tenant).
