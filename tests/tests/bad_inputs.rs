@@ -756,56 +756,55 @@ fn forty_bad_inputs_each_fail_clearly_and_leave_nothing() {
         expect: "7000215",
     });
     let mut faulty = Vec::new();
-    for (status, expect) in [
-        (403, "HTTP 403 Forbidden"),
-        (429, "HTTP 429 Throttled"),
-        (500, "HTTP 500"),
-    ] {
-        let state = fault_dir.join(status.to_string());
+    // Each fault gets an emulator of its own sharing the main one's identity (same secret).
+    let faults: [(&'static str, &str, &[&str], &'static str); 4] = [
+        (
+            "403 from the vault",
+            "403",
+            &["--fault-status", "403"],
+            "HTTP 403 Forbidden",
+        ),
+        (
+            "429 from the vault",
+            "429",
+            &["--fault-status", "429"],
+            "HTTP 429 Throttled",
+        ),
+        (
+            "500 from the vault",
+            "500",
+            &["--fault-status", "500"],
+            "HTTP 500",
+        ),
+        (
+            "expired token",
+            "expired",
+            &["--token-lifetime=-5"],
+            "HTTP 401",
+        ),
+    ];
+    for (name, sub, extra, expect) in faults {
+        let state = fault_dir.join(sub);
         std::fs::create_dir_all(&state).unwrap();
         std::fs::copy(
             dir.path().join("emulator/identity.json"),
             state.join("identity.json"),
         )
         .unwrap();
-        faulty.push(emulator(
-            &bin,
-            &state,
-            &["--fault-status", &status.to_string()],
-        ));
+        faulty.push(emulator(&bin, &state, extra));
         let c: serde_json::Value =
             serde_json::from_slice(&std::fs::read(state.join("connection.json")).unwrap()).unwrap();
         let u = c["vault_url"].as_str().unwrap().to_string();
         let mut args = direct(&u, &u);
         args[3] = c["ca_cert"].as_str().unwrap().into();
         cases.push(Case {
-            name: Box::leak(format!("{status} from the vault").into_boxed_str()),
+            name,
             program: "byok-online",
             args,
             env: secret_env(conn["client_secret"].as_str().unwrap()),
             expect,
         });
     }
-    let expired = fault_dir.join("expired");
-    std::fs::create_dir_all(&expired).unwrap();
-    std::fs::copy(
-        dir.path().join("emulator/identity.json"),
-        expired.join("identity.json"),
-    )
-    .unwrap();
-    faulty.push(emulator(&bin, &expired, &["--token-lifetime=-5"]));
-    let c: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(expired.join("connection.json")).unwrap()).unwrap();
-    let u = c["vault_url"].as_str().unwrap().to_string();
-    let mut args = direct(&u, &u);
-    args[3] = c["ca_cert"].as_str().unwrap().into();
-    cases.push(Case {
-        name: "expired token",
-        program: "byok-online",
-        args,
-        env: secret_env(conn["client_secret"].as_str().unwrap()),
-        expect: "HTTP 401",
-    });
 
     assert!(cases.len() >= 40, "{} cases", cases.len());
     let mut failures = Vec::new();

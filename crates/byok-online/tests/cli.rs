@@ -1,10 +1,10 @@
 //! `byok-online` (the real binary) against kv-emulator over HTTPS, credentials through the
 //! emulator's token endpoint.
 
-use byok_core::package::Generator;
-use byok_core::sidecar::{Sidecar, Source};
+mod common;
+
 use byok_core::target::{Curve, KeyKind};
-use byok_core::{Fingerprint, KekTransfer, KeyId, KeyTransferPackage, TargetKey, b64, wrap};
+use byok_core::{KekTransfer, KeyId, TargetKey, b64};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -101,41 +101,8 @@ impl Env {
     /// Writes a .byok (and optionally its sidecar) for `target` under the transfer file's KEK.
     fn package(&self, transfer: &Path, target: &TargetKey, file: &str, sidecar: bool) -> PathBuf {
         let t = KekTransfer::parse(&std::fs::read_to_string(transfer).unwrap()).unwrap();
-        package_for(&t.kid, &t.key, target, &self.path(file), sidecar)
+        common::package_for(&t.kid, &t.key, target, &self.path(file), sidecar)
     }
-}
-
-fn package_for(
-    kid: &KeyId,
-    kek: &byok_core::KekPublicKey,
-    target: &TargetKey,
-    path: &Path,
-    sidecar: bool,
-) -> PathBuf {
-    let ct = wrap::wrap(target.plaintext(), kek).unwrap();
-    let bytes = KeyTransferPackage::new(
-        kid.clone(),
-        ct,
-        &Generator::this_tool("test", "software", "0"),
-    )
-    .unwrap()
-    .to_json_bytes();
-    std::fs::write(path, &bytes).unwrap();
-    if sidecar {
-        let s = Sidecar {
-            byok_sha256: Fingerprint::of_bytes(&bytes),
-            kek_kid: kid.to_string(),
-            kind: target.kind(),
-            public_key: target.public_key().cloned(),
-            source: Source::default(),
-        };
-        std::fs::write(
-            format!("{}.sidecar.json", path.display()),
-            s.to_json_bytes(),
-        )
-        .unwrap();
-    }
-    path.to_path_buf()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -387,7 +354,7 @@ async fn bad_input_is_refused_with_a_clear_error() {
     let foreign =
         KeyId::parse("https://contoso.vault.azure.net/keys/KEK/0123456789abcdef0123456789abcdef")
             .unwrap();
-    package_for(
+    common::package_for(
         &foreign,
         &transfer.key,
         &target,
@@ -414,7 +381,7 @@ async fn bad_input_is_refused_with_a_clear_error() {
         create_raw(&env, "multi", json!({"kty": "RSA-HSM", "key_size": 2048})).await;
     assert_eq!(status, 200);
     let multi_kid = KeyId::parse(multi["key"]["kid"].as_str().unwrap()).unwrap();
-    package_for(
+    common::package_for(
         &multi_kid,
         &transfer.key,
         &target,
@@ -442,7 +409,7 @@ async fn bad_input_is_refused_with_a_clear_error() {
         transfer.kid.vault()
     ))
     .unwrap();
-    package_for(
+    common::package_for(
         &missing,
         &transfer.key,
         &target,

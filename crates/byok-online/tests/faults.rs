@@ -1,10 +1,10 @@
 //! A network cut during `byok-online import`: the client fails with a clear message, the
 //! state is clear (the key is there or not, and `show` says which), and a retry is safe.
 
-use byok_core::package::Generator;
-use byok_core::sidecar::{Sidecar, Source};
+mod common;
+
 use byok_core::target::KeyKind;
-use byok_core::{Fingerprint, KekTransfer, KeyTransferPackage, TargetKey, wrap};
+use byok_core::{KekTransfer, TargetKey};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -111,22 +111,13 @@ async fn a_cut_during_import_is_reported_and_a_retry_is_safe() {
     let transfer =
         KekTransfer::parse(&std::fs::read_to_string(w.join("kek.transfer")).unwrap()).unwrap();
     let target = TargetKey::generate(KeyKind::Rsa { bits: 3072 }).unwrap();
-    let bytes = KeyTransferPackage::new(
-        transfer.kid.clone(),
-        wrap::wrap(target.plaintext(), &transfer.key).unwrap(),
-        &Generator::default(),
-    )
-    .unwrap()
-    .to_json_bytes();
-    std::fs::write(w.join("t.byok"), &bytes).unwrap();
-    let sidecar = Sidecar {
-        byok_sha256: Fingerprint::of_bytes(&bytes),
-        kek_kid: transfer.kid.to_string(),
-        kind: target.kind(),
-        public_key: target.public_key().cloned(),
-        source: Source::default(),
-    };
-    std::fs::write(w.join("t.byok.sidecar.json"), sidecar.to_json_bytes()).unwrap();
+    common::package_for(
+        &transfer.kid,
+        &transfer.key,
+        &target,
+        &w.join("t.byok"),
+        true,
+    );
     std::fs::write(w.join("t.pem"), target.public_key().unwrap().to_pem()).unwrap();
 
     // The cut: every upload reaches the vault, no answer comes back.
