@@ -1,2 +1,28 @@
-//! Tests that look across crates (the air gap in the dependency graph) live in `tests/`;
-//! this library is empty on purpose.
+//! The shared test kit: one home for every piece of test harness in the workspace.
+//!
+//! - [`bins`]: the workspace root and the three binaries, built once.
+//! - [`Emulator`]: a `kv-emulator` process, stopped (SIGKILL + wait) on drop.
+//! - [`TestToken`]: a fresh PKCS#11 token in a directory of its own (today SoftHSM, whose
+//!   module path comes from `BYOK_TEST_SOFTHSM_MODULE`), with the environment a child
+//!   process needs to reach it.
+//! - [`kek_pair`]: software KEK pairs, made once per size per process.
+//! - [`openssl`], [`stderr`], [`ok`]: the openssl CLI and the outputs of a run.
+//!
+//! The crates' integration tests (`crates/*/tests`), the workspace tests (`tests/tests`) and
+//! `cargo xtask` use it; byok-core's own tests keep their small copy, since byok-core is a
+//! dependency of this crate.
+
+mod bins;
+mod emulator;
+mod kek;
+mod token;
+mod tools;
+
+pub use bins::{BINARIES, Profile, bins, build_bins, target_dir, workspace};
+pub use emulator::{Emulator, emulator};
+pub use kek::kek_pair;
+pub use token::{
+    MODULE_ENV, ModuleKind, PIN_ENV, SO_PIN, SOFTHSM_MODULE_DEFAULT, SOFTHSM_MODULE_ENV, TestToken,
+    softhsm_module,
+};
+pub use tools::{ok, openssl, stderr, try_openssl};

@@ -5,9 +5,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-mod common;
-
-use common::{MODULE, bins, emulator};
+use byok_tests::{MODULE_ENV, PIN_ENV, TestToken, bins, emulator, softhsm_module};
 
 const PIN: &str = "bad-inputs-Pin-4471";
 
@@ -38,36 +36,11 @@ fn case(name: &'static str, program: &'static str, args: &[&str], expect: &'stat
 
 #[test]
 fn forty_bad_inputs_each_fail_clearly_and_leave_nothing() {
-    assert!(
-        Path::new(MODULE).exists(),
-        "SoftHSM is not installed: apt-get install softhsm2 (cargo xtask ci does this)"
-    );
     let bin = bins();
     let dir = tempfile::tempdir().unwrap();
     let work = dir.path().join("work");
     let state = dir.path().join("emulator");
-    std::fs::create_dir_all(work.join("tokens")).unwrap();
-    let conf = work.join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!("directories.tokendir = {}\n", work.join("tokens").display()),
-    )
-    .unwrap();
-    let out = Command::new("softhsm2-util")
-        .args([
-            "--init-token",
-            "--free",
-            "--label",
-            "bad",
-            "--so-pin",
-            "5678",
-            "--pin",
-            PIN,
-        ])
-        .env("SOFTHSM2_CONF", &conf)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    let token = TestToken::softhsm_in(&work, "bad", PIN).unwrap_or_else(|e| panic!("{e}"));
     let _emu = emulator(&bin, &state, &[]);
     let fault_dir = dir.path().join("faulty");
     let online = |args: &[&str]| {
@@ -85,9 +58,9 @@ fn forty_bad_inputs_each_fail_clearly_and_leave_nothing() {
     };
     let offline_env = |cmd: &mut Command| {
         cmd.current_dir(&work)
-            .env("SOFTHSM2_CONF", &conf)
-            .env("PKCS11_MODULE", MODULE)
-            .env("BYOK_PKCS11_PIN", PIN)
+            .envs(token.env().iter().cloned())
+            .env(MODULE_ENV, token.module())
+            .env(PIN_ENV, PIN)
             .stdin(Stdio::null());
     };
 
@@ -132,7 +105,7 @@ fn forty_bad_inputs_each_fail_clearly_and_leave_nothing() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    make_locked_keys(&conf);
+    make_locked_keys(token.env());
     let byok_text = std::fs::read_to_string(work.join("KeyTransferPackage-good.byok")).unwrap();
     let byok: serde_json::Value = serde_json::from_str(&byok_text).unwrap();
     let write = |name: &str, text: &str| std::fs::write(work.join(name), text).unwrap();
@@ -860,7 +833,7 @@ fn forty_bad_inputs_each_fail_clearly_and_leave_nothing() {
 }
 
 /// A non-extractable and a non-sensitive key, made directly over PKCS#11.
-fn make_locked_keys(conf: &Path) {
+fn make_locked_keys(env: &[(&'static str, std::ffi::OsString)]) {
     use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
     use cryptoki::mechanism::Mechanism;
     use cryptoki::object::{Attribute, KeyType, ObjectClass};
@@ -871,13 +844,13 @@ fn make_locked_keys(conf: &Path) {
         let status = Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "make_keys_helper", "--nocapture"])
             .env("BYOK_BAD_INPUTS_MAKE_KEYS", "1")
-            .env("SOFTHSM2_CONF", conf)
+            .envs(env.iter().cloned())
             .status()
             .unwrap();
         assert!(status.success());
         return;
     }
-    let p = Pkcs11::new(MODULE).unwrap();
+    let p = Pkcs11::new(softhsm_module()).unwrap();
     p.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
         .unwrap();
     let slot = p.get_slots_with_initialized_token().unwrap()[0];
@@ -906,6 +879,6 @@ fn make_locked_keys(conf: &Path) {
 #[test]
 fn make_keys_helper() {
     if std::env::var_os("BYOK_BAD_INPUTS_MAKE_KEYS").is_some() {
-        make_locked_keys(Path::new(""));
+        make_locked_keys(&[]);
     }
 }

@@ -2,11 +2,9 @@
 //! access token or private key appears in any output or in any file other than the `.byok`
 //! (the emulator's state directory is the vault and is left out).
 
-mod common;
-
-use common::{MODULE, bins};
+use byok_tests::{Emulator, MODULE_ENV, PIN_ENV, TestToken, bins};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 const PIN: &str = "hygiene-PIN-8823xq";
 
@@ -30,55 +28,20 @@ fn no_secret_in_any_output_or_file() {
         dir.path().join("offline"),
         dir.path().join("emulator"),
     );
-    for d in [&online, &offline.join("tokens")] {
-        std::fs::create_dir_all(d).unwrap();
-    }
-    let conf = offline.join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\n",
-            offline.join("tokens").display()
-        ),
-    )
-    .unwrap();
-    assert!(
-        Command::new("softhsm2-util")
-            .args([
-                "--init-token",
-                "--free",
-                "--label",
-                "hygiene",
-                "--so-pin",
-                "5678",
-                "--pin",
-                PIN
-            ])
-            .env("SOFTHSM2_CONF", &conf)
-            .stdout(Stdio::null())
-            .status()
-            .unwrap()
-            .success()
-    );
+    std::fs::create_dir_all(&online).unwrap();
+    let token = TestToken::softhsm_in(&offline, "hygiene", PIN).unwrap_or_else(|e| panic!("{e}"));
     // The emulator logs at trace level too; its stderr goes to a file we scan.
     let emu_log = dir.path().join("emulator.log");
-    let _emu = {
-        let mut child = Command::new(bin.join("kv-emulator"))
-            .args(["--accept-zero-padded-kwp", "--state-dir"])
-            .arg(&state)
-            .env("RUST_LOG", "trace")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&emu_log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
-            &mut line,
-        )
-        .unwrap();
-        common::Emulator(child)
-    };
+    let _emu = Emulator::start_with(
+        &bin.join("kv-emulator"),
+        &state,
+        &["--accept-zero-padded-kwp"],
+        |cmd| {
+            cmd.env("RUST_LOG", "trace")
+                .stderr(std::fs::File::create(&emu_log).unwrap());
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     let mut outputs = String::new();
     let mut run = |program: &str, cwd: &Path, args: &[&str]| {
         let mut cmd = Command::new(bin.join(program));
@@ -89,9 +52,9 @@ fn no_secret_in_any_output_or_file() {
         if program == "byok-online" {
             cmd.arg("--emulator").arg(&state);
         } else {
-            cmd.env("SOFTHSM2_CONF", &conf)
-                .env("PKCS11_MODULE", MODULE)
-                .env("BYOK_PKCS11_PIN", PIN);
+            cmd.envs(token.env().iter().cloned())
+                .env(MODULE_ENV, token.module())
+                .env(PIN_ENV, PIN);
         }
         let out = cmd.output().unwrap();
         let text = format!(

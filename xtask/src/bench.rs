@@ -2,14 +2,19 @@
 //! in one run. Figures are printed and written to target/bench/bench.{md,json}; nothing fails on
 //! a number.
 
+use crate::ci::run_checked;
+use byok_tests::{Emulator, Profile, TestToken};
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::Attribute;
+use cryptoki::session::Session;
 use serde_json::{Value, json};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 const PIN: &str = "1234";
+const TOKEN_LABEL: &str = "bench";
 
 struct Row {
     what: String,
@@ -87,20 +92,41 @@ type BatchRun = (Vec<(String, f64, bool)>, f64, u64);
 struct Bench {
     bin: PathBuf,
     dir: PathBuf,
-    conf: PathBuf,
+    token: TestToken,
     state: PathBuf,
     rows: Vec<Row>,
     memory: Vec<(String, u64)>,
 }
 
 impl Bench {
+    /// A fresh work directory `dir` with the SoftHSM token `bench` in it.
+    fn new(bin: PathBuf, dir: PathBuf) -> Result<Self, String> {
+        let _ = std::fs::remove_dir_all(&dir);
+        let token = TestToken::softhsm_in(&dir, TOKEN_LABEL, PIN)?;
+        Ok(Self {
+            bin,
+            state: dir.join("emulator"),
+            dir,
+            token,
+            rows: Vec::new(),
+            memory: Vec::new(),
+        })
+    }
+
+    /// The KEK transfer file `kek create` wrote into the work directory.
+    fn transfer(&self) -> Result<byok_core::KekTransfer, String> {
+        let text =
+            std::fs::read_to_string(self.dir.join("kek.transfer")).map_err(|e| e.to_string())?;
+        byok_core::KekTransfer::parse(&text).map_err(|e| e.to_string())
+    }
+
     fn offline(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(self.bin.join("byok-offline"));
-        c.args(["--module", MODULE, "--token", "bench"])
+        let mut c = self.token.command_with_pin(self.bin.join("byok-offline"));
+        c.arg("--module")
+            .arg(self.token.module())
+            .args(["--token", self.token.label()])
             .args(args)
-            .current_dir(&self.dir)
-            .env("SOFTHSM2_CONF", &self.conf)
-            .env("BYOK_PKCS11_PIN", PIN);
+            .current_dir(&self.dir);
         c
     }
 
@@ -185,95 +211,42 @@ fn manifest(path: &Path, prefix: &str, count: usize, kind: &str) -> Result<(), S
     std::fs::write(path, text).map_err(|e| e.to_string())
 }
 
-pub fn run(root: &Path) -> Result<(), String> {
+pub fn run() -> Result<(), String> {
     let started = Instant::now();
     crate::e2e::ensure_softhsm()?;
     println!("bench: building release binaries");
-    crate::run(Command::new(crate::cargo_bin()).current_dir(root).args([
-        "build",
-        "--release",
-        "--quiet",
-        "-p",
-        "byok-offline",
-        "-p",
-        "byok-online",
-        "-p",
-        "kv-emulator",
-        "--bins",
-    ]))?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let out_dir = target.join("bench");
-    let dir = out_dir.join("work");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("tokens")).map_err(|e| e.to_string())?;
-    let conf = dir.join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!("directories.tokendir = {}\n", dir.join("tokens").display()),
-    )
-    .map_err(|e| e.to_string())?;
-    crate::run(
-        Command::new("softhsm2-util")
-            .args([
-                "--init-token",
-                "--free",
-                "--label",
-                "bench",
-                "--so-pin",
-                "5678",
-                "--pin",
-                PIN,
-            ])
-            .env("SOFTHSM2_CONF", &conf)
-            .stdout(Stdio::null()),
+    let bin = byok_tests::build_bins(Profile::Release)?;
+    let out_dir = byok_tests::target_dir().join("bench");
+    let mut b = Bench::new(bin, out_dir.join("work"))?;
+    let emulator = Emulator::start(
+        &b.bin.join("kv-emulator"),
+        &b.state,
+        &["--accept-zero-padded-kwp"],
     )?;
-    let mut b = Bench {
-        bin: target.join("release"),
-        state: dir.join("emulator"),
-        dir: dir.clone(),
-        conf,
-        rows: Vec::new(),
-        memory: Vec::new(),
-    };
-    let mut emulator = Command::new(b.bin.join("kv-emulator"))
-        .args(["--accept-zero-padded-kwp", "--state-dir"])
-        .arg(&b.state)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let result = (|| -> Result<(), String> {
-        let mut line = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(emulator.stdout.as_mut().expect("piped")),
-            &mut line,
-        )
-        .map_err(|e| e.to_string())?;
-        crate::run(
-            b.online(&[
-                "kek",
-                "create",
-                "--name",
-                "KEK",
-                "--size",
-                "2048",
-                "--out",
-                "kek.transfer",
-            ])
-            .stdout(Stdio::null()),
-        )?;
-        offline_generate(&mut b)?;
-        offline_existing(&mut b)?;
-        cold_start(&mut b)?;
-        online(&mut b, emulator.id())?;
-        Ok(())
-    })();
-    let _ = emulator.kill();
-    let _ = emulator.wait();
-    result?;
+    measure_all(&mut b, &emulator)?;
+    drop(emulator);
     write_results(&b, &out_dir, started.elapsed())
+}
+
+/// Every measurement, against the running emulator.
+fn measure_all(b: &mut Bench, emulator: &Emulator) -> Result<(), String> {
+    run_checked(
+        b.online(&[
+            "kek",
+            "create",
+            "--name",
+            "KEK",
+            "--size",
+            "2048",
+            "--out",
+            "kek.transfer",
+        ])
+        .stdout(Stdio::null()),
+    )?;
+    offline_generate(b)?;
+    offline_existing(b)?;
+    cold_start(b)?;
+    online(b, emulator.id())
 }
 
 /// Generate + package per key, against SoftHSM keygen alone; --jobs 2 against --jobs 1.
@@ -323,7 +296,7 @@ fn offline_generate(b: &mut Bench) -> Result<(), String> {
 fn keygen_floor(b: &Bench, kind: &str, count: usize) -> Result<Vec<f64>, String> {
     let out = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
         .args(["__keygen", kind, &count.to_string()])
-        .env("SOFTHSM2_CONF", &b.conf)
+        .envs(b.token.env().iter().cloned())
         .output()
         .map_err(|e| e.to_string())?;
     if !out.status.success() {
@@ -337,75 +310,76 @@ fn keygen_floor(b: &Bench, kind: &str, count: usize) -> Result<Vec<f64>, String>
 
 /// The child side of `keygen_floor`.
 pub fn keygen_loop(kind: &str, count: usize) -> Result<(), String> {
-    use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
-    use cryptoki::mechanism::Mechanism;
-    use cryptoki::object::Attribute;
-    use cryptoki::session::UserType;
-    let err = |e: cryptoki::error::Error| e.to_string();
-    let p = Pkcs11::new(MODULE).map_err(err)?;
-    p.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
-        .map_err(err)?;
-    let slot = *p
-        .get_slots_with_initialized_token()
-        .map_err(err)?
-        .first()
-        .ok_or("no token")?;
-    let s = p.open_rw_session(slot).map_err(err)?;
-    s.login(UserType::User, Some(&PIN.to_string().into()))
-        .map_err(err)?;
+    let s = logged_in_session()?;
     let mut times = Vec::new();
     for i in 0..count {
         let label = format!("floor-{kind}-{i}").into_bytes();
-        let common = |private: bool| {
-            vec![
-                Attribute::Token(true),
-                Attribute::Private(private),
-                Attribute::Label(label.clone()),
-            ]
-        };
-        let mut public = common(false);
-        let mut private = common(true);
-        private.extend([
-            Attribute::Sensitive(true),
-            Attribute::Extractable(true),
-            Attribute::Sign(true),
-        ]);
+        let (mechanism, public, private) = key_pair_template(kind, label)?;
         let t = Instant::now();
-        match kind {
-            "EC P-256" => {
-                public.extend([
-                    Attribute::EcParams(vec![6, 8, 42, 134, 72, 206, 61, 3, 1, 7]),
-                    Attribute::Verify(true),
-                ]);
-                s.generate_key_pair(&Mechanism::EccKeyPairGen, &public, &private)
-                    .map_err(err)?;
-            }
-            rsa => {
-                let bits: u64 = rsa
-                    .trim_start_matches("RSA ")
-                    .parse()
-                    .map_err(|_| "bad kind")?;
-                public.extend([
-                    Attribute::ModulusBits(bits.into()),
-                    Attribute::PublicExponent(vec![1, 0, 1]),
-                    Attribute::Verify(true),
-                ]);
-                s.generate_key_pair(&Mechanism::RsaPkcsKeyPairGen, &public, &private)
-                    .map_err(err)?;
-            }
-        }
+        s.generate_key_pair(&mechanism, &public, &private)
+            .map_err(|e| e.to_string())?;
         times.push(t.elapsed().as_secs_f64());
     }
     println!("{}", serde_json::to_string(&times).expect("numbers"));
     Ok(())
 }
 
+/// The mechanism and the public and private templates of a token key pair of `kind`
+/// ("EC P-256" or "RSA <bits>") labelled `label`.
+fn key_pair_template(
+    kind: &str,
+    label: Vec<u8>,
+) -> Result<(Mechanism<'static>, Vec<Attribute>, Vec<Attribute>), String> {
+    let common = |private: bool| {
+        vec![
+            Attribute::Token(true),
+            Attribute::Private(private),
+            Attribute::Label(label.clone()),
+        ]
+    };
+    let mut public = common(false);
+    let mut private = common(true);
+    private.extend([
+        Attribute::Sensitive(true),
+        Attribute::Extractable(true),
+        Attribute::Sign(true),
+    ]);
+    let mechanism = match kind {
+        "EC P-256" => {
+            public.extend([
+                Attribute::EcParams(vec![6, 8, 42, 134, 72, 206, 61, 3, 1, 7]),
+                Attribute::Verify(true),
+            ]);
+            Mechanism::EccKeyPairGen
+        }
+        rsa => {
+            let bits: u64 = rsa
+                .trim_start_matches("RSA ")
+                .parse()
+                .map_err(|_| "bad kind")?;
+            public.extend([
+                Attribute::ModulusBits(bits.into()),
+                Attribute::PublicExponent(vec![1, 0, 1]),
+                Attribute::Verify(true),
+            ]);
+            Mechanism::RsaPkcsKeyPairGen
+        }
+    };
+    Ok((mechanism, public, private))
+}
+
 /// The child that only loads the module and logs in: the cold-start floor.
 pub fn login_only() -> Result<(), String> {
+    logged_in_session().map(drop)
+}
+
+/// Loads the SoftHSM module (the kit's path; SOFTHSM2_CONF from the parent) and logs in to
+/// the first token as the user.
+fn logged_in_session() -> Result<Session, String> {
     use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
     use cryptoki::session::UserType;
     let err = |e: cryptoki::error::Error| e.to_string();
-    let p = Pkcs11::new(MODULE).map_err(err)?;
+    let p = Pkcs11::new(byok_tests::softhsm_module()).map_err(err)?;
     p.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
         .map_err(err)?;
     let slot = *p
@@ -416,14 +390,53 @@ pub fn login_only() -> Result<(), String> {
     let s = p.open_rw_session(slot).map_err(err)?;
     s.login(UserType::User, Some(&PIN.to_string().into()))
         .map_err(err)?;
-    Ok(())
+    Ok(s)
 }
+
+/// How many existing keys `offline_existing` packages.
+const EXISTING: usize = 200;
 
 /// Packaging 200 existing RSA-2048 keys: byok-offline (one process) against the openssl CLI
 /// pipeline a user would script and against byok-core alone in process.
 fn offline_existing(b: &mut Bench) -> Result<(), String> {
-    const N: usize = 200;
+    const N: usize = EXISTING;
     println!("\noffline, wrap of {N} existing RSA-2048 keys (per key, median):");
+    let (ours_ms, wall) = package_existing(b)?;
+    // Software copies: 20 RSA-2048 keys made by openssl, reused round-robin.
+    let sw = b.dir.join("software");
+    software_keys(b, &sw)?;
+    let mut pipeline = openssl_pipeline(&sw)?;
+    // byok-core alone, in this process, on the same software keys.
+    let mut core = core_alone(b, &sw)?;
+    let pipe_ms = median(&mut pipeline) * 1000.0;
+    let core_ms = median(&mut core) * 1000.0;
+    b.row(
+        format!("byok-offline, existing RSA 2048 in SoftHSM (n={N}, one process)"),
+        ours_ms,
+        "ms",
+        "openssl CLI pipeline, 4 commands (n=200)",
+        pipe_ms,
+    );
+    b.row(
+        format!("byok-offline, existing RSA 2048 in SoftHSM (n={N}, one process)"),
+        ours_ms,
+        "ms",
+        "byok-core alone in process (n=200)",
+        core_ms,
+    );
+    b.row(
+        format!("byok-offline, {N} existing keys, whole run (wall)"),
+        wall,
+        "s",
+        "openssl pipeline × 200 (sum)",
+        pipeline.iter().sum::<f64>(),
+    );
+    Ok(())
+}
+
+/// byok-offline packaging keys already on the token: per key median (ms) and wall seconds.
+fn package_existing(b: &mut Bench) -> Result<(f64, f64), String> {
+    const N: usize = EXISTING;
     let m = b.dir.join("existing.toml");
     manifest(&m, "x", N, "kty = \"RSA\"\nsize = 2048")?;
     b.batch(m.to_str().unwrap(), "out-existing", 2)?; // makes the keys (not measured)
@@ -447,37 +460,40 @@ fn offline_existing(b: &mut Bench) -> Result<(), String> {
             ours.len()
         ));
     }
-    let ours_ms = median(&mut ours) * 1000.0;
+    Ok((median(&mut ours) * 1000.0, wall))
+}
 
-    // Software copies: 20 RSA-2048 keys made by openssl, reused round-robin.
-    let sw = b.dir.join("software");
-    std::fs::create_dir_all(&sw).map_err(|e| e.to_string())?;
-    let openssl = |args: &[&str]| -> Result<(), String> {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(&sw)
-            .output()
-            .map_err(|e| e.to_string())?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
-    };
+/// Runs the openssl CLI in `dir`; only whether it succeeded counts.
+fn openssl_in(dir: &Path, args: &[&str]) -> Result<(), String> {
+    byok_tests::try_openssl(args, dir).map(drop)
+}
+
+/// 20 RSA-2048 keys made by openssl in `sw` (k0.pem ..), and the KEK beside them (kek.pem).
+fn software_keys(b: &Bench, sw: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(sw).map_err(|e| e.to_string())?;
     for i in 0..20 {
-        openssl(&[
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-            "-out",
-            &format!("k{i}.pem"),
-        ])?;
+        openssl_in(
+            sw,
+            &[
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-out",
+                &format!("k{i}.pem"),
+            ],
+        )?;
     }
     std::fs::copy(b.dir.join("kek.transfer"), sw.join("kek.pem")).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// The openssl CLI pipeline a user would script, per key, on the software keys round-robin.
+fn openssl_pipeline(sw: &Path) -> Result<Vec<f64>, String> {
+    let openssl = |args: &[&str]| openssl_in(sw, args);
     let mut pipeline = Vec::new();
-    for i in 0..N {
+    for i in 0..EXISTING {
         let k = format!("k{}.pem", i % 20);
         let t = Instant::now();
         openssl(&[
@@ -517,63 +533,38 @@ fn offline_existing(b: &mut Bench) -> Result<(), String> {
         ])?;
         pipeline.push(t.elapsed().as_secs_f64());
     }
-    // byok-core alone, in this process, on the same software keys.
-    let transfer = byok_core::KekTransfer::parse(
-        &std::fs::read_to_string(b.dir.join("kek.transfer")).map_err(|e| e.to_string())?,
-    )
-    .map_err(|e| e.to_string())?;
+    Ok(pipeline)
+}
+
+/// byok-core alone, in this process, wrapping the software keys round-robin, per key.
+fn core_alone(b: &Bench, sw: &Path) -> Result<Vec<f64>, String> {
+    let transfer = b.transfer()?;
     let mut ders = Vec::new();
     for i in 0..20 {
-        openssl(&[
-            "pkcs8",
-            "-topk8",
-            "-nocrypt",
-            "-in",
-            &format!("k{i}.pem"),
-            "-outform",
-            "DER",
-            "-out",
-            &format!("k{i}.der"),
-        ])?;
+        openssl_in(
+            sw,
+            &[
+                "pkcs8",
+                "-topk8",
+                "-nocrypt",
+                "-in",
+                &format!("k{i}.pem"),
+                "-outform",
+                "DER",
+                "-out",
+                &format!("k{i}.der"),
+            ],
+        )?;
         ders.push(std::fs::read(sw.join(format!("k{i}.der"))).map_err(|e| e.to_string())?);
     }
     let mut core = Vec::new();
-    for i in 0..N {
+    for i in 0..EXISTING {
         let t = Instant::now();
-        let ct = byok_core::wrap::wrap(&ders[i % 20], &transfer.key).map_err(|e| e.to_string())?;
-        let pkg = byok_core::KeyTransferPackage::new(
-            transfer.kid.clone(),
-            ct,
-            &byok_core::package::Generator::default(),
-        )
-        .map_err(|e| e.to_string())?;
+        let pkg = wrap_package(&transfer, &ders[i % 20])?;
         std::hint::black_box(byok_core::Fingerprint::of_bytes(&pkg.to_json_bytes()));
         core.push(t.elapsed().as_secs_f64());
     }
-    let pipe_ms = median(&mut pipeline) * 1000.0;
-    let core_ms = median(&mut core) * 1000.0;
-    b.row(
-        format!("byok-offline, existing RSA 2048 in SoftHSM (n={N}, one process)"),
-        ours_ms,
-        "ms",
-        "openssl CLI pipeline, 4 commands (n=200)",
-        pipe_ms,
-    );
-    b.row(
-        format!("byok-offline, existing RSA 2048 in SoftHSM (n={N}, one process)"),
-        ours_ms,
-        "ms",
-        "byok-core alone in process (n=200)",
-        core_ms,
-    );
-    b.row(
-        format!("byok-offline, {N} existing keys, whole run (wall)"),
-        wall,
-        "s",
-        "openssl pipeline × 200 (sum)",
-        pipeline.iter().sum::<f64>(),
-    );
-    Ok(())
+    Ok(core)
 }
 
 /// One key, cold: process start + module load + login + wrap, against module load + login.
@@ -602,7 +593,7 @@ fn cold_start(b: &mut Bench) -> Result<(), String> {
         kb_package = kb_package.max(kb);
         // The floor: a process that loads the module and logs in, and does nothing else.
         let mut login = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
-        login.arg("__login").env("SOFTHSM2_CONF", &b.conf);
+        login.arg("__login").envs(b.token.env().iter().cloned());
         let (t, _, kb) = measured(&mut login, &b.dir.join("mem.txt"))?;
         floor.push(t);
         kb_floor = kb_floor.max(kb);
@@ -628,27 +619,27 @@ fn online(b: &mut Bench, emulator_pid: u32) -> Result<(), String> {
     println!(
         "\nonline (median of {RUNS} processes; load from a second process, 8 connections, 10 s each):"
     );
-    let transfer = byok_core::KekTransfer::parse(
-        &std::fs::read_to_string(b.dir.join("kek.transfer")).map_err(|e| e.to_string())?,
-    )
-    .map_err(|e| e.to_string())?;
+    cold_online(b, RUNS)?;
+    emulator_load(b)?;
+    let status =
+        std::fs::read_to_string(format!("/proc/{emulator_pid}/status")).unwrap_or_default();
+    let hwm = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0);
+    b.mem("kv-emulator (whole bench, incl. the load)", hwm);
+    Ok(())
+}
+
+/// `runs` cold `byok-online import`s of fresh EC packages, against as many cold `show`s.
+fn cold_online(b: &mut Bench, runs: usize) -> Result<(), String> {
+    let transfer = b.transfer()?;
     let (mut import, mut show) = (Vec::new(), Vec::new());
     let (mut kb_import, mut kb_show) = (0, 0);
-    for i in 0..RUNS {
-        let target = byok_core::TargetKey::generate(byok_core::KeyKind::Ec {
-            curve: byok_core::Curve::P256,
-        })
-        .map_err(|e| e.to_string())?;
-        let ct =
-            byok_core::wrap::wrap(target.plaintext(), &transfer.key).map_err(|e| e.to_string())?;
-        let pkg = byok_core::KeyTransferPackage::new(
-            transfer.kid.clone(),
-            ct,
-            &byok_core::package::Generator::default(),
-        )
-        .map_err(|e| e.to_string())?;
+    for i in 0..runs {
         let file = format!("online-{i}.byok");
-        std::fs::write(b.dir.join(&file), pkg.to_json_bytes()).map_err(|e| e.to_string())?;
+        software_package(&transfer, &b.dir.join(&file))?;
         let name = format!("cold-{i}");
         let (t, _, kb) = measured(
             &mut b.online(&[
@@ -680,6 +671,35 @@ fn online(b: &mut Bench, emulator_pid: u32) -> Result<(), String> {
         "byok-online show, cold (process, token, TLS, GET)",
         median(&mut show) * 1000.0,
     );
+    Ok(())
+}
+
+/// A fresh EC P-256 target wrapped in software under the transfer file's KEK, at `path`.
+fn software_package(transfer: &byok_core::KekTransfer, path: &Path) -> Result<(), String> {
+    let target = byok_core::TargetKey::generate(byok_core::KeyKind::Ec {
+        curve: byok_core::Curve::P256,
+    })
+    .map_err(|e| e.to_string())?;
+    let pkg = wrap_package(transfer, target.plaintext())?;
+    std::fs::write(path, pkg.to_json_bytes()).map_err(|e| e.to_string())
+}
+
+/// `plaintext` wrapped in software under the transfer file's KEK: a whole package.
+fn wrap_package(
+    transfer: &byok_core::KekTransfer,
+    plaintext: &[u8],
+) -> Result<byok_core::KeyTransferPackage, String> {
+    let ct = byok_core::wrap::wrap(plaintext, &transfer.key).map_err(|e| e.to_string())?;
+    byok_core::KeyTransferPackage::new(
+        transfer.kid.clone(),
+        ct,
+        &byok_core::package::Generator::default(),
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// The emulator's throughput: GETs against BYOK imports, each from a `__load` child.
+fn emulator_load(b: &mut Bench) -> Result<(), String> {
     std::fs::copy(b.dir.join("online-0.byok"), b.dir.join("load.byok"))
         .map_err(|e| e.to_string())?;
     let load = |mode: &str| -> Result<Value, String> {
@@ -707,14 +727,6 @@ fn online(b: &mut Bench, emulator_pid: u32) -> Result<(), String> {
         "kv-emulator GET key/s (8 connections, 10 s)",
         rps(&get),
     );
-    let status =
-        std::fs::read_to_string(format!("/proc/{emulator_pid}/status")).unwrap_or_default();
-    let hwm = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0);
-    b.mem("kv-emulator (whole bench, incl. the load)", hwm);
     Ok(())
 }
 

@@ -4,14 +4,16 @@
 //! kv-emulator, and the real binaries. The online and offline "workstations" are two
 //! directories; the only things that pass between them are files, copied across.
 
+use crate::ci::run_checked;
+use byok_tests::{Emulator, Profile, TestToken};
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 const PIN: &str = "1234";
-const SO_PIN: &str = "5678";
+const TOKEN_LABEL: &str = "byok-e2e";
 
 /// One target key of the ceremony.
 struct Target {
@@ -70,30 +72,18 @@ const MATRIX_MHSM: &[Target] = &[Target {
     aes: true,
 }];
 
-/// The emulator process, stopped on every path (Drop).
-struct Emulator {
-    child: Child,
-    state: PathBuf,
-}
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 struct Ceremony {
     bin: PathBuf,
     online: PathBuf,
     offline: PathBuf,
-    softhsm_conf: PathBuf,
+    /// The offline workstation's token, made by the first step.
+    token: Option<TestToken>,
     steps: Vec<(String, Duration)>,
 }
 
-pub fn run(root: &Path, matrix: bool) -> Result<(), String> {
+pub fn run(matrix: bool) -> Result<(), String> {
     let started = Instant::now();
-    let (mut c, dir) = prepare(root, "run")?;
+    let (mut c, dir) = prepare("run")?;
 
     let mut summary = Vec::new();
     let groups: Vec<(&str, &[Target])> = if matrix {
@@ -103,10 +93,7 @@ pub fn run(root: &Path, matrix: bool) -> Result<(), String> {
     };
     for (flavor, targets) in groups {
         let emulator = start_emulator(&c.bin, &dir.join(format!("emulator-{flavor}")), flavor)?;
-        println!(
-            "e2e: kv-emulator ({flavor}) at {}",
-            read_url(&emulator.state)?
-        );
+        println!("e2e: kv-emulator ({flavor}) at {}", emulator.url());
         c.online_group(&emulator, flavor, targets, &mut summary)?;
         drop(emulator);
     }
@@ -120,75 +107,48 @@ pub fn run(root: &Path, matrix: bool) -> Result<(), String> {
     for line in &summary {
         println!("  PROVEN    {line}");
     }
-    println!("e2e: {} of {} targets proven", summary.len(), summary.len());
+    let n = summary.len();
+    println!("e2e: {n} target{} proven", if n == 1 { "" } else { "s" });
     Ok(())
 }
 
 /// Builds the binaries and lays out a fresh ceremony: two workstation directories under
 /// target/e2e/<prefix>-<ms>/ and a SoftHSM token `byok-e2e` of its own.
-fn prepare(root: &Path, prefix: &str) -> Result<(Ceremony, PathBuf), String> {
+fn prepare(prefix: &str) -> Result<(Ceremony, PathBuf), String> {
     ensure_softhsm()?;
-    crate::run(Command::new(crate::cargo_bin()).current_dir(root).args([
-        "build",
-        "--quiet",
-        "-p",
-        "byok-offline",
-        "-p",
-        "byok-online",
-        "-p",
-        "kv-emulator",
-        "--bins",
-    ]))?;
+    let bin = byok_tests::build_bins(Profile::Debug)?;
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis())
         .unwrap_or_default();
-    let dir = target_dir(root)
+    let dir = byok_tests::target_dir()
         .join("e2e")
         .join(format!("{prefix}-{stamp}"));
     let mut c = Ceremony {
         online: dir.join("online-workstation"),
         offline: dir.join("offline-workstation"),
-        softhsm_conf: dir.join("offline-workstation").join("softhsm2.conf"),
-        bin: target_dir(root).join("debug"),
+        token: None,
+        bin,
         steps: Vec::new(),
     };
-    for d in [&c.online, &c.offline, &c.offline.join("tokens")] {
+    for d in [&c.online, &c.offline] {
         std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
     }
-    std::fs::write(
-        &c.softhsm_conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-            c.offline.join("tokens").display()
-        ),
-    )
-    .map_err(|e| e.to_string())?;
     println!("e2e: working in {}", dir.display());
-    c.step("SoftHSM: fresh token `byok-e2e`", |c| {
-        crate::run(
-            Command::new("softhsm2-util")
-                .args([
-                    "--init-token",
-                    "--free",
-                    "--label",
-                    "byok-e2e",
-                    "--so-pin",
-                    SO_PIN,
-                    "--pin",
-                    PIN,
-                ])
-                .env("SOFTHSM2_CONF", &c.softhsm_conf)
-                .stdout(Stdio::null()),
-        )
+    c.step(&format!("SoftHSM: fresh token `{TOKEN_LABEL}`"), |c| {
+        c.token = Some(TestToken::softhsm_in(&c.offline, TOKEN_LABEL, PIN)?);
+        Ok(())
     })?;
     Ok((c, dir))
 }
 
-fn target_dir(root: &Path) -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"))
+/// The emulator of one flavor, accepting SoftHSM's zero-padded KWP.
+fn start_emulator(bin: &Path, state: &Path, flavor: &str) -> Result<Emulator, String> {
+    Emulator::start(
+        &bin.join("kv-emulator"),
+        state,
+        &["--flavor", flavor, "--accept-zero-padded-kwp"],
+    )
 }
 
 impl Ceremony {
@@ -210,13 +170,37 @@ impl Ceremony {
         result.map_err(|e| format!("step `{name}` failed:\n{e}"))
     }
 
-    fn online(&self, emulator: &Emulator, args: &[&str]) -> Result<String, String> {
+    fn token(&self) -> &TestToken {
+        self.token
+            .as_ref()
+            .expect("prepare() makes the token first")
+    }
+
+    /// `byok-online --emulator STATE ARGS` on the online workstation.
+    fn online_cmd(&self, emulator: &Emulator, args: &[&str]) -> Command {
         let mut cmd = Command::new(self.bin.join("byok-online"));
         cmd.arg("--emulator")
-            .arg(&emulator.state)
+            .arg(emulator.state())
             .args(args)
             .current_dir(&self.online);
-        capture(&mut cmd)
+        cmd
+    }
+
+    fn online(&self, emulator: &Emulator, args: &[&str]) -> Result<String, String> {
+        capture(&mut self.online_cmd(emulator, args))
+    }
+
+    /// `byok-offline --module M --token byok-e2e ARGS` in `dir`.
+    fn offline_cmd(&self, dir: &Path, args: &[&str]) -> Command {
+        let token = self.token();
+        // The PIN travels in the environment, never on the command line.
+        let mut cmd = token.command_with_pin(self.bin.join("byok-offline"));
+        cmd.arg("--module")
+            .arg(token.module())
+            .args(["--token", token.label()])
+            .args(args)
+            .current_dir(dir);
+        cmd
     }
 
     fn offline(&self, args: &[&str]) -> Result<String, String> {
@@ -224,14 +208,7 @@ impl Ceremony {
     }
 
     fn offline_at(&self, dir: &Path, args: &[&str]) -> Result<String, String> {
-        let mut cmd = Command::new(self.bin.join("byok-offline"));
-        // The PIN travels in the environment, never on the command line.
-        cmd.args(["--module", MODULE, "--token", "byok-e2e"])
-            .args(args)
-            .current_dir(dir)
-            .env("SOFTHSM2_CONF", &self.softhsm_conf)
-            .env("BYOK_PKCS11_PIN", PIN);
-        capture(&mut cmd)
+        capture(&mut self.offline_cmd(dir, args))
     }
 
     /// Copies files from one workstation to the other: the air gap.
@@ -248,6 +225,7 @@ impl Ceremony {
         Ok(())
     }
 
+    /// One emulator's part: its KEK, then each target packaged, imported and proven.
     fn online_group(
         &mut self,
         emu: &Emulator,
@@ -256,6 +234,21 @@ impl Ceremony {
         summary: &mut Vec<String>,
     ) -> Result<(), String> {
         let transfer = format!("kek-{flavor}.transfer");
+        self.kek(emu, flavor, &transfer)?;
+        for t in targets {
+            self.package_and_import(emu, flavor, &transfer, t)?;
+            let proven = if t.aes {
+                self.prove_aes(emu, t)?
+            } else {
+                self.prove_public_key(emu, t)?
+            };
+            summary.push(proven);
+        }
+        Ok(())
+    }
+
+    /// Steps 1 and 2: the KEK made in the vault, its transfer file carried offline.
+    fn kek(&mut self, emu: &Emulator, flavor: &str, transfer: &str) -> Result<(), String> {
         self.step(
             &format!("1. online ({flavor}): kek create KEKforBYOK, RSA-HSM 4096, import only"),
             |c| {
@@ -267,91 +260,104 @@ impl Ceremony {
             },
         )?;
         self.step(&format!("2. online ({flavor}): kek download -> {transfer}, carried to the offline workstation"), |c| {
-            c.online(emu, &["kek", "download", "--name", "KEKforBYOK", "--out", &transfer])?;
-            c.carry(true, &[&transfer])
-        })?;
-        for t in targets {
-            let byok = format!("KeyTransferPackage-{}.byok", t.label);
-            let sidecar = format!("{byok}.sidecar.json");
-            let public = format!("{}.public.pem", t.label);
-            self.step(
-                &format!(
-                    "3. offline: generate {} in SoftHSM + package, carried back",
-                    t.label
-                ),
-                |c| {
-                    let mut args = vec![
-                        "package",
-                        "--kek",
-                        &transfer,
-                        "--generate",
-                        "--label",
-                        t.label,
-                        "--allow-zero-padded-kwp",
-                    ];
-                    args.extend_from_slice(t.offline_args);
-                    c.offline(&args)?;
-                    let mut files = vec![byok.as_str(), sidecar.as_str()];
-                    if !t.aes {
-                        files.push(&public);
-                    }
-                    c.carry(false, &files)
-                },
-            )?;
-            self.step(
-                &format!(
-                    "4. online ({flavor}): import {} (sidecar checks the public key)",
-                    t.label
-                ),
-                |c| {
-                    let out =
-                        c.online(emu, &["import", "--name", t.label, "--byok-file", &byok])?;
-                    expect(
-                        &out,
-                        if t.aes {
-                            "not checked (AES key"
-                        } else {
-                            "public key check: matches"
-                        },
-                    )
-                },
-            )?;
-            if t.aes {
-                let challenge = format!("{}.challenge.json", t.label);
-                self.step(
-                    &format!(
-                        "   proof: the vault encrypts, the HSM decrypts ({})",
-                        t.label
-                    ),
-                    |c| {
-                        c.online(emu, &["prove-aes", "--name", t.label, "--out", &challenge])?;
-                        c.carry(true, &[&challenge])?;
-                        let out = c.offline(&[
-                            "prove-aes",
-                            "--label",
-                            t.label,
-                            "--challenge",
-                            &challenge,
-                        ])?;
-                        expect(&out, "the vault holds the same AES key")
+            c.online(emu, &["kek", "download", "--name", "KEKforBYOK", "--out", transfer])?;
+            c.carry(true, &[transfer])
+        })
+    }
+
+    /// Steps 3 and 4 for one target: generated and packaged in SoftHSM, imported in the vault.
+    fn package_and_import(
+        &mut self,
+        emu: &Emulator,
+        flavor: &str,
+        transfer: &str,
+        t: &Target,
+    ) -> Result<(), String> {
+        let byok = format!("KeyTransferPackage-{}.byok", t.label);
+        let sidecar = format!("{byok}.sidecar.json");
+        let public = format!("{}.public.pem", t.label);
+        self.step(
+            &format!(
+                "3. offline: generate {} in SoftHSM + package, carried back",
+                t.label
+            ),
+            |c| {
+                let mut args = vec![
+                    "package",
+                    "--kek",
+                    transfer,
+                    "--generate",
+                    "--label",
+                    t.label,
+                    "--allow-zero-padded-kwp",
+                ];
+                args.extend_from_slice(t.offline_args);
+                c.offline(&args)?;
+                let mut files = vec![byok.as_str(), sidecar.as_str()];
+                if !t.aes {
+                    files.push(&public);
+                }
+                c.carry(false, &files)
+            },
+        )?;
+        self.step(
+            &format!(
+                "4. online ({flavor}): import {} (sidecar checks the public key)",
+                t.label
+            ),
+            |c| {
+                let out = c.online(emu, &["import", "--name", t.label, "--byok-file", &byok])?;
+                expect(
+                    &out,
+                    if t.aes {
+                        "not checked (AES key"
+                    } else {
+                        "public key check: matches"
                     },
-                )?;
-                summary.push(format!(
-                    "{}: vault AES-256-GCM ciphertext decrypts in the HSM",
-                    t.label
-                ));
-            } else {
-                self.step(&format!("   proof: byok-online verify {} (public keys equal, vault signature verifies)", t.label), |c| {
-                    let out = c.online(emu, &["verify", "--name", t.label, "--public-key", &public])?;
-                    expect(&out, "verifies locally")
-                })?;
-                summary.push(format!(
-                    "{}: vault public key = HSM public key; vault signature verifies",
-                    t.label
-                ));
-            }
-        }
-        Ok(())
+                )
+            },
+        )
+    }
+
+    /// The AES proof: the vault encrypts, the HSM decrypts. Returns the summary line.
+    fn prove_aes(&mut self, emu: &Emulator, t: &Target) -> Result<String, String> {
+        let challenge = format!("{}.challenge.json", t.label);
+        self.step(
+            &format!(
+                "   proof: the vault encrypts, the HSM decrypts ({})",
+                t.label
+            ),
+            |c| {
+                c.online(emu, &["prove-aes", "--name", t.label, "--out", &challenge])?;
+                c.carry(true, &[&challenge])?;
+                let out =
+                    c.offline(&["prove-aes", "--label", t.label, "--challenge", &challenge])?;
+                expect(&out, "the vault holds the same AES key")
+            },
+        )?;
+        Ok(format!(
+            "{}: vault AES-256-GCM ciphertext decrypts in the HSM",
+            t.label
+        ))
+    }
+
+    /// The RSA/EC proof: `byok-online verify`. Returns the summary line.
+    fn prove_public_key(&mut self, emu: &Emulator, t: &Target) -> Result<String, String> {
+        let public = format!("{}.public.pem", t.label);
+        self.step(
+            &format!(
+                "   proof: byok-online verify {} (public keys equal, vault signature verifies)",
+                t.label
+            ),
+            |c| {
+                let out = c.online(emu, &["verify", "--name", t.label, "--public-key", &public])?;
+                expect(&out, "verifies locally")
+            },
+        )?;
+        Ok(format!(
+            "{}: vault public key = HSM public key; vault signature verifies",
+            t.label
+        ))
     }
 }
 
@@ -381,47 +387,10 @@ fn capture(cmd: &mut Command) -> Result<String, String> {
     }
 }
 
-fn start_emulator(bin: &Path, state: &Path, flavor: &str) -> Result<Emulator, String> {
-    let mut child = Command::new(bin.join("kv-emulator"))
-        .args([
-            "--flavor",
-            flavor,
-            "--accept-zero-padded-kwp",
-            "--state-dir",
-        ])
-        .arg(state)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("could not start kv-emulator: {e}"))?;
-    let stdout = child.stdout.take().expect("piped");
-    let emulator = Emulator {
-        child,
-        state: state.into(),
-    };
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    match rx.recv_timeout(Duration::from_secs(30)) {
-        Ok(line) if line.starts_with("listening on ") => Ok(emulator),
-        Ok(line) => Err(format!("kv-emulator did not start: `{}`", line.trim())),
-        Err(_) => Err("kv-emulator did not start within 30 s".into()),
-    }
-}
-
-fn read_url(state: &Path) -> Result<String, String> {
-    let text = std::fs::read_to_string(state.join("connection.json")).map_err(|e| e.to_string())?;
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
-    Ok(v["vault_url"].as_str().unwrap_or_default().to_string())
-}
-
 /// SoftHSM from Debian's packages: installed here when we are root on Debian, otherwise the
 /// exact command is named.
 pub fn ensure_softhsm() -> Result<(), String> {
-    let present = Path::new(MODULE).exists()
+    let present = byok_tests::softhsm_module().exists()
         && Command::new("softhsm2-util")
             .arg("--version")
             .output()
@@ -435,8 +404,8 @@ pub fn ensure_softhsm() -> Result<(), String> {
         .is_ok_and(|o| o.stdout.starts_with(b"0"));
     if root && Path::new("/etc/debian_version").exists() {
         println!("e2e: SoftHSM is missing; installing Debian's softhsm2 with apt-get");
-        crate::run(Command::new("apt-get").args(["update", "-qq"]))?;
-        crate::run(
+        run_checked(Command::new("apt-get").args(["update", "-qq"]))?;
+        run_checked(
             Command::new("apt-get")
                 .args(["install", "-y", "-qq", "softhsm2"])
                 .env("DEBIAN_FRONTEND", "noninteractive")
@@ -459,17 +428,10 @@ const BATCH_KINDS: [&str; 6] = [
 
 /// `cargo xtask e2e --batch N`: a batch ceremony of N mixed keys, each half killed (SIGKILL)
 /// halfway and run again; then no key is doubled and the evidence log verifies.
-pub fn run_batch(root: &Path, n: usize) -> Result<(), String> {
+pub fn run_batch(n: usize) -> Result<(), String> {
     let started = Instant::now();
-    let (mut c, dir) = prepare(root, "batch")?;
-    let manifest: String = (0..n)
-        .map(|i| {
-            format!(
-                "[[key]]\nname = \"batch-{i:03}\"\n{}\ntags = {{ wave = \"1\" }}\n\n",
-                BATCH_KINDS[i % BATCH_KINDS.len()]
-            )
-        })
-        .collect();
+    let (mut c, dir) = prepare("batch")?;
+    let manifest = batch_manifest(n);
     for d in [&c.online, &c.offline] {
         std::fs::write(d.join("keys.toml"), &manifest).map_err(|e| e.to_string())?;
     }
@@ -493,166 +455,15 @@ pub fn run_batch(root: &Path, n: usize) -> Result<(), String> {
             c.carry(true, &["kek.transfer"])
         },
     )?;
-    let half = n / 2;
-    c.step(
-        &format!("3a. offline: batch --jobs 2, killed (SIGKILL) after {half} keys"),
-        |c| {
-            let mut cmd = Command::new(c.bin.join("byok-offline"));
-            cmd.args([
-                "--module",
-                MODULE,
-                "--token",
-                "byok-e2e",
-                "batch",
-                "--manifest",
-                "keys.toml",
-                "--kek",
-                "kek.transfer",
-                "--out",
-                "packages",
-                "--jobs",
-                "2",
-                "--allow-zero-padded-kwp",
-                "--operator",
-                "e2e",
-            ])
-            .current_dir(&c.offline)
-            .env("SOFTHSM2_CONF", &c.softhsm_conf)
-            .env("BYOK_PKCS11_PIN", PIN);
-            kill_after(&mut cmd, half)
-        },
-    )?;
-    c.step("3b. offline: batch again, resumed to the end", |c| {
-        let out = c.offline(&[
-            "batch",
-            "--manifest",
-            "keys.toml",
-            "--kek",
-            "kek.transfer",
-            "--out",
-            "packages",
-            "--jobs",
-            "2",
-            "--allow-zero-padded-kwp",
-            "--operator",
-            "e2e",
-        ])?;
-        expect(&out, "batch:")
-    })?;
-    c.step(
-        &format!("    check: exactly {n} target keys on the token, none doubled"),
-        |c| {
-            let out = c.offline(&["--output", "json", "keys"])?;
-            let keys: serde_json::Value = serde_json::from_str(&out).map_err(|e| e.to_string())?;
-            let labels: Vec<&str> = keys
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|k| {
-                    k["class"] == "CKO_PRIVATE_KEY"
-                        && k["label"].as_str().is_some_and(|l| l.starts_with("batch-"))
-                })
-                .filter_map(|k| k["label"].as_str())
-                .collect();
-            let unique: std::collections::BTreeSet<&str> = labels.iter().copied().collect();
-            if labels.len() == n && unique.len() == n {
-                Ok(())
-            } else {
-                Err(format!(
-                    "{} private keys, {} distinct labels; expected {n} and {n}",
-                    labels.len(),
-                    unique.len()
-                ))
-            }
-        },
-    )?;
+    c.batch_offline(n)?;
     c.step(
         "    carry packages/ (packages, sidecars, public keys, evidence log) across",
         |c| copy_dir(&c.offline.join("packages"), &c.online.join("packages")),
     )?;
-    c.step(
-        &format!("4a. online: batch-import --jobs 4, killed (SIGKILL) after {half} keys"),
-        |c| {
-            let mut cmd = Command::new(c.bin.join("byok-online"));
-            cmd.arg("--emulator")
-                .arg(&emu.state)
-                .args([
-                    "batch-import",
-                    "--manifest",
-                    "keys.toml",
-                    "--dir",
-                    "packages",
-                    "--jobs",
-                    "4",
-                    "--operator",
-                    "e2e",
-                ])
-                .current_dir(&c.online);
-            kill_after(&mut cmd, half)
-        },
-    )?;
-    c.step("4b. online: batch-import again, resumed to the end (imports and verifies)", |c| {
-        let out = c.online(&emu, &["--output", "json", "batch-import", "--manifest", "keys.toml", "--dir", "packages", "--operator", "e2e"])?;
-        let r: serde_json::Value = serde_json::from_str(&out).map_err(|e| e.to_string())?;
-        let (imported, already) = (r["imported"].as_u64().unwrap_or(0) as usize, r["already_imported"].as_u64().unwrap_or(0) as usize);
-        if imported + already == n && r["failed"] == 0 {
-            Ok(())
-        } else {
-            Err(format!("resumed run: {imported} imported + {already} already imported, {} failed; expected {n}", r["failed"]))
-        }
-    })?;
+    c.batch_online(&emu, n)?;
     c.step(
         "    check: the evidence log verifies, and no key was imported twice",
-        |c| {
-            let out = c.offline_at(&c.online, &["log", "verify", "packages/ceremony-log.jsonl"])?;
-            expect(&out, "the hash chain is intact")?;
-            let text = std::fs::read_to_string(c.online.join("packages/ceremony-log.jsonl"))
-                .map_err(|e| e.to_string())?;
-            let mut imported = std::collections::BTreeMap::<String, usize>::new();
-            let mut packaged = std::collections::BTreeMap::<String, usize>::new();
-            for line in text.lines() {
-                let v: serde_json::Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
-                let name = v["key_name"].as_str().unwrap_or_default().to_string();
-                match v["event"].as_str() {
-                    Some("imported") => *imported.entry(name).or_default() += 1,
-                    Some("packaged") => *packaged.entry(name).or_default() += 1,
-                    _ => {}
-                }
-            }
-            if let Some((k, c)) = imported.iter().find(|(_, c)| **c > 1) {
-                return Err(format!("{k} was imported {c} times"));
-            }
-            if let Some((k, c)) = packaged.iter().find(|(_, c)| **c > 1) {
-                return Err(format!("{k} was packaged {c} times"));
-            }
-            // Every key is on record on both sides (a run killed between a step and its log entry
-            // records the key as confirmed when resumed).
-            let mut recorded = std::collections::BTreeMap::<String, (bool, bool)>::new();
-            for line in text.lines() {
-                let v: serde_json::Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
-                let entry = recorded
-                    .entry(v["key_name"].as_str().unwrap_or_default().to_string())
-                    .or_default();
-                match v["event"].as_str() {
-                    Some("packaged" | "package confirmed") => entry.0 = true,
-                    Some("imported" | "import confirmed") => entry.1 = true,
-                    _ => {}
-                }
-            }
-            let complete = recorded.values().filter(|(p, i)| *p && *i).count();
-            if complete != n {
-                return Err(format!(
-                    "{complete} of {n} keys are on record as both packaged and imported"
-                ));
-            }
-            println!(
-                "      evidence: {} entries, {} keys packaged, {} imported",
-                text.lines().count(),
-                packaged.len(),
-                imported.len()
-            );
-            Ok(())
-        },
+        |c| check_evidence(c, n),
     )?;
     drop(emu);
     println!(
@@ -666,6 +477,179 @@ pub fn run_batch(root: &Path, n: usize) -> Result<(), String> {
         "e2e: batch of {n} keys proven: packaged, imported and verified once each; evidence log intact"
     );
     Ok(())
+}
+
+/// `keys.toml` for a batch of `n` keys cycling through [`BATCH_KINDS`].
+fn batch_manifest(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "[[key]]\nname = \"batch-{i:03}\"\n{}\ntags = {{ wave = \"1\" }}\n\n",
+                BATCH_KINDS[i % BATCH_KINDS.len()]
+            )
+        })
+        .collect()
+}
+
+/// The offline batch, the same both times it runs.
+const OFFLINE_BATCH: [&str; 12] = [
+    "batch",
+    "--manifest",
+    "keys.toml",
+    "--kek",
+    "kek.transfer",
+    "--out",
+    "packages",
+    "--jobs",
+    "2",
+    "--allow-zero-padded-kwp",
+    "--operator",
+    "e2e",
+];
+
+impl Ceremony {
+    /// Step 3: the offline batch killed halfway and resumed; then the token is counted.
+    fn batch_offline(&mut self, n: usize) -> Result<(), String> {
+        let half = n / 2;
+        self.step(
+            &format!("3a. offline: batch --jobs 2, killed (SIGKILL) after {half} keys"),
+            |c| kill_after(&mut c.offline_cmd(&c.offline, &OFFLINE_BATCH), half),
+        )?;
+        self.step("3b. offline: batch again, resumed to the end", |c| {
+            let out = c.offline(&OFFLINE_BATCH)?;
+            expect(&out, "batch:")
+        })?;
+        self.step(
+            &format!("    check: exactly {n} target keys on the token, none doubled"),
+            |c| check_token_keys(c, n),
+        )
+    }
+
+    /// Step 4: the online batch import killed halfway and resumed.
+    fn batch_online(&mut self, emu: &Emulator, n: usize) -> Result<(), String> {
+        let half = n / 2;
+        self.step(
+            &format!("4a. online: batch-import --jobs 4, killed (SIGKILL) after {half} keys"),
+            |c| {
+                let mut cmd = c.online_cmd(
+                    emu,
+                    &[
+                        "batch-import",
+                        "--manifest",
+                        "keys.toml",
+                        "--dir",
+                        "packages",
+                        "--jobs",
+                        "4",
+                        "--operator",
+                        "e2e",
+                    ],
+                );
+                kill_after(&mut cmd, half)
+            },
+        )?;
+        self.step("4b. online: batch-import again, resumed to the end (imports and verifies)", |c| {
+            let out = c.online(emu, &["--output", "json", "batch-import", "--manifest", "keys.toml", "--dir", "packages", "--operator", "e2e"])?;
+            let r: serde_json::Value = serde_json::from_str(&out).map_err(|e| e.to_string())?;
+            let (imported, already) = (r["imported"].as_u64().unwrap_or(0) as usize, r["already_imported"].as_u64().unwrap_or(0) as usize);
+            if imported + already == n && r["failed"] == 0 {
+                Ok(())
+            } else {
+                Err(format!("resumed run: {imported} imported + {already} already imported, {} failed; expected {n}", r["failed"]))
+            }
+        })
+    }
+}
+
+/// Exactly `n` private keys `batch-*` on the token, each label once.
+fn check_token_keys(c: &Ceremony, n: usize) -> Result<(), String> {
+    let out = c.offline(&["--output", "json", "keys"])?;
+    let keys: serde_json::Value = serde_json::from_str(&out).map_err(|e| e.to_string())?;
+    let labels: Vec<&str> = keys
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|k| {
+            k["class"] == "CKO_PRIVATE_KEY"
+                && k["label"].as_str().is_some_and(|l| l.starts_with("batch-"))
+        })
+        .filter_map(|k| k["label"].as_str())
+        .collect();
+    let unique: BTreeSet<&str> = labels.iter().copied().collect();
+    if labels.len() == n && unique.len() == n {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} private keys, {} distinct labels; expected {n} and {n}",
+            labels.len(),
+            unique.len()
+        ))
+    }
+}
+
+/// The evidence log verifies, no key was packaged or imported twice, and all `n` are on
+/// record on both sides.
+fn check_evidence(c: &Ceremony, n: usize) -> Result<(), String> {
+    let out = c.offline_at(&c.online, &["log", "verify", "packages/ceremony-log.jsonl"])?;
+    expect(&out, "the hash chain is intact")?;
+    let text = std::fs::read_to_string(c.online.join("packages/ceremony-log.jsonl"))
+        .map_err(|e| e.to_string())?;
+    let (imported, packaged) = event_counts(&text)?;
+    if let Some((k, c)) = imported.iter().find(|(_, c)| **c > 1) {
+        return Err(format!("{k} was imported {c} times"));
+    }
+    if let Some((k, c)) = packaged.iter().find(|(_, c)| **c > 1) {
+        return Err(format!("{k} was packaged {c} times"));
+    }
+    let complete = complete_records(&text)?;
+    if complete != n {
+        return Err(format!(
+            "{complete} of {n} keys are on record as both packaged and imported"
+        ));
+    }
+    println!(
+        "      evidence: {} entries, {} keys packaged, {} imported",
+        text.lines().count(),
+        packaged.len(),
+        imported.len()
+    );
+    Ok(())
+}
+
+/// Per key name, how many `imported` and how many `packaged` entries the log holds.
+type EventCounts = (BTreeMap<String, usize>, BTreeMap<String, usize>);
+
+fn event_counts(log: &str) -> Result<EventCounts, String> {
+    let mut imported = BTreeMap::<String, usize>::new();
+    let mut packaged = BTreeMap::<String, usize>::new();
+    for line in log.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
+        let name = v["key_name"].as_str().unwrap_or_default().to_string();
+        match v["event"].as_str() {
+            Some("imported") => *imported.entry(name).or_default() += 1,
+            Some("packaged") => *packaged.entry(name).or_default() += 1,
+            _ => {}
+        }
+    }
+    Ok((imported, packaged))
+}
+
+/// How many keys are on record as both packaged and imported (a run killed between a step and
+/// its log entry records the key as confirmed when resumed).
+fn complete_records(log: &str) -> Result<usize, String> {
+    let mut recorded = BTreeMap::<String, (bool, bool)>::new();
+    for line in log.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
+        let entry = recorded
+            .entry(v["key_name"].as_str().unwrap_or_default().to_string())
+            .or_default();
+        match v["event"].as_str() {
+            Some("packaged" | "package confirmed") => entry.0 = true,
+            Some("imported" | "import confirmed") => entry.1 = true,
+            _ => {}
+        }
+    }
+    Ok(recorded.values().filter(|(p, i)| *p && *i).count())
 }
 
 /// Runs `cmd` and kills it with SIGKILL once it has reported `after` finished keys.

@@ -5,6 +5,80 @@
 use crate::fingerprint::Fingerprint;
 use serde_json::{Map, Value};
 
+/// The evidence log's file name beside the packages when none is given.
+pub const DEFAULT_FILE_NAME: &str = "ceremony-log.jsonl";
+
+/// What an entry records. The JSON spells them as the `event` field's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Event {
+    /// The offline half wrapped a key and wrote its package.
+    #[serde(rename = "packaged")]
+    Packaged,
+    /// A package found on disk (an interrupted run made it) was recorded after the fact.
+    #[serde(rename = "package confirmed")]
+    PackageConfirmed,
+    /// The online half imported a package.
+    #[serde(rename = "imported")]
+    Imported,
+    /// The vault already held the package's key (tagged with its SHA-256): recorded, not
+    /// imported again.
+    #[serde(rename = "import confirmed")]
+    ImportConfirmed,
+}
+
+impl Event {
+    pub const ALL: [Event; 4] = [
+        Event::Packaged,
+        Event::PackageConfirmed,
+        Event::Imported,
+        Event::ImportConfirmed,
+    ];
+
+    /// The `event` field's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Event::Packaged => "packaged",
+            Event::PackageConfirmed => "package confirmed",
+            Event::Imported => "imported",
+            Event::ImportConfirmed => "import confirmed",
+        }
+    }
+
+    /// Whether the entry says a package exists (made now or found).
+    pub fn records_package(self) -> bool {
+        matches!(self, Event::Packaged | Event::PackageConfirmed)
+    }
+
+    /// Whether the entry says the vault holds the key (imported now or found).
+    pub fn records_import(self) -> bool {
+        matches!(self, Event::Imported | Event::ImportConfirmed)
+    }
+}
+
+impl std::fmt::Display for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The fields of one log line that tools read back; the rest is for people.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct EntryHead {
+    pub event: Event,
+    #[serde(default)]
+    pub key_name: Option<String>,
+    #[serde(default)]
+    pub byok_sha256: Option<String>,
+}
+
+impl EntryHead {
+    /// Reads a line's event, key name and package hash; `None` for a line that is not an
+    /// entry of a known event.
+    pub fn of_line(line: &str) -> Option<Self> {
+        serde_json::from_str(line).ok()
+    }
+}
+
 /// The `prev_sha256` of the first line.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 

@@ -49,6 +49,50 @@ pub enum KekError {
     TooLarge { len: usize },
 }
 
+/// Why a vault key cannot serve as a Key Exchange Key.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum KekPolicyError {
+    #[error(
+        "it is {kty}, but a KEK must be RSA-HSM (an HSM-protected RSA key): create one with \
+         `byok-online kek create`"
+    )]
+    NotRsaHsm { kty: String },
+    #[error(
+        "its key operations are [{ops}], but a KEK must have `import` as its only operation: \
+         create one with `byok-online kek create`"
+    )]
+    Operations { ops: String },
+    #[error("it is disabled: enable it in the vault or create another KEK")]
+    Disabled,
+}
+
+/// The KEK rule both the client (before it sends anything) and the emulator (before it
+/// unwraps) apply: RSA-HSM, `import` as the only operation, enabled. The size rule is
+/// [`KEK_SIZES`], checked when the public key is read.
+pub fn check_kek_policy<S: AsRef<str>>(
+    kty: &str,
+    key_ops: &[S],
+    enabled: bool,
+) -> Result<(), KekPolicyError> {
+    if kty != "RSA-HSM" {
+        return Err(KekPolicyError::NotRsaHsm {
+            kty: kty.chars().take(20).collect(),
+        });
+    }
+    let import_only =
+        matches!(key_ops, [only] if only.as_ref() == crate::ops::KeyOp::Import.name());
+    if !import_only {
+        let ops: Vec<&str> = key_ops.iter().map(AsRef::as_ref).collect();
+        return Err(KekPolicyError::Operations {
+            ops: ops.join(", "),
+        });
+    }
+    if !enabled {
+        return Err(KekPolicyError::Disabled);
+    }
+    Ok(())
+}
+
 /// An RSA public key of an allowed KEK size, with its SubjectPublicKeyInfo DER.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KekPublicKey {

@@ -10,7 +10,10 @@
 //! - [`sidecar`]: what the offline half tells the online half about a package.
 //! - [`wrap`]: `CKM_RSA_AES_KEY_WRAP` in software: RSA-OAEP (SHA-1) of a one-time AES-256 key,
 //!   then RFC 5649 AES key wrap with padding of the target key.
-//! - [`challenge`]: the AES proof challenge (vault encrypts, HSM decrypts).
+//! - [`challenge`]: the AES proof challenge (vault encrypts, HSM decrypts);
+//!   [`signature`]: the vault's signature checked with the HSM's public key.
+//! - [`ops`]: Key Vault key operations and their rules; [`manifest`]: a batch's keys;
+//!   [`evidence`]: the hash-chained ceremony record and its event names.
 //! - [`target`]: the target key's encodings (PKCS#8 for RSA and EC, raw bytes for AES) and
 //!   public keys; [`jwk`]: a vault's public JWK to and from SPKI, so the two can be compared.
 //!
@@ -30,8 +33,10 @@ pub mod jwk;
 pub mod kek;
 pub mod kid;
 pub mod manifest;
+pub mod ops;
 pub mod package;
 pub mod sidecar;
+pub mod signature;
 pub mod target;
 pub mod transfer;
 pub mod wrap;
@@ -39,6 +44,7 @@ pub mod wrap;
 pub use fingerprint::Fingerprint;
 pub use kek::KekPublicKey;
 pub use kid::{KeyId, VaultUrl};
+pub use ops::KeyOp;
 pub use package::KeyTransferPackage;
 pub use target::{Curve, KeyKind, TargetKey, TargetPublicKey};
 pub use transfer::KekTransfer;

@@ -15,7 +15,8 @@
 //! hsm_label = "ledger-2019"      # optional: package this existing HSM key instead of generating
 //! ```
 
-use crate::target::{Curve, KeyKind, Kty};
+use crate::ops::KeyOp;
+use crate::target::{KeyKind, Kty};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -62,22 +63,13 @@ pub struct ManifestKey {
     pub name: String,
     pub kind: KeyKind,
     /// Key Vault key operations; the kind's defaults when the manifest names none.
-    pub ops: Vec<String>,
+    pub ops: Vec<KeyOp>,
     pub tags: BTreeMap<String, String>,
     /// The HSM label: the existing key to package, or the label of the key to generate.
     pub hsm_label: String,
     /// True when the manifest names an existing HSM key.
     pub existing: bool,
 }
-
-const KNOWN_OPS: [&str; 6] = [
-    "encrypt",
-    "decrypt",
-    "sign",
-    "verify",
-    "wrapKey",
-    "unwrapKey",
-];
 
 /// Reads and checks a manifest.
 pub fn parse(text: &str) -> Result<Vec<ManifestKey>, ManifestError> {
@@ -97,44 +89,26 @@ pub fn parse(text: &str) -> Result<Vec<ManifestKey>, ManifestError> {
         if !names.insert(k.name.to_ascii_lowercase()) {
             return Err(ManifestError::Duplicate(k.name.clone()));
         }
-        let kind = match Kty::from_jwk_kty(&k.kty) {
-            Some(Kty::Rsa) => KeyKind::Rsa {
-                bits: k
-                    .size
-                    .ok_or_else(|| entry("RSA needs size = 2048, 3072 or 4096".into()))?,
-            },
-            Some(Kty::Oct) => KeyKind::Oct {
-                bits: k.size.unwrap_or(256),
-            },
-            Some(Kty::Ec) => KeyKind::Ec {
-                curve: k
-                    .curve
-                    .as_deref()
-                    .ok_or_else(|| {
-                        entry(
-                            "EC needs curve = \"P-256\", \"P-384\", \"P-521\" or \"P-256K\"".into(),
-                        )
-                    })?
-                    .parse::<Curve>()
-                    .map_err(|e| entry(e.to_string()))?,
-            },
+        // The manifest is the ceremony's record: it states sizes and curves, no defaults.
+        match Kty::from_jwk_kty(&k.kty) {
+            Some(Kty::Rsa) if k.size.is_none() => {
+                return Err(entry("RSA needs size = 2048, 3072 or 4096".into()));
+            }
+            Some(Kty::Ec) if k.curve.is_none() => {
+                return Err(entry(
+                    "EC needs curve = \"P-256\", \"P-384\", \"P-521\" or \"P-256K\"".into(),
+                ));
+            }
             None => return Err(entry(format!("kty `{}`: use RSA, EC or oct", k.kty))),
+            _ => {}
         }
-        .check_importable()
-        .map_err(|e| entry(e.to_string()))?;
-        let ops = k
-            .ops
-            .clone()
-            .unwrap_or_else(|| kind.kty().default_key_ops());
-        let allowed = kind.kty().default_key_ops();
-        if let Some(bad) = ops
-            .iter()
-            .find(|o| !KNOWN_OPS.contains(&o.as_str()) || !allowed.contains(o))
-        {
-            return Err(entry(format!(
-                "key operation `{bad}` is not valid for {kind}"
-            )));
-        }
+        let kind = KeyKind::from_parts(&k.kty, k.size, k.curve.as_deref())
+            .map_err(|e| entry(e.to_string()))?;
+        let ops = match &k.ops {
+            Some(names) => KeyOp::parse_list(names).map_err(|e| entry(e.to_string()))?,
+            None => KeyOp::defaults(kind.kty()).to_vec(),
+        };
+        KeyOp::check_for_target(kind.kty(), &ops).map_err(|e| entry(format!("{e} ({kind})")))?;
         out.push(ManifestKey {
             hsm_label: k.hsm_label.clone().unwrap_or_else(|| k.name.clone()),
             existing: k.hsm_label.is_some(),
@@ -178,9 +152,9 @@ mod tests {
         assert!(!keys[0].existing);
         assert_eq!(keys[1].hsm_label, "old-b");
         assert!(keys[1].existing);
-        assert_eq!(keys[1].ops, ["sign"]);
+        assert_eq!(keys[1].ops, [KeyOp::Sign]);
         assert_eq!(keys[2].kind, KeyKind::Oct { bits: 256 });
-        assert_eq!(keys[2].ops, Kty::Oct.default_key_ops());
+        assert_eq!(keys[2].ops, KeyOp::defaults(Kty::Oct));
     }
 
     #[test]

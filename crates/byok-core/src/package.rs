@@ -20,6 +20,12 @@ pub const SCHEMA_VERSION: &str = "1.0.0";
 pub const ALG: &str = "dir";
 pub const ENC: &str = "CKM_RSA_AES_KEY_WRAP";
 
+/// The package file for a vault key name: `KeyTransferPackage-<name>.byok`, the name Azure's
+/// own BYOK tools give it.
+pub fn file_name(key_name: &str) -> String {
+    format!("KeyTransferPackage-{key_name}.byok")
+}
+
 /// Largest `.byok` we read; a 4096-bit RSA target under a 4096-bit KEK is about 4 KiB.
 pub const MAX_PACKAGE_BYTES: usize = 64 * 1024;
 const MAX_GENERATOR_LEN: usize = 1024;

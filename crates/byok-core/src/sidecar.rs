@@ -13,7 +13,7 @@
 //! ```
 
 use crate::fingerprint::Fingerprint;
-use crate::target::{Curve, EncodingError, KeyKind, Kty, TargetPublicKey};
+use crate::target::{EncodingError, KeyKind, Kty, TargetPublicKey};
 use serde::{Deserialize, Serialize};
 
 pub const FORMAT: &str = "byok-sidecar/1";
@@ -21,6 +21,13 @@ const MAX_SIDECAR_BYTES: usize = 64 * 1024;
 
 /// The file name suffix: `X.byok` gets `X.byok.sidecar.json`.
 pub const SUFFIX: &str = ".sidecar.json";
+
+/// The sidecar's path beside a package: `X.byok` → `X.byok.sidecar.json`.
+pub fn path_for(byok: &std::path::Path) -> std::path::PathBuf {
+    let mut name = byok.as_os_str().to_owned();
+    name.push(SUFFIX);
+    std::path::PathBuf::from(name)
+}
 
 /// Why a sidecar was refused.
 #[derive(Debug, thiserror::Error)]
@@ -95,30 +102,23 @@ impl Sidecar {
         }
         let byok_sha256 = Fingerprint::from_hex(&raw.byok_sha256)
             .map_err(|e| SidecarError::Json(e.to_string()))?;
-        let kind_err = |source| SidecarError::Kind {
-            kind: format!("{} {}", raw.kty, raw.key_size),
-            source,
-        };
-        let kind = match Kty::from_jwk_kty(&raw.kty) {
-            Some(Kty::Rsa) => KeyKind::Rsa { bits: raw.key_size },
-            Some(Kty::Oct) => KeyKind::Oct { bits: raw.key_size },
-            Some(Kty::Ec) => KeyKind::Ec {
-                curve: raw
-                    .curve
-                    .as_deref()
-                    .unwrap_or_default()
-                    .parse::<Curve>()
-                    .map_err(kind_err)?,
-            },
-            None => {
-                return Err(SidecarError::Json(format!(
-                    "unknown kty `{}`",
-                    raw.kty.chars().take(20).collect::<String>()
-                )));
-            }
+        let is_ec = Kty::from_jwk_kty(&raw.kty) == Some(Kty::Ec);
+        if is_ec && raw.curve.is_none() {
+            return Err(SidecarError::Json("an EC sidecar names its curve".into()));
         }
-        .check_importable()
-        .map_err(kind_err)?;
+        // An EC key's size follows from its curve: compared below, once the public key has
+        // shown whether the curve itself was edited.
+        let size = (!is_ec).then_some(raw.key_size);
+        let kind = KeyKind::from_parts(&raw.kty, size, raw.curve.as_deref()).map_err(|source| {
+            SidecarError::Kind {
+                kind: format!(
+                    "{} {}",
+                    raw.kty.chars().take(20).collect::<String>(),
+                    raw.key_size
+                ),
+                source,
+            }
+        })?;
         let public_key = match &raw.public_key_pem {
             None => None,
             Some(pem) => {
@@ -127,6 +127,15 @@ impl Sidecar {
                     return Err(SidecarError::KindMismatch {
                         stated: kind,
                         actual: key.kind(),
+                    });
+                }
+                if let Some(curve) = kind.curve().filter(|c| c.bits() != raw.key_size) {
+                    return Err(SidecarError::Kind {
+                        kind: kind.to_string(),
+                        source: EncodingError::SizeNotCurve {
+                            bits: raw.key_size,
+                            curve,
+                        },
                     });
                 }
                 let stated = raw.public_key_sha256.as_deref().map(Fingerprint::from_hex);

@@ -122,24 +122,6 @@ impl Kty {
         }
     }
 
-    /// The Key Vault key operations a key of this type supports, which an import or create
-    /// gets when none are named.
-    pub fn default_key_ops(self) -> Vec<String> {
-        let ops: &[&str] = match self {
-            Kty::Rsa => &[
-                "encrypt",
-                "decrypt",
-                "sign",
-                "verify",
-                "wrapKey",
-                "unwrapKey",
-            ],
-            Kty::Ec => &["sign", "verify"],
-            Kty::Oct => &["encrypt", "decrypt", "wrapKey", "unwrapKey"],
-        };
-        ops.iter().map(|s| s.to_string()).collect()
-    }
-
     /// Reads `RSA`, `RSA-HSM`, `EC`, `EC-HSM`, `oct`, `oct-HSM` (any case).
     pub fn from_jwk_kty(s: &str) -> Option<Self> {
         match s.to_ascii_uppercase().as_str() {
@@ -170,6 +152,48 @@ pub enum KeyKind {
 }
 
 impl KeyKind {
+    /// RSA size when none is named.
+    pub const DEFAULT_RSA_BITS: u32 = 3072;
+    /// EC curve when none is named.
+    pub const DEFAULT_CURVE: Curve = Curve::P256;
+    /// AES size when none is named.
+    pub const DEFAULT_AES_BITS: u32 = 256;
+
+    /// The one reading of "kty + size/curve" for every command, file and the emulator.
+    ///
+    /// `kty` is any of `RSA`, `RSA-HSM`, `EC`, `EC-HSM`, `oct`, `oct-HSM`, `AES` (any case).
+    /// A missing size or curve takes the defaults above; a size on an EC key must be its
+    /// curve's (sidecars write it), a curve on an RSA or AES key is refused. The result is a
+    /// kind Key Vault imports.
+    pub fn from_parts(
+        kty: &str,
+        size: Option<u32>,
+        curve: Option<&str>,
+    ) -> Result<KeyKind, EncodingError> {
+        let kty = Kty::from_jwk_kty(kty).ok_or_else(|| EncodingError::UnknownKty {
+            name: kty.chars().take(20).collect(),
+        })?;
+        let kind = match kty {
+            Kty::Ec => {
+                let curve = curve.map_or(Ok(Self::DEFAULT_CURVE), str::parse::<Curve>)?;
+                if let Some(bits) = size.filter(|b| *b != curve.bits()) {
+                    return Err(EncodingError::SizeNotCurve { bits, curve });
+                }
+                KeyKind::Ec { curve }
+            }
+            Kty::Rsa | Kty::Oct if curve.is_some() => {
+                return Err(EncodingError::CurveNotEc { kty });
+            }
+            Kty::Rsa => KeyKind::Rsa {
+                bits: size.unwrap_or(Self::DEFAULT_RSA_BITS),
+            },
+            Kty::Oct => KeyKind::Oct {
+                bits: size.unwrap_or(Self::DEFAULT_AES_BITS),
+            },
+        };
+        kind.check_importable()
+    }
+
     /// Every kind Key Vault imports through BYOK (oct on Managed HSM only).
     pub const IMPORTABLE: [KeyKind; 10] = [
         KeyKind::Rsa { bits: 2048 },
@@ -232,6 +256,12 @@ impl fmt::Display for KeyKind {
 /// Why a target key's encoding was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum EncodingError {
+    #[error("`{name}` is not a key type: use RSA, EC or oct (AES, Managed HSM only)")]
+    UnknownKty { name: String },
+    #[error("a curve applies to EC keys only, not {kty}: drop --curve or use --kty EC")]
+    CurveNotEc { kty: Kty },
+    #[error("{curve} keys are {} bits, not {bits}: drop the size or name the curve it belongs to", curve.bits())]
+    SizeNotCurve { bits: u32, curve: Curve },
     #[error("`{name}` is not a curve Key Vault supports: use P-256, P-384, P-521 or P-256K")]
     UnknownCurve { name: String },
     #[error(
@@ -439,6 +469,11 @@ impl fmt::Debug for TargetPublicKey {
 }
 
 impl TargetPublicKey {
+    /// The file the offline half writes a target's public key to: `<label>.public.pem`.
+    pub fn file_name(label: &str) -> String {
+        format!("{label}.public.pem")
+    }
+
     /// Reads an RSA or EC SubjectPublicKeyInfo, checking the key is well formed.
     pub fn from_spki_der(der: &[u8]) -> Result<Self, EncodingError> {
         let info = spki::SubjectPublicKeyInfoRef::from_der(der).map_err(public_err)?;
@@ -557,5 +592,47 @@ impl TargetPublicKey {
     /// `-----BEGIN PUBLIC KEY-----` PEM with LF line endings.
     pub fn to_pem(&self) -> String {
         pem_encode("PUBLIC KEY", &self.spki_der)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_read_with_one_set_of_defaults() {
+        let k = |kty, size, curve| KeyKind::from_parts(kty, size, curve);
+        assert_eq!(k("RSA", None, None), Ok(KeyKind::Rsa { bits: 3072 }));
+        assert_eq!(
+            k("rsa-hsm", Some(2048), None),
+            Ok(KeyKind::Rsa { bits: 2048 })
+        );
+        assert_eq!(k("EC", None, None), Ok(KeyKind::Ec { curve: Curve::P256 }));
+        assert_eq!(
+            k("EC-HSM", Some(384), Some("P-384")),
+            Ok(KeyKind::Ec { curve: Curve::P384 })
+        );
+        assert_eq!(k("oct", None, None), Ok(KeyKind::Oct { bits: 256 }));
+        assert_eq!(k("AES", Some(128), None), Ok(KeyKind::Oct { bits: 128 }));
+        assert!(matches!(
+            k("DSA", None, None),
+            Err(EncodingError::UnknownKty { .. })
+        ));
+        assert!(matches!(
+            k("RSA", None, Some("P-256")),
+            Err(EncodingError::CurveNotEc { .. })
+        ));
+        assert!(matches!(
+            k("EC", Some(256), Some("P-384")),
+            Err(EncodingError::SizeNotCurve { .. })
+        ));
+        assert!(matches!(
+            k("RSA", Some(1024), None),
+            Err(EncodingError::UnsupportedKind { .. })
+        ));
+        assert!(matches!(
+            k("EC", None, Some("P-192")),
+            Err(EncodingError::UnknownCurve { .. })
+        ));
     }
 }

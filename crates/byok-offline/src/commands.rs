@@ -1,17 +1,26 @@
 //! The commands of `byok-offline`, each returning a report the binary prints as text or JSON.
 
 use crate::error::{OfflineError, Result};
-use crate::keys::{self, GenerateSpec, KeyObject, KeyOp, Target};
-use crate::output;
+use crate::keys::{self, GenerateSpec, KeyObject, Target};
 use crate::package::{self, PackageReport};
 use crate::pin::PinSource;
 use crate::raw::RawModule;
 use crate::token::{Module, TokenIdentity, TokenSelector, TokenSession};
 use crate::wrap_path::{self, Capabilities, WrapChoice};
-use byok_core::target::{Curve, KeyKind};
-use byok_core::{KekPublicKey, KekTransfer, KeyId};
+use byok_cli_common::files::{self, FileKind};
+use byok_core::challenge::AesChallenge;
+use byok_core::sidecar;
+use byok_core::target::KeyKind;
+use byok_core::{Fingerprint, KekPublicKey, KekTransfer, KeyId, TargetPublicKey};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
+
+/// The most this tool reads of a KEK file, challenge, manifest or `.byok`: each is a few KiB,
+/// so anything larger is the wrong file.
+pub(crate) const MAX_INPUT_BYTES: u64 = 1024 * 1024;
+
+/// The most `log verify` reads: about a million entries.
+const MAX_LOG_BYTES: u64 = 1024 * 1024 * 1024;
 
 /// How to reach the token.
 #[derive(Debug, Clone)]
@@ -77,60 +86,19 @@ pub fn list_keys(conn: &Connection) -> Result<Vec<KeyObject>> {
     keys::list_keys(&session)
 }
 
-/// What to generate, as the CLI takes it.
+/// What to generate, and where its public key goes.
 #[derive(Debug, Clone)]
 pub struct GenerateOptions {
-    pub kty: String,
-    pub size: Option<u32>,
-    pub curve: Option<String>,
-    pub label: String,
-    pub id_hex: Option<String>,
-    pub ops: Option<String>,
+    pub spec: GenerateSpec,
+    /// Default: `<label>.public.pem`.
     pub public_key_out: Option<PathBuf>,
 }
 
 impl GenerateOptions {
-    fn kind(&self) -> Result<KeyKind> {
-        let kind = match self.kty.to_ascii_uppercase().as_str() {
-            "RSA" => KeyKind::Rsa {
-                bits: self.size.unwrap_or(3072),
-            },
-            "EC" => KeyKind::Ec {
-                curve: self.curve.as_deref().unwrap_or("P-256").parse::<Curve>()?,
-            },
-            "OCT" | "AES" => KeyKind::Oct {
-                bits: self.size.unwrap_or(256),
-            },
-            other => {
-                return Err(OfflineError::Usage(format!(
-                    "unknown --kty `{other}`: use RSA, EC or oct"
-                )));
-            }
-        };
-        Ok(kind.check_importable()?)
-    }
-
-    fn spec(&self) -> Result<GenerateSpec> {
-        let kind = self.kind()?;
-        let ops = match &self.ops {
-            None => KeyOp::defaults(kind),
-            Some(list) => list
-                .split(',')
-                .map(|s| KeyOp::parse(s.trim()))
-                .collect::<Result<_>>()?,
-        };
-        Ok(GenerateSpec {
-            kind,
-            label: self.label.clone(),
-            id: parse_id(self.id_hex.as_deref())?.unwrap_or_default(),
-            ops,
-        })
-    }
-
     fn public_key_path(&self) -> PathBuf {
         self.public_key_out
             .clone()
-            .unwrap_or_else(|| PathBuf::from(format!("{}.public.pem", self.label)))
+            .unwrap_or_else(|| TargetPublicKey::file_name(&self.spec.label).into())
     }
 }
 
@@ -158,17 +126,16 @@ pub struct GenerateReport {
 }
 
 fn generate_in(session: &TokenSession, opts: &GenerateOptions) -> Result<(Target, GenerateReport)> {
-    let spec = opts.spec()?;
-    let pem_path = match spec.kind {
+    let pem_path = match opts.spec.kind {
         KeyKind::Oct { .. } => None,
         _ => Some(opts.public_key_path()),
     };
     if let Some(p) = &pem_path {
-        output::ensure_absent(&[p])?;
+        files::ensure_absent(&[p])?;
     }
-    let target = keys::generate(session, &spec)?;
+    let target = keys::generate(session, &opts.spec)?;
     if let (Some(path), Some(public)) = (&pem_path, &target.public_key) {
-        output::write_new(path, public.to_pem().as_bytes())?;
+        files::write_new(path, public.to_pem().as_bytes(), FileKind::PublicKey)?;
     }
     let report = GenerateReport {
         label: target.label.clone(),
@@ -195,31 +162,15 @@ pub enum KekSource {
 
 impl KekSource {
     pub fn load(&self) -> Result<KekTransfer> {
+        let read = |path: &Path| files::read_text_limited(path, MAX_INPUT_BYTES);
         match self {
-            KekSource::TransferFile(path) => Ok(KekTransfer::parse(&read_text(path)?)?),
+            KekSource::TransferFile(path) => Ok(KekTransfer::parse(&read(path)?)?),
             KekSource::PemAndKid { pem, kid } => {
-                let key = KekPublicKey::from_pem(&read_text(pem)?)?;
+                let key = KekPublicKey::from_pem(&read(pem)?)?;
                 Ok(KekTransfer::new(KeyId::parse_versioned(kid)?, key)?)
             }
         }
     }
-}
-
-fn read_text(path: &Path) -> Result<String> {
-    let meta = std::fs::metadata(path).map_err(|e| OfflineError::Read {
-        path: path.into(),
-        reason: e.to_string(),
-    })?;
-    if meta.len() > 1024 * 1024 {
-        return Err(OfflineError::Read {
-            path: path.into(),
-            reason: format!("{} bytes is far too large for this file", meta.len()),
-        });
-    }
-    std::fs::read_to_string(path).map_err(|e| OfflineError::Read {
-        path: path.into(),
-        reason: e.to_string(),
-    })
 }
 
 /// What to package.
@@ -236,25 +187,29 @@ pub struct PackageOptions {
     pub allow_zero_padded_kwp: bool,
 }
 
+/// What `package` made: the key, when `--generate` made it, and the package.
+#[derive(Debug, Serialize)]
+pub struct PackageOutcome {
+    pub generated: Option<GenerateReport>,
+    pub package: PackageReport,
+}
+
 /// `package` (optionally with `--generate`): the KEK is read and checked before the token is
 /// touched, and the output paths are checked before any key is made.
-pub fn package(
-    conn: &Connection,
-    opts: &PackageOptions,
-) -> Result<(Option<GenerateReport>, PackageReport)> {
+pub fn package(conn: &Connection, opts: &PackageOptions) -> Result<PackageOutcome> {
     let kek = opts.kek.load()?;
     let label_for_name = opts
         .generate
         .as_ref()
-        .map(|g| g.label.clone())
+        .map(|g| g.spec.label.clone())
         .or_else(|| opts.label.clone())
         .or_else(|| opts.id_hex.clone())
-        .ok_or_else(|| OfflineError::Usage("name the target key with --label or --id".into()))?;
+        .ok_or(OfflineError::NoTarget)?;
     let out = opts
         .out
         .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("KeyTransferPackage-{label_for_name}.byok")));
-    output::ensure_absent(&[&out, &package::sidecar_path(&out)])?;
+        .unwrap_or_else(|| byok_core::package::file_name(&label_for_name).into());
+    files::ensure_absent(&[&out, &sidecar::path_for(&out)])?;
     let (_module, raw, session) = conn.open()?;
     let path = wrap_path::choose(&session, &raw, opts.wrap, opts.allow_zero_padded_kwp)?;
     let (target, generated) = match &opts.generate {
@@ -270,8 +225,8 @@ pub fn package(
             )
         }
     };
-    let report = package::package(&session, &raw, &kek, &target, path, &out)?;
-    Ok((generated, report))
+    let package = package::package(&session, &raw, &kek, &target, path, &out)?;
+    Ok(PackageOutcome { generated, package })
 }
 
 /// What `prove-aes` proved.
@@ -285,26 +240,46 @@ pub struct ProofReport {
 /// `prove-aes`: decrypts the vault's challenge with the HSM's AES key; equal SHA-256 of the
 /// plaintext proves the vault holds the same key. The plaintext (a random value made for the
 /// proof) is zeroized.
-pub fn prove_aes(conn: &Connection, label: &str, challenge: &Path) -> Result<ProofReport> {
-    let bytes = std::fs::read(challenge).map_err(|e| OfflineError::Read {
-        path: challenge.into(),
-        reason: e.to_string(),
+pub fn prove_aes(conn: &Connection, label: &str, challenge_path: &Path) -> Result<ProofReport> {
+    let bytes = files::read_limited(challenge_path, MAX_INPUT_BYTES)?;
+    let challenge = AesChallenge::parse(&bytes).map_err(|source| OfflineError::Challenge {
+        path: challenge_path.into(),
+        source,
     })?;
-    let challenge = byok_core::challenge::AesChallenge::parse(&bytes)
-        .map_err(|e| OfflineError::BadResult(e.to_string()))?;
     let (_module, _raw, session) = conn.open()?;
     let key = keys::find_secret(&session, label)?;
-    let plaintext = keys::decrypt_gcm(&session, key, &challenge)?;
-    let same_key = byok_core::Fingerprint::of_bytes(&plaintext) == challenge.plaintext_sha256;
-    if !same_key {
-        return Err(OfflineError::BadResult(format!(
-            "the HSM key `{label}` decrypts the vault's challenge to another value: the vault does not hold this key"
-        )));
+    let plaintext = keys::decrypt_gcm(&session, key, label, &challenge)?;
+    if Fingerprint::of_bytes(&plaintext) != challenge.plaintext_sha256 {
+        return Err(OfflineError::ProofMismatch {
+            label: label.into(),
+        });
     }
     Ok(ProofReport {
         label: label.into(),
         vault_kid: challenge.kid,
-        same_key,
+        same_key: true,
+    })
+}
+
+/// What `log verify` found.
+#[derive(Debug, Serialize)]
+pub struct LogReport {
+    pub file: PathBuf,
+    pub entries: usize,
+    pub chain_intact: bool,
+}
+
+/// `log verify`: checks the evidence log's hash chain.
+pub fn verify_log(file: &Path) -> Result<LogReport> {
+    let text = files::read_text_limited(file, MAX_LOG_BYTES)?;
+    let entries = byok_core::evidence::verify(&text).map_err(|source| OfflineError::LogBroken {
+        path: file.into(),
+        source,
+    })?;
+    Ok(LogReport {
+        file: file.into(),
+        entries,
+        chain_intact: true,
     })
 }
 
@@ -317,10 +292,7 @@ pub struct InspectReport {
 }
 
 pub fn inspect(file: &Path) -> Result<InspectReport> {
-    let bytes = std::fs::read(file).map_err(|e| OfflineError::Read {
-        path: file.into(),
-        reason: e.to_string(),
-    })?;
+    let bytes = files::read_limited(file, MAX_INPUT_BYTES)?;
     Ok(InspectReport {
         file: file.into(),
         summary: byok_core::package::PackageSummary::of_file_bytes(&bytes)?,

@@ -1,5 +1,14 @@
-//! Errors of the offline half, written for the operator at the HSM.
+//! Errors of the offline half, written for the operator at the HSM: one variant per cause,
+//! each naming its fix, and the exit code each maps to ([`Classify`]).
 
+use byok_cli_common::evidence::EvidenceError;
+use byok_cli_common::exit::{Classify, ExitKind};
+use byok_cli_common::files::FileError;
+use byok_core::challenge::ChallengeError;
+use byok_core::evidence::ChainError;
+use byok_core::manifest::ManifestError;
+use byok_core::ops::OpError;
+use byok_core::target::KeyKind;
 use cryptoki::error::{Error as CkError, RvError};
 use std::path::PathBuf;
 
@@ -73,8 +82,11 @@ pub enum OfflineError {
     },
     #[error("invalid --id `{0}`: give the CKA_ID as hex digits, as `byok-offline keys` prints it")]
     BadId(String),
+    /// The command line was wrong; nothing was done.
     #[error("{0}")]
     Usage(String),
+    #[error("name the target key with --label or --id")]
+    NoTarget,
     #[error("the token cannot do a BYOK wrap: {0}")]
     NoWrapPath(String),
     #[error(
@@ -94,16 +106,66 @@ pub enum OfflineError {
          or CKM_AES_KEY_WRAP_KWP"
     )]
     KwpZeroPadded,
-    #[error("the package the HSM produced failed its own check: {0}")]
-    BadResult(String),
     #[error(
-        "{path} already exists; this tool never overwrites a file: move it away or pass another --out"
+        "the package the HSM produced failed its own check: {0}. Nothing was written; the token's \
+         wrap is not what Key Vault reads, so report it to the HSM vendor"
     )]
-    OutputExists { path: PathBuf },
-    #[error("cannot write {path}: {reason}")]
-    Write { path: PathBuf, reason: String },
-    #[error("cannot read {path}: {reason}")]
-    Read { path: PathBuf, reason: String },
+    BadResult(String),
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error(transparent)]
+    Evidence(#[from] EvidenceError),
+    #[error(
+        "the evidence log {path} does not verify: {source}. Keep it as it is for the ceremony's records"
+    )]
+    LogBroken { path: PathBuf, source: ChainError },
+    #[error("the manifest {path} is refused: {source}. Fix it and run the batch again")]
+    Manifest {
+        path: PathBuf,
+        source: ManifestError,
+    },
+    #[error("key `{name}`: {source}")]
+    BatchKey {
+        name: String,
+        source: Box<OfflineError>,
+    },
+    #[error(
+        "{path} was made for another KEK ({kid}); move it away to package the key again under this one"
+    )]
+    PackageForOtherKek { path: PathBuf, kid: String },
+    #[error(
+        "the HSM key `{label}` is {found}, but the manifest says {expected}: correct the manifest, \
+         or name the right key with hsm_label"
+    )]
+    KindDiffers {
+        label: String,
+        found: KeyKind,
+        expected: KeyKind,
+    },
+    #[error(
+        "cannot read the public key of the HSM key `{label}`: {reason}. Check its objects with \
+         `byok-offline keys` (an EC key needs its public key object with the same CKA_ID)"
+    )]
+    PublicKeyUnreadable { label: String, reason: String },
+    #[error(
+        "the challenge file {path} is refused: {source}. Pass the file `byok-online prove-aes` wrote"
+    )]
+    Challenge {
+        path: PathBuf,
+        source: ChallengeError,
+    },
+    #[error(
+        "the HSM key `{label}` cannot decrypt the challenge ({reason}): check that the key allows \
+         decrypt and that the token offers CKM_AES_GCM"
+    )]
+    ChallengeDecrypt { label: String, reason: String },
+    #[error(
+        "the HSM key `{label}` does not decrypt the vault's challenge: the vault does not hold this \
+         key. Check that the challenge was made for the vault key imported from `{label}`"
+    )]
+    ProofMismatch { label: String },
+    #[error(transparent)]
+    Ops(#[from] OpError),
     #[error(transparent)]
     Kek(#[from] byok_core::kek::KekError),
     #[error(transparent)]
@@ -114,6 +176,8 @@ pub enum OfflineError {
     Package(#[from] byok_core::package::PackageError),
     #[error(transparent)]
     Encoding(#[from] byok_core::target::EncodingError),
+    #[error("--kty/--size/--curve: {0}")]
+    KindFlags(byok_core::target::EncodingError),
     #[error("PKCS#11 {function} failed: {rv}{hint}")]
     Pkcs11 {
         function: String,
@@ -137,6 +201,22 @@ impl From<CkError> for OfflineError {
     }
 }
 
+impl Classify for OfflineError {
+    fn exit_kind(&self) -> ExitKind {
+        match self {
+            OfflineError::Usage(_)
+            | OfflineError::NoTarget
+            | OfflineError::Ops(_)
+            | OfflineError::KindFlags(_) => ExitKind::Usage,
+            OfflineError::ProofMismatch { .. }
+            | OfflineError::LogBroken { .. }
+            | OfflineError::Evidence(EvidenceError::Chain { .. }) => ExitKind::Mismatch,
+            OfflineError::BatchKey { source, .. } => source.exit_kind(),
+            _ => ExitKind::Failure,
+        }
+    }
+}
+
 fn hint(rv: RvError) -> &'static str {
     match rv {
         RvError::KeyUnextractable => " (the key is not extractable)",
@@ -152,3 +232,22 @@ fn hint(rv: RvError) -> &'static str {
 
 /// Shorthand for results in this crate.
 pub type Result<T, E = OfflineError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_kinds() {
+        let mismatch = OfflineError::ProofMismatch { label: "k".into() };
+        assert_eq!(mismatch.exit_kind(), ExitKind::Mismatch);
+        let in_batch = OfflineError::BatchKey {
+            name: "k".into(),
+            source: Box::new(mismatch),
+        };
+        assert_eq!(in_batch.exit_kind(), ExitKind::Mismatch);
+        assert!(in_batch.to_string().starts_with("key `k`: the HSM key `k`"));
+        assert_eq!(OfflineError::NoTarget.exit_kind(), ExitKind::Usage);
+        assert_eq!(OfflineError::NoModule.exit_kind(), ExitKind::Failure);
+    }
+}

@@ -1,10 +1,12 @@
-//! Key objects on the token: listing, finding the target, generating it, and reading its
-//! public key.
+//! Key objects on the token: listing, finding the target, generating it (the mapping from
+//! Key Vault operations to PKCS#11 usage flags), reading its public key, and decrypting the
+//! AES proof's challenge.
 
 use crate::error::{OfflineError, Result};
 use crate::token::TokenSession;
-use byok_core::TargetPublicKey;
 use byok_core::target::{Curve, KeyKind};
+use byok_core::{KeyOp, TargetPublicKey};
+use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use der::Decode;
@@ -28,45 +30,6 @@ pub struct KeyObject {
     pub sensitive: Option<bool>,
 }
 
-/// Key operations a target is generated for, as Key Vault names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyOp {
-    Sign,
-    Verify,
-    Encrypt,
-    Decrypt,
-    WrapKey,
-    UnwrapKey,
-}
-
-impl KeyOp {
-    pub fn parse(s: &str) -> Result<Self> {
-        Ok(match s {
-            "sign" => KeyOp::Sign,
-            "verify" => KeyOp::Verify,
-            "encrypt" => KeyOp::Encrypt,
-            "decrypt" => KeyOp::Decrypt,
-            "wrapKey" => KeyOp::WrapKey,
-            "unwrapKey" => KeyOp::UnwrapKey,
-            other => {
-                return Err(OfflineError::Usage(format!(
-                    "unknown key operation `{other}`: use sign, verify, encrypt, decrypt, wrapKey, unwrapKey"
-                )));
-            }
-        })
-    }
-
-    /// The operations a kind supports, which is the default.
-    pub fn defaults(kind: KeyKind) -> Vec<KeyOp> {
-        use KeyOp::*;
-        match kind {
-            KeyKind::Rsa { .. } => vec![Sign, Verify, Encrypt, Decrypt, WrapKey, UnwrapKey],
-            KeyKind::Ec { .. } => vec![Sign, Verify],
-            KeyKind::Oct { .. } => vec![Encrypt, Decrypt, WrapKey, UnwrapKey],
-        }
-    }
-}
-
 /// What to generate.
 #[derive(Debug, Clone)]
 pub struct GenerateSpec {
@@ -74,6 +37,7 @@ pub struct GenerateSpec {
     pub label: String,
     /// `CKA_ID`; random 16 bytes when empty.
     pub id: Vec<u8>,
+    /// What the key may do in the HSM (its `CKA_SIGN`, `CKA_DECRYPT`, ... flags).
     pub ops: Vec<KeyOp>,
 }
 
@@ -92,7 +56,7 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// Lists private and secret key objects.
+/// Lists private, secret and public key objects.
 pub fn list_keys(token: &TokenSession) -> Result<Vec<KeyObject>> {
     let mut out = Vec::new();
     for class in [
@@ -107,8 +71,37 @@ pub fn list_keys(token: &TokenSession) -> Result<Vec<KeyObject>> {
     Ok(out)
 }
 
+/// The attributes that say what kind of key an object is.
+#[derive(Default)]
+struct KindAttributes {
+    key_type: Option<KeyType>,
+    modulus: Option<Vec<u8>>,
+    ec_params: Option<Vec<u8>>,
+    value_len: Option<u64>,
+}
+
+impl KindAttributes {
+    /// The kind, when it is one this tool names (RSA, a known curve, AES).
+    fn kind(&self) -> Option<KeyKind> {
+        match self.key_type? {
+            KeyType::RSA => self.modulus.as_deref().map(|m| KeyKind::Rsa {
+                bits: bit_length(m),
+            }),
+            KeyType::EC => self
+                .ec_params
+                .as_deref()
+                .and_then(curve_from_params)
+                .map(|curve| KeyKind::Ec { curve }),
+            KeyType::AES => self.value_len.map(|len| KeyKind::Oct {
+                bits: len as u32 * 8,
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// Reads what a key object is.
-pub fn describe(token: &TokenSession, handle: ObjectHandle) -> Result<KeyObject> {
+fn describe(token: &TokenSession, handle: ObjectHandle) -> Result<KeyObject> {
     let attrs = token.session.get_attributes(
         handle,
         &[
@@ -134,35 +127,23 @@ pub fn describe(token: &TokenSession, handle: ObjectHandle) -> Result<KeyObject>
         extractable: None,
         sensitive: None,
     };
-    let (mut key_type, mut modulus, mut params, mut value_len) = (None, None, None, None);
+    let mut k = KindAttributes::default();
     for attr in attrs {
         match attr {
             Attribute::Label(l) => key.label = text(&l),
             Attribute::Id(id) => key.id = hex::encode(id),
             Attribute::Class(c) => key.class = c.to_string(),
-            Attribute::KeyType(t) => key_type = Some(t),
-            Attribute::Modulus(m) => modulus = Some(m),
-            Attribute::EcParams(p) => params = Some(p),
-            Attribute::ValueLen(v) => value_len = Some(u64::from(v)),
+            Attribute::KeyType(t) => k.key_type = Some(t),
+            Attribute::Modulus(m) => k.modulus = Some(m),
+            Attribute::EcParams(p) => k.ec_params = Some(p),
+            Attribute::ValueLen(v) => k.value_len = Some(u64::from(v)),
             Attribute::Extractable(e) => key.extractable = Some(e),
             Attribute::Sensitive(s) => key.sensitive = Some(s),
             _ => {}
         }
     }
-    key.key_type = key_type.map(|t| t.to_string()).unwrap_or_default();
-    key.key_kind = match key_type {
-        Some(KeyType::RSA) => modulus.map(|m| KeyKind::Rsa {
-            bits: bit_length(&m),
-        }),
-        Some(KeyType::EC) => params
-            .as_deref()
-            .and_then(curve_from_params)
-            .map(|curve| KeyKind::Ec { curve }),
-        Some(KeyType::AES) => value_len.map(|len| KeyKind::Oct {
-            bits: len as u32 * 8,
-        }),
-        _ => None,
-    };
+    key.key_type = k.key_type.map(|t| t.to_string()).unwrap_or_default();
+    key.key_kind = k.kind();
     key.kind = match key.key_kind {
         Some(kind) => kind.to_string(),
         None => format!("{} (not importable)", key.key_type),
@@ -185,46 +166,7 @@ fn curve_from_params(params: &[u8]) -> Option<Curve> {
 
 /// Finds the target key (private or secret) by label or id.
 pub fn find_target(token: &TokenSession, label: Option<&str>, id: Option<&[u8]>) -> Result<Target> {
-    let mut template = Vec::new();
-    let what = match (label, id) {
-        (Some(l), _) => {
-            template.push(Attribute::Label(l.as_bytes().to_vec()));
-            format!("label `{l}`")
-        }
-        (None, Some(id)) => {
-            template.push(Attribute::Id(id.to_vec()));
-            format!("id {}", hex::encode(id))
-        }
-        (None, None) => {
-            return Err(OfflineError::Usage(
-                "name the target key with --label or --id".into(),
-            ));
-        }
-    };
-    if let (Some(_), Some(id)) = (label, id) {
-        template.push(Attribute::Id(id.to_vec()));
-    }
-    let mut found = Vec::new();
-    for class in [ObjectClass::PRIVATE_KEY, ObjectClass::SECRET_KEY] {
-        let mut t = template.clone();
-        t.push(Attribute::Class(class));
-        found.extend(token.session.find_objects(&t)?);
-    }
-    let handle = match found.as_slice() {
-        [] => {
-            return Err(match label {
-                Some(l) => OfflineError::NoSuchLabel(l.into()),
-                None => OfflineError::NoSuchId(hex::encode(id.unwrap_or_default())),
-            });
-        }
-        [one] => *one,
-        many => {
-            return Err(OfflineError::AmbiguousKey {
-                what,
-                count: many.len(),
-            });
-        }
-    };
+    let handle = find_one_private(token, label, id)?;
     let object = describe(token, handle)?;
     let kind = object
         .key_kind
@@ -246,7 +188,7 @@ pub fn find_target(token: &TokenSession, label: Option<&str>, id: Option<&[u8]>)
         return Err(OfflineError::NotSensitive(object.label));
     }
     let id = hex::decode(&object.id).unwrap_or_default();
-    let public_key = public_key_of(token, handle, kind, &id)?;
+    let public_key = public_key_of(token, handle, kind, &object.label, &id)?;
     Ok(Target {
         private: handle,
         label: object.label,
@@ -256,14 +198,58 @@ pub fn find_target(token: &TokenSession, label: Option<&str>, id: Option<&[u8]>)
     })
 }
 
+/// The one private or secret key with this label and/or id.
+fn find_one_private(
+    token: &TokenSession,
+    label: Option<&str>,
+    id: Option<&[u8]>,
+) -> Result<ObjectHandle> {
+    let mut template = Vec::new();
+    if let Some(l) = label {
+        template.push(Attribute::Label(l.as_bytes().to_vec()));
+    }
+    if let Some(id) = id {
+        template.push(Attribute::Id(id.to_vec()));
+    }
+    let what = match (label, id) {
+        (Some(l), _) => format!("label `{l}`"),
+        (None, Some(id)) => format!("id {}", hex::encode(id)),
+        (None, None) => {
+            return Err(OfflineError::NoTarget);
+        }
+    };
+    let mut found = Vec::new();
+    for class in [ObjectClass::PRIVATE_KEY, ObjectClass::SECRET_KEY] {
+        let mut t = template.clone();
+        t.push(Attribute::Class(class));
+        found.extend(token.session.find_objects(&t)?);
+    }
+    match found.as_slice() {
+        [] => Err(match label {
+            Some(l) => OfflineError::NoSuchLabel(l.into()),
+            None => OfflineError::NoSuchId(hex::encode(id.unwrap_or_default())),
+        }),
+        [one] => Ok(*one),
+        many => Err(OfflineError::AmbiguousKey {
+            what,
+            count: many.len(),
+        }),
+    }
+}
+
 /// The public key of an RSA or EC target: from the private key's public attributes (RSA) or
 /// from the public key object with the same `CKA_ID` (EC).
 fn public_key_of(
     token: &TokenSession,
     private: ObjectHandle,
     kind: KeyKind,
+    label: &str,
     id: &[u8],
 ) -> Result<Option<TargetPublicKey>> {
+    let unreadable = |reason: String| OfflineError::PublicKeyUnreadable {
+        label: label.into(),
+        reason,
+    };
     match kind {
         KeyKind::Oct { .. } => Ok(None),
         KeyKind::Rsa { .. } => {
@@ -281,7 +267,7 @@ fn public_key_of(
             }
             match (n, e) {
                 (Some(n), Some(e)) => Ok(Some(TargetPublicKey::from_rsa_components(&n, &e)?)),
-                _ => Err(OfflineError::BadResult(
+                _ => Err(unreadable(
                     "the RSA private key does not show its modulus and public exponent".into(),
                 )),
             }
@@ -292,7 +278,7 @@ fn public_key_of(
                 Attribute::Id(id.to_vec()),
             ])?;
             let handle = publics.first().ok_or_else(|| {
-                OfflineError::BadResult(format!(
+                unreadable(format!(
                     "no EC public key object with CKA_ID {} beside the private key",
                     hex::encode(id)
                 ))
@@ -306,40 +292,41 @@ fn public_key_of(
                     Attribute::EcPoint(p) => Some(p),
                     _ => None,
                 })
-                .ok_or_else(|| {
-                    OfflineError::BadResult("the EC public key has no CKA_EC_POINT".into())
-                })?;
-            Ok(Some(ec_point_to_public_key(curve, &point)?))
+                .ok_or_else(|| unreadable("the EC public key has no CKA_EC_POINT".into()))?;
+            Ok(Some(
+                ec_point_to_public_key(curve, &point).map_err(unreadable)?,
+            ))
         }
     }
 }
 
 /// `CKA_EC_POINT` is a DER OCTET STRING around the uncompressed point (some tokens give the
 /// raw point); both are read.
-fn ec_point_to_public_key(curve: Curve, point: &[u8]) -> Result<TargetPublicKey> {
+fn ec_point_to_public_key(
+    curve: Curve,
+    point: &[u8],
+) -> std::result::Result<TargetPublicKey, String> {
     let len = curve.coordinate_len();
     let raw = match der::asn1::OctetString::from_der(point) {
         Ok(os) if os.as_bytes().len() == 1 + 2 * len => os.as_bytes().to_vec(),
         _ => point.to_vec(),
     };
     if raw.len() != 1 + 2 * len || raw[0] != 0x04 {
-        return Err(OfflineError::BadResult(format!(
+        return Err(format!(
             "the {curve} public point is {} bytes, expected an uncompressed point of {}",
             raw.len(),
             1 + 2 * len
-        )));
+        ));
     }
-    Ok(TargetPublicKey::from_ec_coordinates(
-        curve,
-        &raw[1..1 + len],
-        &raw[1 + len..],
-    )?)
+    TargetPublicKey::from_ec_coordinates(curve, &raw[1..1 + len], &raw[1 + len..])
+        .map_err(|e| e.to_string())
 }
 
 /// Generates the target key inside the token: persistent, private, sensitive, extractable
 /// (the wrap needs it), with usage flags for `spec.ops`.
 pub fn generate(token: &TokenSession, spec: &GenerateSpec) -> Result<Target> {
     let kind = spec.kind.check_importable()?;
+    KeyOp::check_for_target(kind.kty(), &spec.ops)?;
     if !token
         .session
         .find_objects(&[Attribute::Label(spec.label.as_bytes().to_vec())])?
@@ -352,70 +339,31 @@ pub fn generate(token: &TokenSession, spec: &GenerateSpec) -> Result<Target> {
     } else {
         spec.id.clone()
     };
-    let has = |op| spec.ops.contains(&op);
-    let common = |private: bool| {
-        vec![
-            Attribute::Token(true),
-            Attribute::Label(spec.label.as_bytes().to_vec()),
-            Attribute::Id(id.clone()),
-            Attribute::Private(private),
-        ]
+    let templates = Templates {
+        label: &spec.label,
+        id: &id,
+        ops: &spec.ops,
     };
-    let secret_flags = vec![Attribute::Sensitive(true), Attribute::Extractable(true)];
     let private = match kind {
         KeyKind::Rsa { bits } => {
-            let mut public = common(false);
-            public.extend([
-                Attribute::ModulusBits((bits as u64).into()),
-                Attribute::PublicExponent(vec![0x01, 0x00, 0x01]),
-                Attribute::Verify(has(KeyOp::Verify)),
-                Attribute::Encrypt(has(KeyOp::Encrypt)),
-                Attribute::Wrap(has(KeyOp::WrapKey)),
-            ]);
-            let mut private = common(true);
-            private.extend(secret_flags);
-            private.extend([
-                Attribute::Sign(has(KeyOp::Sign)),
-                Attribute::Decrypt(has(KeyOp::Decrypt)),
-                Attribute::Unwrap(has(KeyOp::UnwrapKey)),
-            ]);
+            let (public, private) = templates.rsa(bits);
             token
                 .session
                 .generate_key_pair(&Mechanism::RsaPkcsKeyPairGen, &public, &private)?
                 .1
         }
         KeyKind::Ec { curve } => {
-            let mut public = common(false);
-            public.extend([
-                Attribute::EcParams(curve.oid_der()),
-                Attribute::Verify(has(KeyOp::Verify)),
-            ]);
-            let mut private = common(true);
-            private.extend(secret_flags);
-            private.push(Attribute::Sign(has(KeyOp::Sign)));
+            let (public, private) = templates.ec(curve);
             token
                 .session
                 .generate_key_pair(&Mechanism::EccKeyPairGen, &public, &private)?
                 .1
         }
-        KeyKind::Oct { bits } => {
-            let mut template = common(true);
-            template.extend(secret_flags);
-            template.extend([
-                Attribute::Class(ObjectClass::SECRET_KEY),
-                Attribute::KeyType(KeyType::AES),
-                Attribute::ValueLen((bits as u64 / 8).into()),
-                Attribute::Encrypt(has(KeyOp::Encrypt)),
-                Attribute::Decrypt(has(KeyOp::Decrypt)),
-                Attribute::Wrap(has(KeyOp::WrapKey)),
-                Attribute::Unwrap(has(KeyOp::UnwrapKey)),
-            ]);
-            token
-                .session
-                .generate_key(&Mechanism::AesKeyGen, &template)?
-        }
+        KeyKind::Oct { bits } => token
+            .session
+            .generate_key(&Mechanism::AesKeyGen, &templates.aes(bits))?,
     };
-    let public_key = public_key_of(token, private, kind, &id)?;
+    let public_key = public_key_of(token, private, kind, &spec.label, &id)?;
     Ok(Target {
         private,
         label: spec.label.clone(),
@@ -423,6 +371,79 @@ pub fn generate(token: &TokenSession, spec: &GenerateSpec) -> Result<Target> {
         kind,
         public_key,
     })
+}
+
+/// The PKCS#11 templates of a target key: the one mapping from Key Vault operations to
+/// `CKA_SIGN`, `CKA_DECRYPT`, ... flags.
+struct Templates<'a> {
+    label: &'a str,
+    id: &'a [u8],
+    ops: &'a [KeyOp],
+}
+
+impl Templates<'_> {
+    fn has(&self, op: KeyOp) -> bool {
+        self.ops.contains(&op)
+    }
+
+    fn common(&self, private: bool) -> Vec<Attribute> {
+        vec![
+            Attribute::Token(true),
+            Attribute::Label(self.label.as_bytes().to_vec()),
+            Attribute::Id(self.id.to_vec()),
+            Attribute::Private(private),
+        ]
+    }
+
+    /// The secret half: sensitive (never readable in the clear), extractable (the wrap needs it).
+    fn secret(&self) -> Vec<Attribute> {
+        let mut t = self.common(true);
+        t.extend([Attribute::Sensitive(true), Attribute::Extractable(true)]);
+        t
+    }
+
+    fn rsa(&self, bits: u32) -> (Vec<Attribute>, Vec<Attribute>) {
+        let mut public = self.common(false);
+        public.extend([
+            Attribute::ModulusBits((bits as u64).into()),
+            Attribute::PublicExponent(vec![0x01, 0x00, 0x01]),
+            Attribute::Verify(self.has(KeyOp::Verify)),
+            Attribute::Encrypt(self.has(KeyOp::Encrypt)),
+            Attribute::Wrap(self.has(KeyOp::WrapKey)),
+        ]);
+        let mut private = self.secret();
+        private.extend([
+            Attribute::Sign(self.has(KeyOp::Sign)),
+            Attribute::Decrypt(self.has(KeyOp::Decrypt)),
+            Attribute::Unwrap(self.has(KeyOp::UnwrapKey)),
+        ]);
+        (public, private)
+    }
+
+    fn ec(&self, curve: Curve) -> (Vec<Attribute>, Vec<Attribute>) {
+        let mut public = self.common(false);
+        public.extend([
+            Attribute::EcParams(curve.oid_der()),
+            Attribute::Verify(self.has(KeyOp::Verify)),
+        ]);
+        let mut private = self.secret();
+        private.push(Attribute::Sign(self.has(KeyOp::Sign)));
+        (public, private)
+    }
+
+    fn aes(&self, bits: u32) -> Vec<Attribute> {
+        let mut t = self.secret();
+        t.extend([
+            Attribute::Class(ObjectClass::SECRET_KEY),
+            Attribute::KeyType(KeyType::AES),
+            Attribute::ValueLen((bits as u64 / 8).into()),
+            Attribute::Encrypt(self.has(KeyOp::Encrypt)),
+            Attribute::Decrypt(self.has(KeyOp::Decrypt)),
+            Attribute::Wrap(self.has(KeyOp::WrapKey)),
+            Attribute::Unwrap(self.has(KeyOp::UnwrapKey)),
+        ]);
+        t
+    }
 }
 
 /// Finds an AES key by label.
@@ -441,10 +462,13 @@ pub fn find_secret(token: &TokenSession, label: &str) -> Result<ObjectHandle> {
     }
 }
 
-/// AES-GCM decryption inside the token; the plaintext is zeroized on drop.
+/// AES-GCM decryption of the vault's challenge inside the token, with the key labelled
+/// `label`; the plaintext is zeroized on drop. A tag that does not verify means the key is
+/// not the vault's: [`OfflineError::ProofMismatch`].
 pub fn decrypt_gcm(
     token: &TokenSession,
     key: ObjectHandle,
+    label: &str,
     challenge: &byok_core::challenge::AesChallenge,
 ) -> Result<zeroize::Zeroizing<Vec<u8>>> {
     let mut iv = challenge.iv.clone();
@@ -459,7 +483,35 @@ pub fn decrypt_gcm(
         .session
         .decrypt(&Mechanism::AesGcm(params), key, &input)
         .map_err(|e| {
-            OfflineError::BadResult(format!("the HSM could not decrypt the challenge: {e}"))
+            if tag_refused(&e) {
+                OfflineError::ProofMismatch {
+                    label: label.into(),
+                }
+            } else {
+                OfflineError::ChallengeDecrypt {
+                    label: label.into(),
+                    reason: e.to_string(),
+                }
+            }
         })?;
     Ok(zeroize::Zeroizing::new(plain))
+}
+
+/// `CKR_AEAD_DECRYPT_FAILED` (PKCS#11 3.0), which cryptoki cannot name.
+const CKR_AEAD_DECRYPT_FAILED: u64 = 0x35;
+
+/// Whether a GCM decryption failed on its tag, i.e. the key is not the one that encrypted:
+/// PKCS#11 2.40 says `CKR_ENCRYPTED_DATA_INVALID`, 3.0 `CKR_AEAD_DECRYPT_FAILED`, and
+/// SoftHSM 2.6 `CKR_GENERAL_ERROR`. A key without `CKA_DECRYPT` or a token without GCM
+/// fails with other codes, before any tag is checked.
+fn tag_refused(e: &CkError) -> bool {
+    matches!(
+        e,
+        CkError::Pkcs11(
+            RvError::EncryptedDataInvalid
+                | RvError::GeneralError
+                | RvError::UnknownErrorCode(CKR_AEAD_DECRYPT_FAILED),
+            _
+        )
+    )
 }

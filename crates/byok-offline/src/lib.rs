@@ -1,21 +1,25 @@
 //! The air-gapped half of a BYOK ceremony: the PKCS#11 packager.
 //!
+//! - [`commands`]: each command of `byok-offline`, returning the report the binary prints.
+//! - [`batch`]: every key of a manifest, resumably, with several sessions, into the evidence log.
 //! - [`token`]: loading the vendor's module, choosing the token, logging in.
+//! - [`pin`]: where the PIN comes from (a variable, a file or a prompt; never an argument).
 //! - [`keys`]: listing keys, generating the target inside the HSM, reading its public key.
 //! - [`wrap_path`]: which wrap the token can do (native `CKM_RSA_AES_KEY_WRAP` or two-step).
 //! - [`package`]: the wrap inside the HSM, the checks on the result, the `.byok` and sidecar.
 //! - [`raw`]: the two PKCS#11 calls cryptoki cannot name (the only `unsafe` code).
+//! - [`error`]: one error per cause, each naming its fix, and its exit code.
 //!
-//! This crate links no HTTP client and no async runtime: it runs on a workstation with no
-//! network. The target key stays sensitive in the HSM; only its wrap leaves.
+//! Files, the evidence log appender, progress and exit codes are `byok-cli-common`'s, shared
+//! with the online half. This crate links no HTTP client and no async runtime: it runs on a
+//! workstation with no network. The target key stays sensitive in the HSM; only its wrap
+//! leaves.
 #![deny(unsafe_code)]
 
 pub mod batch;
 pub mod commands;
 pub mod error;
-pub mod evidence;
 pub mod keys;
-pub mod output;
 pub mod package;
 pub mod pin;
 pub mod raw;

@@ -2,10 +2,10 @@
 
 use crate::error::{OfflineError, Result};
 use crate::keys::Target;
-use crate::output;
 use crate::raw::RawModule;
 use crate::token::{SessionObject, TokenSession};
 use crate::wrap_path::{KwpMechanism, WrapPath};
+use byok_cli_common::files::{self, FileKind};
 use byok_core::package::Generator;
 use byok_core::sidecar::{self, Sidecar, Source};
 use byok_core::target::KeyKind;
@@ -29,13 +29,6 @@ pub struct PackageReport {
     pub target_kind: String,
     pub target_public_key_sha256: Option<String>,
     pub byok_sha256: String,
-}
-
-/// The sidecar path for a `.byok` path: `X.byok` → `X.byok.sidecar.json`.
-pub fn sidecar_path(byok: &Path) -> PathBuf {
-    let mut name = byok.as_os_str().to_owned();
-    name.push(sidecar::SUFFIX);
-    PathBuf::from(name)
 }
 
 /// Wraps the target under the KEK inside the token. Every session object made here (the
@@ -67,59 +60,71 @@ pub fn wrap_in_token(
             kek_object.handle().handle(),
             target.private.handle(),
         )?,
-        WrapPath::TwoStep(kwp) => {
-            let aes = SessionObject::new(
-                session,
-                session.generate_key(
-                    &Mechanism::AesKeyGen,
-                    &[
-                        Attribute::Class(ObjectClass::SECRET_KEY),
-                        Attribute::KeyType(KeyType::AES),
-                        Attribute::Token(false),
-                        Attribute::Private(true),
-                        Attribute::Sensitive(true),
-                        Attribute::Extractable(true),
-                        Attribute::ValueLen(32.into()),
-                        Attribute::Wrap(true),
-                        Attribute::Label(b"byok-aes-session".to_vec()),
-                    ],
-                )?,
-            );
-            let kwp_part = match kwp {
-                KwpMechanism::Kwp => raw.wrap_kwp(
-                    session.handle(),
-                    aes.handle().handle(),
-                    target.private.handle(),
-                )?,
-                KwpMechanism::Pad | KwpMechanism::PadZeroPadded => {
-                    session.wrap_key(&Mechanism::AesKeyWrapPad, aes.handle(), target.private)?
-                }
-            };
-            let oaep = PkcsOaepParams::new(
-                MechanismType::SHA1,
-                PkcsMgfType::MGF1_SHA1,
-                PkcsOaepSource::empty(),
-            );
-            let mut out = session.wrap_key(
-                &Mechanism::RsaPkcsOaep(oaep),
-                kek_object.handle(),
-                aes.handle(),
-            )?;
-            aes.destroy()?;
-            if out.len() != kek.key.modulus_len() {
-                return Err(OfflineError::BadResult(format!(
-                    "the RSA-OAEP part is {} bytes, expected {}",
-                    out.len(),
-                    kek.key.modulus_len()
-                )));
-            }
-            out.extend_from_slice(&kwp_part);
-            out
-        }
+        WrapPath::TwoStep(kwp) => wrap_two_step(token, raw, &kek_object, kek, target, kwp)?,
     };
     kek_object.destroy()?;
     check_ciphertext(&ciphertext, kek, target.kind)?;
     Ok(ciphertext)
+}
+
+/// `CKM_RSA_AES_KEY_WRAP` in two calls: RFC 5649 of the target under a one-time AES-256 key,
+/// then RSA-OAEP (SHA-1) of that key under the KEK.
+fn wrap_two_step(
+    token: &TokenSession,
+    raw: &RawModule,
+    kek_object: &SessionObject<'_>,
+    kek: &KekTransfer,
+    target: &Target,
+    kwp: KwpMechanism,
+) -> Result<Vec<u8>> {
+    let session = &token.session;
+    let aes = SessionObject::new(
+        session,
+        session.generate_key(
+            &Mechanism::AesKeyGen,
+            &[
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::KeyType(KeyType::AES),
+                Attribute::Token(false),
+                Attribute::Private(true),
+                Attribute::Sensitive(true),
+                Attribute::Extractable(true),
+                Attribute::ValueLen(32.into()),
+                Attribute::Wrap(true),
+                Attribute::Label(b"byok-aes-session".to_vec()),
+            ],
+        )?,
+    );
+    let kwp_part = match kwp {
+        KwpMechanism::Kwp => raw.wrap_kwp(
+            session.handle(),
+            aes.handle().handle(),
+            target.private.handle(),
+        )?,
+        KwpMechanism::Pad | KwpMechanism::PadZeroPadded => {
+            session.wrap_key(&Mechanism::AesKeyWrapPad, aes.handle(), target.private)?
+        }
+    };
+    let oaep = PkcsOaepParams::new(
+        MechanismType::SHA1,
+        PkcsMgfType::MGF1_SHA1,
+        PkcsOaepSource::empty(),
+    );
+    let mut out = session.wrap_key(
+        &Mechanism::RsaPkcsOaep(oaep),
+        kek_object.handle(),
+        aes.handle(),
+    )?;
+    aes.destroy()?;
+    if out.len() != kek.key.modulus_len() {
+        return Err(OfflineError::BadResult(format!(
+            "the RSA-OAEP part is {} bytes, expected {}",
+            out.len(),
+            kek.key.modulus_len()
+        )));
+    }
+    out.extend_from_slice(&kwp_part);
+    Ok(out)
 }
 
 /// Checks lengths and structure before anything is written.
@@ -177,8 +182,8 @@ pub fn package(
     path: WrapPath,
     out: &Path,
 ) -> Result<PackageReport> {
-    let sidecar_out = sidecar_path(out);
-    output::ensure_absent(&[out, &sidecar_out])?;
+    let sidecar_out = sidecar::path_for(out);
+    files::ensure_absent(&[out, &sidecar_out])?;
     let ciphertext = wrap_in_token(token, raw, kek, target, path)?;
     let id = &token.identity;
     let generator = Generator::this_tool(&id.manufacturer, &id.model, &id.firmware);
@@ -189,10 +194,11 @@ pub fn package(
     reread.check_against_kek(&kek.key)?;
     let byok_sha256 = Fingerprint::of_bytes(&bytes);
     let sidecar = sidecar_for(token, kek, target, byok_sha256);
-    output::write_new(out, &bytes)?;
-    if let Err(e) = output::write_new(&sidecar_out, &sidecar.to_json_bytes()) {
-        let _ = std::fs::remove_file(out);
-        return Err(e);
+    files::write_new(out, &bytes, FileKind::Package)?;
+    if let Err(e) = files::write_new(&sidecar_out, &sidecar.to_json_bytes(), FileKind::Sidecar) {
+        // Neither file, or both: a rerun then finds nothing in its way.
+        let _ = files::remove(out);
+        return Err(e.into());
     }
     Ok(PackageReport {
         byok: out.to_path_buf(),

@@ -8,12 +8,11 @@ use cryptoki::object::{Attribute, ObjectHandle};
 use cryptoki::session::{Session, UserType};
 use cryptoki::slot::{Slot, TokenInfo};
 use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// A loaded and initialised PKCS#11 module.
 pub struct Module {
     pkcs11: Pkcs11,
-    path: PathBuf,
 }
 
 /// Which token to use.
@@ -69,18 +68,7 @@ impl Module {
         pkcs11
             .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
             .map_err(|e| OfflineError::ModuleInit(e.to_string()))?;
-        Ok(Self {
-            pkcs11,
-            path: path.into(),
-        })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    pub fn pkcs11(&self) -> &Pkcs11 {
-        &self.pkcs11
+        Ok(Self { pkcs11 })
     }
 
     /// Every slot holding an initialised token, with what the token says about itself.
@@ -181,7 +169,6 @@ impl Module {
             session,
             slot,
             identity,
-            module_path: self.path.clone(),
         })
     }
 }
@@ -191,7 +178,6 @@ pub struct TokenSession {
     pub session: Session,
     pub slot: Slot,
     pub identity: TokenIdentity,
-    pub module_path: PathBuf,
 }
 
 impl TokenSession {

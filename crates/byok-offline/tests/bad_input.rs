@@ -17,7 +17,7 @@ fn assert_fails(out: &Output, needle: &str) {
 }
 
 fn no_package(hsm: &Hsm) {
-    let leftovers: Vec<_> = std::fs::read_dir(hsm.dir.path())
+    let leftovers: Vec<_> = std::fs::read_dir(hsm.dir())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.ends_with(".byok") || n.contains("sidecar") || n.starts_with(".byok-tmp"))

@@ -173,7 +173,6 @@ fn without_the_flag_softhsm_is_refused_before_any_key_is_made() {
 
 #[test]
 fn openssl_unwraps_an_hsm_package_to_the_hsm_key() {
-    use std::process::Command;
     let hsm = Hsm::new();
     let (kek_private, kek) = kek_pair(2048);
     let pem = rsa::pkcs8::EncodePrivateKey::to_pkcs8_pem(&kek_private, rsa::pkcs8::LineEnding::LF)
@@ -200,16 +199,7 @@ fn openssl_unwraps_an_hsm_package_to_the_hsm_key() {
     std::fs::write(hsm.path("rsa.bin"), rsa_part).unwrap();
     std::fs::write(hsm.path("kwp.bin"), kwp_part).unwrap();
     let openssl = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(hsm.dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        byok_tests::openssl(args, hsm.dir());
     };
     openssl(&[
         "pkeyutl",

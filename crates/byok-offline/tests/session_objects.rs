@@ -5,8 +5,10 @@
 mod common;
 
 use byok_core::KekTransfer;
+use byok_core::KeyOp;
 use byok_core::target::KeyKind;
-use byok_offline::keys::{self, GenerateSpec, KeyOp, Target};
+use byok_core::target::Kty;
+use byok_offline::keys::{self, GenerateSpec, Target};
 use byok_offline::package::wrap_in_token;
 use byok_offline::pin::PinSource;
 use byok_offline::raw::RawModule;
@@ -14,7 +16,6 @@ use byok_offline::token::{Module, TokenSelector};
 use byok_offline::wrap_path::{self, KwpMechanism, PadBehaviour, WrapChoice, WrapPath};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, KeyType, ObjectClass};
-use std::path::Path;
 
 #[test]
 #[allow(unsafe_code)]
@@ -23,11 +24,13 @@ fn no_session_object_survives_success_or_failure() {
     // SAFETY: this test binary holds this one test, so no other thread reads or writes the
     // environment while it is changed.
     unsafe {
-        std::env::set_var("SOFTHSM2_CONF", &hsm.conf);
+        for (name, value) in hsm.env() {
+            std::env::set_var(name, value);
+        }
         std::env::set_var("BYOK_TEST_PIN", common::PIN);
     }
-    let module = Module::load(Path::new(common::MODULE)).unwrap();
-    let raw = RawModule::open(Path::new(common::MODULE)).unwrap();
+    let module = Module::load(hsm.module()).unwrap();
+    let raw = RawModule::open(hsm.module()).unwrap();
     let token = module
         .open(
             &TokenSelector::Label("byok-test".into()),
@@ -56,7 +59,7 @@ fn no_session_object_survives_success_or_failure() {
             kind: KeyKind::Oct { bits: 256 },
             label: "ok".into(),
             id: vec![1],
-            ops: KeyOp::defaults(KeyKind::Oct { bits: 256 }),
+            ops: KeyOp::defaults(Kty::Oct).to_vec(),
         },
     )
     .unwrap();

@@ -5,14 +5,16 @@
 //! vault already holds with that tag, so nothing is imported twice. A vault key of the same name
 //! with other material is refused, not overwritten with a new version.
 
-use crate::commands::{ImportOptions, import_into, verify_in};
+use crate::commands::verify_in;
 use crate::connect::{ConnectOptions, Vault};
 use crate::error::{OnlineError, Result};
-use crate::evidence::EvidenceLog;
-use byok_core::Fingerprint;
+use crate::import::{ImportOptions, ImportPlan};
+use byok_cli_common::evidence::EvidenceLog;
+use byok_cli_common::files::{self, FileKind};
+use byok_cli_common::progress::Progress;
+use byok_core::evidence::{self, Event};
 use byok_core::manifest::{self, ManifestKey};
-use byok_core::sidecar::Sidecar;
-use byok_core::target::Kty;
+use byok_core::{package, sidecar};
 use futures::StreamExt;
 use serde::Serialize;
 use serde_json::json;
@@ -21,6 +23,12 @@ use std::time::Instant;
 
 /// The tag that ties a vault key to the package it came from.
 pub const TAG: &str = "byok-sha256";
+
+/// The report's file name in the batch directory, unless --report names another.
+pub const REPORT_FILE_NAME: &str = "import-report.json";
+
+/// Largest manifest we read.
+const MAX_MANIFEST_BYTES: u64 = 1024 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct BatchImportOptions {
@@ -55,159 +63,162 @@ pub struct BatchImportReport {
     pub log: PathBuf,
 }
 
-/// Progress, reported as each key finishes.
-pub trait Progress: Sync {
-    fn done(&self, outcome: &KeyOutcome);
+impl KeyOutcome {
+    fn of(name: &str, result: Result<Done>, started: Instant) -> Self {
+        let seconds = started.elapsed().as_secs_f64();
+        match result {
+            Ok(done) => KeyOutcome {
+                name: name.into(),
+                outcome: match done.event {
+                    Event::Imported => "imported",
+                    _ => "already imported",
+                }
+                .into(),
+                vault_kid: Some(done.kid),
+                verification: done.verification,
+                error: None,
+                seconds,
+            },
+            Err(e) => KeyOutcome {
+                name: name.into(),
+                outcome: "failed".into(),
+                vault_kid: None,
+                verification: "not verified".into(),
+                error: Some(e.to_string()),
+                seconds,
+            },
+        }
+    }
+
+    /// One progress line: `name: outcome (verification) 1.23 s[: error]`.
+    fn line(&self) -> String {
+        format!(
+            "{}: {} ({}) {:.2} s{}",
+            self.name,
+            self.outcome,
+            self.verification,
+            self.seconds,
+            self.error
+                .as_ref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        )
+    }
 }
 
-fn byok_path(dir: &Path, name: &str) -> PathBuf {
-    dir.join(format!("KeyTransferPackage-{name}.byok"))
+impl BatchImportReport {
+    /// Fails when a key failed, naming the report (printed first, so the operator sees which).
+    pub fn check(&self) -> Result<()> {
+        if self.failed == 0 {
+            return Ok(());
+        }
+        Err(OnlineError::BatchFailed {
+            failed: self.failed,
+            total: self.keys.len(),
+            report: self.report.clone(),
+        })
+    }
 }
 
-pub async fn run(
-    conn: &ConnectOptions,
-    opts: &BatchImportOptions,
-    progress: &dyn Progress,
-) -> Result<BatchImportReport> {
+pub async fn run(conn: &ConnectOptions, opts: &BatchImportOptions) -> Result<BatchImportReport> {
     let started = Instant::now();
-    let text = std::fs::read_to_string(&opts.manifest).map_err(|e| OnlineError::Read {
+    let text = files::read_text_limited(&opts.manifest, MAX_MANIFEST_BYTES)?;
+    let keys = manifest::parse(&text).map_err(|source| OnlineError::Manifest {
         path: opts.manifest.clone(),
-        reason: e.to_string(),
+        source,
     })?;
-    let keys = manifest::parse(&text)
-        .map_err(|e| OnlineError::Usage(format!("{}: {e}", opts.manifest.display())))?;
     let log_path = opts
         .log
         .clone()
-        .unwrap_or_else(|| opts.dir.join("ceremony-log.jsonl"));
+        .unwrap_or_else(|| opts.dir.join(evidence::DEFAULT_FILE_NAME));
     let report_path = opts
         .report
         .clone()
-        .unwrap_or_else(|| opts.dir.join("import-report.json"));
+        .unwrap_or_else(|| opts.dir.join(REPORT_FILE_NAME));
     let log = EvidenceLog::open(&log_path, opts.operator.as_deref())?;
     let vault = conn.connect()?;
+    let progress = Progress::new(keys.len());
     let outcomes: Vec<KeyOutcome> = futures::stream::iter(keys.iter())
         .map(|key| {
-            let (vault, log, dir) = (&vault, &log, &opts.dir);
+            let (vault, log, dir, progress) = (&vault, &log, &opts.dir, &progress);
             async move {
                 let t = Instant::now();
-                let outcome = match one(vault, log, dir, key).await {
-                    Ok((outcome, kid, verification)) => KeyOutcome {
-                        name: key.name.clone(),
-                        outcome,
-                        vault_kid: Some(kid),
-                        verification,
-                        error: None,
-                        seconds: t.elapsed().as_secs_f64(),
-                    },
-                    Err(e) => KeyOutcome {
-                        name: key.name.clone(),
-                        outcome: "failed".into(),
-                        vault_kid: None,
-                        verification: "not verified".into(),
-                        error: Some(e.to_string()),
-                        seconds: t.elapsed().as_secs_f64(),
-                    },
-                };
-                progress.done(&outcome);
+                let outcome = KeyOutcome::of(&key.name, one(vault, log, dir, key).await, t);
+                progress.step(&outcome.line());
                 outcome
             }
         })
         .buffer_unordered(opts.jobs.max(1))
         .collect()
         .await;
+    progress.finish();
+    let count = |what: &str| outcomes.iter().filter(|o| o.outcome == what).count();
     let report = BatchImportReport {
-        imported: outcomes.iter().filter(|o| o.outcome == "imported").count(),
-        already_imported: outcomes
-            .iter()
-            .filter(|o| o.outcome == "already imported")
-            .count(),
-        failed: outcomes.iter().filter(|o| o.outcome == "failed").count(),
+        imported: count("imported"),
+        already_imported: count("already imported"),
+        failed: count("failed"),
         keys: outcomes,
         seconds: started.elapsed().as_secs_f64(),
-        report: report_path.clone(),
+        report: report_path,
         log: log_path,
     };
     let json = serde_json::to_vec_pretty(&report).expect("reports serialize");
-    let tmp = report_path.with_extension("json.tmp");
-    std::fs::write(&tmp, &json)
-        .and_then(|()| std::fs::rename(&tmp, &report_path))
-        .map_err(|e| OnlineError::Write {
-            path: report_path.clone(),
-            reason: e.to_string(),
-        })?;
+    files::replace(&report.report, &json, FileKind::Report)?;
     Ok(report)
 }
 
-async fn one(
-    vault: &Vault,
-    log: &EvidenceLog,
-    dir: &Path,
-    key: &ManifestKey,
-) -> Result<(String, String, String)> {
-    let byok = byok_path(dir, &key.name);
-    let bytes = std::fs::read(&byok).map_err(|e| OnlineError::Read {
-        path: byok.clone(),
-        reason: e.to_string(),
-    })?;
-    let sha = Fingerprint::of_bytes(&bytes).to_hex();
-    let sidecar_path = PathBuf::from(format!("{}{}", byok.display(), byok_core::sidecar::SUFFIX));
-    let sidecar =
-        Sidecar::parse(
-            &std::fs::read(&sidecar_path).map_err(|e| OnlineError::Read {
-                path: sidecar_path.clone(),
-                reason: e.to_string(),
-            })?,
-        )?;
+/// What happened to one key.
+struct Done {
+    /// [`Event::Imported`], or [`Event::ImportConfirmed`] when the vault already held it.
+    event: Event,
+    kid: String,
+    verification: String,
+}
+
+async fn one(vault: &Vault, log: &EvidenceLog, dir: &Path, key: &ManifestKey) -> Result<Done> {
+    let byok_file = dir.join(package::file_name(&key.name));
+    let opts = ImportOptions {
+        name: key.name.clone(),
+        sidecar: Some(sidecar::path_for(&byok_file)),
+        byok_file,
+        ops: Some(key.ops.clone()),
+        tags: key.tags.clone().into_iter().collect(),
+        ..Default::default()
+    };
+    let mut plan = ImportPlan::prepare(&opts, &vault.url)?;
+    let sidecar = plan.sidecar().expect("the sidecar is named").clone();
     if sidecar.kind != key.kind {
-        return Err(OnlineError::Mismatch(format!(
-            "the manifest says {} but the package holds {}",
-            key.kind, sidecar.kind
-        )));
+        return Err(OnlineError::ManifestKindDiffers {
+            manifest: key.kind,
+            sidecar: sidecar.kind,
+        });
     }
-    let (outcome, kid) = match vault.get(&key.name, None).await {
+    let sha = plan.byok_sha256().to_hex();
+    plan.tag(TAG, &sha);
+    let (event, kid) = match vault.get(&key.name, None).await {
         Ok(existing) if existing.tags.get(TAG) == Some(&sha) => {
-            ("already imported".to_string(), existing.kid)
+            (Event::ImportConfirmed, existing.kid)
         }
         Ok(existing) => {
-            return Err(OnlineError::Mismatch(format!(
-                "the vault already holds a key named {} ({}) that did not come from this package; refusing to add a version",
-                key.name, existing.kid
-            )));
+            return Err(OnlineError::ForeignKey {
+                name: key.name.clone(),
+                kid: existing.kid,
+            });
         }
         Err(OnlineError::KeyNotFound { .. }) => {
-            let mut tags: Vec<(String, String)> = key
-                .tags
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            tags.push((TAG.into(), sha.clone()));
-            let opts = ImportOptions {
-                name: key.name.clone(),
-                byok_file: byok.clone(),
-                sidecar: Some(sidecar_path.clone()),
-                ops: Some(key.ops.clone()),
-                tags,
-                ..Default::default()
-            };
-            let report = import_into(vault, &opts).await?;
-            ("imported".to_string(), report.key.kid)
+            (Event::Imported, plan.upload(vault).await?.key.kid)
         }
         Err(e) => return Err(e),
     };
-    let verification = match (&sidecar.public_key, key.kind.kty()) {
-        (Some(public), Kty::Rsa | Kty::Ec) => {
+    let verification = match &sidecar.public_key {
+        Some(public) => {
             let r = verify_in(vault, &key.name, None, public).await?;
             format!("public key equal, {} signature verified", r.algorithm)
         }
-        _ => "not applicable (AES: prove with prove-aes)".to_string(),
+        None => "not applicable (AES: prove with prove-aes)".to_string(),
     };
     log.append(
-        if outcome == "imported" {
-            "imported"
-        } else {
-            "import confirmed"
-        },
+        event,
         json!({
             "key_name": key.name,
             "vault_kid": kid,
@@ -216,7 +227,10 @@ async fn one(
             "public_key_sha256": sidecar.public_key.as_ref().map(|p| p.fingerprint().to_hex()),
             "verification": verification,
         }),
-    )
-    .await?;
-    Ok((outcome, kid, verification))
+    )?;
+    Ok(Done {
+        event,
+        kid,
+        verification,
+    })
 }

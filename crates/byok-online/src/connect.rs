@@ -10,8 +10,9 @@ use azure_identity::{
     ManagedIdentityCredential, WorkloadIdentityCredential,
 };
 use azure_security_keyvault_keys::{KeyClient, KeyClientOptions};
+use byok_cli_common::files;
 use byok_core::VaultUrl;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -123,12 +124,16 @@ impl ConnectOptions {
     }
 }
 
-fn kv_connection(dir: &std::path::Path) -> Result<EmulatorConnection> {
+/// Largest emulator connection file or CA certificate we read.
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+fn kv_connection(dir: &Path) -> Result<EmulatorConnection> {
     let path = dir.join("connection.json");
-    let bytes = std::fs::read(&path)
-        .map_err(|e| OnlineError::Emulator(format!("{}: {e}", path.display())))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| OnlineError::Emulator(format!("{}: {e}", path.display())))
+    let bytes = files::read_limited(&path, MAX_CONFIG_BYTES)?;
+    serde_json::from_slice(&bytes).map_err(|e| OnlineError::Emulator {
+        path,
+        reason: e.to_string(),
+    })
 }
 
 /// The fields of kv-emulator's `connection.json` this client reads.
@@ -143,15 +148,12 @@ struct EmulatorConnection {
 }
 
 /// The reqwest client the SDK uses: extra CA root, proxy from HTTPS_PROXY/NO_PROXY, timeouts.
-pub fn http_client(ca: Option<&std::path::Path>) -> Result<reqwest::Client> {
+pub fn http_client(ca: Option<&Path>) -> Result<reqwest::Client> {
     let mut builder = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(120));
     if let Some(path) = ca {
-        let pem = std::fs::read(path).map_err(|e| OnlineError::Read {
-            path: path.into(),
-            reason: e.to_string(),
-        })?;
+        let pem = files::read_limited(path, MAX_CONFIG_BYTES)?;
         let cert = reqwest::Certificate::from_pem(&pem)
             .map_err(|e| OnlineError::Http(format!("{}: {e}", path.display())))?;
         builder = builder.tls_certs_merge([cert]);
@@ -188,8 +190,8 @@ fn client_secret(
             },
         }),
     )
-    .map_err(|e| OnlineError::Credential {
-        mode: "client-secret".into(),
+    .map_err(|e| OnlineError::CredentialSetup {
+        mode: "client-secret",
         reason: e.to_string(),
     })?;
     Ok(credential)
@@ -212,17 +214,16 @@ fn credential(
     authority: Option<&str>,
     transport: &Transport,
 ) -> Result<Arc<dyn TokenCredential>> {
-    let fail = |mode: &str| {
-        let mode = mode.to_string();
-        move |e: azure_core::Error| OnlineError::Credential {
-            mode: mode.clone(),
+    let fail = |mode: &'static str| {
+        move |e: azure_core::Error| OnlineError::CredentialSetup {
+            mode,
             reason: e.to_string(),
         }
     };
     match mode {
         AuthMode::ClientSecret => env_client_secret(authority, transport).unwrap_or_else(|| {
-            Err(OnlineError::Credential {
-                mode: "client-secret".into(),
+            Err(OnlineError::CredentialSetup {
+                mode: "client-secret",
                 reason: "set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET".into(),
             })
         }),

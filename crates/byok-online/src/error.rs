@@ -1,5 +1,14 @@
-//! Errors of the connected half, written for the operator; none carries a token or secret.
+//! Errors of the connected half, written for the operator: each names the problem and the
+//! fix, and none carries a token or secret.
 
+use byok_cli_common::evidence::EvidenceError;
+use byok_cli_common::exit::{Classify, ExitKind};
+use byok_cli_common::files::FileError;
+use byok_core::Fingerprint;
+use byok_core::kek::KekPolicyError;
+use byok_core::ops::OpError;
+use byok_core::signature::SignatureAlgorithm;
+use byok_core::target::{EncodingError, KeyKind};
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
@@ -8,6 +17,13 @@ pub enum OnlineError {
         "name the vault with --vault-name NAME, --hsm-name NAME, --vault-url URL or --emulator STATE_DIR (or set BYOK_VAULT_URL)"
     )]
     NoVault,
+    /// The command line was wrong in a way clap cannot see.
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Ops(#[from] OpError),
+    #[error("--kty/--size/--curve: {0}")]
+    KindFlags(EncodingError),
     #[error(transparent)]
     Kid(#[from] byok_core::kid::KidError),
     #[error(
@@ -15,20 +31,29 @@ pub enum OnlineError {
          Nothing was sent."
     )]
     ChinaCloud { vault: String },
-    #[error("cannot read the emulator's connection file: {0}")]
-    Emulator(String),
-    #[error("cannot read {path}: {reason}")]
-    Read { path: PathBuf, reason: String },
     #[error(
-        "{path} already exists; this tool never overwrites a file: move it away or pass another --out"
+        "the emulator's connection file {path} is not valid ({reason}); pass the state directory \
+         kv-emulator was started with as --emulator"
     )]
-    OutputExists { path: PathBuf },
-    #[error("cannot write {path}: {reason}")]
-    Write { path: PathBuf, reason: String },
-    #[error("{0}")]
-    Usage(String),
+    Emulator { path: PathBuf, reason: String },
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error(transparent)]
+    Evidence(#[from] EvidenceError),
+    #[error("{path}: {source}; fix the manifest and run batch-import again")]
+    Manifest {
+        path: PathBuf,
+        source: byok_core::manifest::ManifestError,
+    },
+    #[error("the system random number generator failed: {0}; this machine cannot run the proof")]
+    Rng(String),
     #[error("cannot set up credentials ({mode}): {reason}")]
-    Credential { mode: String, reason: String },
+    CredentialSetup { mode: &'static str, reason: String },
+    #[error(
+        "cannot get an access token for the vault: {0}. Run `az login`, or set AZURE_TENANT_ID, \
+         AZURE_CLIENT_ID and AZURE_CLIENT_SECRET, or pass --auth to choose the credential"
+    )]
+    Credential(String),
     #[error("cannot set up the HTTPS client: {0}")]
     Http(String),
     #[error("the vault refused the request: HTTP {status} {code}: {message}{request_id}")]
@@ -41,15 +66,22 @@ pub enum OnlineError {
     #[error("cannot reach the vault: {0}")]
     Unreachable(String),
     #[error(
+        "the vault's authentication challenge names another resource than the vault's host ({0}); \
+         for a vault reached by an IP address or a private name, pass --no-verify-challenge-resource"
+    )]
+    ChallengeResource(String),
+    #[error("the Azure SDK stopped the request: {0}")]
+    Sdk(String),
+    #[error(
         "the connection broke during the import of {name} ({reason}): the vault may or may not have \
          received it. Check with `byok-online show --name {name}`; running the import again is safe \
          (it adds a version holding the same key)"
     )]
     ImportInterrupted { name: String, reason: String },
-    #[error("the key {name} was not found in the vault (404 KeyNotFound){hint}")]
-    KeyNotFound { name: String, hint: &'static str },
-    #[error("the KEK {kid} cannot import: {reason}. Nothing was sent")]
-    BadKek { kid: String, reason: String },
+    #[error("the key {name} was not found in the vault (404 KeyNotFound)")]
+    KeyNotFound { name: String },
+    #[error("the KEK {kid} cannot import: {problem}. Nothing was sent")]
+    BadKek { kid: String, problem: KekProblem },
     #[error(
         "the package was made for the KEK {kid}, which is in {package_vault}, but you are importing into \
          {target_vault}: Key Vault only imports with a KEK in the same vault. Nothing was sent"
@@ -59,12 +91,18 @@ pub enum OnlineError {
         package_vault: String,
         target_vault: String,
     },
+    #[error(
+        "the vault already holds a key named {name} ({kid}) that did not come from this package; \
+         refusing to add a version: import the package under another name, or remove the key from \
+         the manifest"
+    )]
+    ForeignKey { name: String, kid: String },
     #[error(transparent)]
     Package(#[from] byok_core::package::PackageError),
     #[error(transparent)]
     Sidecar(#[from] byok_core::sidecar::SidecarError),
     #[error(transparent)]
-    Encoding(#[from] byok_core::target::EncodingError),
+    Encoding(#[from] EncodingError),
     #[error(transparent)]
     Kek(#[from] byok_core::kek::KekError),
     #[error(transparent)]
@@ -73,15 +111,91 @@ pub enum OnlineError {
         "the sidecar {sidecar} describes another package (its byok_sha256 is not this file's); pass the matching sidecar or none"
     )]
     SidecarMismatch { sidecar: PathBuf },
-    #[error("{0}")]
-    Mismatch(String),
-    #[error("the vault returned a key this tool cannot read: {0}")]
+    #[error(
+        "--kty/--size/--curve say {flags} but the sidecar says the package holds {sidecar}: drop \
+         the flags or pass the right sidecar. Nothing was sent"
+    )]
+    KindDiffers { flags: KeyKind, sidecar: KeyKind },
+    #[error(
+        "the manifest says {manifest} but the package's sidecar says it holds {sidecar}: package \
+         the key again or fix the manifest"
+    )]
+    ManifestKindDiffers { manifest: KeyKind, sidecar: KeyKind },
+    #[error("verification failed: the vault's key {kid} is not the HSM's key: {mismatch}")]
+    VerifyMismatch { kid: String, mismatch: KeyMismatch },
+    #[error(
+        "{kid} is {kty}: prove-aes is for AES keys; prove RSA and EC keys with `byok-online verify`"
+    )]
+    NotAes { kid: String, kty: String },
+    #[error("{}; see {} and run batch-import again once fixed (it skips the keys already imported)", failed_keys(*.failed, *.total), .report.display())]
+    BatchFailed {
+        failed: usize,
+        total: usize,
+        report: PathBuf,
+    },
+    #[error("the vault's answer cannot be read: {0}")]
     BadResponse(String),
+}
+
+/// Why a vault key cannot serve as the Key Exchange Key.
+#[derive(Debug, thiserror::Error)]
+pub enum KekProblem {
+    #[error(transparent)]
+    Policy(#[from] KekPolicyError),
+    #[error("it does not exist in this vault (was it deleted, or is this the wrong vault?)")]
+    Missing,
+    #[error("the vault returned no public key for it")]
+    NoPublicKey,
+}
+
+/// How the vault's key differs from the one the HSM reported.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyMismatch {
+    #[error("its public key ({vault}) is not the local public key ({local})")]
+    PublicKey {
+        vault: Fingerprint,
+        local: Fingerprint,
+    },
+    #[error("it is {kty}, which has no public key to compare (prove an AES key with prove-aes)")]
+    NoPublicKey { kty: String },
+    #[error("its {alg} signature over a random digest does not verify with the local public key")]
+    Signature { alg: SignatureAlgorithm },
+    #[error(
+        "it was imported, but its public key ({vault}) is not the expected one ({expected}): the \
+         package holds another key than the HSM reported; disable or delete the vault key"
+    )]
+    Imported {
+        vault: String,
+        expected: Fingerprint,
+    },
+}
+
+fn failed_keys(failed: usize, total: usize) -> String {
+    match (failed, total) {
+        (1, 1) => "the key failed".into(),
+        (f, t) if f == t => format!("all {t} keys failed"),
+        (f, t) => format!("{f} of {t} keys failed"),
+    }
+}
+
+impl Classify for OnlineError {
+    fn exit_kind(&self) -> ExitKind {
+        match self {
+            OnlineError::NoVault
+            | OnlineError::Usage(_)
+            | OnlineError::Ops(_)
+            | OnlineError::KindFlags(_) => ExitKind::Usage,
+            OnlineError::VerifyMismatch { .. }
+            | OnlineError::Evidence(EvidenceError::Chain { .. }) => ExitKind::Mismatch,
+            _ => ExitKind::Failure,
+        }
+    }
 }
 
 pub type Result<T, E = OnlineError> = std::result::Result<T, E>;
 
-/// Turns an SDK error into the service's code, message and request id.
+/// Turns an SDK error into the service's code, message and request id, a credential failure,
+/// or an unreachable vault.
 pub fn from_azure(err: azure_core::Error) -> OnlineError {
     use azure_core::error::ErrorKind;
     match err.kind() {
@@ -89,53 +203,111 @@ pub fn from_azure(err: azure_core::Error) -> OnlineError {
             status,
             error_code,
             raw_response,
-        } => {
-            let (mut code, mut message, mut request_id) = (
-                error_code.clone().unwrap_or_default(),
-                String::new(),
-                String::new(),
-            );
-            if let Some(raw) = raw_response {
-                if let Some(id) = raw.headers().get_optional_str(
-                    &azure_core::http::headers::HeaderName::from_static("x-ms-request-id"),
-                ) {
-                    request_id = format!(" (request id {id})");
-                }
-                if let Ok(body) = serde_json::from_slice::<serde_json::Value>(raw.body()) {
-                    if let Some(c) = body["error"]["code"].as_str() {
-                        code = c.to_string();
-                    }
-                    if let Some(m) = body["error"]["message"].as_str() {
-                        message = m.to_string();
-                    }
-                    if let Some(d) = body["error_description"].as_str() {
-                        message = d.to_string();
-                    }
-                }
-            }
-            if message.is_empty() {
-                message = err.to_string();
-            }
-            OnlineError::Service {
-                status: u16::from(*status),
-                code,
-                message,
-                request_id,
-            }
+        } => service_error(
+            &err,
+            u16::from(*status),
+            error_code.clone(),
+            raw_response.as_deref(),
+        ),
+        ErrorKind::Credential => OnlineError::Credential(with_sources(&err)),
+        ErrorKind::DataConversion => OnlineError::BadResponse(with_sources(&err)),
+        ErrorKind::Io | ErrorKind::Connection => OnlineError::Unreachable(with_sources(&err)),
+        // The SDK says no more than its message: the one case with a flag to fix it is the
+        // challenge check.
+        ErrorKind::Other if with_sources(&err).contains("challenge resource") => {
+            OnlineError::ChallengeResource(with_sources(&err))
         }
-        ErrorKind::Io | ErrorKind::Connection => {
-            OnlineError::Unreachable(format!("{err}: {}", source_chain(&err)))
-        }
-        _ => OnlineError::Unreachable(format!("{err}: {}", source_chain(&err))),
+        ErrorKind::Other => OnlineError::Sdk(with_sources(&err)),
     }
 }
 
-fn source_chain(err: &dyn std::error::Error) -> String {
-    let mut out = Vec::new();
+fn service_error(
+    err: &azure_core::Error,
+    status: u16,
+    error_code: Option<String>,
+    raw: Option<&azure_core::http::RawResponse>,
+) -> OnlineError {
+    let (mut code, mut message, mut request_id) =
+        (error_code.unwrap_or_default(), String::new(), String::new());
+    if let Some(raw) = raw {
+        if let Some(id) =
+            raw.headers()
+                .get_optional_str(&azure_core::http::headers::HeaderName::from_static(
+                    "x-ms-request-id",
+                ))
+        {
+            request_id = format!(" (request id {id})");
+        }
+        if let Ok(body) = serde_json::from_slice::<serde_json::Value>(raw.body()) {
+            if let Some(c) = body["error"]["code"].as_str() {
+                code = c.to_string();
+            }
+            if let Some(m) = body["error"]["message"].as_str() {
+                message = m.to_string();
+            }
+            if let Some(d) = body["error_description"].as_str() {
+                message = d.to_string();
+            }
+        }
+    }
+    if message.is_empty() {
+        message = err.to_string();
+    }
+    OnlineError::Service {
+        status,
+        code,
+        message,
+        request_id,
+    }
+}
+
+/// The error and those causes its message does not already quote, without a final full stop
+/// (the messages above go on after it).
+fn with_sources(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
     let mut cur = err.source();
     while let Some(e) = cur {
-        out.push(e.to_string());
+        let text = e.to_string();
+        if !out.contains(&text) {
+            out = format!("{out}: {text}");
+        }
         cur = e.source();
     }
-    out.join(": ")
+    out.trim_end_matches(['.', ' ', '\n']).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_summary_never_repeats_a_number() {
+        let msg = |failed, total| {
+            OnlineError::BatchFailed {
+                failed,
+                total,
+                report: "r.json".into(),
+            }
+            .to_string()
+        };
+        assert!(msg(1, 2).starts_with("1 of 2 keys failed"));
+        assert!(msg(3, 3).starts_with("all 3 keys failed"));
+        assert!(msg(1, 1).starts_with("the key failed"));
+    }
+
+    #[test]
+    fn exit_codes_tell_usage_and_mismatch_apart() {
+        assert_eq!(OnlineError::Usage("x".into()).exit_kind(), ExitKind::Usage);
+        let mismatch = OnlineError::VerifyMismatch {
+            kid: "k".into(),
+            mismatch: KeyMismatch::NoPublicKey {
+                kty: "oct-HSM".into(),
+            },
+        };
+        assert_eq!(mismatch.exit_kind(), ExitKind::Mismatch);
+        assert_eq!(
+            OnlineError::Unreachable("x".into()).exit_kind(),
+            ExitKind::Failure
+        );
+    }
 }

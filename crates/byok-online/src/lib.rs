@@ -2,9 +2,14 @@
 //!
 //! - [`connect`]: the vault URL, the HTTPS client (extra CA roots, proxy, timeouts), the
 //!   `azure_identity` credential and the SDK's `KeyClient`;
-//! - [`vault`]: create the KEK, read keys, import a `.byok` with `key_hsm`, sign;
-//! - [`commands`]: `kek create`, `kek download`, `import`, `verify`, `show`, `inspect`.
+//! - [`vault`]: the vault's operations (create the KEK, read a key, import a `.byok` with
+//!   `key_hsm`, sign, encrypt) and a key as this tool shows it;
+//! - [`import`]: `import`, as a plan checked without the network and then uploaded;
+//! - [`commands`]: `kek create`, `kek download`, `verify`, `prove-aes`, `show`, `inspect`;
+//! - [`batch`]: `batch-import`, every key of a manifest, resumably, with the evidence log;
+//! - [`error`]: what can fail, each with its fix and exit code.
 //!
+//! The command line itself (`cli`) and the human printing (`print`) belong to the binary.
 //! It never links `cryptoki`: the target key only reaches this side wrapped.
 #![forbid(unsafe_code)]
 
@@ -12,8 +17,7 @@ pub mod batch;
 pub mod commands;
 pub mod connect;
 pub mod error;
-pub mod evidence;
-pub mod signature;
+pub mod import;
 pub mod vault;
 
 pub use error::{OnlineError, Result};

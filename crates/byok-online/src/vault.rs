@@ -1,19 +1,17 @@
 //! Key Vault operations through the SDK, and what they return in this tool's terms.
 
 use crate::connect::Vault;
-use crate::error::{OnlineError, Result, from_azure};
+use crate::error::{KekProblem, OnlineError, Result, from_azure};
 use azure_core::http::RequestContent;
 use azure_security_keyvault_keys::models::{
-    CreateKeyParameters, CurveName, ImportKeyParameters, JsonWebKey, Key, KeyAttributes,
-    KeyClientGetKeyOptions, KeyClientSignOptions, KeyOperation, KeyType, SignParameters,
-    SignatureAlgorithm,
-};
-use azure_security_keyvault_keys::models::{
-    EncryptionAlgorithm, KeyClientEncryptOptions, KeyOperationParameters,
+    self as sdk, CreateKeyParameters, CurveName, EncryptionAlgorithm, ImportKeyParameters,
+    JsonWebKey, Key, KeyAttributes, KeyClientEncryptOptions, KeyClientGetKeyOptions,
+    KeyClientSignOptions, KeyOperation, KeyOperationParameters, KeyType, SignParameters,
 };
 use byok_core::jwk::PublicJwk;
+use byok_core::signature::SignatureAlgorithm;
 use byok_core::target::{Curve, KeyKind, Kty};
-use byok_core::{KeyId, TargetPublicKey, b64};
+use byok_core::{KekPublicKey, KeyId, KeyOp, TargetPublicKey, b64};
 use serde::Serialize;
 use std::collections::HashMap;
 
@@ -97,13 +95,37 @@ impl KeyView {
     }
 }
 
+impl KeyView {
+    /// Checks that this key can serve as a KEK (byok-core's rule) and returns its public key.
+    pub fn kek_public(&self) -> Result<KekPublicKey> {
+        let bad = |problem: KekProblem| OnlineError::BadKek {
+            kid: self.kid.clone(),
+            problem,
+        };
+        byok_core::kek::check_kek_policy(&self.kty, &self.key_ops, self.enabled != Some(false))
+            .map_err(|e| bad(e.into()))?;
+        let (Some(n), Some(e)) = (&self.n, &self.e) else {
+            return Err(bad(KekProblem::NoPublicKey));
+        };
+        Ok(KekPublicKey::from_components(n, e)?)
+    }
+}
+
 fn not_found(name: &str, err: OnlineError) -> OnlineError {
     match err {
-        OnlineError::Service { status: 404, .. } => OnlineError::KeyNotFound {
-            name: name.into(),
-            hint: "",
-        },
+        OnlineError::Service { status: 404, .. } => OnlineError::KeyNotFound { name: name.into() },
         other => other,
+    }
+}
+
+/// The SDK's name for a signature algorithm.
+fn sdk_algorithm(alg: SignatureAlgorithm) -> sdk::SignatureAlgorithm {
+    match alg {
+        SignatureAlgorithm::Ps256 => sdk::SignatureAlgorithm::Ps256,
+        SignatureAlgorithm::Es256 => sdk::SignatureAlgorithm::Es256,
+        SignatureAlgorithm::Es256K => sdk::SignatureAlgorithm::Es256K,
+        SignatureAlgorithm::Es384 => sdk::SignatureAlgorithm::Es384,
+        SignatureAlgorithm::Es512 => sdk::SignatureAlgorithm::Es512,
     }
 }
 
@@ -163,7 +185,7 @@ impl Vault {
                 Curve::P521 => CurveName::P521,
                 Curve::P256K => CurveName::P256K,
             }),
-            key_ops: Some(request.ops.to_vec()),
+            key_ops: Some(KeyOp::names(request.ops)),
             t: Some(request.byok.to_vec()),
             ..Default::default()
         };
@@ -202,7 +224,7 @@ impl Vault {
         digest: &[u8],
     ) -> Result<Vec<u8>> {
         let params = SignParameters {
-            algorithm: Some(alg),
+            algorithm: Some(sdk_algorithm(alg)),
             value: Some(digest.to_vec()),
         };
         let options = KeyClientSignOptions {
@@ -271,7 +293,7 @@ impl Vault {
 pub struct ImportRequest<'a> {
     pub byok: &'a [u8],
     pub kind: KeyKind,
-    pub ops: &'a [String],
+    pub ops: &'a [KeyOp],
     pub enabled: bool,
     pub not_before: Option<time::OffsetDateTime>,
     pub expires: Option<time::OffsetDateTime>,

@@ -16,11 +16,15 @@ struct Env {
 }
 
 async fn start() -> Env {
+    start_as(kv_emulator::Flavor::Vault).await
+}
+
+async fn start_as(flavor: kv_emulator::Flavor) -> Env {
     let state = tempfile::tempdir().unwrap();
     let config = kv_emulator::Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         state_dir: state.path().to_path_buf(),
-        flavor: kv_emulator::Flavor::Vault,
+        flavor,
         persist: false,
         token_lifetime_secs: 3600,
         accept_zero_padded_kwp: false,
@@ -228,16 +232,7 @@ async fn an_openssl_made_byok_imports_and_verifies() {
     env.json(&["kek", "download", "--name", "KEK", "--out", "kek.transfer"])
         .await;
     let openssl = |args: &[&str]| {
-        let out = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(env.work.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        byok_tests::openssl(args, env.work.path());
     };
     openssl(&[
         "genpkey",
@@ -324,17 +319,7 @@ async fn an_openssl_made_byok_imports_and_verifies() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_refused_with_a_clear_error() {
     let env = start().await;
-    env.json(&[
-        "kek",
-        "create",
-        "--name",
-        "KEK",
-        "--size",
-        "2048",
-        "--out",
-        "kek.transfer",
-    ])
-    .await;
+    with_kek(&env).await;
     let target = TargetKey::generate(KeyKind::Ec { curve: Curve::P256 }).unwrap();
     env.package(&env.path("kek.transfer"), &target, "good.byok", true);
     let transfer =
@@ -398,7 +383,7 @@ async fn bad_input_is_refused_with_a_clear_error() {
             "--kty",
             "EC",
         ],
-        "'import' as its only operation",
+        "`import` as its only operation",
     )
     .await;
     not_created("t2").await;
@@ -687,17 +672,7 @@ async fn create_raw(env: &Env, name: &str, body: Value) -> (u16, Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_import_is_resumable_and_refuses_foreign_keys() {
     let env = start().await;
-    env.json(&[
-        "kek",
-        "create",
-        "--name",
-        "KEK",
-        "--size",
-        "2048",
-        "--out",
-        "kek.transfer",
-    ])
-    .await;
+    with_kek(&env).await;
     std::fs::create_dir(env.path("pkgs")).unwrap();
     let manifest = "[[key]]\nname = \"k1\"\nkty = \"EC\"\ncurve = \"P-256\"\ntags = { team = \"a\" }\n\n[[key]]\nname = \"k2\"\nkty = \"EC\"\ncurve = \"P-256\"\n";
     std::fs::write(env.path("keys.toml"), manifest).unwrap();
@@ -761,4 +736,183 @@ async fn batch_import_is_resumable_and_refuses_foreign_keys() {
     let log = std::fs::read_to_string(env.path("pkgs/ceremony-log.jsonl")).unwrap();
     assert_eq!(byok_core::evidence::verify(&log), Ok(2));
     assert_eq!(log.matches("\"event\":\"imported\"").count(), 1);
+}
+
+/// A KEK in `env`'s vault and its transfer file `kek.transfer`.
+async fn with_kek(env: &Env) {
+    env.json(&[
+        "kek",
+        "create",
+        "--name",
+        "KEK",
+        "--size",
+        "2048",
+        "--out",
+        "kek.transfer",
+    ])
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_that_is_not_the_hsms_exits_3_and_a_usage_error_exits_2() {
+    let env = start().await;
+    with_kek(&env).await;
+    let target = TargetKey::generate(KeyKind::Ec { curve: Curve::P256 }).unwrap();
+    env.package(&env.path("kek.transfer"), &target, "t.byok", true);
+    env.json(&["import", "--name", "t", "--byok-file", "t.byok"])
+        .await;
+    let other = TargetKey::generate(KeyKind::Ec { curve: Curve::P256 }).unwrap();
+    std::fs::write(env.path("other.pem"), other.public_key().unwrap().to_pem()).unwrap();
+
+    // verify with another key's public key: exit 3, in both output modes.
+    let out = env
+        .run(&["verify", "--name", "t", "--public-key", "other.pem"])
+        .await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("verification failed: the vault's key")
+            && err.contains("is not the HSM's key"),
+        "{err}"
+    );
+    let out = env
+        .run(&[
+            "--output",
+            "json",
+            "verify",
+            "--name",
+            "t",
+            "--public-key",
+            "other.pem",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(3));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["exit_code"], 3);
+
+    // import whose vault key is not the expected one: exit 3 too.
+    let out = env
+        .run(&[
+            "import",
+            "--name",
+            "t2",
+            "--byok-file",
+            "t.byok",
+            "--expect-public-key",
+            "other.pem",
+        ])
+        .await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("is not the expected one"), "{err}");
+
+    // Command-line mistakes: exit 2, and nothing reaches the vault.
+    for args in [
+        &[
+            "import",
+            "--name",
+            "u",
+            "--byok-file",
+            "t.byok",
+            "--ops",
+            "nonsense",
+        ][..],
+        &[
+            "import",
+            "--name",
+            "u",
+            "--byok-file",
+            "t.byok",
+            "--ops",
+            "import",
+        ],
+        &[
+            "import",
+            "--name",
+            "u",
+            "--byok-file",
+            "t.byok",
+            "--not-before",
+            "soon",
+        ],
+        &[
+            "import",
+            "--name",
+            "u",
+            "--byok-file",
+            "t.byok",
+            "--kty",
+            "DSA",
+        ],
+        &["import", "--name", "u"],
+        &["kek", "create", "--name", "K2", "--size", "1024"],
+    ] {
+        let out = env.run(args).await;
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for name in ["u", "K2"] {
+        env.fails(&["show", "--name", name], "was not found").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_file_written_is_readable_by_all_and_writable_by_the_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    // Managed HSM: the only flavor that imports AES keys, which prove-aes needs.
+    let env = start_as(kv_emulator::Flavor::ManagedHsm).await;
+    with_kek(&env).await;
+    for (file, format) in [
+        ("again.transfer", "transfer"),
+        ("kek.pem", "pem"),
+        ("kek.der", "der"),
+    ] {
+        env.json(&[
+            "kek", "download", "--name", "KEK", "--out", file, "--format", format,
+        ])
+        .await;
+    }
+    let aes = TargetKey::generate(KeyKind::Oct { bits: 256 }).unwrap();
+    env.package(&env.path("kek.transfer"), &aes, "aes.byok", true);
+    env.json(&["import", "--name", "aes", "--byok-file", "aes.byok"])
+        .await;
+    env.json(&["prove-aes", "--name", "aes", "--out", "challenge.json"])
+        .await;
+    std::fs::create_dir(env.path("pkgs")).unwrap();
+    std::fs::write(
+        env.path("keys.toml"),
+        "[[key]]\nname = \"b1\"\nkty = \"EC\"\ncurve = \"P-256\"\n",
+    )
+    .unwrap();
+    let target = TargetKey::generate(KeyKind::Ec { curve: Curve::P256 }).unwrap();
+    env.package(
+        &env.path("kek.transfer"),
+        &target,
+        "pkgs/KeyTransferPackage-b1.byok",
+        true,
+    );
+    // Twice: the first run creates the log and the report, the second appends and replaces.
+    for _ in 0..2 {
+        env.json(&["batch-import", "--manifest", "keys.toml", "--dir", "pkgs"])
+            .await;
+        for file in [
+            "kek.transfer",
+            "again.transfer",
+            "kek.pem",
+            "kek.der",
+            "challenge.json",
+            "pkgs/import-report.json",
+            "pkgs/ceremony-log.jsonl",
+        ] {
+            let mode = std::fs::metadata(env.path(file))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o644, "{file}: {:o}", mode & 0o777);
+        }
+    }
 }

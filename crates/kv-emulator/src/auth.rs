@@ -2,9 +2,11 @@
 //! JWTs, and the challenge every unauthenticated data-plane request gets.
 
 use crate::error::ApiError;
+use crate::state_dir::Identity;
 use axum::http::{HeaderMap, StatusCode, header};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
@@ -20,14 +22,14 @@ struct Claims {
 /// The emulator's identity provider and token checker.
 pub struct Auth {
     pub tenant: String,
-    pub client_id: String,
+    client_id: String,
     client_secret: String,
     /// `https://vault.azure.net` or `https://managedhsm.azure.net`.
     pub resource: String,
     /// `https://127.0.0.1:PORT`: where the token endpoint is.
     pub authority: String,
     signing_key: Vec<u8>,
-    pub token_lifetime: i64,
+    token_lifetime: i64,
 }
 
 /// The form a client-credentials request posts.
@@ -39,16 +41,14 @@ pub struct TokenRequest {
     pub scope: Option<String>,
 }
 
+/// A refused token request: its status and Entra ID's error body.
+pub type OAuthError = (StatusCode, axum::Json<Value>);
+
 /// Entra ID's error shape, which azure_identity parses.
-pub fn oauth_error(
-    status: StatusCode,
-    error: &str,
-    code: i32,
-    description: &str,
-) -> (StatusCode, axum::Json<serde_json::Value>) {
+fn oauth_error(status: StatusCode, error: &str, code: i32, description: &str) -> OAuthError {
     (
         status,
-        axum::Json(serde_json::json!({
+        axum::Json(json!({
             "error": error,
             "error_description": description,
             "error_codes": [code],
@@ -57,22 +57,20 @@ pub fn oauth_error(
 }
 
 impl Auth {
+    /// The identity provider of `identity`'s tenant, issuing tokens for `resource`.
     pub fn new(
-        tenant: String,
-        client_id: String,
-        client_secret: String,
+        identity: Identity,
         resource: String,
         authority: String,
-        signing_key: Vec<u8>,
         token_lifetime: i64,
     ) -> Self {
         Self {
-            tenant,
-            client_id,
-            client_secret,
+            tenant: identity.tenant_id,
+            client_id: identity.client_id,
+            client_secret: identity.client_secret,
             resource,
             authority,
-            signing_key,
+            signing_key: identity.signing_key,
             token_lifetime,
         }
     }
@@ -82,47 +80,8 @@ impl Auth {
     }
 
     /// Answers `POST /{tenant}/oauth2/v2.0/token`.
-    pub fn issue(
-        &self,
-        tenant: &str,
-        form: &TokenRequest,
-    ) -> Result<serde_json::Value, (StatusCode, axum::Json<serde_json::Value>)> {
-        if tenant != self.tenant {
-            return Err(oauth_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                90002,
-                "AADSTS90002: Tenant not found.",
-            ));
-        }
-        if form.grant_type.as_deref() != Some("client_credentials") {
-            return Err(oauth_error(
-                StatusCode::BAD_REQUEST,
-                "unsupported_grant_type",
-                70003,
-                "AADSTS70003: only client_credentials is supported here.",
-            ));
-        }
-        if form.client_id.as_deref() != Some(self.client_id.as_str()) {
-            return Err(oauth_error(
-                StatusCode::BAD_REQUEST,
-                "unauthorized_client",
-                700016,
-                "AADSTS700016: Application not found in the directory.",
-            ));
-        }
-        let secret_ok = form
-            .client_secret
-            .as_deref()
-            .is_some_and(|s| constant_time_eq(s.as_bytes(), self.client_secret.as_bytes()));
-        if !secret_ok {
-            return Err(oauth_error(
-                StatusCode::UNAUTHORIZED,
-                "invalid_client",
-                7000215,
-                "AADSTS7000215: Invalid client secret provided.",
-            ));
-        }
+    pub fn issue(&self, tenant: &str, form: &TokenRequest) -> Result<Value, OAuthError> {
+        self.check_client(tenant, form)?;
         let scope = form.scope.as_deref().unwrap_or_default();
         let audience = scope
             .split_whitespace()
@@ -159,12 +118,53 @@ impl Auth {
                 "signing failed",
             )
         })?;
-        Ok(serde_json::json!({
+        Ok(json!({
             "token_type": "Bearer",
             "expires_in": self.token_lifetime,
             "ext_expires_in": self.token_lifetime,
             "access_token": token,
         }))
+    }
+
+    /// The tenant, the grant type, and the client's id and secret.
+    fn check_client(&self, tenant: &str, form: &TokenRequest) -> Result<(), OAuthError> {
+        if tenant != self.tenant {
+            return Err(oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                90002,
+                "AADSTS90002: Tenant not found.",
+            ));
+        }
+        if form.grant_type.as_deref() != Some("client_credentials") {
+            return Err(oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                70003,
+                "AADSTS70003: only client_credentials is supported here.",
+            ));
+        }
+        if form.client_id.as_deref() != Some(self.client_id.as_str()) {
+            return Err(oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unauthorized_client",
+                700016,
+                "AADSTS700016: Application not found in the directory.",
+            ));
+        }
+        let secret_ok = form
+            .client_secret
+            .as_deref()
+            .is_some_and(|s| constant_time_eq(s.as_bytes(), self.client_secret.as_bytes()));
+        if !secret_ok {
+            return Err(oauth_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                7000215,
+                "AADSTS7000215: Invalid client secret provided.",
+            ));
+        }
+        Ok(())
     }
 
     /// The 401 a request without a valid token gets.

@@ -3,35 +3,42 @@
 //!
 //! - [`routes`]: the keys API subset (create, import incl. `key_hsm`, get, list, update,
 //!   soft delete, recover, purge, sign/verify, encrypt/decrypt, wrap/unwrap) with
-//!   `api-version` checks and the service's error shape;
+//!   `api-version` checks and the service's error shape ([`error`]);
 //! - [`auth`]: an OAuth2 client-credentials token endpoint issuing signed JWTs, and the
 //!   `401` + `WWW-Authenticate` challenge for requests without a valid token;
-//! - [`service`]: the behaviour, including the BYOK unwrap with the KEK private key it holds;
+//! - [`service`]: the behaviour, one module per group of operations, with the service's
+//!   rules; [`byok`]: the BYOK unwrap with the KEK private key it holds; [`crypto`]: the
+//!   cryptographic operations of stored keys; [`model`]: stored keys and their JSON;
 //! - [`store`]: state in memory, or durable before each response with `--persist`;
-//! - [`tls`]: a test CA and server certificate made per state directory.
+//! - [`state_dir`]: the state directory's files (identity, `connection.json`);
+//!   [`tls`]: a test CA and server certificate made per state directory.
 //!
 //! What it proves and what it does not: it checks a `.byok` exactly as this project reads the
 //! format (byok-core) and holds keys in its state directory in the clear. It is not an HSM.
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod byok;
 pub mod crypto;
 pub mod error;
 pub mod model;
 pub mod routes;
 pub mod service;
+pub mod state_dir;
 pub mod store;
 pub mod tls;
 
-use serde::{Deserialize, Serialize};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use byok_core::VaultUrl;
+use byok_core::kid::KidError;
+use state_dir::{FileError, Identity, IdentityError, STATE_FILE};
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
 use std::sync::Arc;
+use store::StoreError;
+use tls::{TlsError, TlsMaterial};
 
 pub use service::Flavor;
-
-/// The connection file's name in the state directory.
-pub const CONNECTION_FILE: &str = "connection.json";
+pub use state_dir::{CONNECTION_FILE, Connection, ConnectionError};
 
 /// How to start the emulator.
 #[derive(Debug, Clone)]
@@ -49,77 +56,89 @@ pub struct Config {
     pub public_url: Option<String>,
 }
 
-/// What a client needs to reach the emulator; written to `connection.json`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Connection {
-    pub vault_url: String,
-    pub ca_cert: PathBuf,
-    pub tenant_id: String,
-    pub client_id: String,
-    pub client_secret: String,
-    pub authority_host: String,
-    pub resource: String,
-    pub flavor: String,
+/// A setting that cannot work, whatever the machine.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "--public-url {url}: {source}; give the URL clients reach the emulator by, as \
+         https://host:port"
+    )]
+    PublicUrl { url: String, source: KidError },
+    #[error("--fault-status {status} is not an HTTP error status: pick one from 400 to 599")]
+    FaultStatus { status: u16 },
 }
 
-impl Connection {
-    /// Reads `connection.json` from a state directory.
-    pub fn load(state_dir: &Path) -> Result<Self, String> {
-        let path = state_dir.join(CONNECTION_FILE);
-        let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+/// Why the emulator could not listen on its address.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr}: {}", listen_remedy(source))]
+pub struct ListenError {
+    pub addr: SocketAddr,
+    pub source: std::io::Error,
+}
+
+fn listen_remedy(e: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::AddrInUse => {
+            "address in use; pick another --listen (port 0 picks a free one)".into()
+        }
+        ErrorKind::AddrNotAvailable => {
+            "this machine has no such address; pick one of its own with --listen (127.0.0.1:0 \
+             serves this machine only)"
+                .into()
+        }
+        ErrorKind::PermissionDenied => {
+            "permission denied (ports below 1024 need privileges); pick a port from 1024 up \
+             with --listen"
+                .into()
+        }
+        _ => format!("{e}; pick another --listen"),
     }
 }
 
-/// Secrets that survive restarts of the same state directory.
-#[derive(Serialize, Deserialize)]
-struct Identity {
-    tenant_id: String,
-    client_id: String,
-    client_secret: String,
-    jwt_key: String,
+/// Why the emulator did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    StateDir(#[from] FileError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error(transparent)]
+    Listen(#[from] ListenError),
+    #[error(transparent)]
+    State(#[from] StoreError),
 }
 
-fn random_hex(bytes: usize) -> String {
-    let mut b = vec![0u8; bytes];
-    getrandom::fill(&mut b).expect("system RNG");
-    hex::encode(b)
-}
-
-fn uuid_like() -> String {
-    let h = random_hex(16);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    )
-}
-
-fn load_identity(dir: &Path) -> Result<Identity, String> {
-    let path = dir.join("identity.json");
-    if path.exists() {
-        let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        return serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()));
+impl StartError {
+    /// Whether the settings themselves are wrong (not the machine or the state directory).
+    pub fn is_usage(&self) -> bool {
+        matches!(self, StartError::Config(_))
     }
-    let identity = Identity {
-        tenant_id: uuid_like(),
-        client_id: uuid_like(),
-        client_secret: random_hex(24),
-        jwt_key: random_hex(32),
-    };
-    write_private(
-        &path,
-        &serde_json::to_vec_pretty(&identity).expect("serializes"),
-    )?;
-    Ok(identity)
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    std::fs::write(path, bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-    tls::restrict(path)
+impl Config {
+    /// Checks the settings no machine could make work; returns `public_url` as a vault URL
+    /// (lowercase host, no trailing `/`) when one is set.
+    fn validate(&self) -> Result<Option<String>, ConfigError> {
+        if let Some(status) = self.fault_status.filter(|s| !(400..=599).contains(s)) {
+            return Err(ConfigError::FaultStatus { status });
+        }
+        self.public_url
+            .as_deref()
+            .map(|url| {
+                VaultUrl::parse(url)
+                    .map(|u| u.to_string())
+                    .map_err(|source| ConfigError::PublicUrl {
+                        url: url.into(),
+                        source,
+                    })
+            })
+            .transpose()
+    }
 }
 
 /// A running emulator.
@@ -151,50 +170,21 @@ impl Running {
 }
 
 /// Starts the emulator and returns once it listens.
-pub async fn start(config: Config) -> Result<Running, String> {
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    let public_url = config.validate()?;
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    std::fs::create_dir_all(&config.state_dir)
-        .map_err(|e| format!("{}: {e}", config.state_dir.display()))?;
-    let material = tls::load_or_create(&config.state_dir)?;
-    let identity = load_identity(&config.state_dir)?;
-    let listener = std::net::TcpListener::bind(config.listen)
-        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let host = match addr.ip() {
-        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
-        ip => ip.to_string(),
-    };
-    let base = config
-        .public_url
-        .clone()
-        .map(|u| u.trim_end_matches('/').to_string())
-        .unwrap_or_else(|| format!("https://{host}:{}", addr.port()));
-    let resource = match config.flavor {
-        Flavor::Vault => "https://vault.azure.net",
-        Flavor::ManagedHsm => "https://managedhsm.azure.net",
-    };
-    let connection = Connection {
-        vault_url: base.clone(),
-        ca_cert: config.state_dir.join("ca.pem"),
-        tenant_id: identity.tenant_id.clone(),
-        client_id: identity.client_id.clone(),
-        client_secret: identity.client_secret.clone(),
-        authority_host: base.clone(),
-        resource: resource.into(),
-        flavor: match config.flavor {
-            Flavor::Vault => "vault".into(),
-            Flavor::ManagedHsm => "managedhsm".into(),
-        },
-    };
-    write_private(
-        &config.state_dir.join(CONNECTION_FILE),
-        &serde_json::to_vec_pretty(&connection).expect("serializes"),
-    )?;
-    let store_file = config.persist.then(|| config.state_dir.join("state.json"));
-    let store =
-        store::Store::open(store_file).map_err(|e| format!("cannot load the state: {e}"))?;
-    let app = Arc::new(routes::App {
+    state_dir::create(&config.state_dir)?;
+    let tls = TlsMaterial::load_or_create(&config.state_dir)?;
+    let identity = Identity::load_or_create(&config.state_dir)?;
+    let (listener, addr) = listen(config.listen)?;
+    let base = public_url.unwrap_or_else(|| match addr.ip() {
+        std::net::IpAddr::V6(ip) => format!("https://[{ip}]:{}", addr.port()),
+        ip => format!("https://{ip}:{}", addr.port()),
+    });
+    let connection = Connection::new(&config.state_dir, &identity, &base, config.flavor);
+    connection.save(&config.state_dir)?;
+    let store = store::Store::open(config.persist.then(|| config.state_dir.join(STATE_FILE)))?;
+    let app = routes::App {
         service: service::Service {
             store,
             vault_url: base.clone(),
@@ -205,28 +195,24 @@ pub async fn start(config: Config) -> Result<Running, String> {
         },
         fault_status: config.fault_status,
         auth: auth::Auth::new(
-            identity.tenant_id,
-            identity.client_id,
-            identity.client_secret,
-            resource.into(),
+            identity,
+            config.flavor.resource().into(),
             base,
-            hex::decode(&identity.jwt_key).map_err(|e| e.to_string())?,
             config.token_lifetime_secs,
         ),
-    });
-    let tls = axum_server::tls_rustls::RustlsConfig::from_pem(
-        material.cert_chain_pem.into_bytes(),
-        material.key_pem.into_bytes(),
-    )
-    .await
-    .map_err(|e| format!("TLS setup: {e}"))?;
-    let service =
-        tower::util::MapRequestLayer::new(|r: axum::http::Request<_>| routes::normalize(r));
-    let app = tower::Layer::layer(&service, routes::router(app));
+    };
+    let server =
+        axum_server::from_tcp_rustls(listener, tls.server_config().await?).map_err(|source| {
+            ListenError {
+                addr: config.listen,
+                source,
+            }
+        })?;
     let handle = axum_server::Handle::new();
-    let server = axum_server::from_tcp_rustls(listener, tls)
-        .map_err(|e| e.to_string())?
-        .handle(handle.clone());
+    let server = server.handle(handle.clone());
+    let normalize =
+        tower::util::MapRequestLayer::new(|r: axum::http::Request<_>| routes::normalize(r));
+    let app = tower::Layer::layer(&normalize, routes::router(Arc::new(app)));
     let task =
         tokio::spawn(async move { server.serve(axum::ServiceExt::into_make_service(app)).await });
     Ok(Running {
@@ -235,4 +221,13 @@ pub async fn start(config: Config) -> Result<Running, String> {
         handle,
         task,
     })
+}
+
+/// Binds the address, returning the listener and the address it got (port 0 picks one).
+fn listen(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ListenError> {
+    let fail = |source| ListenError { addr, source };
+    let listener = TcpListener::bind(addr).map_err(fail)?;
+    listener.set_nonblocking(true).map_err(fail)?;
+    let bound = listener.local_addr().map_err(fail)?;
+    Ok((listener, bound))
 }

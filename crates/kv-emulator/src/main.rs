@@ -1,81 +1,38 @@
-//! `kv-emulator`: a local Key Vault data-plane emulator over HTTPS. This file only parses
-//! arguments, starts the library's server, and waits for SIGINT or SIGTERM.
+//! `kv-emulator`: a local Key Vault data-plane emulator over HTTPS. This file only reads the
+//! command line ([`cli`]), starts the library's server, and stops it on SIGINT or SIGTERM.
+//!
+//! Exit status: 0 after a clean stop; 1 when the emulator cannot start or serve (the state
+//! directory, TLS material, listen address); 2 for settings no machine could make work (and
+//! clap's own usage errors).
 
-use clap::{Parser, ValueEnum};
-use kv_emulator::{Config, Flavor};
-use std::net::SocketAddr;
-use std::path::PathBuf;
+mod cli;
+
+use clap::Parser;
 use std::process::ExitCode;
+use tokio::signal::unix::{SignalKind, signal};
 
-/// Serve the Key Vault keys API (with BYOK import) over HTTPS on this machine.
-#[derive(Parser)]
-#[command(name = "kv-emulator", version, about)]
-struct Cli {
-    /// Address to listen on; port 0 picks a free one.
-    #[arg(long, default_value = "127.0.0.1:0")]
-    listen: SocketAddr,
-    /// Directory for the CA, the connection file, secrets and (with --persist) the keys.
-    #[arg(long)]
-    state_dir: PathBuf,
-    /// Which service to play.
-    #[arg(long, value_enum, default_value_t = FlavorArg::Vault)]
-    flavor: FlavorArg,
-    /// Keep keys in STATE_DIR/state.json, durable before each response.
-    #[arg(long)]
-    persist: bool,
-    /// Lifetime of issued access tokens, in seconds.
-    #[arg(long, default_value_t = 3600, allow_negative_numbers = true)]
-    token_lifetime: i64,
-    /// Accept a BYOK plaintext followed by 1-7 zero bytes (SoftHSM 2.6.1's 0x210A); Azure may not.
-    #[arg(long)]
-    accept_zero_padded_kwp: bool,
-    /// Testing aid: answer every authenticated data-plane request with this HTTP status (429 adds Retry-After: 1).
-    #[arg(long)]
-    fault_status: Option<u16>,
-    /// The URL clients reach the emulator by when it sits behind a proxy (key ids use it).
-    #[arg(long)]
-    public_url: Option<String>,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum FlavorArg {
-    Vault,
-    Managedhsm,
-}
+const USAGE: u8 = 2;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let config = kv_emulator::Config::from(cli::Cli::parse());
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
-    let config = Config {
-        listen: cli.listen,
-        state_dir: cli.state_dir,
-        flavor: match cli.flavor {
-            FlavorArg::Vault => Flavor::Vault,
-            FlavorArg::Managedhsm => Flavor::ManagedHsm,
-        },
-        persist: cli.persist,
-        token_lifetime_secs: cli.token_lifetime,
-        accept_zero_padded_kwp: cli.accept_zero_padded_kwp,
-        fault_status: cli.fault_status,
-        public_url: cli.public_url,
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(e) => return fail(format!("cannot watch for SIGTERM ({e})"), ExitCode::FAILURE),
     };
     let running = match kv_emulator::start(config).await {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
+        Ok(running) => running,
+        Err(e) if e.is_usage() => return fail(e, ExitCode::from(USAGE)),
+        Err(e) => return fail(e, ExitCode::FAILURE),
     };
     // Scripts wait for this line.
     println!("listening on {}", running.connection.vault_url);
     let handle = running.handle();
     tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
@@ -84,9 +41,14 @@ async fn main() -> ExitCode {
     });
     match running.wait().await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
+        Err(e) => fail(
+            format!("the server stopped ({e}); start kv-emulator again"),
+            ExitCode::FAILURE,
+        ),
     }
+}
+
+fn fail(message: impl std::fmt::Display, code: ExitCode) -> ExitCode {
+    eprintln!("error: {message}");
+    code
 }

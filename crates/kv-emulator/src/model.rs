@@ -1,6 +1,7 @@
 //! Stored keys and the JSON the service returns for them (KeyBundle, DeletedKeyBundle).
 
 use crate::error::{ApiError, ApiResult};
+use byok_core::KeyOp;
 use byok_core::b64;
 use byok_core::jwk::PublicJwk;
 use byok_core::target::{KeyKind, Kty, TargetKey};
@@ -11,16 +12,6 @@ use zeroize::Zeroizing;
 
 /// Days a deleted key stays recoverable.
 pub const RECOVERABLE_DAYS: i64 = 90;
-
-pub const ALL_OPS: [&str; 7] = [
-    "encrypt",
-    "decrypt",
-    "sign",
-    "verify",
-    "wrapKey",
-    "unwrapKey",
-    "import",
-];
 
 /// Key attributes as stored; times are Unix seconds.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -91,7 +82,8 @@ pub struct KeyVersion {
     pub kty: String,
     pub bits: u32,
     pub crv: Option<String>,
-    pub key_ops: Vec<String>,
+    /// Stored by Key Vault's names (`wrapKey`, ...), as state files have always held them.
+    pub key_ops: Vec<KeyOp>,
     /// PKCS#8 DER (RSA, EC) or raw AES bytes, base64url. The emulator keeps its keys in its
     /// state file in the clear: it is a rehearsal tool, not a vault.
     pub material: String,
@@ -104,20 +96,8 @@ pub struct KeyVersion {
 
 impl KeyVersion {
     pub fn kind(&self) -> ApiResult<KeyKind> {
-        let kty =
-            Kty::from_jwk_kty(&self.kty).ok_or_else(|| ApiError::internal("bad stored kty"))?;
-        Ok(match kty {
-            Kty::Rsa => KeyKind::Rsa { bits: self.bits },
-            Kty::Oct => KeyKind::Oct { bits: self.bits },
-            Kty::Ec => KeyKind::Ec {
-                curve: self
-                    .crv
-                    .as_deref()
-                    .unwrap_or_default()
-                    .parse()
-                    .map_err(|_| ApiError::internal("bad stored curve"))?,
-            },
-        })
+        KeyKind::from_parts(&self.kty, Some(self.bits), self.crv.as_deref())
+            .map_err(|e| ApiError::internal(format!("bad stored key type: {e}")))
     }
 
     pub fn plaintext(&self) -> ApiResult<Zeroizing<Vec<u8>>> {
@@ -235,36 +215,22 @@ pub fn now() -> i64 {
         .unwrap_or_default()
 }
 
-/// Checks key operations as the service does: known names, and `import` alone.
-pub fn validate_ops(ops: &[String], kty: Kty) -> ApiResult<()> {
-    for op in ops {
-        if !ALL_OPS.contains(&op.as_str()) {
-            return Err(ApiError::bad_parameter(format!(
-                "Invalid key operation: {op}"
-            )));
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use byok_core::target::Curve;
+
+    /// A version as state files written before `key_ops` became [`KeyOp`] hold it.
+    const STORED: &str = r#"{"version":"0123456789abcdef0123456789abcdef","kty":"EC-HSM","bits":384,"crv":"P-384","key_ops":["sign","verify","wrapKey","unwrapKey"],"material":"","attributes":{"enabled":true,"nbf":null,"exp":null,"created":1,"updated":1,"exportable":null},"tags":{},"release_policy":null,"imported_byok":true}"#;
+
+    #[test]
+    fn stored_versions_load_and_save_unchanged() {
+        let v: KeyVersion = serde_json::from_str(STORED).unwrap();
+        assert_eq!(
+            v.key_ops,
+            [KeyOp::Sign, KeyOp::Verify, KeyOp::WrapKey, KeyOp::UnwrapKey]
+        );
+        assert_eq!(v.kind().unwrap(), KeyKind::Ec { curve: Curve::P384 });
+        assert_eq!(serde_json::to_string(&v).unwrap(), STORED);
     }
-    if ops.iter().any(|o| o == "import") {
-        if ops.len() > 1 {
-            return Err(ApiError::bad_parameter(
-                "Key operation 'import' cannot be combined with any other operation.",
-            ));
-        }
-        if kty != Kty::Rsa {
-            return Err(ApiError::bad_parameter(
-                "Key operation 'import' is only valid for RSA-HSM keys (a Key Exchange Key).",
-            ));
-        }
-    }
-    let allowed: &[&str] = match kty {
-        Kty::Rsa => &ALL_OPS,
-        Kty::Ec => &["sign", "verify"],
-        Kty::Oct => &["encrypt", "decrypt", "wrapKey", "unwrapKey"],
-    };
-    if let Some(bad) = ops.iter().find(|o| !allowed.contains(&o.as_str())) {
-        return Err(ApiError::bad_parameter(format!(
-            "Key operation '{bad}' is not valid for {kty} keys."
-        )));
-    }
-    Ok(())
 }

@@ -1,9 +1,8 @@
 //! The HTTP surface: routes, the api-version check, auth, bodies and paging.
 
 use crate::auth::{Auth, TokenRequest};
-use crate::crypto;
 use crate::error::{ApiError, ApiResult};
-use crate::service::{CreateRequest, ImportRequest, Service, UpdateRequest};
+use crate::service::{CreateRequest, ImportRequest, OperationRequest, Service, UpdateRequest};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{StatusCode, Uri};
@@ -11,6 +10,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
+use byok_core::KeyOp;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -99,15 +99,19 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/keys/{name}/versions", get(list_versions))
         .route("/keys/{name}/{version}", get(get_version).patch(update))
         .route("/keys/{name}/{version}/{op}", post(operation))
-        .route("/keys/{name}/sign", post(operation_latest))
-        .route("/keys/{name}/verify", post(operation_latest))
-        .route("/keys/{name}/encrypt", post(operation_latest))
-        .route("/keys/{name}/decrypt", post(operation_latest))
-        .route("/keys/{name}/wrapkey", post(operation_latest))
-        .route("/keys/{name}/unwrapkey", post(operation_latest))
         .route("/deletedkeys", get(list_deleted))
         .route("/deletedkeys/{name}", get(get_deleted).delete(purge))
-        .route("/deletedkeys/{name}/recover", post(recover))
+        .route("/deletedkeys/{name}/recover", post(recover));
+    // The latest version's operations: `/keys/{name}/sign`, ... (static segments win over
+    // `/keys/{name}/{version}`).
+    let data = ROUTED_OPS
+        .iter()
+        .fold(data, |data, op| {
+            data.route(
+                &format!("/keys/{{name}}/{}", segment(*op)),
+                post(operation_latest),
+            )
+        })
         .route_layer(middleware::from_fn_with_state(app.clone(), require_token));
     Router::new()
         .route("/{tenant}/oauth2/v2.0/token", post(token))
@@ -365,14 +369,19 @@ fn token_form(text: &str) -> Option<TokenRequest> {
         .map(|q| q.0)
 }
 
-#[derive(serde::Deserialize)]
-struct OperationRequest {
-    alg: String,
-    value: String,
-    digest: Option<String>,
-    iv: Option<String>,
-    aad: Option<String>,
-    tag: Option<String>,
+/// The operations with routes of their own; `import` is what `PUT /keys/{name}` does.
+const ROUTED_OPS: [KeyOp; 6] = [
+    KeyOp::Sign,
+    KeyOp::Verify,
+    KeyOp::Encrypt,
+    KeyOp::Decrypt,
+    KeyOp::WrapKey,
+    KeyOp::UnwrapKey,
+];
+
+/// An operation's URL segment: Key Vault's paths spell its name in lowercase (`wrapkey`).
+fn segment(op: KeyOp) -> String {
+    op.name().to_ascii_lowercase()
 }
 
 async fn operation(
@@ -382,62 +391,9 @@ async fn operation(
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
     api_version(&q)?;
-    let key_op = match op.as_str() {
-        "sign" => "sign",
-        "verify" => "verify",
-        "encrypt" => "encrypt",
-        "decrypt" => "decrypt",
-        "wrapkey" => "wrapKey",
-        "unwrapkey" => "unwrapKey",
-        _ => return Err(not_found().await),
+    let Some(op) = ROUTED_OPS.into_iter().find(|o| segment(*o) == op) else {
+        return Err(not_found().await);
     };
     let req: OperationRequest = parse(&body)?;
-    let value = crypto::field("value", &req.value)?;
-    let opt = |name: &'static str, v: &Option<String>| {
-        v.as_deref().map(|s| crypto::field(name, s)).transpose()
-    };
-    let (iv, aad, tag) = (
-        opt("iv", &req.iv)?,
-        opt("aad", &req.aad)?,
-        opt("tag", &req.tag)?,
-    );
-    let (kid, material) = app.service.for_operation(&name, &version, key_op).await?;
-    let b64 = byok_core::b64::encode;
-    let alg = req.alg.clone();
-    let body = tokio::task::spawn_blocking(move || -> ApiResult<Value> {
-        Ok(match key_op {
-            "sign" => json!({"kid": kid, "value": b64(&crypto::sign(&material, &alg, &value)?)}),
-            "verify" => {
-                let digest = opt("digest", &req.digest)?
-                    .ok_or_else(|| ApiError::bad_parameter("verify needs 'digest'."))?;
-                json!({"value": crypto::verify(&material, &alg, &digest, &value)?})
-            }
-            "encrypt" | "wrapKey" => {
-                let sealed =
-                    crypto::encrypt(&material, &alg, &value, iv.as_deref(), aad.as_deref())?;
-                let mut out = json!({"kid": kid, "value": b64(&sealed.value)});
-                if let Some(iv) = sealed.iv {
-                    out["iv"] = json!(b64(&iv));
-                }
-                if let Some(tag) = sealed.tag {
-                    out["tag"] = json!(b64(&tag));
-                }
-                out
-            }
-            _ => {
-                let plain = crypto::decrypt(
-                    &material,
-                    &alg,
-                    &value,
-                    iv.as_deref(),
-                    aad.as_deref(),
-                    tag.as_deref(),
-                )?;
-                json!({"kid": kid, "value": b64(&plain)})
-            }
-        })
-    })
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))??;
-    Ok(Json(body))
+    Ok(Json(app.service.operate(&name, &version, op, req).await?))
 }

@@ -3,6 +3,7 @@
 
 use crate::error::{ApiError, ApiResult};
 use crate::model::KeyEntry;
+use crate::state_dir::{self, FileError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -15,6 +16,19 @@ pub struct State {
     pub keys: BTreeMap<String, KeyEntry>,
 }
 
+/// Why the saved state could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error(
+        "{} is not a state file this kv-emulator reads ({reason}); move it away to start with \
+         no keys, or run the kv-emulator version that wrote it",
+        path.display()
+    )]
+    Invalid { path: PathBuf, reason: String },
+}
+
 pub struct Store {
     state: Mutex<State>,
     file: Option<PathBuf>,
@@ -22,17 +36,13 @@ pub struct Store {
 
 impl Store {
     /// An in-memory store, or one loaded from (and saved to) `file`.
-    pub fn open(file: Option<PathBuf>) -> std::io::Result<Self> {
+    pub fn open(file: Option<PathBuf>) -> Result<Self, StoreError> {
         let state = match &file {
-            Some(path) if path.exists() => {
-                let bytes = std::fs::read(path)?;
-                serde_json::from_slice(&bytes).map_err(|e| {
-                    std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        format!("{}: {e}", path.display()),
-                    )
-                })?
-            }
+            Some(path) if path.exists() => serde_json::from_slice(&state_dir::read(path)?)
+                .map_err(|e| StoreError::Invalid {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?,
             _ => State::default(),
         };
         Ok(Self {

@@ -1,47 +1,107 @@
 //! A test CA and a server certificate for localhost / 127.0.0.1 / ::1, made once per state
 //! directory so clients keep trusting the emulator across restarts.
 
+use crate::state_dir::{self, CA_FILE, FileError, SERVER_CERT_FILE, SERVER_KEY_FILE};
+use axum_server::tls_rustls::RustlsConfig;
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, Certificate, CertificateParams, DnType, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
 };
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-/// PEM of the server chain and key, and the CA certificate.
-pub struct TlsMaterial {
-    pub cert_chain_pem: String,
-    pub key_pem: String,
-    pub ca_pem: String,
+/// Why the emulator has no usable certificate.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error(
+        "cannot make the test CA and server certificate ({reason}); this is a kv-emulator bug: \
+         please report it"
+    )]
+    Generate { reason: String },
+    #[error(
+        "the TLS material in {} is not usable ({reason}); delete ca.pem, server.pem and \
+         server.key there to make new ones (clients must then trust the new ca.pem)",
+        dir.display()
+    )]
+    Unusable { dir: PathBuf, reason: String },
 }
 
-/// Loads the material from `dir`, or makes and saves it.
-pub fn load_or_create(dir: &Path) -> Result<TlsMaterial, String> {
-    let (ca_path, cert_path, key_path) = (
-        dir.join("ca.pem"),
-        dir.join("server.pem"),
-        dir.join("server.key"),
-    );
-    if ca_path.exists() && cert_path.exists() && key_path.exists() {
-        let read =
-            |p: &Path| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()));
-        return Ok(TlsMaterial {
-            ca_pem: read(&ca_path)?,
-            cert_chain_pem: read(&cert_path)?,
-            key_pem: read(&key_path)?,
-        });
+impl From<rcgen::Error> for TlsError {
+    fn from(e: rcgen::Error) -> Self {
+        TlsError::Generate {
+            reason: e.to_string(),
+        }
     }
-    let err = |e: rcgen::Error| e.to_string();
-    let ca_key = KeyPair::generate().map_err(err)?;
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
+}
+
+/// PEM of the server chain and key.
+pub struct TlsMaterial {
+    dir: PathBuf,
+    cert_chain_pem: String,
+    key_pem: String,
+}
+
+impl TlsMaterial {
+    /// Loads the material from `dir`, or makes and saves it (with the CA clients trust).
+    pub fn load_or_create(dir: &Path) -> Result<Self, TlsError> {
+        let (ca_path, cert_path, key_path) = (
+            dir.join(CA_FILE),
+            dir.join(SERVER_CERT_FILE),
+            dir.join(SERVER_KEY_FILE),
+        );
+        if ca_path.exists() && cert_path.exists() && key_path.exists() {
+            let text = |p: &Path| -> Result<String, TlsError> {
+                String::from_utf8(state_dir::read(p)?).map_err(|_| TlsError::Unusable {
+                    dir: dir.into(),
+                    reason: format!("{} is not PEM text", p.display()),
+                })
+            };
+            return Ok(Self {
+                dir: dir.into(),
+                cert_chain_pem: text(&cert_path)?,
+                key_pem: text(&key_path)?,
+            });
+        }
+        let (ca_cert, issuer) = make_ca()?;
+        let (server_cert, server_key) = make_server(&issuer)?;
+        let material = Self {
+            dir: dir.into(),
+            cert_chain_pem: format!("{}{}", server_cert.pem(), ca_cert.pem()),
+            key_pem: server_key.serialize_pem(),
+        };
+        state_dir::write_public(&ca_path, ca_cert.pem().as_bytes())?;
+        state_dir::write_public(&cert_path, material.cert_chain_pem.as_bytes())?;
+        state_dir::write_private(&key_path, material.key_pem.as_bytes())?;
+        Ok(material)
+    }
+
+    /// The server's TLS configuration.
+    pub async fn server_config(self) -> Result<RustlsConfig, TlsError> {
+        RustlsConfig::from_pem(self.cert_chain_pem.into_bytes(), self.key_pem.into_bytes())
+            .await
+            .map_err(|e| TlsError::Unusable {
+                dir: self.dir,
+                reason: e.to_string(),
+            })
+    }
+}
+
+fn make_ca() -> Result<(Certificate, Issuer<'static, KeyPair>), rcgen::Error> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params
         .distinguished_name
         .push(DnType::CommonName, "kv-emulator test CA");
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca_cert = ca_params.self_signed(&ca_key).map_err(err)?;
-    let issuer = Issuer::new(ca_params, ca_key);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let cert = params.self_signed(&key)?;
+    Ok((cert, Issuer::new(params, key)))
+}
 
-    let server_key = KeyPair::generate().map_err(err)?;
-    let mut params = CertificateParams::new(vec!["localhost".to_string()]).map_err(err)?;
+fn make_server(issuer: &Issuer<'static, KeyPair>) -> Result<(Certificate, KeyPair), rcgen::Error> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(vec!["localhost".to_string()])?;
     params
         .subject_alt_names
         .push(SanType::IpAddress([127, 0, 0, 1].into()));
@@ -51,29 +111,6 @@ pub fn load_or_create(dir: &Path) -> Result<TlsMaterial, String> {
     params
         .distinguished_name
         .push(DnType::CommonName, "kv-emulator");
-    let server_cert = params.signed_by(&server_key, &issuer).map_err(err)?;
-
-    let material = TlsMaterial {
-        cert_chain_pem: format!("{}{}", server_cert.pem(), ca_cert.pem()),
-        key_pem: server_key.serialize_pem(),
-        ca_pem: ca_cert.pem(),
-    };
-    let write =
-        |p: &Path, s: &str| std::fs::write(p, s).map_err(|e| format!("{}: {e}", p.display()));
-    write(&ca_path, &material.ca_pem)?;
-    write(&cert_path, &material.cert_chain_pem)?;
-    write(&key_path, &material.key_pem)?;
-    restrict(&key_path)?;
-    Ok(material)
-}
-
-/// 0600 for files holding secrets.
-pub fn restrict(path: &Path) -> Result<(), String> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-    }
-    Ok(())
+    let cert = params.signed_by(&key, issuer)?;
+    Ok((cert, key))
 }

@@ -3,10 +3,10 @@
 
 mod common;
 
+use byok_tests::Emulator;
 use kv_emulator::{Connection, Flavor};
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 #[tokio::test]
@@ -56,21 +56,13 @@ async fn restart_keeps_keys() {
     assert_eq!(emu.call(reqwest::Method::GET, "/keys/a", None).await.0, 404);
 }
 
-fn spawn(dir: &std::path::Path) -> (Child, Connection) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kv-emulator"))
-        .args(["--persist", "--state-dir"])
-        .arg(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+fn spawn(dir: &Path) -> (Emulator, Connection) {
+    let exe = Path::new(env!("CARGO_BIN_EXE_kv-emulator"));
+    let child = Emulator::start(exe, dir, &["--persist"]).unwrap_or_else(|e| panic!("{e}"));
     assert!(
-        line.starts_with("listening on https://127.0.0.1:"),
-        "{line}"
+        child.url().starts_with("https://127.0.0.1:"),
+        "listening on {}",
+        child.url()
     );
     (child, Connection::load(dir).unwrap())
 }

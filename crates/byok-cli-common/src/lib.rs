@@ -1,0 +1,28 @@
+//! What both workstation binaries (`byok-offline`, `byok-online`) do with files and the
+//! terminal, in one place so the two cannot drift:
+//!
+//! - [`files`]: atomic, fsynced, never-overwriting writes with the mode stated per file kind,
+//!   and reads bounded by size;
+//! - [`evidence`]: the ceremony's evidence log appender (the chain itself is byok-core's);
+//! - [`progress`]: a bar on a terminal, plain lines otherwise;
+//! - [`logging`]: `-v` levels and `RUST_LOG`;
+//! - [`output`]: `--output human|json` and the error report; [`flags`]: the flags every
+//!   command takes;
+//! - [`exit`]: the exit codes scripts can rely on.
+//!
+//! It links no HTTP client, TLS stack, async runtime or PKCS#11 library: the air-gapped
+//! binary depends on it.
+#![forbid(unsafe_code)]
+
+pub mod evidence;
+pub mod exit;
+pub mod files;
+pub mod flags;
+pub mod logging;
+pub mod output;
+pub mod progress;
+
+pub use exit::ExitKind;
+pub use files::{FileError, FileKind};
+pub use flags::{GlobalFlags, KindFlags};
+pub use output::OutputFormat;

@@ -1,0 +1,94 @@
+//! `batch` through the real binary: a rerun skips what is done, rebuilds a missing sidecar,
+//! records each package once in a log that verifies, and names the key a failure belongs to.
+
+mod common;
+
+use common::{Hsm, kek_pair, ok, stderr};
+
+const MANIFEST: &str = "[[key]]\nname = \"b1\"\nkty = \"EC\"\ncurve = \"P-256\"\n\n\
+                        [[key]]\nname = \"b2\"\nkty = \"EC\"\ncurve = \"P-384\"\nops = [\"sign\"]\n";
+
+#[test]
+fn a_rerun_resumes_and_the_log_records_each_package_once() {
+    let hsm = Hsm::new();
+    let (_, kek) = kek_pair(2048);
+    let transfer = hsm.transfer_file(&kek);
+    std::fs::write(hsm.path("keys.toml"), MANIFEST).unwrap();
+    let batch = [
+        "--output",
+        "json",
+        "batch",
+        "--manifest",
+        "keys.toml",
+        "--kek",
+        transfer.to_str().unwrap(),
+        "--out",
+        "out",
+        "--allow-zero-padded-kwp",
+    ];
+    let outcomes = |report: &serde_json::Value| {
+        let mut o: Vec<String> = report["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| {
+                format!(
+                    "{}: {}",
+                    k["name"].as_str().unwrap(),
+                    k["outcome"].as_str().unwrap()
+                )
+            })
+            .collect();
+        o.sort();
+        o
+    };
+    let out = hsm.run(&batch);
+    assert!(
+        stderr(&out).contains("b2: packaged, generated EC P-384 ("),
+        "{}",
+        stderr(&out)
+    );
+    let first = ok(&out);
+    assert_eq!(outcomes(&first), ["b1: packaged", "b2: packaged"]);
+    assert_eq!(first["generated"], 2);
+
+    std::fs::remove_file(hsm.path("out/KeyTransferPackage-b1.byok.sidecar.json")).unwrap();
+    let again = ok(&hsm.run(&batch));
+    assert_eq!(
+        outcomes(&again),
+        ["b1: sidecar restored", "b2: already packaged"]
+    );
+    assert_eq!(
+        (again["packaged"].clone(), again["skipped"].clone()),
+        (0.into(), 2.into())
+    );
+    // Two packages, one confirmation of the restored sidecar; the rerun adds nothing more.
+    ok(&hsm.run(&batch));
+    let log = ok(&hsm.run(&[
+        "--output",
+        "json",
+        "log",
+        "verify",
+        "out/ceremony-log.jsonl",
+    ]));
+    assert_eq!(log["entries"], 3);
+
+    // A package made for another KEK stops the run, naming the key.
+    let other_kid = common::KID.replace("0123456789abcdef0123456789abcdef", &"f".repeat(32));
+    let other = byok_core::KekTransfer::new(byok_core::KeyId::parse(&other_kid).unwrap(), kek);
+    std::fs::write(hsm.path("other.transfer"), other.unwrap().to_text()).unwrap();
+    let mut args = batch.to_vec();
+    args[6] = "other.transfer";
+    std::fs::write(
+        hsm.path("keys.toml"),
+        &MANIFEST[..MANIFEST.find("\n\n").unwrap()],
+    )
+    .unwrap();
+    let out = hsm.run(&args);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("key `b1`: ") && err.contains("made for another KEK"),
+        "{err}"
+    );
+}

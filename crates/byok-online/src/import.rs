@@ -1,0 +1,452 @@
+//! `import`: a `.byok` into the vault, in two steps.
+//!
+//! [`ImportPlan::prepare`] reads the package, its sidecar, the expected public key and the
+//! release policy, and makes every check that needs no network: the key name, the cloud, the
+//! KEK's vault, the sidecar's hash, the key kind, operations and times. A refused import sends
+//! nothing. [`ImportPlan::upload`] then checks the KEK in the vault, uploads, and compares the
+//! vault's public key with the one the HSM reported.
+
+use crate::connect::{ConnectOptions, Vault};
+use crate::error::{KekProblem, KeyMismatch, OnlineError, Result};
+use crate::vault::{ImportRequest, KeyView};
+use azure_security_keyvault_keys::models::KeyReleasePolicy;
+use byok_cli_common::files;
+use byok_core::kid::{Cloud, VaultKind};
+use byok_core::package::MAX_PACKAGE_BYTES;
+use byok_core::sidecar::{self, Sidecar};
+use byok_core::target::{Curve, KeyKind, Kty};
+use byok_core::{Fingerprint, KeyOp, KeyTransferPackage, TargetPublicKey, VaultUrl};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use time::OffsetDateTime;
+
+/// Largest sidecar, public key PEM or release policy we read.
+pub(crate) const MAX_SMALL_FILE: u64 = 64 * 1024;
+
+/// What `import` takes.
+#[derive(Debug, Clone, Default)]
+pub struct ImportOptions {
+    pub name: String,
+    pub byok_file: PathBuf,
+    /// Default: the sidecar beside `byok_file` when it exists.
+    pub sidecar: Option<PathBuf>,
+    pub kty: Option<String>,
+    pub size: Option<u32>,
+    pub curve: Option<String>,
+    /// Default: every operation the key type allows.
+    pub ops: Option<Vec<KeyOp>>,
+    pub tags: Vec<(String, String)>,
+    pub disabled: bool,
+    pub not_before: Option<String>,
+    pub expires: Option<String>,
+    pub exportable: bool,
+    pub release_policy: Option<PathBuf>,
+    pub expect_public_key: Option<PathBuf>,
+}
+
+/// What `import` reports.
+#[derive(Debug, Serialize)]
+pub struct ImportReport {
+    pub key: KeyView,
+    pub kek_kid: String,
+    pub byok_sha256: String,
+    /// `matches`, or `not checked (AES key)` / `not checked (no expected key given)`.
+    pub public_key_check: String,
+}
+
+/// An import that passed every local check.
+#[derive(Debug)]
+pub struct ImportPlan {
+    name: String,
+    bytes: Vec<u8>,
+    package: KeyTransferPackage,
+    byok_sha256: Fingerprint,
+    sidecar: Option<Sidecar>,
+    kind: KeyKind,
+    ops: Vec<KeyOp>,
+    expected: Option<TargetPublicKey>,
+    tags: HashMap<String, String>,
+    enabled: bool,
+    not_before: Option<OffsetDateTime>,
+    expires: Option<OffsetDateTime>,
+    exportable: bool,
+    release_policy: Option<KeyReleasePolicy>,
+}
+
+/// `import`: every local check first (nothing is sent if one fails), then the upload.
+pub async fn import(conn: &ConnectOptions, opts: &ImportOptions) -> Result<ImportReport> {
+    let plan = ImportPlan::prepare(opts, &conn.vault_url()?)?;
+    plan.upload(&conn.connect()?).await
+}
+
+impl ImportPlan {
+    /// Reads the files and makes every check that needs no network, for an import into
+    /// `vault`.
+    pub fn prepare(opts: &ImportOptions, vault: &VaultUrl) -> Result<ImportPlan> {
+        byok_core::kid::validate_key_name(&opts.name)?;
+        let bytes = files::read_limited(&opts.byok_file, MAX_PACKAGE_BYTES as u64)?;
+        let package = KeyTransferPackage::parse(&bytes)?;
+        check_vault(&package, vault)?;
+        let byok_sha256 = Fingerprint::of_bytes(&bytes);
+        let sidecar = read_sidecar(opts, &byok_sha256)?;
+        let kind = kind_of(opts, sidecar.as_ref())?;
+        let ops = match &opts.ops {
+            Some(ops) => ops.clone(),
+            None => KeyOp::defaults(kind.kty()).to_vec(),
+        };
+        KeyOp::check_for_target(kind.kty(), &ops)?;
+        let expected = match (&opts.expect_public_key, &sidecar) {
+            (Some(path), _) => Some(TargetPublicKey::from_pem(&files::read_text_limited(
+                path,
+                MAX_SMALL_FILE,
+            )?)?),
+            (None, Some(s)) => s.public_key.clone(),
+            (None, None) => None,
+        };
+        let release_policy = opts
+            .release_policy
+            .as_deref()
+            .map(read_release_policy)
+            .transpose()?;
+        if opts.exportable && release_policy.is_none() {
+            return Err(OnlineError::Usage(
+                "--exportable needs --release-policy FILE".into(),
+            ));
+        }
+        Ok(ImportPlan {
+            name: opts.name.clone(),
+            bytes,
+            package,
+            byok_sha256,
+            sidecar,
+            kind,
+            ops,
+            expected,
+            tags: opts.tags.iter().cloned().collect(),
+            enabled: !opts.disabled,
+            not_before: parse_time("--not-before", opts.not_before.as_deref())?,
+            expires: parse_time("--expires", opts.expires.as_deref())?,
+            exportable: opts.exportable,
+            release_policy,
+        })
+    }
+
+    /// The SHA-256 of the `.byok`.
+    pub fn byok_sha256(&self) -> &Fingerprint {
+        &self.byok_sha256
+    }
+
+    /// What the package holds.
+    pub fn kind(&self) -> KeyKind {
+        self.kind
+    }
+
+    /// The sidecar read, if any.
+    pub fn sidecar(&self) -> Option<&Sidecar> {
+        self.sidecar.as_ref()
+    }
+
+    /// Adds a tag to the imported key.
+    pub fn tag(&mut self, key: &str, value: &str) {
+        self.tags.insert(key.into(), value.into());
+    }
+
+    /// Checks the KEK in the vault, uploads the package, and compares the vault's public key
+    /// with the expected one. `vault` must be the one the plan was prepared for.
+    pub async fn upload(&self, vault: &Vault) -> Result<ImportReport> {
+        let kid = self.package.kid();
+        let kek_view = vault
+            .get(kid.name(), kid.version())
+            .await
+            .map_err(|e| match e {
+                OnlineError::KeyNotFound { .. } => OnlineError::BadKek {
+                    kid: kid.to_string(),
+                    problem: KekProblem::Missing,
+                },
+                other => other,
+            })?;
+        self.package.check_against_kek(&kek_view.kek_public()?)?;
+        let request = ImportRequest {
+            byok: &self.bytes,
+            kind: self.kind,
+            ops: &self.ops,
+            enabled: self.enabled,
+            not_before: self.not_before,
+            expires: self.expires,
+            exportable: self.exportable,
+            tags: self.tags.clone(),
+            release_policy: self.release_policy.clone(),
+        };
+        let key = vault
+            .import_byok(&self.name, &request)
+            .await
+            .map_err(|e| match e {
+                OnlineError::Unreachable(reason) => OnlineError::ImportInterrupted {
+                    name: self.name.clone(),
+                    reason,
+                },
+                other => other,
+            })?;
+        let public_key_check = self.public_key_check(&key)?;
+        Ok(ImportReport {
+            key,
+            kek_kid: kid.to_string(),
+            byok_sha256: self.byok_sha256.to_hex(),
+            public_key_check,
+        })
+    }
+
+    fn public_key_check(&self, key: &KeyView) -> Result<String> {
+        match (&self.expected, &key.public_key) {
+            (None, _) if self.kind.kty() == Kty::Oct => {
+                Ok("not checked (AES key has no public key)".into())
+            }
+            (None, _) => Ok("not checked (no sidecar and no --expect-public-key)".into()),
+            (Some(want), Some(got)) if want == got => Ok("matches".into()),
+            (Some(want), got) => Err(OnlineError::VerifyMismatch {
+                kid: key.kid.clone(),
+                mismatch: KeyMismatch::Imported {
+                    vault: got
+                        .as_ref()
+                        .map_or_else(|| "none".into(), |g| g.fingerprint().to_hex()),
+                    expected: want.fingerprint(),
+                },
+            }),
+        }
+    }
+}
+
+/// BYOK needs the KEK in the target vault, and a cloud that offers it.
+fn check_vault(package: &KeyTransferPackage, vault: &VaultUrl) -> Result<()> {
+    if vault.kind() == VaultKind::KeyVault(Cloud::China) {
+        return Err(OnlineError::ChinaCloud {
+            vault: vault.to_string(),
+        });
+    }
+    let kid = package.kid();
+    if kid.vault() != vault {
+        return Err(OnlineError::ForeignKek {
+            kid: kid.to_string(),
+            package_vault: kid.vault().to_string(),
+            target_vault: vault.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// The sidecar named, or the one beside the package; it must describe this package.
+fn read_sidecar(opts: &ImportOptions, byok_sha256: &Fingerprint) -> Result<Option<Sidecar>> {
+    let beside = sidecar::path_for(&opts.byok_file);
+    let Some(path) = opts
+        .sidecar
+        .clone()
+        .or_else(|| beside.exists().then_some(beside))
+    else {
+        return Ok(None);
+    };
+    let s = Sidecar::parse(&files::read_limited(&path, MAX_SMALL_FILE)?)?;
+    if &s.byok_sha256 != byok_sha256 {
+        return Err(OnlineError::SidecarMismatch { sidecar: path });
+    }
+    Ok(Some(s))
+}
+
+/// What the package holds: the sidecar says, and --kty/--size/--curve must agree with it;
+/// without a sidecar the flags say.
+fn kind_of(opts: &ImportOptions, sidecar: Option<&Sidecar>) -> Result<KeyKind> {
+    let stated = sidecar.map(|s| s.kind);
+    let Some(kty) = &opts.kty else {
+        return stated.ok_or_else(|| {
+            OnlineError::Usage(
+                "no sidecar next to the .byok: say what it holds with --kty RSA|EC|oct (and --curve for EC)".into(),
+            )
+        });
+    };
+    // Flags left out take the sidecar's values, when the key types agree.
+    let same_type = stated.filter(|k| Kty::from_jwk_kty(kty) == Some(k.kty()));
+    let size = opts
+        .size
+        .or(same_type.filter(|k| k.curve().is_none()).map(KeyKind::bits));
+    let curve = opts
+        .curve
+        .as_deref()
+        .or(same_type.and_then(KeyKind::curve).map(Curve::name));
+    let flags = KeyKind::from_parts(kty, size, curve).map_err(OnlineError::KindFlags)?;
+    match stated {
+        Some(sidecar) if sidecar != flags => Err(OnlineError::KindDiffers { flags, sidecar }),
+        _ => Ok(flags),
+    }
+}
+
+fn read_release_policy(path: &Path) -> Result<KeyReleasePolicy> {
+    Ok(KeyReleasePolicy {
+        content_type: Some("application/json; charset=utf-8".into()),
+        encoded_policy: Some(files::read_limited(path, MAX_SMALL_FILE)?),
+        immutable: None,
+    })
+}
+
+fn parse_time(flag: &str, s: Option<&str>) -> Result<Option<OffsetDateTime>> {
+    let Some(s) = s else { return Ok(None) };
+    OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map(Some)
+        .map_err(|e| {
+            OnlineError::Usage(format!(
+                "{flag} `{s}` is not an RFC 3339 time such as 2027-01-31T00:00:00Z: {e}"
+            ))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use byok_core::package::Generator;
+    use byok_core::{KeyId, TargetKey, wrap};
+
+    const VAULT: &str = "https://contoso.vault.azure.net";
+
+    /// Writes a package of an EC P-256 key for a KEK in `vault` (and its sidecar if asked) and
+    /// returns the import options that name it.
+    fn package(dir: &Path, vault: &str, with_sidecar: bool) -> ImportOptions {
+        let target = TargetKey::generate(KeyKind::Ec { curve: Curve::P256 }).unwrap();
+        let kid = KeyId::parse(&format!(
+            "{vault}/keys/KEK/0123456789abcdef0123456789abcdef"
+        ))
+        .unwrap();
+        let ct = wrap::wrap(target.plaintext(), &byok_tests::kek_pair(2048).1).unwrap();
+        let bytes =
+            KeyTransferPackage::new(kid.clone(), ct, &Generator::this_tool("test", "sw", "0"))
+                .unwrap()
+                .to_json_bytes();
+        let byok_file = dir.join("t.byok");
+        std::fs::write(&byok_file, &bytes).unwrap();
+        if with_sidecar {
+            let s = Sidecar {
+                byok_sha256: Fingerprint::of_bytes(&bytes),
+                kek_kid: kid.to_string(),
+                kind: target.kind(),
+                public_key: target.public_key().cloned(),
+                source: Default::default(),
+            };
+            std::fs::write(sidecar::path_for(&byok_file), s.to_json_bytes()).unwrap();
+        }
+        ImportOptions {
+            name: "t".into(),
+            byok_file,
+            ..Default::default()
+        }
+    }
+
+    fn prepare(opts: &ImportOptions) -> Result<ImportPlan> {
+        ImportPlan::prepare(opts, &VaultUrl::parse(VAULT).unwrap())
+    }
+
+    #[test]
+    fn a_package_with_its_sidecar_is_ready_with_the_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = prepare(&package(dir.path(), VAULT, true)).unwrap();
+        assert_eq!(plan.kind(), KeyKind::Ec { curve: Curve::P256 });
+        assert_eq!(plan.ops, KeyOp::defaults(Kty::Ec));
+        assert!(plan.expected.is_some());
+        // Flags that agree with the sidecar are fine.
+        let mut opts = package(dir.path(), VAULT, true);
+        opts.kty = Some("EC".into());
+        opts.curve = Some("P-256".into());
+        assert!(prepare(&opts).is_ok());
+    }
+
+    #[test]
+    fn a_kek_in_another_vault_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = package(dir.path(), "https://fabrikam.vault.azure.net", true);
+        let err = prepare(&opts).unwrap_err();
+        assert!(matches!(err, OnlineError::ForeignKek { .. }), "{err}");
+        assert!(err.to_string().contains("Nothing was sent"), "{err}");
+    }
+
+    #[test]
+    fn flags_contradicting_the_sidecar_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = package(dir.path(), VAULT, true);
+        opts.kty = Some("RSA".into());
+        let err = prepare(&opts).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                OnlineError::KindDiffers {
+                    flags: KeyKind::Rsa { bits: 3072 },
+                    sidecar: KeyKind::Ec { curve: Curve::P256 }
+                }
+            ),
+            "{err}"
+        );
+        opts.kty = Some("EC".into());
+        opts.curve = Some("P-384".into());
+        assert!(matches!(
+            prepare(&opts),
+            Err(OnlineError::KindDiffers { .. })
+        ));
+    }
+
+    #[test]
+    fn without_a_sidecar_the_flags_must_say_what_the_package_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = package(dir.path(), VAULT, false);
+        let err = prepare(&opts).unwrap_err();
+        assert!(matches!(err, OnlineError::Usage(_)), "{err}");
+        assert!(err.to_string().contains("--kty"), "{err}");
+        opts.kty = Some("EC".into());
+        let plan = prepare(&opts).unwrap();
+        assert_eq!(plan.kind(), KeyKind::Ec { curve: Curve::P256 });
+        assert!(plan.expected.is_none());
+        opts.kty = Some("DSA".into());
+        assert!(matches!(prepare(&opts), Err(OnlineError::KindFlags(_))));
+    }
+
+    #[test]
+    fn bad_times_and_operations_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = package(dir.path(), VAULT, true);
+        opts.not_before = Some("tomorrow".into());
+        let err = prepare(&opts).unwrap_err();
+        assert!(err.to_string().contains("--not-before `tomorrow`"), "{err}");
+        opts.not_before = Some("2027-01-31T00:00:00Z".into());
+        opts.ops = Some(vec![KeyOp::Import]);
+        assert!(matches!(
+            prepare(&opts),
+            Err(OnlineError::Ops(byok_core::ops::OpError::ImportOnTarget))
+        ));
+        opts.ops = Some(vec![KeyOp::Encrypt]);
+        assert!(matches!(
+            prepare(&opts),
+            Err(OnlineError::Ops(
+                byok_core::ops::OpError::NotValidFor { .. }
+            ))
+        ));
+        opts.ops = Some(vec![KeyOp::Sign]);
+        assert!(prepare(&opts).is_ok());
+    }
+
+    #[test]
+    fn china_and_bad_names_and_sidecars_of_other_packages_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = package(dir.path(), "https://contoso.vault.azure.cn", true);
+        let china = ImportPlan::prepare(
+            &opts,
+            &VaultUrl::parse("https://contoso.vault.azure.cn").unwrap(),
+        );
+        assert!(matches!(china, Err(OnlineError::ChinaCloud { .. })));
+        let mut opts = package(dir.path(), VAULT, true);
+        opts.name = "bad_name".into();
+        assert!(matches!(prepare(&opts), Err(OnlineError::Kid(_))));
+        opts.name = "t".into();
+        let other = tempfile::tempdir().unwrap();
+        let elsewhere = package(other.path(), VAULT, true);
+        opts.sidecar = Some(sidecar::path_for(&elsewhere.byok_file));
+        assert!(matches!(
+            prepare(&opts),
+            Err(OnlineError::SidecarMismatch { .. })
+        ));
+    }
+}

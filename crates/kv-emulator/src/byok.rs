@@ -1,0 +1,267 @@
+//! The BYOK half of import: a `key_hsm` blob is the base64 of a `.byok` file, read strictly
+//! (byok-core), checked against the KEK it names (this vault's, RSA-HSM, `import` only,
+//! enabled and within its dates), and unwrapped with that KEK's private key. The plaintext
+//! must be a key of the declared type, and on the declared curve.
+
+use crate::error::{ApiError, ApiResult};
+use crate::model::{self, KeyVersion};
+use crate::service::{self, Service};
+use crate::store::State;
+use byok_core::kek::{KekPolicyError, check_kek_policy};
+use byok_core::target::{Curve, KeyKind, Kty, TargetKey};
+use byok_core::{KekPublicKey, KeyId, KeyOp, KeyTransferPackage, b64};
+use pkcs8::DecodePrivateKey;
+use zeroize::Zeroizing;
+
+/// Why a `key_hsm` was refused. Each is a `BadParameter` answer, but for a stored KEK that
+/// cannot be read, which is the emulator's fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ByokError {
+    #[error("key_hsm is not base64: {reason}")]
+    NotBase64 { reason: String },
+    #[error("key_hsm is not a valid BYOK package: {reason}")]
+    NotAPackage { reason: String },
+    #[error(
+        "The KEK {kid} in the BYOK package belongs to another vault; the KEK must be in this \
+         vault ({ours})."
+    )]
+    ForeignVault { kid: String, ours: String },
+    #[error("The KEK {kid} was not found in this vault.")]
+    KekNotFound { kid: String },
+    #[error("The KEK version {kid} was not found in this vault.")]
+    KekVersionNotFound { kid: String },
+    #[error("The KEK {kid} {}", policy_message(policy))]
+    NotAKek { kid: String, policy: KekPolicyError },
+    #[error("The KEK {kid} cannot be used: {reason}")]
+    KekUnusable { kid: String, reason: String },
+    #[error("The BYOK package does not fit its KEK: {reason}")]
+    DoesNotFit { reason: String },
+    #[error("The BYOK package could not be unwrapped: {reason}")]
+    Unwrap { reason: String },
+    #[error("The unwrapped key does not match the declared kty {kty}: {reason}")]
+    WrongKty { kty: &'static str, reason: String },
+    #[error("The unwrapped key is on {curve}, but the request declares crv {crv}.")]
+    WrongCurve { curve: Curve, crv: String },
+    #[error("The stored KEK {kid} is unreadable: {reason}")]
+    StoredKek { kid: String, reason: String },
+}
+
+/// The service's wording of the shared KEK rule.
+fn policy_message(e: &KekPolicyError) -> String {
+    match e {
+        KekPolicyError::NotRsaHsm { kty } => format!("is {kty}, but a KEK must be RSA-HSM."),
+        KekPolicyError::Operations { ops } => {
+            format!("has key operations [{ops}]; a KEK must have 'import' as its only operation.")
+        }
+        KekPolicyError::Disabled => "is disabled; a KEK must be enabled to import with.".into(),
+    }
+}
+
+impl From<ByokError> for ApiError {
+    fn from(e: ByokError) -> Self {
+        match e {
+            ByokError::StoredKek { .. } => ApiError::internal(e.to_string()),
+            _ => ApiError::bad_parameter(e.to_string()),
+        }
+    }
+}
+
+/// Unwraps a `key_hsm` blob into the key it carries, declared as `kty` (and `crv`, if given).
+pub async fn unwrap_key_hsm(
+    service: &Service,
+    blob: &str,
+    kty: Kty,
+    crv: Option<&str>,
+) -> ApiResult<TargetKey> {
+    let package = read_package(blob)?;
+    let kid = package.kid().clone();
+    let ours = service.vault_url.trim_end_matches('/');
+    if kid.vault().to_string() != ours {
+        return Err(ByokError::ForeignVault {
+            kid: kid.to_string(),
+            ours: ours.into(),
+        }
+        .into());
+    }
+    let kek = service
+        .store
+        .read(|state| Ok(find_kek(state, &kid).cloned()))
+        .await??;
+    let private = kek_private_key(&kid, &kek)?;
+    let public =
+        KekPublicKey::from_rsa(private.to_public_key()).map_err(|e| ByokError::StoredKek {
+            kid: kid.to_string(),
+            reason: e.to_string(),
+        })?;
+    package
+        .check_against_kek(&public)
+        .map_err(|e| ByokError::DoesNotFit {
+            reason: e.to_string(),
+        })?;
+    let plaintext = unwrap(package, private).await?;
+    let key = read_key(kty, &plaintext, service.options.accept_zero_padded_kwp)?;
+    check_curve(&key, crv)?;
+    Ok(key)
+}
+
+fn read_package(blob: &str) -> Result<KeyTransferPackage, ByokError> {
+    let bytes = b64::decode_lenient("key_hsm", blob).map_err(|e| ByokError::NotBase64 {
+        reason: e.to_string(),
+    })?;
+    KeyTransferPackage::parse(&bytes).map_err(|e| ByokError::NotAPackage {
+        reason: e.to_string(),
+    })
+}
+
+/// The KEK version the package names, in this vault.
+fn find_kek<'a>(state: &'a State, kid: &KeyId) -> Result<&'a KeyVersion, ByokError> {
+    let entry = service::live(state, kid.name()).map_err(|_| ByokError::KekNotFound {
+        kid: kid.to_string(),
+    })?;
+    let version = kid.version().unwrap_or_default();
+    entry
+        .versions
+        .iter()
+        .find(|v| v.version.eq_ignore_ascii_case(version))
+        .ok_or_else(|| ByokError::KekVersionNotFound {
+            kid: kid.to_string(),
+        })
+}
+
+/// The KEK's private key, once the key is known to be a usable KEK.
+fn kek_private_key(kid: &KeyId, kek: &KeyVersion) -> Result<rsa::PrivateKey, ByokError> {
+    check_kek_policy(
+        &kek.kty,
+        &KeyOp::names(&kek.key_ops),
+        kek.attributes.enabled,
+    )
+    .map_err(|policy| ByokError::NotAKek {
+        kid: kid.to_string(),
+        policy,
+    })?;
+    kek.attributes
+        .usable_at(model::now())
+        .map_err(|e| ByokError::KekUnusable {
+            kid: kid.to_string(),
+            reason: e.message,
+        })?;
+    let stored = |reason: String| ByokError::StoredKek {
+        kid: kid.to_string(),
+        reason,
+    };
+    let der = kek.plaintext().map_err(|e| stored(e.message))?;
+    rsa::PrivateKey::from_pkcs8_der(&der).map_err(|e| stored(e.to_string()))
+}
+
+/// RSA-OAEP then AES key unwrap, off the async threads (RSA decryption takes milliseconds).
+async fn unwrap(
+    package: KeyTransferPackage,
+    kek: rsa::PrivateKey,
+) -> ApiResult<Zeroizing<Vec<u8>>> {
+    let plaintext =
+        tokio::task::spawn_blocking(move || byok_core::wrap::unwrap(package.ciphertext(), &kek))
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?
+            .map_err(|e| ByokError::Unwrap {
+                reason: e.to_string(),
+            })?;
+    Ok(plaintext)
+}
+
+/// Reads the plaintext strictly as a `kty` key; with `lenient`, also as one followed by 1 to
+/// 7 zero bytes (SoftHSM 2.6.1's CKM_AES_KEY_WRAP_PAD leaves them; AES keys have no DER
+/// length to tell padding from key, so they are never trimmed).
+fn read_key(kty: Kty, plaintext: &[u8], lenient: bool) -> Result<TargetKey, ByokError> {
+    let strict = match TargetKey::from_plaintext(kty, plaintext) {
+        Ok(key) => return Ok(key),
+        Err(e) => e,
+    };
+    if lenient && kty != Kty::Oct {
+        let trimmed = plaintext.len() - plaintext.iter().rev().take_while(|b| **b == 0).count();
+        let padded = (1..8)
+            .filter_map(|pad| plaintext.len().checked_sub(pad))
+            .filter(|len| *len >= trimmed)
+            .find_map(|len| TargetKey::from_plaintext(kty, &plaintext[..len]).ok());
+        if let Some(key) = padded {
+            return Ok(key);
+        }
+    }
+    Err(ByokError::WrongKty {
+        kty: kty.hsm_name(),
+        reason: strict.to_string(),
+    })
+}
+
+fn check_curve(key: &TargetKey, crv: Option<&str>) -> Result<(), ByokError> {
+    match (key.kind(), crv) {
+        (KeyKind::Ec { curve }, Some(crv)) if curve.name() != crv => Err(ByokError::WrongCurve {
+            curve,
+            crv: crv.into(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kek_rule_answers_in_the_service_words() {
+        let kid = "https://127.0.0.1:1/keys/KEK/v".to_string();
+        let answer = |policy| {
+            ApiError::from(ByokError::NotAKek {
+                kid: kid.clone(),
+                policy,
+            })
+        };
+        let soft = check_kek_policy("RSA", &["import"], true).unwrap_err();
+        let ops = check_kek_policy("RSA-HSM", &["import", "sign"], true).unwrap_err();
+        let off = check_kek_policy("RSA-HSM", &["import"], false).unwrap_err();
+        assert_eq!(
+            answer(soft).message,
+            format!("The KEK {kid} is RSA, but a KEK must be RSA-HSM.")
+        );
+        assert_eq!(
+            answer(ops).message,
+            format!(
+                "The KEK {kid} has key operations [import, sign]; a KEK must have 'import' as \
+                 its only operation."
+            )
+        );
+        let off = answer(off);
+        assert_eq!(off.code, "BadParameter");
+        assert!(off.message.contains("is disabled"), "{}", off.message);
+    }
+
+    #[test]
+    fn zero_padding_is_trimmed_only_when_allowed_and_never_from_aes_keys() {
+        let ec = TargetKey::generate(KeyKind::Ec { curve: Curve::P256 }).unwrap();
+        let mut padded = ec.plaintext().to_vec();
+        padded.extend([0u8; 3]);
+        assert_eq!(
+            read_key(Kty::Ec, &padded, true).unwrap().plaintext(),
+            ec.plaintext()
+        );
+        let strict = read_key(Kty::Ec, &padded, false).unwrap_err();
+        assert!(
+            strict.to_string().contains("declared kty EC-HSM"),
+            "{strict}"
+        );
+        // An AES key has no length inside it: 16 bytes and 3 zeros are not an AES-128 key.
+        let aes = [[7u8; 16].as_slice(), &[0u8; 3]].concat();
+        assert!(read_key(Kty::Oct, &aes, true).is_err());
+    }
+
+    #[test]
+    fn a_declared_curve_must_be_the_keys() {
+        let ec = TargetKey::generate(KeyKind::Ec { curve: Curve::P256 }).unwrap();
+        assert!(check_curve(&ec, None).is_ok());
+        assert!(check_curve(&ec, Some("P-256")).is_ok());
+        let wrong = check_curve(&ec, Some("P-384")).unwrap_err();
+        assert_eq!(
+            wrong.to_string(),
+            "The unwrapped key is on P-256, but the request declares crv P-384."
+        );
+    }
+}

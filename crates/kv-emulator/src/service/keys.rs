@@ -1,0 +1,246 @@
+//! A key's lifecycle: create, import, get, update.
+
+use super::{Service, entry_mut, jwk, live, rules};
+use crate::error::{ApiError, ApiResult};
+use crate::model::{self, Attributes, AttributesIn, KeyEntry, KeyVersion};
+use crate::store::State;
+use byok_core::KeyOp;
+use byok_core::b64;
+use byok_core::target::TargetKey;
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// `POST /keys/{name}/create`.
+#[derive(Debug, Deserialize)]
+pub struct CreateRequest {
+    pub kty: String,
+    pub key_size: Option<u32>,
+    pub crv: Option<String>,
+    pub key_ops: Option<Vec<String>>,
+    pub attributes: Option<AttributesIn>,
+    pub tags: Option<BTreeMap<String, String>>,
+    pub public_exponent: Option<u32>,
+    pub release_policy: Option<Value>,
+}
+
+/// `PUT /keys/{name}`.
+#[derive(Debug, Deserialize)]
+pub struct ImportRequest {
+    pub key: JwkIn,
+    #[serde(rename = "Hsm")]
+    pub hsm: Option<bool>,
+    pub attributes: Option<AttributesIn>,
+    pub tags: Option<BTreeMap<String, String>>,
+    pub release_policy: Option<Value>,
+}
+
+/// A JWK with private members, or `key_hsm`.
+#[derive(Debug, Deserialize)]
+pub struct JwkIn {
+    pub kty: String,
+    pub key_ops: Option<Vec<String>>,
+    pub n: Option<String>,
+    pub e: Option<String>,
+    pub d: Option<String>,
+    pub dp: Option<String>,
+    pub dq: Option<String>,
+    pub qi: Option<String>,
+    pub p: Option<String>,
+    pub q: Option<String>,
+    pub k: Option<String>,
+    pub crv: Option<String>,
+    pub x: Option<String>,
+    pub y: Option<String>,
+    pub key_hsm: Option<String>,
+}
+
+/// `PATCH /keys/{name}/{version}`.
+#[derive(Debug, Deserialize)]
+pub struct UpdateRequest {
+    pub key_ops: Option<Vec<String>>,
+    pub attributes: Option<AttributesIn>,
+    pub tags: Option<BTreeMap<String, String>>,
+    pub release_policy: Option<Value>,
+}
+
+/// What create and import set besides the key: attributes, tags, release policy.
+struct Properties {
+    attributes: Option<AttributesIn>,
+    tags: Option<BTreeMap<String, String>>,
+    release_policy: Option<Value>,
+}
+
+impl Service {
+    pub async fn create(&self, name: &str, req: CreateRequest) -> ApiResult<Value> {
+        rules::name(name)?;
+        let (kty, kty_name) = rules::kty(&req.kty, self.options.flavor)?;
+        rules::public_exponent(req.public_exponent)?;
+        let kind = rules::created_kind(kty, req.key_size, req.crv.as_deref())?;
+        let key_ops = rules::requested_ops(req.key_ops.as_deref(), kty)?;
+        let key = tokio::task::spawn_blocking(move || TargetKey::generate(kind))
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let properties = Properties {
+            attributes: req.attributes,
+            tags: req.tags,
+            release_policy: req.release_policy,
+        };
+        let version = new_version(kty_name, key_ops, &key, properties, false);
+        self.add_version(name, version).await
+    }
+
+    /// Imports plain JWK members, or a BYOK `key_hsm` (which makes the key HSM-backed).
+    pub async fn import(&self, name: &str, req: ImportRequest) -> ApiResult<Value> {
+        rules::name(name)?;
+        let (kty, kty_name) = rules::kty(&req.key.kty, self.options.flavor)?;
+        let (key, byok) = match &req.key.key_hsm {
+            Some(blob) => {
+                let crv = req.key.crv.as_deref();
+                let key = crate::byok::unwrap_key_hsm(self, blob, kty, crv).await?;
+                (key, true)
+            }
+            None => (jwk::private_key(&req.key, kty)?, false),
+        };
+        let kty_name = if byok || req.hsm == Some(true) {
+            kty.hsm_name().to_string()
+        } else {
+            kty_name
+        };
+        let kind = key.kind();
+        kind.check_importable()
+            .map_err(|_| ApiError::bad_parameter(format!("{kind} keys cannot be imported.")))?;
+        let key_ops = rules::imported_ops(req.key.key_ops.as_deref(), kty)?;
+        let properties = Properties {
+            attributes: req.attributes,
+            tags: req.tags,
+            release_policy: req.release_policy,
+        };
+        let version = new_version(kty_name, key_ops, &key, properties, byok);
+        self.add_version(name, version).await
+    }
+
+    pub async fn get(&self, name: &str, version: &str) -> ApiResult<Value> {
+        self.store
+            .read(|state| {
+                let entry = live(state, name)?;
+                entry
+                    .version(version)
+                    .ok_or_else(|| ApiError::key_not_found(name, Some(version)))?
+                    .bundle(&self.vault_url, &entry.name)
+            })
+            .await
+    }
+
+    /// Changes a version's operations, attributes, tags or release policy; an empty
+    /// `version` is the latest.
+    pub async fn update(&self, name: &str, version: &str, req: UpdateRequest) -> ApiResult<Value> {
+        self.store
+            .write(|state| {
+                let entry = entry_mut(state, name, false)?;
+                let display = entry.name.clone();
+                let v = if version.is_empty() {
+                    entry.versions.last_mut()
+                } else {
+                    entry
+                        .versions
+                        .iter_mut()
+                        .find(|v| v.version.eq_ignore_ascii_case(version))
+                }
+                .ok_or_else(|| ApiError::key_not_found(name, Some(version)))?;
+                apply_update(v, req)?;
+                v.bundle(&self.vault_url, &display)
+            })
+            .await
+    }
+
+    /// Adds a version under `name` (a new key if there is none) and answers its bundle.
+    async fn add_version(&self, name: &str, version: KeyVersion) -> ApiResult<Value> {
+        self.store
+            .write(|state| {
+                let entry = entry_for_new_version(state, name)?;
+                entry.versions.push(version);
+                entry.latest().bundle(&self.vault_url, &entry.name)
+            })
+            .await
+    }
+}
+
+fn new_version(
+    kty_name: String,
+    key_ops: Vec<KeyOp>,
+    key: &TargetKey,
+    properties: Properties,
+    imported_byok: bool,
+) -> KeyVersion {
+    let kind = key.kind();
+    let now = model::now();
+    let a = properties.attributes.unwrap_or_default();
+    KeyVersion {
+        version: model::new_version(),
+        kty: kty_name,
+        bits: kind.bits(),
+        crv: kind.curve().map(|c| c.name().to_string()),
+        key_ops,
+        material: b64::encode(key.plaintext()),
+        attributes: Attributes {
+            enabled: a.enabled.unwrap_or(true),
+            nbf: a.nbf,
+            exp: a.exp,
+            created: now,
+            updated: now,
+            exportable: a.exportable,
+        },
+        tags: properties.tags.unwrap_or_default(),
+        release_policy: properties.release_policy,
+        imported_byok,
+    }
+}
+
+/// The entry a new version goes into; a deleted key's name cannot be reused until purged.
+fn entry_for_new_version<'a>(state: &'a mut State, name: &str) -> ApiResult<&'a mut KeyEntry> {
+    let entry = state
+        .keys
+        .entry(name.to_ascii_lowercase())
+        .or_insert_with(|| KeyEntry {
+            name: name.to_string(),
+            versions: Vec::new(),
+            deleted: None,
+        });
+    if entry.deleted.is_some() {
+        return Err(ApiError::conflict(format!(
+            "Key {name} is currently in a deleted but recoverable state, and its name cannot be \
+             reused; in this state, the key can only be recovered or purged."
+        )));
+    }
+    Ok(entry)
+}
+
+fn apply_update(v: &mut KeyVersion, req: UpdateRequest) -> ApiResult<()> {
+    if let Some(names) = req.key_ops {
+        let kty = v.kind()?.kty();
+        let ops = rules::requested_ops(Some(names.as_slice()), kty)?;
+        rules::ops_change(&v.key_ops, &ops)?;
+        v.key_ops = ops;
+    }
+    if let Some(a) = req.attributes {
+        if let Some(e) = a.enabled {
+            v.attributes.enabled = e;
+        }
+        if a.nbf.is_some() {
+            v.attributes.nbf = a.nbf;
+        }
+        if a.exp.is_some() {
+            v.attributes.exp = a.exp;
+        }
+    }
+    if let Some(tags) = req.tags {
+        v.tags = tags;
+    }
+    if req.release_policy.is_some() {
+        v.release_policy = req.release_policy;
+    }
+    v.attributes.updated = model::now();
+    Ok(())
+}

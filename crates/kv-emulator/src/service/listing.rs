@@ -1,0 +1,52 @@
+//! Lists, paged: keys (latest version each), one key's versions, deleted keys.
+
+use super::{Service, live};
+use crate::error::ApiResult;
+use crate::model::KeyEntry;
+use serde_json::{Value, json};
+
+impl Service {
+    /// The items of a list from `skip`, at most `max`, and whether more follow.
+    /// `versions_of` lists one key's versions; otherwise keys, deleted ones if `deleted`.
+    pub async fn list(
+        &self,
+        versions_of: Option<&str>,
+        deleted: bool,
+        skip: usize,
+        max: usize,
+    ) -> ApiResult<(Vec<Value>, bool)> {
+        self.store
+            .read(|state| {
+                let items: Vec<Value> = match versions_of {
+                    Some(name) => {
+                        let entry = live(state, name)?;
+                        entry
+                            .versions
+                            .iter()
+                            .map(|v| v.item(&self.vault_url, &entry.name, true))
+                            .collect()
+                    }
+                    None => state
+                        .keys
+                        .values()
+                        .filter(|e| e.deleted.is_some() == deleted)
+                        .map(|e| self.key_item(e))
+                        .collect(),
+                };
+                let more = items.len() > skip + max;
+                Ok((items.into_iter().skip(skip).take(max).collect(), more))
+            })
+            .await
+    }
+
+    /// A key's item: its latest version, and for a deleted key when and until when.
+    fn key_item(&self, entry: &KeyEntry) -> Value {
+        let mut item = entry.latest().item(&self.vault_url, &entry.name, false);
+        if let Some(d) = &entry.deleted {
+            item["recoveryId"] = json!(format!("{}/deletedkeys/{}", self.vault_url, entry.name));
+            item["deletedDate"] = json!(d.deleted_date);
+            item["scheduledPurgeDate"] = json!(d.scheduled_purge_date);
+        }
+        item
+    }
+}

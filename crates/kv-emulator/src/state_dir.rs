@@ -1,0 +1,296 @@
+//! The state directory: the files kv-emulator keeps there, and how it reads and writes them.
+//!
+//! - `ca.pem`, `server.pem`, `server.key`: the TLS material ([`crate::tls`]);
+//! - `identity.json`: the tenant, client id, client secret and token-signing key, kept so that
+//!   clients' credentials survive restarts ([`Identity`]);
+//! - `connection.json`: what a client needs to reach the emulator ([`Connection`]);
+//! - `state.json`: the keys, with `--persist` ([`crate::store`]).
+//!
+//! Files holding secrets are created owner-only (0600) before a byte is written to them.
+
+use crate::service::Flavor;
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The connection file's name in the state directory.
+pub const CONNECTION_FILE: &str = "connection.json";
+/// The identity file's name in the state directory.
+pub const IDENTITY_FILE: &str = "identity.json";
+/// The keys' file (with `--persist`) in the state directory.
+pub const STATE_FILE: &str = "state.json";
+/// The test CA's certificate, which clients trust.
+pub const CA_FILE: &str = "ca.pem";
+/// The server's certificate chain.
+pub const SERVER_CERT_FILE: &str = "server.pem";
+/// The server's private key.
+pub const SERVER_KEY_FILE: &str = "server.key";
+
+/// A state directory file that could not be made, read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error(
+        "cannot create the state directory {}: {reason}; pass a --state-dir this user can \
+         create and write to",
+        path.display()
+    )]
+    CreateDir { path: PathBuf, reason: String },
+    #[error(
+        "cannot read {}: {reason}; make it readable by this user, or pass another --state-dir",
+        path.display()
+    )]
+    Read { path: PathBuf, reason: String },
+    #[error("cannot write {}: {reason}; pass a --state-dir this user can write to", path.display())]
+    Write { path: PathBuf, reason: String },
+}
+
+/// Creates the state directory (and its parents) if it does not exist.
+pub fn create(dir: &Path) -> Result<(), FileError> {
+    std::fs::create_dir_all(dir).map_err(|e| FileError::CreateDir {
+        path: dir.into(),
+        reason: e.to_string(),
+    })
+}
+
+pub fn read(path: &Path) -> Result<Vec<u8>, FileError> {
+    std::fs::read(path).map_err(|e| FileError::Read {
+        path: path.into(),
+        reason: e.to_string(),
+    })
+}
+
+/// Writes a file anyone may read (a certificate).
+pub fn write_public(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
+    std::fs::write(path, bytes).map_err(|e| write_error(path, e))
+}
+
+/// Writes a file only its owner may read. A file that already exists is narrowed to 0600
+/// too, since opening it does not change its mode.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(|e| write_error(path, e))?;
+    #[cfg(unix)]
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .map_err(|e| write_error(path, e))?;
+    file.write_all(bytes).map_err(|e| write_error(path, e))
+}
+
+fn write_error(path: &Path, e: std::io::Error) -> FileError {
+    FileError::Write {
+        path: path.into(),
+        reason: e.to_string(),
+    }
+}
+
+/// Why `identity.json` could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error(
+        "{} is not a kv-emulator identity ({reason}); delete it to make a new one (clients then \
+         read the new credentials from connection.json)",
+        path.display()
+    )]
+    Invalid { path: PathBuf, reason: String },
+}
+
+/// The emulator's tenant and its one client, with the key its tokens are signed with.
+pub struct Identity {
+    pub tenant_id: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub signing_key: Vec<u8>,
+}
+
+/// `identity.json` as written.
+#[derive(Serialize, Deserialize)]
+struct IdentityFile {
+    tenant_id: String,
+    client_id: String,
+    client_secret: String,
+    /// Hex.
+    jwt_key: String,
+}
+
+impl Identity {
+    /// Reads the state directory's identity, or makes one and saves it.
+    pub fn load_or_create(dir: &Path) -> Result<Self, IdentityError> {
+        let path = dir.join(IDENTITY_FILE);
+        if !path.exists() {
+            return Self::create(&path);
+        }
+        let invalid = |reason: String| IdentityError::Invalid {
+            path: path.clone(),
+            reason,
+        };
+        let file: IdentityFile =
+            serde_json::from_slice(&read(&path)?).map_err(|e| invalid(e.to_string()))?;
+        let signing_key =
+            hex::decode(&file.jwt_key).map_err(|e| invalid(format!("jwt_key: {e}")))?;
+        Ok(Self {
+            tenant_id: file.tenant_id,
+            client_id: file.client_id,
+            client_secret: file.client_secret,
+            signing_key,
+        })
+    }
+
+    fn create(path: &Path) -> Result<Self, IdentityError> {
+        let file = IdentityFile {
+            tenant_id: uuid_like(),
+            client_id: uuid_like(),
+            client_secret: random_hex(24),
+            jwt_key: random_hex(32),
+        };
+        write_private(path, &serde_json::to_vec_pretty(&file).expect("serializes"))?;
+        Ok(Self {
+            signing_key: hex::decode(&file.jwt_key).expect("made as hex"),
+            tenant_id: file.tenant_id,
+            client_id: file.client_id,
+            client_secret: file.client_secret,
+        })
+    }
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    getrandom::fill(&mut b).expect("system RNG");
+    hex::encode(b)
+}
+
+fn uuid_like() -> String {
+    let h = random_hex(16);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+/// What a client needs to reach the emulator; written to `connection.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Connection {
+    pub vault_url: String,
+    pub ca_cert: PathBuf,
+    pub tenant_id: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub authority_host: String,
+    pub resource: String,
+    pub flavor: String,
+}
+
+/// Why `connection.json` could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    #[error(
+        "{} does not exist: start kv-emulator with --state-dir {} first (it writes that file)",
+        path.display(),
+        dir.display()
+    )]
+    Missing { path: PathBuf, dir: PathBuf },
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error(
+        "{} is not a kv-emulator connection file ({reason}); restart kv-emulator with that \
+         --state-dir to write it anew",
+        path.display()
+    )]
+    Invalid { path: PathBuf, reason: String },
+}
+
+impl Connection {
+    /// The connection to an emulator at `base` (its URL, also the token authority).
+    pub(crate) fn new(state_dir: &Path, identity: &Identity, base: &str, flavor: Flavor) -> Self {
+        Self {
+            vault_url: base.into(),
+            ca_cert: state_dir.join(CA_FILE),
+            tenant_id: identity.tenant_id.clone(),
+            client_id: identity.client_id.clone(),
+            client_secret: identity.client_secret.clone(),
+            authority_host: base.into(),
+            resource: flavor.resource().into(),
+            flavor: flavor.name().into(),
+        }
+    }
+
+    /// Reads `connection.json` from a state directory.
+    pub fn load(state_dir: &Path) -> Result<Self, ConnectionError> {
+        let path = state_dir.join(CONNECTION_FILE);
+        if !path.exists() {
+            return Err(ConnectionError::Missing {
+                path,
+                dir: state_dir.into(),
+            });
+        }
+        serde_json::from_slice(&read(&path)?).map_err(|e| ConnectionError::Invalid {
+            path,
+            reason: e.to_string(),
+        })
+    }
+
+    /// Writes `connection.json` (it holds the client secret: owner-only).
+    pub(crate) fn save(&self, state_dir: &Path) -> Result<(), FileError> {
+        write_private(
+            &state_dir.join(CONNECTION_FILE),
+            &serde_json::to_vec_pretty(self).expect("serializes"),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn private_files_are_owner_only_even_when_they_existed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "old, and world-readable").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_private(&path, b"new").unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
+    }
+
+    #[test]
+    fn identities_survive_restarts_and_a_broken_one_says_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Identity::load_or_create(dir.path()).unwrap();
+        let again = Identity::load_or_create(dir.path()).unwrap();
+        assert_eq!(first.client_secret, again.client_secret);
+        assert_eq!(first.signing_key, again.signing_key);
+        assert_eq!(first.signing_key.len(), 32);
+        std::fs::write(dir.path().join(IDENTITY_FILE), "{}").unwrap();
+        let broken = Identity::load_or_create(dir.path()).err().unwrap();
+        assert!(
+            broken.to_string().contains("delete it to make a new one"),
+            "{broken}"
+        );
+    }
+
+    #[test]
+    fn a_missing_connection_file_names_the_command_that_writes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Connection::load(dir.path()).unwrap_err();
+        assert!(matches!(err, ConnectionError::Missing { .. }));
+        assert!(
+            err.to_string()
+                .contains("start kv-emulator with --state-dir"),
+            "{err}"
+        );
+        std::fs::write(dir.path().join(CONNECTION_FILE), "not json").unwrap();
+        let err = Connection::load(dir.path()).unwrap_err();
+        assert!(matches!(err, ConnectionError::Invalid { .. }), "{err}");
+    }
+}

@@ -1,0 +1,144 @@
+//! Starting and stopping: each way the emulator cannot start is its own error naming the fix,
+//! and the binary's exit status tells a bad setting (2) from a machine that cannot serve (1).
+
+use kv_emulator::{Config, Flavor, StartError};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+fn config(dir: &std::path::Path) -> Config {
+    Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        state_dir: dir.to_path_buf(),
+        flavor: Flavor::Vault,
+        persist: false,
+        token_lifetime_secs: 3600,
+        accept_zero_padded_kwp: false,
+        fault_status: None,
+        public_url: None,
+    }
+}
+
+async fn start_err(config: Config) -> StartError {
+    match kv_emulator::start(config).await {
+        Ok(_) => panic!("started"),
+        Err(e) => e,
+    }
+}
+
+#[tokio::test]
+async fn settings_no_machine_can_serve_are_usage_errors_and_touch_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    for (tweak, want) in [
+        (
+            (|c: &mut Config| c.public_url = Some("http://proxy.example:8443".into()))
+                as fn(&mut Config),
+            "--public-url http://proxy.example:8443",
+        ),
+        (|c| c.fault_status = Some(200), "--fault-status 200"),
+    ] {
+        let mut cfg = config(&state);
+        tweak(&mut cfg);
+        let err = start_err(cfg).await;
+        assert!(err.is_usage(), "{err}");
+        assert!(err.to_string().contains(want), "{err}");
+    }
+    assert!(!state.exists());
+}
+
+#[tokio::test]
+async fn a_busy_address_names_the_flag_to_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut cfg = config(dir.path());
+    cfg.listen = busy.local_addr().unwrap();
+    let err = start_err(cfg).await;
+    assert!(matches!(err, StartError::Listen(_)), "{err:?}");
+    assert!(!err.is_usage());
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "cannot listen on {}: address in use; pick another --listen (port 0 picks a free one)",
+            busy.local_addr().unwrap()
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_public_url_is_what_clients_are_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.public_url = Some("https://Proxy.Example:8443/".into());
+    let running = kv_emulator::start(cfg).await.unwrap();
+    let conn = kv_emulator::Connection::load(dir.path()).unwrap();
+    assert_eq!(conn.vault_url, "https://proxy.example:8443");
+    assert_eq!(conn.authority_host, conn.vault_url);
+    assert_eq!(running.connection, conn);
+    running.shutdown().await;
+}
+
+fn emulator(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kv-emulator"));
+    cmd.args(args);
+    cmd
+}
+
+#[test]
+fn exit_status_tells_usage_from_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().to_str().unwrap();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = busy.local_addr().unwrap().to_string();
+    for (args, code, want) in [
+        (
+            vec!["--state-dir", state, "--fault-status", "200"],
+            2,
+            "error: --fault-status 200 is not an HTTP error status",
+        ),
+        (
+            vec!["--state-dir", state, "--listen", "nowhere"],
+            2,
+            "--listen",
+        ),
+        (
+            vec!["--state-dir", state, "--listen", &busy],
+            1,
+            "address in use; pick another --listen",
+        ),
+        (
+            vec!["--state-dir", "/proc/kv-emulator-cannot-exist"],
+            1,
+            "cannot create the state directory /proc/kv-emulator-cannot-exist",
+        ),
+    ] {
+        let out = emulator(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}
+
+#[test]
+fn sigterm_stops_it_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = emulator(&["--state-dir", dir.path().to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(
+        line.starts_with("listening on https://127.0.0.1:"),
+        "{line}"
+    );
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}

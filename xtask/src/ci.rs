@@ -1,0 +1,144 @@
+//! `cargo xtask ci`: the test command the README gives and `.ci/run` runs; and the helpers
+//! that run cargo and other commands for every task.
+
+use std::ffi::OsStr;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+/// The Azure SDK for Python, pinned, in `target/pyvenv`: the emulator's tests run it as an
+/// independent client.
+const PYTHON_PACKAGES: [&str; 2] = ["azure-keyvault-keys==4.11.3", "azure-identity==1.27.0"];
+
+/// fmt check, clippy `-D warnings`, `cargo test --workspace`, `e2e --matrix`, `e2e --batch 12`.
+pub fn run() -> Result<(), String> {
+    // The offline tests drive a real SoftHSM token.
+    crate::e2e::ensure_softhsm()?;
+    cargo(&["fmt", "--all", "--check"])?;
+    cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+    let python = python_venv()?;
+    let (passed, failed) = cargo_test(
+        &["test", "--workspace"],
+        &[("BYOK_PYTHON", python.as_os_str())],
+    )?;
+    // One closing line for the whole run: cargo prints one per test binary, the last of
+    // which (doc-tests) often counts none.
+    println!("ci: {passed} passed, {failed} failed");
+    if failed > 0 {
+        return Err(format!("{failed} tests failed"));
+    }
+    crate::e2e::run(true)?;
+    crate::e2e::run_batch(12)?;
+    // The closing count once more, after the e2e output, for whoever reads the log's end.
+    println!("ci: {passed} passed, {failed} failed");
+    Ok(())
+}
+
+/// Runs `cargo test`, echoing its output, and adds up its `test result:` lines.
+fn cargo_test(args: &[&str], env: &[(&str, &OsStr)]) -> Result<(u64, u64), String> {
+    let cargo = cargo_bin();
+    eprintln!("xtask: cargo {}", args.join(" "));
+    let mut child = Command::new(&cargo)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("could not run {cargo}: {e}"))?;
+    let (mut passed, mut failed) = (0, 0);
+    let stdout = child.stdout.take().expect("piped");
+    for line in BufReader::new(stdout).lines() {
+        let line = line.map_err(|e| e.to_string())?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            let (p, f) = counts(rest);
+            passed += p;
+            failed += f;
+        }
+    }
+    let status = child.wait().map_err(|e| e.to_string())?;
+    if !status.success() {
+        return Err(format!("`cargo {}` failed ({status})", args.join(" ")));
+    }
+    Ok((passed, failed))
+}
+
+/// The passed and failed counts of one `test result:` line (what follows that prefix).
+fn counts(rest: &str) -> (u64, u64) {
+    let (mut passed, mut failed) = (0, 0);
+    for part in rest.split(';') {
+        let mut words = part.split_whitespace().rev();
+        let (Some(label), Some(count)) = (words.next(), words.next()) else {
+            continue;
+        };
+        let count: u64 = count.trim_start_matches("ok.").trim().parse().unwrap_or(0);
+        match label {
+            "passed" => passed += count,
+            "failed" => failed += count,
+            _ => {}
+        }
+    }
+    (passed, failed)
+}
+
+/// Makes (once) the venv with the Azure Python SDK and returns its interpreter.
+fn python_venv() -> Result<PathBuf, String> {
+    let venv = byok_tests::workspace().join("target").join("pyvenv");
+    let python = venv.join("bin").join("python");
+    let ready = python.exists()
+        && Command::new(&python)
+            .args(["-c", "import azure.keyvault.keys, azure.identity"])
+            .status()
+            .is_ok_and(|s| s.success());
+    if ready {
+        return Ok(python);
+    }
+    eprintln!(
+        "xtask: making {} with {}",
+        venv.display(),
+        PYTHON_PACKAGES.join(" ")
+    );
+    run_checked(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+    run_checked(
+        Command::new(venv.join("bin").join("pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check"])
+            .args(PYTHON_PACKAGES),
+    )?;
+    Ok(python)
+}
+
+/// Runs `cmd` (inheriting stdio) and fails unless it exits 0.
+pub fn run_checked(cmd: &mut Command) -> Result<(), String> {
+    let status = cmd
+        .status()
+        .map_err(|e| format!("could not run {cmd:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd:?} failed ({status})"))
+    }
+}
+
+fn cargo_bin() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+fn cargo(args: &[&str]) -> Result<(), String> {
+    let cargo = cargo_bin();
+    eprintln!("xtask: cargo {}", args.join(" "));
+    let status = Command::new(&cargo)
+        .args(args)
+        .status()
+        .map_err(|e| format!("could not run {cargo}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`cargo {}` failed ({status})", args.join(" ")))
+    }
+}
