@@ -2,9 +2,10 @@
 //!
 //! - [`bins`]: the workspace root and the three binaries, built once.
 //! - [`Emulator`]: a `kv-emulator` process, stopped (SIGKILL + wait) on drop.
-//! - [`TestToken`]: a fresh PKCS#11 token in a directory of its own (today SoftHSM, whose
-//!   module path comes from `BYOK_TEST_SOFTHSM_MODULE`), with the environment a child
-//!   process needs to reach it.
+//! - [`TestToken`]: a fresh PKCS#11 token in a directory of its own, on one of the
+//!   [`ModuleKind`]s (SoftHSM 2, kryoptic built by `cargo xtask kryoptic`, NSS softokn; each
+//!   module path overridable by a `BYOK_TEST_*_MODULE` variable), with the environment a
+//!   child process needs to reach it.
 //! - [`kek_pair`]: software KEK pairs, made once per size per process.
 //! - [`openssl`], [`stderr`], [`ok`]: the openssl CLI and the outputs of a run.
 //!
@@ -22,7 +23,8 @@ pub use bins::{BINARIES, Profile, bins, build_bins, target_dir, workspace};
 pub use emulator::{Emulator, emulator};
 pub use kek::kek_pair;
 pub use token::{
-    MODULE_ENV, ModuleKind, PIN_ENV, SO_PIN, SOFTHSM_MODULE_DEFAULT, SOFTHSM_MODULE_ENV, TestToken,
-    softhsm_module,
+    INIT_ARGS_ENV, KRYOPTIC_MODULE_ENV, MODULE_ENV, ModuleKind, NSS_MODULE_ENV, NSS_TOKEN_LABEL,
+    PIN_ENV, SO_PIN, SOFTHSM_MODULE_DEFAULT, SOFTHSM_MODULE_ENV, TestToken, kryoptic_module,
+    kryoptic_module_default, nss_module, nss_module_default, softhsm_module,
 };
 pub use tools::{ok, openssl, stderr, try_openssl};

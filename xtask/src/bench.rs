@@ -213,7 +213,7 @@ fn manifest(path: &Path, prefix: &str, count: usize, kind: &str) -> Result<(), S
 
 pub fn run() -> Result<(), String> {
     let started = Instant::now();
-    crate::e2e::ensure_softhsm()?;
+    crate::packages::ensure_token(byok_tests::ModuleKind::SoftHsm)?;
     println!("bench: building release binaries");
     let bin = byok_tests::build_bins(Profile::Release)?;
     let out_dir = byok_tests::target_dir().join("bench");

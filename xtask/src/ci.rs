@@ -1,19 +1,34 @@
 //! `cargo xtask ci`: the test command the README gives and `.ci/run` runs; and the helpers
 //! that run cargo and other commands for every task.
 
+use crate::e2e::DEFAULT_TOKEN;
+use byok_tests::ModuleKind;
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// The Azure SDK for Python, pinned, in `target/pyvenv`: the emulator's tests run it as an
 /// independent client.
 const PYTHON_PACKAGES: [&str; 2] = ["azure-keyvault-keys==4.11.3", "azure-identity==1.27.0"];
 
-/// fmt check, clippy `-D warnings`, `cargo test --workspace`, `e2e --matrix`, `e2e --batch 12`.
+/// fmt check, clippy `-D warnings`, `cargo test --workspace`, `e2e` on kryoptic (no
+/// leniency), `e2e --matrix` on every token, `e2e --batch 12` on kryoptic; then how long each
+/// part took.
 pub fn run() -> Result<(), String> {
-    // The offline tests drive a real SoftHSM token.
-    crate::e2e::ensure_softhsm()?;
+    let mut times: Vec<(&str, Duration)> = Vec::new();
+    let t = Instant::now();
+    // The tests drive real tokens: SoftHSM, kryoptic (built once into target/kryoptic/) and
+    // NSS softokn.
+    for kind in ModuleKind::ALL {
+        crate::packages::ensure_token(kind)?;
+    }
+    times.push((
+        "tokens ready (Debian packages; kryoptic built or cached)",
+        t.elapsed(),
+    ));
+    let t = Instant::now();
     cargo(&["fmt", "--all", "--check"])?;
     cargo(&[
         "clippy",
@@ -23,19 +38,33 @@ pub fn run() -> Result<(), String> {
         "-D",
         "warnings",
     ])?;
+    times.push(("fmt check + clippy", t.elapsed()));
+    let t = Instant::now();
     let python = python_venv()?;
     let (passed, failed) = cargo_test(
         &["test", "--workspace"],
         &[("BYOK_PYTHON", python.as_os_str())],
     )?;
+    times.push(("cargo test --workspace", t.elapsed()));
     // One closing line for the whole run: cargo prints one per test binary, the last of
     // which (doc-tests) often counts none.
     println!("ci: {passed} passed, {failed} failed");
     if failed > 0 {
         return Err(format!("{failed} tests failed"));
     }
-    crate::e2e::run(true)?;
-    crate::e2e::run_batch(12)?;
+    let t = Instant::now();
+    crate::e2e::run(DEFAULT_TOKEN)?;
+    times.push(("e2e (kryoptic, no leniency)", t.elapsed()));
+    let t = Instant::now();
+    crate::matrix::run(ModuleKind::ALL.to_vec())?;
+    times.push(("e2e --matrix (SoftHSM, kryoptic, NSS softokn)", t.elapsed()));
+    let t = Instant::now();
+    crate::e2e::run_batch(12, DEFAULT_TOKEN)?;
+    times.push(("e2e --batch 12 (kryoptic)", t.elapsed()));
+    println!("\nci: time per part");
+    for (part, took) in &times {
+        println!("  {:>6.0} s  {part}", took.as_secs_f32());
+    }
     // The closing count once more, after the e2e output, for whoever reads the log's end.
     println!("ci: {passed} passed, {failed} failed");
     Ok(())

@@ -1,9 +1,14 @@
 //! Build and test automation for the workspace (the `cargo xtask` pattern), one module a task:
 //!
 //! - `cargo xtask ci` ([`ci`]): format check, clippy with `-D warnings`, the whole test suite,
-//!   then `e2e --matrix` and `e2e --batch 12`; the closing line counts the tests.
-//! - `cargo xtask e2e [--matrix | --batch N]` ([`e2e`]): the whole ceremony on one machine,
-//!   against a fresh SoftHSM token and kv-emulator, with the real binaries.
+//!   then `e2e` on kryoptic, `e2e --matrix` on every token and `e2e --batch 12`; the closing
+//!   line counts the tests.
+//! - `cargo xtask e2e [--token T] [--matrix | --batch N]` ([`e2e`], [`matrix`]): the whole
+//!   ceremony on one machine, against a fresh token (kryoptic unless `--token` says otherwise)
+//!   and kv-emulator, with the real binaries.
+//! - `cargo xtask kryoptic` ([`kryoptic`]): builds kryoptic from crates.io into
+//!   `target/kryoptic/` once (`ci` and `e2e` call it when they need it); [`packages`] installs
+//!   what the tokens need from Debian.
 //! - `cargo xtask bench` ([`bench`]): each half measured against what a user would pick
 //!   instead; figures in target/bench/.
 //!
@@ -13,8 +18,12 @@
 mod bench;
 mod ci;
 mod e2e;
+mod kryoptic;
+mod matrix;
+mod packages;
 
-use clap::{Args, CommandFactory, Parser, Subcommand};
+use byok_tests::ModuleKind;
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -28,11 +37,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// fmt check, clippy -D warnings, cargo test --workspace, e2e --matrix, e2e --batch 12
+    /// fmt check, clippy -D warnings, cargo test --workspace, e2e (kryoptic), e2e --matrix
+    /// (every token), e2e --batch 12 (kryoptic)
     Ci,
-    /// The whole BYOK ceremony against SoftHSM and kv-emulator (default: RSA 3072 under a
-    /// 4096-bit KEK)
+    /// The whole BYOK ceremony against a fresh token and kv-emulator (default: kryoptic, RSA
+    /// 3072 under a 4096-bit KEK)
     E2e(E2eArgs),
+    /// Build kryoptic 1.5.4 from crates.io into target/kryoptic/ (once; e2e and ci call this)
+    Kryoptic,
     /// Each half against the tools a user would pick instead (target/bench/)
     Bench,
     /// bench's child: SoftHSM key generation alone, COUNT keys of KIND ("RSA 2048", "EC P-256")
@@ -53,12 +65,35 @@ enum Task {
 
 #[derive(Args)]
 struct E2eArgs {
-    /// Every RSA/EC kind on a vault, and AES 256 on Managed HSM
+    /// The token: kryoptic (the default; no leniency), nss, or softhsm (Debian's 2.6.1, which
+    /// needs --allow-zero-padded-kwp for RSA/EC). With --matrix: only this token.
+    #[arg(long, value_enum)]
+    token: Option<TokenArg>,
+    /// Every RSA/EC kind on a vault and every AES kind on Managed HSM, on every token (no
+    /// leniency); ends with a table token x kind -> proven, or refused with the tool's reason
     #[arg(long, conflicts_with = "batch")]
     matrix: bool,
     /// N mixed keys in one batch, each half interrupted (SIGKILL) and resumed
     #[arg(long, value_name = "N", value_parser = batch_size)]
     batch: Option<usize>,
+}
+
+/// `--token`: the test kit's modules, by the names the flag takes.
+#[derive(Clone, Copy, ValueEnum)]
+enum TokenArg {
+    Softhsm,
+    Kryoptic,
+    Nss,
+}
+
+impl From<TokenArg> for ModuleKind {
+    fn from(t: TokenArg) -> Self {
+        match t {
+            TokenArg::Softhsm => ModuleKind::SoftHsm,
+            TokenArg::Kryoptic => ModuleKind::Kryoptic,
+            TokenArg::Nss => ModuleKind::Nss,
+        }
+    }
 }
 
 /// `--batch N`: a batch worth interrupting halfway has at least two keys.
@@ -69,12 +104,21 @@ fn batch_size(s: &str) -> Result<usize, String> {
     }
 }
 
+fn e2e_task(args: E2eArgs) -> Result<(), String> {
+    let token = args.token.map(ModuleKind::from);
+    match (args.batch, args.matrix) {
+        (Some(n), _) => e2e::run_batch(n, token.unwrap_or(e2e::DEFAULT_TOKEN)),
+        (None, true) => matrix::run(token.map_or(ModuleKind::ALL.to_vec(), |t| vec![t])),
+        (None, false) => e2e::run(token.unwrap_or(e2e::DEFAULT_TOKEN)),
+    }
+}
+
 fn main() -> ExitCode {
     let result = match Cli::parse().task {
         None => Cli::command().print_help().map_err(|e| e.to_string()),
         Some(Task::Ci) => ci::run(),
-        Some(Task::E2e(E2eArgs { batch: Some(n), .. })) => e2e::run_batch(n),
-        Some(Task::E2e(E2eArgs { matrix, .. })) => e2e::run(matrix),
+        Some(Task::E2e(args)) => e2e_task(args),
+        Some(Task::Kryoptic) => kryoptic::run(),
         Some(Task::Bench) => bench::run(),
         Some(Task::Keygen { kind, count }) => bench::keygen_loop(&kind, count),
         Some(Task::Login) => bench::login_only(),

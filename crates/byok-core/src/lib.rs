@@ -14,6 +14,8 @@
 //!   [`signature`]: the vault's signature checked with the HSM's public key.
 //! - [`ops`]: Key Vault key operations and their rules; [`manifest`]: a batch's keys;
 //!   [`evidence`]: the hash-chained ceremony record and its event names.
+//! - [`conformance`]: an unwrapped plaintext read strictly, as Azure parses it, each defect
+//!   named.
 //! - [`target`]: the target key's encodings (PKCS#8 for RSA and EC, raw bytes for AES) and
 //!   public keys; [`jwk`]: a vault's public JWK to and from SPKI, so the two can be compared.
 //!
@@ -27,6 +29,7 @@
 
 pub mod b64;
 pub mod challenge;
+pub mod conformance;
 pub mod evidence;
 pub mod fingerprint;
 pub mod jwk;

@@ -6,7 +6,10 @@ use byok_cli_common::{GlobalFlags, KindFlags};
 use byok_core::KeyOp;
 use byok_core::target::KeyKind;
 use byok_offline::batch::BatchOptions;
-use byok_offline::commands::{self, Connection, GenerateOptions, KekSource, PackageOptions};
+use byok_offline::check::Overrides;
+use byok_offline::commands::{
+    self, CheckOptions, Connection, GenerateOptions, KekSource, PackageOptions,
+};
 use byok_offline::keys::GenerateSpec;
 use byok_offline::pin::{DEFAULT_PIN_ENV, PinSource};
 use byok_offline::token::TokenSelector;
@@ -34,6 +37,10 @@ pub struct ConnectionArgs {
     /// The HSM vendor's PKCS#11 library (SoftHSM: /usr/lib/softhsm/libsofthsm2.so).
     #[arg(long, env = "PKCS11_MODULE", global = true)]
     module: Option<PathBuf>,
+    /// The module's init string, passed in C_Initialize's pReserved (NSS softokn:
+    /// "configdir='sql:DIR' certPrefix='' keyPrefix='' secmod='secmod.db' flags=").
+    #[arg(long, env = "PKCS11_INIT_ARGS", global = true, hide_env_values = true)]
+    init_args: Option<String>,
     /// The token, by label.
     #[arg(long, global = true, conflicts_with = "slot")]
     token: Option<String>,
@@ -52,6 +59,9 @@ pub struct ConnectionArgs {
 pub enum Command {
     /// List slots and tokens, with each token's verdict on BYOK.
     Tokens,
+    /// Prove the token's wrap of each key kind on throwaway keys (session objects, destroyed
+    /// after), before a ceremony; needs the user PIN. Exits 0 whatever the verdicts.
+    Check(CheckArgs),
     /// List key objects on the token.
     Keys,
     /// Generate the target key inside the token.
@@ -79,6 +89,42 @@ pub enum Command {
         /// The .byok file.
         file: PathBuf,
     },
+}
+
+#[derive(Args)]
+pub struct CheckArgs {
+    /// One kind only (with --size / --curve); default: every kind Key Vault imports.
+    #[command(flatten)]
+    kind: KindFlags,
+    /// Throwaway keys per kind (default: 20 per EC curve, 4 for RSA 2048 and AES, 2 for RSA
+    /// 3072 and 4096).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    tries: Option<u32>,
+    /// auto: native CKM_RSA_AES_KEY_WRAP when offered, else two-step.
+    #[arg(long, value_enum, default_value_t = WrapArg::Auto)]
+    wrap_mechanism: WrapArg,
+}
+
+/// The overrides of a kind `check` refuses; rehearsals only.
+#[derive(Args, Clone, Copy)]
+pub struct OverrideArgs {
+    /// Package RSA/EC keys through a 0x210A that zero-pads before RFC 5649 (SoftHSM 2.6.1),
+    /// which leaves trailing zero bytes Azure may refuse; for rehearsals only.
+    #[arg(long)]
+    allow_zero_padded_kwp: bool,
+    /// Package a kind `byok-offline check` finds non-conformant or not supported, with a
+    /// warning; for rehearsals only.
+    #[arg(long)]
+    allow_nonconformant: bool,
+}
+
+impl From<OverrideArgs> for Overrides {
+    fn from(a: OverrideArgs) -> Self {
+        Overrides {
+            zero_padded_kwp: a.allow_zero_padded_kwp,
+            nonconformant: a.allow_nonconformant,
+        }
+    }
 }
 
 #[derive(Args, Clone)]
@@ -134,9 +180,8 @@ pub struct PackageArgs {
     /// auto: native CKM_RSA_AES_KEY_WRAP when offered, else two-step.
     #[arg(long, value_enum, default_value_t = WrapArg::Auto)]
     wrap_mechanism: WrapArg,
-    /// Accept a 0x210A that zero-pads before RFC 5649 (SoftHSM 2.6.1); for rehearsals only.
-    #[arg(long)]
-    allow_zero_padded_kwp: bool,
+    #[command(flatten)]
+    overrides: OverrideArgs,
 }
 
 #[derive(Args)]
@@ -162,9 +207,8 @@ pub struct BatchArgs {
     /// auto: native CKM_RSA_AES_KEY_WRAP when offered, else two-step.
     #[arg(long, value_enum, default_value_t = WrapArg::Auto)]
     wrap_mechanism: WrapArg,
-    /// Accept a 0x210A that zero-pads before RFC 5649 (SoftHSM 2.6.1); for rehearsals only.
-    #[arg(long)]
-    allow_zero_padded_kwp: bool,
+    #[command(flatten)]
+    overrides: OverrideArgs,
 }
 
 #[derive(Subcommand)]
@@ -194,6 +238,7 @@ impl From<ConnectionArgs> for Connection {
     fn from(a: ConnectionArgs) -> Self {
         Connection {
             module: a.module,
+            init_args: a.init_args,
             token: match (a.token, a.slot) {
                 (Some(label), _) => TokenSelector::Label(label),
                 (None, Some(slot)) => TokenSelector::Slot(slot),
@@ -228,6 +273,32 @@ impl KeySpecArgs {
                 ops,
             },
             public_key_out: self.public_key_out,
+        })
+    }
+}
+
+impl TryFrom<CheckArgs> for CheckOptions {
+    type Error = OfflineError;
+
+    /// No kind flag: every importable kind; else the one kind the flags name.
+    fn try_from(a: CheckArgs) -> Result<Self> {
+        let k = &a.kind;
+        let kinds = match &k.kty {
+            None if k.size.is_none() && k.curve.is_none() => KeyKind::IMPORTABLE.to_vec(),
+            None => {
+                return Err(OfflineError::Usage(
+                    "--size and --curve need --kty (RSA, EC or oct)".into(),
+                ));
+            }
+            Some(kty) => vec![
+                KeyKind::from_parts(kty, k.size, k.curve.as_deref())
+                    .map_err(OfflineError::KindFlags)?,
+            ],
+        };
+        Ok(CheckOptions {
+            kinds,
+            tries: a.tries.map(|n| n as usize),
+            wrap: a.wrap_mechanism.into(),
         })
     }
 }
@@ -268,7 +339,7 @@ impl TryFrom<PackageArgs> for PackageOptions {
             generate,
             out: a.out,
             wrap: a.wrap_mechanism.into(),
-            allow_zero_padded_kwp: a.allow_zero_padded_kwp,
+            overrides: a.overrides.into(),
         })
     }
 }
@@ -281,7 +352,7 @@ impl From<BatchArgs> for BatchOptions {
             out_dir: a.out,
             jobs: a.jobs,
             wrap: a.wrap_mechanism.into(),
-            allow_zero_padded_kwp: a.allow_zero_padded_kwp,
+            overrides: a.overrides.into(),
             log: a.log,
             operator: a.operator,
         }
@@ -318,5 +389,40 @@ mod tests {
         let err = generate_options(&["generate", "--label", "k", "--kty", "EC", "--ops", "sing"])
             .unwrap_err();
         assert!(matches!(err, OfflineError::Ops(_)), "{err}");
+    }
+
+    fn check_options(args: &[&str]) -> Result<CheckOptions> {
+        match parse(args).command {
+            Command::Check(a) => a.try_into(),
+            _ => unreachable!("a check command"),
+        }
+    }
+
+    #[test]
+    fn check_takes_every_kind_or_the_one_named() {
+        let all = check_options(&["check"]).unwrap();
+        assert_eq!(all.kinds, KeyKind::IMPORTABLE);
+        assert_eq!(all.tries, None);
+        let one =
+            check_options(&["check", "--kty", "EC", "--curve", "P-521", "--tries", "3"]).unwrap();
+        assert_eq!(
+            one.kinds,
+            [KeyKind::Ec {
+                curve: byok_core::target::Curve::P521
+            }]
+        );
+        assert_eq!(one.tries, Some(3));
+        let err = check_options(&["check", "--curve", "P-384"]).unwrap_err();
+        assert!(matches!(err, OfflineError::Usage(_)), "{err}");
+        assert!(Cli::try_parse_from(["byok-offline", "check", "--tries", "0"]).is_err());
+    }
+
+    #[test]
+    fn init_args_come_from_the_flag_or_the_environment() {
+        let cli = parse(&["--init-args", "configdir='sql:/x'", "tokens"]);
+        assert_eq!(
+            Connection::from(cli.connection).init_args.as_deref(),
+            Some("configdir='sql:/x'")
+        );
     }
 }

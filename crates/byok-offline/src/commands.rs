@@ -1,17 +1,18 @@
 //! The commands of `byok-offline`, each returning a report the binary prints as text or JSON.
 
+use crate::check::{self, CheckReport, Overrides};
 use crate::error::{OfflineError, Result};
 use crate::keys::{self, GenerateSpec, KeyObject, Target};
 use crate::package::{self, PackageReport};
 use crate::pin::PinSource;
-use crate::raw::RawModule;
 use crate::token::{Module, TokenIdentity, TokenSelector, TokenSession};
-use crate::wrap_path::{self, Capabilities, WrapChoice};
+use crate::wrap_path::{self, Capabilities, KwpMechanism, PadBehaviour, WrapChoice, WrapPath};
 use byok_cli_common::files::{self, FileKind};
 use byok_core::challenge::AesChallenge;
 use byok_core::sidecar;
 use byok_core::target::KeyKind;
 use byok_core::{Fingerprint, KekPublicKey, KekTransfer, KeyId, TargetPublicKey};
+use cryptoki::slot::Slot;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -26,22 +27,23 @@ const MAX_LOG_BYTES: u64 = 1024 * 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct Connection {
     pub module: Option<PathBuf>,
+    /// The module's init string for `C_Initialize`'s `pReserved` (`--init-args`).
+    pub init_args: Option<String>,
     pub token: TokenSelector,
     pub pin: PinSource,
 }
 
 impl Connection {
-    fn module(&self) -> Result<(Module, RawModule)> {
+    /// Loads and initialises the module.
+    pub fn load(&self) -> Result<Module> {
         let path = self.module.as_deref().ok_or(OfflineError::NoModule)?;
-        let module = Module::load(path)?;
-        let raw = RawModule::open(path)?;
-        Ok((module, raw))
+        Module::load(path, self.init_args.as_deref())
     }
 
-    fn open(&self) -> Result<(Module, RawModule, TokenSession)> {
-        let (module, raw) = self.module()?;
+    fn open(&self) -> Result<(Module, TokenSession)> {
+        let module = self.load()?;
         let session = module.open(&self.token, &self.pin)?;
-        Ok((module, raw, session))
+        Ok((module, session))
     }
 }
 
@@ -51,38 +53,111 @@ pub struct TokenReport {
     #[serde(flatten)]
     pub identity: TokenIdentity,
     pub capabilities: Capabilities,
-    /// The path `--wrap-mechanism auto` takes, or why BYOK is not possible.
+    /// The path `--wrap-mechanism auto` takes and what it means for the key kinds, or why BYOK
+    /// is not possible.
     pub byok: String,
     pub byok_possible: bool,
+    /// 0x210A's known-answer test, when that is the path: `rfc5649`, `zero-padded`, `other`,
+    /// or `not run` (a module that wants a login for it).
+    pub kwp_pad_self_test: Option<&'static str>,
 }
 
+/// Run `check` for the verdict of each kind.
+const PER_KIND: &str = "run `byok-offline check` for each kind";
+
 pub fn tokens(conn: &Connection) -> Result<Vec<TokenReport>> {
-    let (module, raw) = conn.module()?;
+    let module = conn.load()?;
     let mut out = Vec::new();
     for (slot, identity) in module.tokens()? {
-        let capabilities = wrap_path::capabilities(&raw, slot.id())?;
-        let (byok, byok_possible) = match capabilities.verdict() {
-            Ok(wrap_path::WrapPath::TwoStep(wrap_path::KwpMechanism::Pad)) => (
-                "two-step with CKM_AES_KEY_WRAP_PAD (0x210A) if its RFC 5649 self-test passes \
-                 (it runs before each package)"
-                    .to_string(),
-                true,
-            ),
-            Ok(path) => (path.to_string(), true),
-            Err(reason) => (format!("not possible: {reason}"), false),
-        };
-        out.push(TokenReport {
+        let capabilities = wrap_path::capabilities(module.raw(), slot.id())?;
+        let mut report = TokenReport {
             identity,
             capabilities,
-            byok,
-            byok_possible,
-        });
+            byok: String::new(),
+            byok_possible: true,
+            kwp_pad_self_test: None,
+        };
+        match capabilities.verdict() {
+            Ok(WrapPath::TwoStep(KwpMechanism::Pad)) => pad_verdict(&module, slot, &mut report)?,
+            Ok(path) => report.byok = format!("{path}; {PER_KIND}"),
+            Err(reason) => {
+                report.byok = format!("not possible: {reason}");
+                report.byok_possible = false;
+            }
+        }
+        out.push(report);
     }
     Ok(out)
 }
 
+/// The verdict of a token whose path is 0x210A: its known-answer test, run on public session
+/// objects with no login.
+fn pad_verdict(module: &Module, slot: Slot, report: &mut TokenReport) -> Result<()> {
+    let behaviour = module
+        .open_public(slot)
+        .and_then(|session| wrap_path::pad_behaviour(&session, module.raw()));
+    let (test, byok, possible) = match behaviour {
+        Ok(PadBehaviour::Rfc5649) => (
+            "rfc5649",
+            format!(
+                "two-step with CKM_AES_KEY_WRAP_PAD (0x210A), whose RFC 5649 known-answer test \
+                 passed; {PER_KIND}"
+            ),
+            true,
+        ),
+        Ok(PadBehaviour::ZeroPaddedRfc5649) => (
+            "zero-padded",
+            format!(
+                "two-step with CKM_AES_KEY_WRAP_PAD (0x210A), which zero-pads before RFC 5649: \
+                 AES keys only without --allow-zero-padded-kwp; {PER_KIND}"
+            ),
+            true,
+        ),
+        Ok(PadBehaviour::Other) => (
+            "other",
+            format!("not possible: {}", OfflineError::KwpSelfTestFailed),
+            false,
+        ),
+        Err(OfflineError::Pkcs11 { rv, .. }) => {
+            let why = if rv == "CKR_USER_NOT_LOGGED_IN" {
+                format!("the token will not run it without a login ({rv})")
+            } else {
+                format!("it could not run here: {rv}")
+            };
+            (
+                "not run",
+                format!(
+                    "two-step with CKM_AES_KEY_WRAP_PAD (0x210A) if its RFC 5649 known-answer \
+                     test passes ({why}); run `byok-offline check` for per-kind verdicts"
+                ),
+                true,
+            )
+        }
+        Err(e) => return Err(e),
+    };
+    report.kwp_pad_self_test = Some(test);
+    report.byok = byok;
+    report.byok_possible = possible;
+    Ok(())
+}
+
+/// Which kinds `check` proves, and how many throwaway keys of each.
+#[derive(Debug, Clone)]
+pub struct CheckOptions {
+    pub kinds: Vec<KeyKind>,
+    /// Default: each kind's own ([`check::default_tries`]).
+    pub tries: Option<usize>,
+    pub wrap: WrapChoice,
+}
+
+/// `check`: the token's conformance for each kind, on throwaway keys.
+pub fn check(conn: &Connection, opts: &CheckOptions) -> Result<CheckReport> {
+    let (module, session) = conn.open()?;
+    check::check(&session, module.raw(), opts.wrap, &opts.kinds, opts.tries)
+}
+
 pub fn list_keys(conn: &Connection) -> Result<Vec<KeyObject>> {
-    let (_module, _raw, session) = conn.open()?;
+    let (_module, session) = conn.open()?;
     keys::list_keys(&session)
 }
 
@@ -149,7 +224,7 @@ fn generate_in(session: &TokenSession, opts: &GenerateOptions) -> Result<(Target
 }
 
 pub fn generate(conn: &Connection, opts: &GenerateOptions) -> Result<GenerateReport> {
-    let (_module, _raw, session) = conn.open()?;
+    let (_module, session) = conn.open()?;
     Ok(generate_in(&session, opts)?.1)
 }
 
@@ -183,8 +258,8 @@ pub struct PackageOptions {
     pub generate: Option<GenerateOptions>,
     pub out: Option<PathBuf>,
     pub wrap: WrapChoice,
-    /// Accept SoftHSM 2.6.1's zero-padding 0x210A (rehearsals only).
-    pub allow_zero_padded_kwp: bool,
+    /// `--allow-zero-padded-kwp`, `--allow-nonconformant` (rehearsals only).
+    pub overrides: Overrides,
 }
 
 /// What `package` made: the key, when `--generate` made it, and the package.
@@ -195,7 +270,8 @@ pub struct PackageOutcome {
 }
 
 /// `package` (optionally with `--generate`): the KEK is read and checked before the token is
-/// touched, and the output paths are checked before any key is made.
+/// touched, the output paths are checked and the token's wrap of the target's kind is proved
+/// on throwaway keys ([`check::require`]) before any key is made or file written.
 pub fn package(conn: &Connection, opts: &PackageOptions) -> Result<PackageOutcome> {
     let kek = opts.kek.load()?;
     let label_for_name = opts
@@ -210,22 +286,23 @@ pub fn package(conn: &Connection, opts: &PackageOptions) -> Result<PackageOutcom
         .clone()
         .unwrap_or_else(|| byok_core::package::file_name(&label_for_name).into());
     files::ensure_absent(&[&out, &sidecar::path_for(&out)])?;
-    let (_module, raw, session) = conn.open()?;
-    let path = wrap_path::choose(&session, &raw, opts.wrap, opts.allow_zero_padded_kwp)?;
+    let (module, session) = conn.open()?;
+    let raw = module.raw();
+    let path = wrap_path::choose(&session, raw, opts.wrap)?;
     let (target, generated) = match &opts.generate {
         Some(g) => {
+            check::require(&session, raw, path, &[g.spec.kind], opts.overrides)?;
             let (target, report) = generate_in(&session, g)?;
             (target, Some(report))
         }
         None => {
             let id = parse_id(opts.id_hex.as_deref())?;
-            (
-                keys::find_target(&session, opts.label.as_deref(), id.as_deref())?,
-                None,
-            )
+            let target = keys::find_target(&session, opts.label.as_deref(), id.as_deref())?;
+            check::require(&session, raw, path, &[target.kind], opts.overrides)?;
+            (target, None)
         }
     };
-    let package = package::package(&session, &raw, &kek, &target, path, &out)?;
+    let package = package::package(&session, raw, &kek, &target, path, &out)?;
     Ok(PackageOutcome { generated, package })
 }
 
@@ -246,7 +323,7 @@ pub fn prove_aes(conn: &Connection, label: &str, challenge_path: &Path) -> Resul
         path: challenge_path.into(),
         source,
     })?;
-    let (_module, _raw, session) = conn.open()?;
+    let (_module, session) = conn.open()?;
     let key = keys::find_secret(&session, label)?;
     let plaintext = keys::decrypt_gcm(&session, key, label, &challenge)?;
     if Fingerprint::of_bytes(&plaintext) != challenge.plaintext_sha256 {

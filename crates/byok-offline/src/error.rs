@@ -24,8 +24,15 @@ pub enum OfflineError {
         "cannot load the PKCS#11 module `{path}`: {reason}. Check the path and that it is the vendor's PKCS#11 library for this machine"
     )]
     ModuleLoad { path: PathBuf, reason: String },
-    #[error("the PKCS#11 module failed to initialise: {0}")]
+    #[error(
+        "the PKCS#11 module failed to initialise: {0}. If the vendor's module needs an init \
+         string (NSS softokn: configdir='sql:DIR' ...), pass it with --init-args or PKCS11_INIT_ARGS"
+    )]
     ModuleInit(String),
+    #[error(
+        "--init-args / PKCS11_INIT_ARGS holds a NUL byte; give the module's init string as plain text"
+    )]
+    InitArgsNul,
     #[error(
         "no token labelled `{label}`; tokens present: {present}. Pick one with --token LABEL or --slot ID"
     )]
@@ -99,13 +106,19 @@ pub enum OfflineError {
     )]
     KwpSelfTestFailed,
     #[error(
-        "the token's CKM_AES_KEY_WRAP_PAD (0x210A) zero-pads its input to a multiple of 8 bytes before \
-         RFC 5649 (SoftHSM 2.6.1 does this), so an RSA or EC key would unwrap with up to 7 trailing zero \
-         bytes that Azure may refuse; the token lacks CKM_AES_KEY_WRAP_KWP (0x210B). For a rehearsal on \
-         SoftHSM pass --allow-zero-padded-kwp; for a real ceremony use an HSM with CKM_RSA_AES_KEY_WRAP \
-         or CKM_AES_KEY_WRAP_KWP"
+        "this token could not generate {kind} ({rv}); run `byok-offline check` to see which key \
+         kinds it can generate and wrap correctly"
     )]
-    KwpZeroPadded,
+    GenerationRefused { kind: KeyKind, rv: String },
+    #[error(
+        "{kind} keys cannot be packaged on this token: {finding}. Nothing was generated or \
+         written; run `byok-offline check` to see every kind. {fix}"
+    )]
+    KindRefused {
+        kind: KeyKind,
+        finding: String,
+        fix: &'static str,
+    },
     #[error(
         "the package the HSM produced failed its own check: {0}. Nothing was written; the token's \
          wrap is not what Key Vault reads, so report it to the HSM vendor"
@@ -192,11 +205,41 @@ impl From<CkError> for OfflineError {
     fn from(err: CkError) -> Self {
         match err {
             CkError::Pkcs11(rv, function) => OfflineError::Pkcs11 {
-                function: format!("{function:?}"),
+                function: format!("C_{function:?}"),
                 hint: hint(rv),
-                rv: format!("{rv}"),
+                rv: ckr_name(rv),
             },
             other => OfflineError::Cryptoki(other.to_string()),
+        }
+    }
+}
+
+/// The return code's PKCS#11 name (`CKR_GENERAL_ERROR`), or its number when it has none
+/// cryptoki knows. cryptoki's own text for a code is a paragraph of the standard.
+pub fn ckr_name(rv: RvError) -> String {
+    match rv {
+        RvError::UnknownErrorCode(code) | RvError::VendorDefined(code) => format!("CKR 0x{code:x}"),
+        named => {
+            let camel = format!("{named:?}");
+            let mut out = String::from("CKR");
+            for c in camel.chars() {
+                if c.is_ascii_uppercase() {
+                    out.push('_');
+                }
+                out.push(c.to_ascii_uppercase());
+            }
+            out
+        }
+    }
+}
+
+impl OfflineError {
+    /// The PKCS#11 return code this error carries, if it is one (`CKR_GENERAL_ERROR`).
+    pub fn return_code(&self) -> Option<&str> {
+        match self {
+            OfflineError::Pkcs11 { rv, .. } => Some(rv),
+            OfflineError::GenerationRefused { rv, .. } => Some(rv),
+            _ => None,
         }
     }
 }
@@ -236,6 +279,7 @@ pub type Result<T, E = OfflineError> = std::result::Result<T, E>;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cryptoki::context::Function;
 
     #[test]
     fn exit_kinds() {
@@ -249,5 +293,26 @@ mod tests {
         assert!(in_batch.to_string().starts_with("key `k`: the HSM key `k`"));
         assert_eq!(OfflineError::NoTarget.exit_kind(), ExitKind::Usage);
         assert_eq!(OfflineError::NoModule.exit_kind(), ExitKind::Failure);
+    }
+
+    #[test]
+    fn return_codes_are_named() {
+        assert_eq!(ckr_name(RvError::GeneralError), "CKR_GENERAL_ERROR");
+        assert_eq!(
+            ckr_name(RvError::CurveNotSupported),
+            "CKR_CURVE_NOT_SUPPORTED"
+        );
+        assert_eq!(
+            ckr_name(RvError::DomainParamsInvalid),
+            "CKR_DOMAIN_PARAMS_INVALID"
+        );
+        assert_eq!(ckr_name(RvError::BufferTooSmall), "CKR_BUFFER_TOO_SMALL");
+        assert_eq!(ckr_name(RvError::UnknownErrorCode(0x35)), "CKR 0x35");
+        let err: OfflineError =
+            CkError::Pkcs11(RvError::KeyUnextractable, Function::WrapKey).into();
+        assert_eq!(
+            err.to_string(),
+            "PKCS#11 C_WrapKey failed: CKR_KEY_UNEXTRACTABLE (the key is not extractable)"
+        );
     }
 }

@@ -2,8 +2,8 @@
 //! Key Vault operations to PKCS#11 usage flags), reading its public key, and decrypting the
 //! AES proof's challenge.
 
-use crate::error::{OfflineError, Result};
-use crate::token::TokenSession;
+use crate::error::{OfflineError, Result, ckr_name};
+use crate::token::{SessionObject, TokenSession};
 use byok_core::target::{Curve, KeyKind};
 use byok_core::{KeyOp, TargetPublicKey};
 use cryptoki::error::{Error as CkError, RvError};
@@ -343,26 +343,9 @@ pub fn generate(token: &TokenSession, spec: &GenerateSpec) -> Result<Target> {
         label: &spec.label,
         id: &id,
         ops: &spec.ops,
+        persistent: true,
     };
-    let private = match kind {
-        KeyKind::Rsa { bits } => {
-            let (public, private) = templates.rsa(bits);
-            token
-                .session
-                .generate_key_pair(&Mechanism::RsaPkcsKeyPairGen, &public, &private)?
-                .1
-        }
-        KeyKind::Ec { curve } => {
-            let (public, private) = templates.ec(curve);
-            token
-                .session
-                .generate_key_pair(&Mechanism::EccKeyPairGen, &public, &private)?
-                .1
-        }
-        KeyKind::Oct { bits } => token
-            .session
-            .generate_key(&Mechanism::AesKeyGen, &templates.aes(bits))?,
-    };
+    let (private, _public) = generate_objects(token, kind, &templates)?;
     let public_key = public_key_of(token, private, kind, &spec.label, &id)?;
     Ok(Target {
         private,
@@ -373,12 +356,111 @@ pub fn generate(token: &TokenSession, spec: &GenerateSpec) -> Result<Target> {
     })
 }
 
+/// The label of `check`'s throwaway keys.
+pub const THROWAWAY_LABEL: &str = "byok-check-throwaway";
+
+/// A throwaway target for `byok-offline check`: made with the production templates (sensitive,
+/// extractable, the kind's default operations) but as session objects, which are destroyed
+/// when this is dropped or [`Throwaway::destroy`]ed.
+pub struct Throwaway<'s> {
+    pub target: Target,
+    objects: Vec<SessionObject<'s>>,
+}
+
+impl Throwaway<'_> {
+    /// Destroys the throwaway's objects now, reporting a failure.
+    pub fn destroy(self) -> Result<()> {
+        for object in self.objects {
+            object.destroy()?;
+        }
+        Ok(())
+    }
+}
+
+/// Generates a throwaway target of `kind` as session objects (`CKA_TOKEN=false`).
+pub fn generate_throwaway(token: &TokenSession, kind: KeyKind) -> Result<Throwaway<'_>> {
+    let id = token.session.generate_random_vec(16)?;
+    let templates = Templates {
+        label: THROWAWAY_LABEL,
+        id: &id,
+        ops: KeyOp::defaults(kind.kty()),
+        persistent: false,
+    };
+    let (private, public) = generate_objects(token, kind, &templates)?;
+    let mut objects = vec![SessionObject::new(&token.session, private)];
+    objects.extend(public.map(|p| SessionObject::new(&token.session, p)));
+    let public_key = public_key_of(token, private, kind, THROWAWAY_LABEL, &id)?;
+    Ok(Throwaway {
+        target: Target {
+            private,
+            label: THROWAWAY_LABEL.into(),
+            id,
+            kind,
+            public_key,
+        },
+        objects,
+    })
+}
+
+/// Makes the key objects of `kind` from `templates`: the private or secret key, and the
+/// public key of a pair. A token that cannot make the kind is named as such.
+fn generate_objects(
+    token: &TokenSession,
+    kind: KeyKind,
+    templates: &Templates<'_>,
+) -> Result<(ObjectHandle, Option<ObjectHandle>)> {
+    let session = &token.session;
+    let refused = |e: CkError| generation_error(kind, e);
+    let pair = |mechanism: Mechanism<'_>, (public, private): (Vec<Attribute>, Vec<Attribute>)| {
+        let (public, private) = session
+            .generate_key_pair(&mechanism, &public, &private)
+            .map_err(refused)?;
+        Ok((private, Some(public)))
+    };
+    match kind {
+        KeyKind::Rsa { bits } => pair(Mechanism::RsaPkcsKeyPairGen, templates.rsa(bits)),
+        KeyKind::Ec { curve } => pair(Mechanism::EccKeyPairGen, templates.ec(curve)),
+        KeyKind::Oct { bits } => {
+            let secret = session
+                .generate_key(&Mechanism::AesKeyGen, &templates.aes(bits))
+                .map_err(refused)?;
+            Ok((secret, None))
+        }
+    }
+}
+
+/// A generation refused with a code that means "this token cannot make this kind" becomes
+/// [`OfflineError::GenerationRefused`]; other failures (a session or login problem) stay as
+/// they are.
+fn generation_error(kind: KeyKind, e: CkError) -> OfflineError {
+    match e {
+        CkError::Pkcs11(
+            rv @ (RvError::GeneralError
+            | RvError::FunctionFailed
+            | RvError::MechanismInvalid
+            | RvError::MechanismParamInvalid
+            | RvError::CurveNotSupported
+            | RvError::DomainParamsInvalid
+            | RvError::KeySizeRange
+            | RvError::AttributeValueInvalid
+            | RvError::TemplateInconsistent),
+            _,
+        ) => OfflineError::GenerationRefused {
+            kind,
+            rv: ckr_name(rv),
+        },
+        other => other.into(),
+    }
+}
+
 /// The PKCS#11 templates of a target key: the one mapping from Key Vault operations to
 /// `CKA_SIGN`, `CKA_DECRYPT`, ... flags.
 struct Templates<'a> {
     label: &'a str,
     id: &'a [u8],
     ops: &'a [KeyOp],
+    /// `CKA_TOKEN`: true for a target, false for `check`'s throwaway keys.
+    persistent: bool,
 }
 
 impl Templates<'_> {
@@ -388,7 +470,7 @@ impl Templates<'_> {
 
     fn common(&self, private: bool) -> Vec<Attribute> {
         vec![
-            Attribute::Token(true),
+            Attribute::Token(self.persistent),
             Attribute::Label(self.label.as_bytes().to_vec()),
             Attribute::Id(self.id.to_vec()),
             Attribute::Private(private),

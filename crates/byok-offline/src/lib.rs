@@ -1,5 +1,7 @@
 //! The air-gapped half of a BYOK ceremony: the PKCS#11 packager.
 //!
+//! - [`check`]: the token's conformance per key kind, proved on throwaway keys (`check`, and the
+//!   gate before `package` and `batch`).
 //! - [`commands`]: each command of `byok-offline`, returning the report the binary prints.
 //! - [`batch`]: every key of a manifest, resumably, with several sessions, into the evidence log.
 //! - [`token`]: loading the vendor's module, choosing the token, logging in.
@@ -7,7 +9,8 @@
 //! - [`keys`]: listing keys, generating the target inside the HSM, reading its public key.
 //! - [`wrap_path`]: which wrap the token can do (native `CKM_RSA_AES_KEY_WRAP` or two-step).
 //! - [`package`]: the wrap inside the HSM, the checks on the result, the `.byok` and sidecar.
-//! - [`raw`]: the two PKCS#11 calls cryptoki cannot name (the only `unsafe` code).
+//! - [`raw`]: the PKCS#11 calls cryptoki cannot make (`C_GetMechanismList`, every
+//!   `C_WrapKey`) and the module's init arguments (the only `unsafe` code).
 //! - [`error`]: one error per cause, each naming its fix, and its exit code.
 //!
 //! Files, the evidence log appender, progress and exit codes are `byok-cli-common`'s, shared
@@ -17,6 +20,7 @@
 #![deny(unsafe_code)]
 
 pub mod batch;
+pub mod check;
 pub mod commands;
 pub mod error;
 pub mod keys;

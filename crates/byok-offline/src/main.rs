@@ -25,6 +25,9 @@ fn run(cli: Cli) -> Result<()> {
     let conn = Connection::from(cli.connection);
     match cli.command {
         Command::Tokens => out.print(&commands::tokens(&conn)?, |t| print::tokens(t)),
+        Command::Check(args) => {
+            out.print(&commands::check(&conn, &args.try_into()?)?, print::check);
+        }
         Command::Keys => out.print(&commands::list_keys(&conn)?, |k| print::keys(k)),
         Command::Generate(args) => {
             let report = commands::generate(&conn, &args.try_into()?)?;

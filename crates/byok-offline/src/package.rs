@@ -9,9 +9,8 @@ use byok_cli_common::files::{self, FileKind};
 use byok_core::package::Generator;
 use byok_core::sidecar::{self, Sidecar, Source};
 use byok_core::target::KeyKind;
-use byok_core::{Fingerprint, KekTransfer, KeyTransferPackage};
-use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsOaepParams, PkcsOaepSource};
-use cryptoki::mechanism::{Mechanism, MechanismType};
+use byok_core::{Fingerprint, KekPublicKey, KekTransfer, KeyTransferPackage};
+use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, KeyType, ObjectClass};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -36,7 +35,7 @@ pub struct PackageReport {
 pub fn wrap_in_token(
     token: &TokenSession,
     raw: &RawModule,
-    kek: &KekTransfer,
+    kek: &KekPublicKey,
     target: &Target,
     path: WrapPath,
 ) -> Result<Vec<u8>> {
@@ -48,8 +47,8 @@ pub fn wrap_in_token(
             Attribute::KeyType(KeyType::RSA),
             Attribute::Token(false),
             Attribute::Private(false),
-            Attribute::Modulus(kek.key.n_bytes()),
-            Attribute::PublicExponent(kek.key.e_bytes()),
+            Attribute::Modulus(kek.n_bytes()),
+            Attribute::PublicExponent(kek.e_bytes()),
             Attribute::Wrap(true),
             Attribute::Label(b"byok-kek-session".to_vec()),
         ])?,
@@ -73,7 +72,7 @@ fn wrap_two_step(
     token: &TokenSession,
     raw: &RawModule,
     kek_object: &SessionObject<'_>,
-    kek: &KekTransfer,
+    kek: &KekPublicKey,
     target: &Target,
     kwp: KwpMechanism,
 ) -> Result<Vec<u8>> {
@@ -95,32 +94,23 @@ fn wrap_two_step(
             ],
         )?,
     );
-    let kwp_part = match kwp {
-        KwpMechanism::Kwp => raw.wrap_kwp(
-            session.handle(),
-            aes.handle().handle(),
-            target.private.handle(),
-        )?,
-        KwpMechanism::Pad | KwpMechanism::PadZeroPadded => {
-            session.wrap_key(&Mechanism::AesKeyWrapPad, aes.handle(), target.private)?
-        }
-    };
-    let oaep = PkcsOaepParams::new(
-        MechanismType::SHA1,
-        PkcsMgfType::MGF1_SHA1,
-        PkcsOaepSource::empty(),
-    );
-    let mut out = session.wrap_key(
-        &Mechanism::RsaPkcsOaep(oaep),
-        kek_object.handle(),
-        aes.handle(),
+    let kwp_part = raw.wrap_aes_kwp(
+        session.handle(),
+        kwp.number(),
+        aes.handle().handle(),
+        target.private.handle(),
+    )?;
+    let mut out = raw.wrap_rsa_oaep_sha1(
+        session.handle(),
+        kek_object.handle().handle(),
+        aes.handle().handle(),
     )?;
     aes.destroy()?;
-    if out.len() != kek.key.modulus_len() {
+    if out.len() != kek.modulus_len() {
         return Err(OfflineError::BadResult(format!(
             "the RSA-OAEP part is {} bytes, expected {}",
             out.len(),
-            kek.key.modulus_len()
+            kek.modulus_len()
         )));
     }
     out.extend_from_slice(&kwp_part);
@@ -128,8 +118,8 @@ fn wrap_two_step(
 }
 
 /// Checks lengths and structure before anything is written.
-fn check_ciphertext(ciphertext: &[u8], kek: &KekTransfer, kind: KeyKind) -> Result<()> {
-    let modulus_len = kek.key.modulus_len();
+fn check_ciphertext(ciphertext: &[u8], kek: &KekPublicKey, kind: KeyKind) -> Result<()> {
+    let modulus_len = kek.modulus_len();
     byok_core::wrap::check_len(ciphertext.len(), modulus_len)
         .map_err(|e| OfflineError::BadResult(e.to_string()))?;
     let kwp_len = ciphertext.len() - modulus_len;
@@ -184,7 +174,7 @@ pub fn package(
 ) -> Result<PackageReport> {
     let sidecar_out = sidecar::path_for(out);
     files::ensure_absent(&[out, &sidecar_out])?;
-    let ciphertext = wrap_in_token(token, raw, kek, target, path)?;
+    let ciphertext = wrap_in_token(token, raw, &kek.key, target, path)?;
     let id = &token.identity;
     let generator = Generator::this_tool(&id.manufacturer, &id.model, &id.firmware);
     let package = KeyTransferPackage::new(kek.kid.clone(), ciphertext, &generator)?;

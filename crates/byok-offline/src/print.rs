@@ -2,6 +2,7 @@
 //! itself.
 
 use byok_offline::batch::BatchReport;
+use byok_offline::check::{CheckReport, throwaway_keys};
 use byok_offline::commands::{
     GenerateReport, InspectReport, LogReport, PackageOutcome, ProofReport, TokenReport,
 };
@@ -16,6 +17,23 @@ pub fn tokens(tokens: &[TokenReport]) {
         );
         println!("  BYOK: {}", t.byok);
     }
+}
+
+pub fn check(r: &CheckReport) {
+    let t = &r.token;
+    println!(
+        "token `{}` (slot {}): {} {} serial {} firmware {}",
+        t.label, t.slot, t.manufacturer, t.model, t.serial, t.firmware
+    );
+    println!("wrap path: {}", r.wrap_path);
+    for kind in &r.kinds {
+        println!("{kind}");
+    }
+    println!(
+        "{} tried in {:.1} s (all destroyed)",
+        throwaway_keys(r.throwaway_keys),
+        r.seconds
+    );
 }
 
 pub fn keys(keys: &[KeyObject]) {

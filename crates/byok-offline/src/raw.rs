@@ -1,22 +1,70 @@
-//! The two PKCS#11 calls cryptoki 0.12 cannot make for us.
+//! The PKCS#11 calls cryptoki 0.12 cannot make for us, and the module's init arguments.
 //!
 //! cryptoki's `MechanismType` cannot name `CKM_RSA_AES_KEY_WRAP` (0x1054) or
 //! `CKM_AES_KEY_WRAP_KWP` (0x210B), and its `get_mechanism_list` silently drops mechanisms it
-//! cannot name. So this module reaches the same module's function list directly and calls
-//! `C_GetMechanismList` and `C_WrapKey` with parameters built here. Everything else goes
-//! through cryptoki.
+//! cannot name. Its `wrap_key` asks the module for the output length and trusts the answer,
+//! which NSS softokn under-reports. So this module reaches the same module's function list
+//! directly and calls `C_GetMechanismList` and every `C_WrapKey` (with a larger buffer when the
+//! module says `CKR_BUFFER_TOO_SMALL`). The function list is the one of the module cryptoki
+//! loaded and initialised ([`crate::token::Module::load`]); nothing here initialises it again.
+//! Everything else goes through cryptoki.
 #![allow(unsafe_code)]
 
 use crate::error::{OfflineError, Result};
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Function};
+use cryptoki::error::{Error as CkError, Rv};
 use cryptoki_sys::{
     CK_FUNCTION_LIST, CK_MECHANISM, CK_MECHANISM_TYPE, CK_OBJECT_HANDLE,
     CK_RSA_AES_KEY_WRAP_PARAMS, CK_RSA_PKCS_OAEP_PARAMS, CK_RV, CK_SESSION_HANDLE, CK_SLOT_ID,
-    CK_ULONG, CKG_MGF1_SHA1, CKM_SHA_1, CKR_OK, CKZ_DATA_SPECIFIED,
+    CK_ULONG, CKG_MGF1_SHA1, CKM_RSA_PKCS_OAEP, CKM_SHA_1, CKR_BUFFER_TOO_SMALL,
+    CKR_FUNCTION_NOT_SUPPORTED, CKR_OK, CKZ_DATA_SPECIFIED,
 };
+use std::ffi::{CString, c_void};
 use std::path::Path;
-use std::ptr;
+use std::ptr::{self, NonNull};
 
 pub use cryptoki_sys::{CKM_AES_KEY_WRAP_KWP, CKM_AES_KEY_WRAP_PAD, CKM_RSA_AES_KEY_WRAP};
+
+/// The most a wrap may need: an RSA 4096 PKCS#8 wrapped is about 2.4 KiB, an RSA part 512 bytes.
+const MAX_WRAP_LEN: CK_ULONG = 64 * 1024;
+
+/// `C_Initialize`'s arguments: OS locking, and the module's init string (`--init-args`,
+/// `PKCS11_INIT_ARGS`) in `pReserved` when one is given (NSS softokn needs
+/// `configdir='sql:DIR' ...` there).
+pub fn initialize_args(init_args: Option<&str>) -> Result<CInitializeArgs> {
+    let flags = CInitializeFlags::OS_LOCKING_OK;
+    let Some(text) = init_args else {
+        return Ok(CInitializeArgs::new(flags));
+    };
+    let c_string = CString::new(text).map_err(|_| OfflineError::InitArgsNul)?;
+    // The string must stay valid as long as the module may read it; a module is initialised
+    // once per process, so it is kept for the rest of the process.
+    let reserved = NonNull::new(c_string.into_raw().cast::<c_void>())
+        .expect("CString::into_raw is never null");
+    // SAFETY: `reserved` points to a NUL-terminated C string that is never freed, so it stays
+    // valid for every use the module makes of it; a module that takes an init string in
+    // pReserved (NSS softokn) reads exactly that. Modules that take none are not given one
+    // unless the operator asks, and then read nothing from it.
+    Ok(unsafe { CInitializeArgs::new_with_reserved(flags, reserved) })
+}
+
+/// A PKCS#11 return code as cryptoki's error, so it is named like every other (`CKR_...`).
+fn rv_error(function: Function, rv: CK_RV) -> OfflineError {
+    match Rv::from(rv) {
+        Rv::Error(e) => CkError::Pkcs11(e, function).into(),
+        Rv::Ok => OfflineError::Pkcs11 {
+            function: format!("{function:?}"),
+            rv: "CKR_OK with no result".into(),
+            hint: "",
+        },
+    }
+}
+
+/// The output length to try after `CKR_BUFFER_TOO_SMALL`: what the module now says if it says
+/// more, else double (NSS softokn's size query under-reports and its second answer may too).
+fn next_len(tried: CK_ULONG, reported: CK_ULONG) -> CK_ULONG {
+    reported.max(tried.saturating_mul(2)).max(64)
+}
 
 /// The module's function table, kept valid by holding the library open.
 pub struct RawModule {
@@ -25,16 +73,11 @@ pub struct RawModule {
     list: CK_FUNCTION_LIST,
 }
 
-fn rv_error(function: &str, rv: CK_RV) -> OfflineError {
-    OfflineError::Pkcs11 {
-        function: function.into(),
-        rv: format!("CKR 0x{rv:x}"),
-        hint: "",
-    }
-}
-
 impl RawModule {
-    /// Opens the module cryptoki has already loaded and initialised in this process.
+    /// Takes the function list of the module cryptoki has already loaded and initialised in
+    /// this process ([`crate::token::Module::load`] calls this right after `C_Initialize`).
+    /// It does not call `C_Initialize` again: the module's state, init arguments included, is
+    /// the one cryptoki set up.
     pub fn open(path: &Path) -> Result<Self> {
         let load_err = |e: libloading::Error| OfflineError::ModuleLoad {
             path: path.into(),
@@ -54,7 +97,7 @@ impl RawModule {
         // SAFETY: we pass a valid out-pointer; the module writes a pointer to its static table.
         let rv = unsafe { get_list(&mut list_ptr) };
         if rv != CKR_OK || list_ptr.is_null() {
-            return Err(rv_error("C_GetFunctionList", rv));
+            return Err(rv_error(Function::GetFunctionList, rv));
         }
         // SAFETY: the module returned a non-null pointer to its function table, which stays
         // valid while the library is loaded; we copy the table (plain function pointers).
@@ -70,36 +113,50 @@ impl RawModule {
         let f = self
             .list
             .C_GetMechanismList
-            .ok_or_else(|| rv_error("C_GetMechanismList (missing)", 0))?;
+            .ok_or_else(|| rv_error(Function::GetMechanismList, CKR_FUNCTION_NOT_SUPPORTED))?;
         let mut count: CK_ULONG = 0;
         // SAFETY: a null list pointer asks for the count only (PKCS#11 5.5).
         let rv = unsafe { f(slot, ptr::null_mut(), &mut count) };
         if rv != CKR_OK {
-            return Err(rv_error("C_GetMechanismList", rv));
+            return Err(rv_error(Function::GetMechanismList, rv));
         }
         let mut list = vec![0 as CK_MECHANISM_TYPE; count as usize];
         // SAFETY: `list` has room for `count` entries, as the module asked.
         let rv = unsafe { f(slot, list.as_mut_ptr(), &mut count) };
         if rv != CKR_OK {
-            return Err(rv_error("C_GetMechanismList", rv));
+            return Err(rv_error(Function::GetMechanismList, rv));
         }
         list.truncate(count as usize);
         Ok(list)
     }
 
-    /// `C_WrapKey` with `CKM_AES_KEY_WRAP_KWP` (no parameters).
-    pub fn wrap_kwp(
+    /// `C_WrapKey` with an RFC 5649 mechanism that takes no parameters:
+    /// `CKM_AES_KEY_WRAP_KWP` (0x210B) or `CKM_AES_KEY_WRAP_PAD` (0x210A).
+    pub fn wrap_aes_kwp(
         &self,
         session: CK_SESSION_HANDLE,
+        mechanism: CK_MECHANISM_TYPE,
         wrapping: CK_OBJECT_HANDLE,
         key: CK_OBJECT_HANDLE,
     ) -> Result<Vec<u8>> {
         let mut mechanism = CK_MECHANISM {
-            mechanism: CKM_AES_KEY_WRAP_KWP,
+            mechanism,
             pParameter: ptr::null_mut(),
             ulParameterLen: 0,
         };
         self.wrap(session, &mut mechanism, wrapping, key)
+    }
+
+    /// `C_WrapKey` with `CKM_RSA_PKCS_OAEP`: SHA-1, MGF1-SHA-1, no label (the two-step
+    /// wrap's RSA part).
+    pub fn wrap_rsa_oaep_sha1(
+        &self,
+        session: CK_SESSION_HANDLE,
+        kek: CK_OBJECT_HANDLE,
+        key: CK_OBJECT_HANDLE,
+    ) -> Result<Vec<u8>> {
+        let mut oaep = oaep_sha1();
+        self.wrap_with(session, CKM_RSA_PKCS_OAEP, &mut oaep, kek, key)
     }
 
     /// `C_WrapKey` with `CKM_RSA_AES_KEY_WRAP`: a 256-bit AES key made inside the token,
@@ -110,26 +167,36 @@ impl RawModule {
         kek: CK_OBJECT_HANDLE,
         key: CK_OBJECT_HANDLE,
     ) -> Result<Vec<u8>> {
-        let mut oaep = CK_RSA_PKCS_OAEP_PARAMS {
-            hashAlg: CKM_SHA_1,
-            mgf: CKG_MGF1_SHA1,
-            source: CKZ_DATA_SPECIFIED,
-            pSourceData: ptr::null_mut(),
-            ulSourceDataLen: 0,
-        };
+        let mut oaep = oaep_sha1();
         let mut params = CK_RSA_AES_KEY_WRAP_PARAMS {
             ulAESKeyBits: 256,
             pOAEPParams: &mut oaep,
         };
-        let mut mechanism = CK_MECHANISM {
-            mechanism: CKM_RSA_AES_KEY_WRAP,
-            pParameter: (&mut params as *mut CK_RSA_AES_KEY_WRAP_PARAMS).cast(),
-            ulParameterLen: std::mem::size_of::<CK_RSA_AES_KEY_WRAP_PARAMS>() as CK_ULONG,
-        };
-        // `oaep` and `params` outlive the call below, which is the only use of the pointers.
-        self.wrap(session, &mut mechanism, kek, key)
+        // `oaep` outlives the call, which is the only use of the pointer to it.
+        self.wrap_with(session, CKM_RSA_AES_KEY_WRAP, &mut params, kek, key)
     }
 
+    /// `C_WrapKey` with `mechanism` and its parameter structure `params`.
+    fn wrap_with<P>(
+        &self,
+        session: CK_SESSION_HANDLE,
+        mechanism: CK_MECHANISM_TYPE,
+        params: &mut P,
+        wrapping: CK_OBJECT_HANDLE,
+        key: CK_OBJECT_HANDLE,
+    ) -> Result<Vec<u8>> {
+        let mut mechanism = CK_MECHANISM {
+            mechanism,
+            pParameter: (params as *mut P).cast(),
+            ulParameterLen: std::mem::size_of::<P>() as CK_ULONG,
+        };
+        // `params` is borrowed for the whole call, the only use of the pointer.
+        self.wrap(session, &mut mechanism, wrapping, key)
+    }
+
+    /// `C_WrapKey`: asks for the length, then wraps; when the module then says
+    /// `CKR_BUFFER_TOO_SMALL` (its size query under-reported), tries again with a larger
+    /// buffer, up to [`MAX_WRAP_LEN`].
     fn wrap(
         &self,
         session: CK_SESSION_HANDLE,
@@ -140,30 +207,80 @@ impl RawModule {
         let f = self
             .list
             .C_WrapKey
-            .ok_or_else(|| rv_error("C_WrapKey (missing)", 0))?;
+            .ok_or_else(|| rv_error(Function::WrapKey, CKR_FUNCTION_NOT_SUPPORTED))?;
         let mut len: CK_ULONG = 0;
         // SAFETY: `mechanism` and its parameters are valid for the call; a null output
         // pointer asks for the length only (PKCS#11 5.18).
         let rv = unsafe { f(session, mechanism, wrapping, key, ptr::null_mut(), &mut len) };
         if rv != CKR_OK {
-            return Err(rv_error("C_WrapKey", rv));
+            return Err(rv_error(Function::WrapKey, rv));
         }
-        let mut out = vec![0u8; len as usize];
-        // SAFETY: `out` has the `len` bytes the module asked for.
-        let rv = unsafe {
-            f(
-                session,
-                mechanism,
-                wrapping,
-                key,
-                out.as_mut_ptr(),
-                &mut len,
-            )
-        };
-        if rv != CKR_OK {
-            return Err(rv_error("C_WrapKey", rv));
+        let mut size = len;
+        loop {
+            let mut out = vec![0u8; size as usize];
+            let mut len = size;
+            // SAFETY: `out` has `len` bytes, the length we tell the module it may write.
+            let rv = unsafe {
+                f(
+                    session,
+                    mechanism,
+                    wrapping,
+                    key,
+                    out.as_mut_ptr(),
+                    &mut len,
+                )
+            };
+            match rv {
+                CKR_OK if len <= size => {
+                    out.truncate(len as usize);
+                    return Ok(out);
+                }
+                CKR_BUFFER_TOO_SMALL if size < MAX_WRAP_LEN => {
+                    tracing::debug!(
+                        asked = size,
+                        reported = len,
+                        "C_WrapKey: CKR_BUFFER_TOO_SMALL after the size query; retrying larger"
+                    );
+                    size = next_len(size, len).min(MAX_WRAP_LEN);
+                }
+                _ => return Err(rv_error(Function::WrapKey, rv)),
+            }
         }
-        out.truncate(len as usize);
-        Ok(out)
+    }
+}
+
+/// RSA-OAEP with SHA-1, MGF1-SHA-1 and no label, as Azure's `CKM_RSA_AES_KEY_WRAP` uses.
+fn oaep_sha1() -> CK_RSA_PKCS_OAEP_PARAMS {
+    CK_RSA_PKCS_OAEP_PARAMS {
+        hashAlg: CKM_SHA_1,
+        mgf: CKG_MGF1_SHA1,
+        source: CKZ_DATA_SPECIFIED,
+        pSourceData: ptr::null_mut(),
+        ulSourceDataLen: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_larger_buffer_after_buffer_too_small() {
+        // The module names a larger length: take it.
+        assert_eq!(next_len(100, 300), 300);
+        // It repeats the under-reported one (or says nothing): double.
+        assert_eq!(next_len(100, 100), 200);
+        assert_eq!(next_len(100, 0), 200);
+        assert_eq!(next_len(0, 0), 64);
+    }
+
+    #[test]
+    fn init_args_refuse_an_inner_nul() {
+        assert!(matches!(
+            initialize_args(Some("configdir='a\0b'")),
+            Err(OfflineError::InitArgsNul)
+        ));
+        assert!(initialize_args(None).is_ok());
+        assert!(initialize_args(Some("configdir='sql:/tmp/x'")).is_ok());
     }
 }

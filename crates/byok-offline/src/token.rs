@@ -2,7 +2,8 @@
 
 use crate::error::{OfflineError, Result};
 use crate::pin::PinSource;
-use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use crate::raw::{self, RawModule};
+use cryptoki::context::Pkcs11;
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::object::{Attribute, ObjectHandle};
 use cryptoki::session::{Session, UserType};
@@ -10,9 +11,11 @@ use cryptoki::slot::{Slot, TokenInfo};
 use serde::Serialize;
 use std::path::Path;
 
-/// A loaded and initialised PKCS#11 module.
+/// A loaded and initialised PKCS#11 module, and its function list for the calls cryptoki
+/// cannot make ([`RawModule`]).
 pub struct Module {
     pkcs11: Pkcs11,
+    raw: RawModule,
 }
 
 /// Which token to use.
@@ -52,8 +55,9 @@ impl TokenIdentity {
 }
 
 impl Module {
-    /// Loads the vendor's module and initialises it (once per process).
-    pub fn load(path: &Path) -> Result<Self> {
+    /// Loads the vendor's module and initialises it (once per process), with the module's
+    /// init string in `C_Initialize`'s `pReserved` when one is given (`--init-args`).
+    pub fn load(path: &Path, init_args: Option<&str>) -> Result<Self> {
         if !path.exists() {
             return Err(OfflineError::ModuleLoad {
                 path: path.into(),
@@ -64,11 +68,27 @@ impl Module {
             path: path.into(),
             reason: e.to_string(),
         })?;
-        tracing::debug!(module = %path.display(), "loading the PKCS#11 module");
+        tracing::debug!(
+            module = %path.display(),
+            init_args_bytes = init_args.map(str::len),
+            "loading the PKCS#11 module"
+        );
         pkcs11
-            .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
-            .map_err(|e| OfflineError::ModuleInit(e.to_string()))?;
-        Ok(Self { pkcs11 })
+            .initialize(raw::initialize_args(init_args)?)
+            .map_err(|e| OfflineError::ModuleInit(OfflineError::from(e).to_string()))?;
+        let raw = RawModule::open(path)?;
+        Ok(Self { pkcs11, raw })
+    }
+
+    /// The module's own function list, for `C_GetMechanismList` and `C_WrapKey`.
+    pub fn raw(&self) -> &RawModule {
+        &self.raw
+    }
+
+    /// A read-write session on `slot` with no login: enough for public session objects (the
+    /// 0x210A known-answer test), not for keys.
+    pub fn open_public(&self, slot: Slot) -> Result<Session> {
+        Ok(self.pkcs11.open_rw_session(slot)?)
     }
 
     /// Every slot holding an initialised token, with what the token says about itself.

@@ -5,8 +5,8 @@
 use crate::error::{OfflineError, Result};
 use crate::raw::{CKM_AES_KEY_WRAP_KWP, CKM_AES_KEY_WRAP_PAD, CKM_RSA_AES_KEY_WRAP, RawModule};
 use crate::token::{SessionObject, TokenSession};
-use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, KeyType, ObjectClass};
+use cryptoki::session::Session;
 use serde::Serialize;
 use std::fmt;
 
@@ -23,9 +23,20 @@ pub enum KwpMechanism {
     Pad,
     /// `CKM_AES_KEY_WRAP_PAD` as SoftHSM 2.6.1 does it: the input is zero-padded to a multiple
     /// of 8 bytes and then wrapped with RFC 5649, so the unwrapped plaintext carries up to 7
-    /// trailing zero bytes unless its length is already a multiple of 8. Used only when the
-    /// operator allows it (`--allow-zero-padded-kwp`), for rehearsals on SoftHSM.
+    /// trailing zero bytes unless its length is already a multiple of 8. AES keys (16, 24 or
+    /// 32 bytes) come out exact; for RSA and EC keys the check finds the zeros, and only
+    /// `--allow-zero-padded-kwp` (rehearsals on SoftHSM) lets them through.
     PadZeroPadded,
+}
+
+impl KwpMechanism {
+    /// The PKCS#11 mechanism number.
+    pub fn number(self) -> u64 {
+        match self {
+            KwpMechanism::Kwp => CKM_AES_KEY_WRAP_KWP,
+            KwpMechanism::Pad | KwpMechanism::PadZeroPadded => CKM_AES_KEY_WRAP_PAD,
+        }
+    }
 }
 
 /// How a package is made.
@@ -50,7 +61,7 @@ impl fmt::Display for WrapPath {
             ),
             WrapPath::TwoStep(KwpMechanism::PadZeroPadded) => f.write_str(
                 "two-step: session AES-256 key, CKM_AES_KEY_WRAP_PAD (0x210A, zero-padded to 8 bytes \
-                 then RFC 5649, as SoftHSM 2.6.1 does; allowed by --allow-zero-padded-kwp), \
+                 then RFC 5649, as SoftHSM 2.6.1 does), \
                  CKM_RSA_PKCS_OAEP (SHA-1)",
             ),
         }
@@ -130,13 +141,10 @@ pub fn capabilities(raw: &RawModule, slot: u64) -> Result<Capabilities> {
 }
 
 /// Chooses the wrap path for this token, running the self-test when the choice falls on
-/// 0x210A. `allow_zero_padded` accepts SoftHSM 2.6.1's variant of 0x210A.
-pub fn choose(
-    token: &TokenSession,
-    raw: &RawModule,
-    choice: WrapChoice,
-    allow_zero_padded: bool,
-) -> Result<WrapPath> {
+/// 0x210A. A 0x210A that zero-pads before RFC 5649 (SoftHSM 2.6.1) is chosen as
+/// [`KwpMechanism::PadZeroPadded`]: what that does to each key kind is for the check
+/// ([`crate::check`]) to say, since AES keys (16, 24 or 32 bytes) are never padded.
+pub fn choose(token: &TokenSession, raw: &RawModule, choice: WrapChoice) -> Result<WrapPath> {
     let caps = capabilities(raw, token.slot.id())?;
     let path = caps.choose(choice).map_err(|reason| match choice {
         WrapChoice::Native => OfflineError::NativeUnavailable,
@@ -145,14 +153,11 @@ pub fn choose(
     if path != WrapPath::TwoStep(KwpMechanism::Pad) {
         return Ok(path);
     }
-    let behaviour = pad_behaviour(token)?;
+    let behaviour = pad_behaviour(&token.session, raw)?;
     tracing::info!(?behaviour, "CKM_AES_KEY_WRAP_PAD self-test");
     match behaviour {
         PadBehaviour::Rfc5649 => Ok(path),
-        PadBehaviour::ZeroPaddedRfc5649 if allow_zero_padded => {
-            Ok(WrapPath::TwoStep(KwpMechanism::PadZeroPadded))
-        }
-        PadBehaviour::ZeroPaddedRfc5649 => Err(OfflineError::KwpZeroPadded),
+        PadBehaviour::ZeroPaddedRfc5649 => Ok(WrapPath::TwoStep(KwpMechanism::PadZeroPadded)),
         PadBehaviour::Other => Err(OfflineError::KwpSelfTestFailed),
     }
 }
@@ -170,8 +175,8 @@ pub enum PadBehaviour {
 
 /// Known-answer test of 0x210A on the token, with RFC 5649 section 6's 192-bit KEK and its
 /// 20-byte key (a length that is not a multiple of 8, where the variants differ). Both session
-/// objects are destroyed on every path.
-pub fn pad_behaviour(token: &TokenSession) -> Result<PadBehaviour> {
+/// objects are public, so a session with no login will do; both are destroyed on every path.
+pub fn pad_behaviour(session: &Session, raw: &RawModule) -> Result<PadBehaviour> {
     const KEK: [u8; 24] = [
         0x58, 0x40, 0xdf, 0x6e, 0x29, 0xb0, 0x2a, 0xf1, 0xab, 0x49, 0x3b, 0x70, 0x5b, 0xf1, 0x6e,
         0xa1, 0xae, 0x83, 0x38, 0xf4, 0xdc, 0xc1, 0x76, 0xa8,
@@ -180,7 +185,6 @@ pub fn pad_behaviour(token: &TokenSession) -> Result<PadBehaviour> {
         0xc3, 0x7b, 0x7e, 0x64, 0x92, 0x58, 0x43, 0x40, 0xbe, 0xd1, 0x22, 0x07, 0x80, 0x89, 0x41,
         0x15, 0x50, 0x68, 0xf7, 0x38,
     ];
-    let session = &token.session;
     let kek = SessionObject::new(
         session,
         session.create_object(&[
@@ -203,7 +207,12 @@ pub fn pad_behaviour(token: &TokenSession) -> Result<PadBehaviour> {
             Attribute::Extractable(true),
         ])?,
     );
-    let wrapped = session.wrap_key(&Mechanism::AesKeyWrapPad, kek.handle(), key.handle());
+    let wrapped = raw.wrap_aes_kwp(
+        session.handle(),
+        CKM_AES_KEY_WRAP_PAD,
+        kek.handle().handle(),
+        key.handle().handle(),
+    );
     key.destroy()?;
     kek.destroy()?;
     let Ok(wrapped) = wrapped else {

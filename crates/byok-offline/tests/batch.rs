@@ -8,24 +8,21 @@ use common::{Hsm, kek_pair, ok, stderr};
 const MANIFEST: &str = "[[key]]\nname = \"b1\"\nkty = \"EC\"\ncurve = \"P-256\"\n\n\
                         [[key]]\nname = \"b2\"\nkty = \"EC\"\ncurve = \"P-384\"\nops = [\"sign\"]\n";
 
+/// `--output json batch` of keys.toml into out/ under the KEK in `transfer`, then `extra`.
+fn batch_args<'a>(transfer: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["--output", "json", "batch", "--manifest", "keys.toml"];
+    args.extend(["--kek", transfer, "--out", "out"]);
+    args.extend_from_slice(extra);
+    args
+}
+
 #[test]
 fn a_rerun_resumes_and_the_log_records_each_package_once() {
     let hsm = Hsm::new();
     let (_, kek) = kek_pair(2048);
     let transfer = hsm.transfer_file(&kek);
     std::fs::write(hsm.path("keys.toml"), MANIFEST).unwrap();
-    let batch = [
-        "--output",
-        "json",
-        "batch",
-        "--manifest",
-        "keys.toml",
-        "--kek",
-        transfer.to_str().unwrap(),
-        "--out",
-        "out",
-        "--allow-zero-padded-kwp",
-    ];
+    let batch = batch_args(transfer.to_str().unwrap(), &["--allow-zero-padded-kwp"]);
     let outcomes = |report: &serde_json::Value| {
         let mut o: Vec<String> = report["keys"]
             .as_array()
@@ -77,8 +74,7 @@ fn a_rerun_resumes_and_the_log_records_each_package_once() {
     let other_kid = common::KID.replace("0123456789abcdef0123456789abcdef", &"f".repeat(32));
     let other = byok_core::KekTransfer::new(byok_core::KeyId::parse(&other_kid).unwrap(), kek);
     std::fs::write(hsm.path("other.transfer"), other.unwrap().to_text()).unwrap();
-    let mut args = batch.to_vec();
-    args[6] = "other.transfer";
+    let args = batch_args("other.transfer", &["--allow-zero-padded-kwp"]);
     std::fs::write(
         hsm.path("keys.toml"),
         &MANIFEST[..MANIFEST.find("\n\n").unwrap()],
@@ -91,4 +87,34 @@ fn a_rerun_resumes_and_the_log_records_each_package_once() {
         err.contains("key `b1`: ") && err.contains("made for another KEK"),
         "{err}"
     );
+}
+
+#[test]
+fn a_kind_the_check_refuses_stops_the_batch_before_anything_is_made() {
+    let hsm = Hsm::new();
+    let (_, kek) = kek_pair(2048);
+    let transfer = hsm.transfer_file(&kek);
+    let aes = "[[key]]\nname = \"a1\"\nkty = \"oct\"\nsize = 256\n";
+    std::fs::write(hsm.path("keys.toml"), format!("{aes}\n{MANIFEST}")).unwrap();
+    let batch = batch_args(transfer.to_str().unwrap(), &[]);
+    // SoftHSM 2.6.1 pads EC P-256 keys with zeros: no flag, no key, no file, no log.
+    let out = hsm.run(&batch);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    for needle in [
+        "EC P-256 keys cannot be packaged",
+        "trailing zero byte",
+        "--allow-zero-padded-kwp",
+    ] {
+        assert!(err.contains(needle), "`{needle}` not in: {err}");
+    }
+    assert!(!hsm.path("out").exists());
+    assert_eq!(
+        ok(&hsm.run(&["--output", "json", "keys"])),
+        serde_json::json!([])
+    );
+    // AES alone needs no flag.
+    std::fs::write(hsm.path("keys.toml"), aes).unwrap();
+    let report = ok(&hsm.run(&batch));
+    assert_eq!(report["packaged"], 1);
 }

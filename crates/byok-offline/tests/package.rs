@@ -143,6 +143,19 @@ fn tokens_gives_the_byok_verdict() {
     assert_eq!(token["capabilities"]["aes_key_wrap_kwp"], false);
     assert_eq!(token["capabilities"]["aes_key_wrap_pad"], true);
     assert_eq!(token["byok_possible"], true);
+    // Its 0x210A's known-answer test runs with no login, and the verdict says what it means.
+    assert_eq!(token["kwp_pad_self_test"], "zero-padded");
+    let byok = token["byok"].as_str().unwrap();
+    assert!(
+        byok.contains("zero-pads before RFC 5649: AES keys only without --allow-zero-padded-kwp"),
+        "{byok}"
+    );
+    let out = hsm.run_env(&["tokens"], &[]);
+    assert!(
+        out.status.success(),
+        "tokens needs no PIN: {}",
+        common::stderr(&out)
+    );
 }
 
 #[test]

@@ -1,17 +1,17 @@
-//! No session object (imported KEK, one-time AES key, self-test keys) outlives a package, on
-//! success or on a failure in the middle of the wrap. This binary holds one test: it sets
-//! SOFTHSM2_CONF for the module it loads in-process.
+//! No session object (imported KEK, one-time AES key, self-test keys, `check`'s throwaway keys)
+//! outlives a package or a check, on success or on a failure in the middle of the wrap. This
+//! binary holds one test: it sets SOFTHSM2_CONF for the module it loads in-process.
 
 mod common;
 
 use byok_core::KekTransfer;
 use byok_core::KeyOp;
-use byok_core::target::KeyKind;
 use byok_core::target::Kty;
+use byok_core::target::{Curve, KeyKind};
+use byok_offline::check::{self, Overrides, Verdict};
 use byok_offline::keys::{self, GenerateSpec, Target};
 use byok_offline::package::wrap_in_token;
 use byok_offline::pin::PinSource;
-use byok_offline::raw::RawModule;
 use byok_offline::token::{Module, TokenSelector};
 use byok_offline::wrap_path::{self, KwpMechanism, PadBehaviour, WrapChoice, WrapPath};
 use cryptoki::mechanism::Mechanism;
@@ -29,8 +29,8 @@ fn no_session_object_survives_success_or_failure() {
         }
         std::env::set_var("BYOK_TEST_PIN", common::PIN);
     }
-    let module = Module::load(hsm.module()).unwrap();
-    let raw = RawModule::open(hsm.module()).unwrap();
+    let module = Module::load(hsm.module(), None).unwrap();
+    let raw = module.raw();
     let token = module
         .open(
             &TokenSelector::Label("byok-test".into()),
@@ -43,14 +43,33 @@ fn no_session_object_survives_success_or_failure() {
 
     // The self-test measures SoftHSM 2.6.1's 0x210A and leaves nothing behind.
     assert_eq!(
-        wrap_path::pad_behaviour(&token).unwrap(),
+        wrap_path::pad_behaviour(&token.session, raw).unwrap(),
         PadBehaviour::ZeroPaddedRfc5649
     );
     assert_eq!(token.session_object_count().unwrap(), 0);
-    assert!(wrap_path::choose(&token, &raw, WrapChoice::Auto, false).is_err());
-    let path = wrap_path::choose(&token, &raw, WrapChoice::Auto, true).unwrap();
+    let path = wrap_path::choose(&token, raw, WrapChoice::Auto).unwrap();
     assert_eq!(path, WrapPath::TwoStep(KwpMechanism::PadZeroPadded));
     assert_eq!(token.session_object_count().unwrap(), 0);
+
+    // The check: throwaway keys on the defective path (EC: trailing zeros) and the good one
+    // (AES, compared with the token's key by AES-GCM), then the gate refusing EC.
+    let before = token.object_count().unwrap();
+    let p256 = KeyKind::Ec { curve: Curve::P256 };
+    let aes = KeyKind::Oct { bits: 128 };
+    let report = check::check(&token, raw, WrapChoice::Auto, &[p256, aes], Some(3)).unwrap();
+    let verdicts: Vec<_> = report.kinds.iter().map(|k| k.verdict).collect();
+    assert_eq!(
+        verdicts,
+        [Verdict::NonConformant, Verdict::Ok],
+        "{report:?}"
+    );
+    assert_eq!(report.throwaway_keys, 6);
+    assert_eq!(token.session_object_count().unwrap(), 0);
+    assert_eq!(token.object_count().unwrap(), before);
+    let err = check::require(&token, raw, path, &[p256], Overrides::default()).unwrap_err();
+    assert!(err.to_string().contains("trailing zero byte"), "{err}");
+    assert_eq!(token.session_object_count().unwrap(), 0);
+    assert_eq!(token.object_count().unwrap(), before);
 
     // Success.
     let target = keys::generate(
@@ -64,7 +83,7 @@ fn no_session_object_survives_success_or_failure() {
     )
     .unwrap();
     let before = token.object_count().unwrap();
-    let ct = wrap_in_token(&token, &raw, &kek, &target, path).unwrap();
+    let ct = wrap_in_token(&token, raw, &kek.key, &target, path).unwrap();
     assert_eq!(ct.len(), 256 + 40);
     assert_eq!(token.session_object_count().unwrap(), 0);
     assert_eq!(token.object_count().unwrap(), before);
@@ -95,7 +114,7 @@ fn no_session_object_survives_success_or_failure() {
         public_key: None,
     };
     let before = token.object_count().unwrap();
-    let err = wrap_in_token(&token, &raw, &kek, &forced, path).unwrap_err();
+    let err = wrap_in_token(&token, raw, &kek.key, &forced, path).unwrap_err();
     assert!(err.to_string().contains("WrapKey"), "{err}");
     assert_eq!(token.session_object_count().unwrap(), 0);
     assert_eq!(token.object_count().unwrap(), before);

@@ -1,14 +1,18 @@
 //! The BYOK half of import: a `key_hsm` blob is the base64 of a `.byok` file, read strictly
 //! (byok-core), checked against the KEK it names (this vault's, RSA-HSM, `import` only,
 //! enabled and within its dates), and unwrapped with that KEK's private key. The plaintext
-//! must be a key of the declared type, and on the declared curve.
+//! is read as Key Vault parses it (`byok_core::conformance`, the same reading as
+//! `byok-offline check`): one canonical DER PKCS#8 with nothing after it, the EC scalar at
+//! its fixed length, AES keys of exactly 16, 24 or 32 bytes; a key of the declared type, on
+//! the declared curve.
 
 use crate::error::{ApiError, ApiResult};
 use crate::model::{self, KeyVersion};
 use crate::service::{self, Service};
 use crate::store::State;
+use byok_core::conformance::{self, Defect};
 use byok_core::kek::{KekPolicyError, check_kek_policy};
-use byok_core::target::{Curve, KeyKind, Kty, TargetKey};
+use byok_core::target::{Curve, EncodingError, KeyKind, Kty, TargetKey};
 use byok_core::{KekPublicKey, KeyId, KeyOp, KeyTransferPackage, b64};
 use pkcs8::DecodePrivateKey;
 use zeroize::Zeroizing;
@@ -40,6 +44,11 @@ pub enum ByokError {
     Unwrap { reason: String },
     #[error("The unwrapped key does not match the declared kty {kty}: {reason}")]
     WrongKty { kty: &'static str, reason: String },
+    #[error(
+        "The unwrapped key is not what Key Vault parses: {defect} ({}).",
+        defect_fix(defect)
+    )]
+    NotConformant { defect: Defect },
     #[error("The unwrapped key is on {curve}, but the request declares crv {crv}.")]
     WrongCurve { curve: Curve, crv: String },
     #[error("The stored KEK {kid} is unreadable: {reason}")]
@@ -54,6 +63,21 @@ fn policy_message(e: &KekPolicyError) -> String {
             format!("has key operations [{ops}]; a KEK must have 'import' as its only operation.")
         }
         KekPolicyError::Disabled => "is disabled; a KEK must be enabled to import with.".into(),
+    }
+}
+
+/// What to do about a defect in the unwrapped plaintext.
+fn defect_fix(defect: &Defect) -> &'static str {
+    match defect {
+        Defect::TrailingBytes { zeros: true, .. } => {
+            "the HSM's AES key wrap padded the key: use CKM_AES_KEY_WRAP_KWP or a conformant \
+             RFC 5649"
+        }
+        Defect::ScalarLength { .. } => {
+            "the HSM dropped the scalar's leading zero byte: run `byok-offline check` on it and \
+             use a token that passes"
+        }
+        _ => "run `byok-offline check` on the HSM that made the package",
     }
 }
 
@@ -168,28 +192,35 @@ async fn unwrap(
     Ok(plaintext)
 }
 
-/// Reads the plaintext strictly as a `kty` key; with `lenient`, also as one followed by 1 to
-/// 7 zero bytes (SoftHSM 2.6.1's CKM_AES_KEY_WRAP_PAD leaves them; AES keys have no DER
-/// length to tell padding from key, so they are never trimmed).
-fn read_key(kty: Kty, plaintext: &[u8], lenient: bool) -> Result<TargetKey, ByokError> {
-    let strict = match TargetKey::from_plaintext(kty, plaintext) {
-        Ok(key) => return Ok(key),
-        Err(e) => e,
-    };
-    if lenient && kty != Kty::Oct {
-        let trimmed = plaintext.len() - plaintext.iter().rev().take_while(|b| **b == 0).count();
-        let padded = (1..8)
-            .filter_map(|pad| plaintext.len().checked_sub(pad))
-            .filter(|len| *len >= trimmed)
-            .find_map(|len| TargetKey::from_plaintext(kty, &plaintext[..len]).ok());
-        if let Some(key) = padded {
-            return Ok(key);
+/// Reads the plaintext as Key Vault parses it. With `accept_zero_padded` (SoftHSM rehearsals
+/// only), an RSA or EC key followed by 1 to 7 zero bytes, as SoftHSM 2.6.1's
+/// CKM_AES_KEY_WRAP_PAD leaves it, is read without them, strictly again; every other defect
+/// is refused even then, and AES keys (never padded) are never trimmed.
+fn read_key(kty: Kty, plaintext: &[u8], accept_zero_padded: bool) -> Result<TargetKey, ByokError> {
+    match conformance::read_plaintext(kty, plaintext) {
+        Err(Defect::TrailingBytes {
+            count: count @ 1..=7,
+            zeros: true,
+        }) if accept_zero_padded && kty != Kty::Oct => {
+            conformance::read_plaintext(kty, &plaintext[..plaintext.len() - count])
+                .map_err(|defect| refusal(kty, defect))
         }
+        read => read.map_err(|defect| refusal(kty, defect)),
     }
-    Err(ByokError::WrongKty {
-        kty: kty.hsm_name(),
-        reason: strict.to_string(),
-    })
+}
+
+/// A key of another type than declared is a wrong `kty`; anything else is a defect of the
+/// plaintext, named.
+fn refusal(kty: Kty, defect: Defect) -> ByokError {
+    match defect {
+        Defect::Key(EncodingError::KindMismatch { .. }) | Defect::AesLength { .. } => {
+            ByokError::WrongKty {
+                kty: kty.hsm_name(),
+                reason: defect.to_string(),
+            }
+        }
+        defect => ByokError::NotConformant { defect },
+    }
 }
 
 fn check_curve(key: &TargetKey, crv: Option<&str>) -> Result<(), ByokError> {
@@ -237,20 +268,36 @@ mod tests {
     #[test]
     fn zero_padding_is_trimmed_only_when_allowed_and_never_from_aes_keys() {
         let ec = TargetKey::generate(KeyKind::Ec { curve: Curve::P256 }).unwrap();
-        let mut padded = ec.plaintext().to_vec();
-        padded.extend([0u8; 3]);
+        let with = |tail: &[u8]| [ec.plaintext(), tail].concat();
+        let padded = with(&[0; 3]);
         assert_eq!(
             read_key(Kty::Ec, &padded, true).unwrap().plaintext(),
             ec.plaintext()
         );
-        let strict = read_key(Kty::Ec, &padded, false).unwrap_err();
-        assert!(
-            strict.to_string().contains("declared kty EC-HSM"),
-            "{strict}"
+        let strict = read_key(Kty::Ec, &padded, false).unwrap_err().to_string();
+        assert_eq!(
+            strict,
+            "The unwrapped key is not what Key Vault parses: 3 trailing zero bytes after the DER \
+             key (the HSM's AES key wrap padded the key: use CKM_AES_KEY_WRAP_KWP or a \
+             conformant RFC 5649)."
         );
+        // Only 1 to 7 zeros, as an 8-byte padding leaves; nothing but zeros.
+        for tail in [&[0u8; 8][..], &[0, 0, 1], &[1]] {
+            let err = read_key(Kty::Ec, &with(tail), true).unwrap_err();
+            assert!(
+                matches!(err, ByokError::NotConformant { .. }),
+                "{tail:?}: {err}"
+            );
+        }
         // An AES key has no length inside it: 16 bytes and 3 zeros are not an AES-128 key.
         let aes = [[7u8; 16].as_slice(), &[0u8; 3]].concat();
-        assert!(read_key(Kty::Oct, &aes, true).is_err());
+        let err = read_key(Kty::Oct, &aes, true).unwrap_err().to_string();
+        assert!(err.contains("3 trailing zero bytes"), "{err}");
+        // A key of another type is a wrong kty, as before.
+        let err = read_key(Kty::Rsa, ec.plaintext(), true)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("declared kty RSA-HSM"), "{err}");
     }
 
     #[test]

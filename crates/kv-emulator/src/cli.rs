@@ -24,7 +24,7 @@ pub struct Cli {
     /// Lifetime of issued access tokens, in seconds.
     #[arg(long, default_value_t = 3600, allow_negative_numbers = true)]
     token_lifetime: i64,
-    /// Accept a BYOK plaintext followed by 1-7 zero bytes (SoftHSM 2.6.1's 0x210A); Azure may not.
+    /// SoftHSM rehearsals only: accept an RSA/EC BYOK plaintext followed by 1-7 zero bytes (SoftHSM 2.6.1's 0x210A); Azure refuses them. Every other defect is refused even so.
     #[arg(long)]
     accept_zero_padded_kwp: bool,
     /// Testing aid: answer every authenticated data-plane request with this HTTP status, 400 to 599 (429 adds Retry-After: 1).

@@ -51,9 +51,9 @@ impl Flavor {
 #[derive(Debug, Clone)]
 pub struct Options {
     pub flavor: Flavor,
-    /// Accept a BYOK plaintext that is one DER object followed by 1 to 7 zero bytes, as
-    /// SoftHSM 2.6.1's CKM_AES_KEY_WRAP_PAD produces. Off by default: Azure may refuse such
-    /// packages.
+    /// Accept an RSA or EC BYOK plaintext that is one conformant DER key followed by 1 to 7
+    /// zero bytes, as SoftHSM 2.6.1's CKM_AES_KEY_WRAP_PAD produces (SoftHSM rehearsals only).
+    /// Off by default: Azure's strict parser refuses such packages.
     pub accept_zero_padded_kwp: bool,
 }
 

@@ -4,33 +4,12 @@
 mod common;
 
 use byok_core::jwk::PublicJwk;
-use byok_core::package::Generator;
 use byok_core::target::{Curve, KeyKind};
-use byok_core::{KekPublicKey, KeyId, KeyTransferPackage, TargetKey, b64, wrap};
-use common::{Emu, code, message};
+use byok_core::{TargetKey, b64};
+use common::{Emu, byok, code, import_body, kek_public, message};
 use kv_emulator::Flavor;
 use reqwest::Method;
 use serde_json::{Value, json};
-
-fn kek_public(bundle: &Value) -> KekPublicKey {
-    let n = b64::decode("n", bundle["key"]["n"].as_str().unwrap()).unwrap();
-    let e = b64::decode("e", bundle["key"]["e"].as_str().unwrap()).unwrap();
-    KekPublicKey::from_components(&n, &e).unwrap()
-}
-
-/// A `.byok` for `target` under the KEK in `bundle`, as file bytes.
-fn byok(bundle: &Value, target: &TargetKey) -> Vec<u8> {
-    let kek = kek_public(bundle);
-    let kid = KeyId::parse_versioned(bundle["key"]["kid"].as_str().unwrap()).unwrap();
-    let ct = wrap::wrap(target.plaintext(), &kek).unwrap();
-    KeyTransferPackage::new(kid, ct, &Generator::this_tool("test", "software", "0"))
-        .unwrap()
-        .to_json_bytes()
-}
-
-fn import_body(kty: &str, file: &[u8]) -> Value {
-    json!({"key": {"kty": kty, "key_ops": ["sign", "verify"], "key_hsm": b64::encode(file)}, "attributes": {"enabled": true}})
-}
 
 /// Every data-plane route, for the auth tests.
 const ROUTES: [(&str, &str); 15] = [
@@ -272,7 +251,7 @@ async fn byok_import_unwraps_and_the_key_signs() {
         KeyKind::Rsa { bits: 2048 },
     ] {
         let target = TargetKey::generate(kind).unwrap();
-        let file = byok(&kek, &target);
+        let file = byok(&kek, target.plaintext());
         let kty = if matches!(kind, KeyKind::Rsa { .. }) {
             "RSA-HSM"
         } else {
@@ -344,18 +323,18 @@ async fn byok_failures_are_bad_parameter_and_change_nothing() {
     let emu = Emu::start(Flavor::Vault).await;
     let kek = emu.kek("KEK", 2048).await;
     let target = TargetKey::generate(KeyKind::Ec { curve: Curve::P256 }).unwrap();
-    let good = byok(&kek, &target);
+    let good = byok(&kek, target.plaintext());
 
     // A KEK that can do more than import.
     let (_, multi) = emu
         .create("notkek", json!({"kty": "RSA-HSM", "key_size": 2048}))
         .await;
-    let with_ops = byok(&multi, &target);
+    let with_ops = byok(&multi, target.plaintext());
     // A KEK that is not HSM-backed.
     let (_, soft) = emu
         .create("softkek", json!({"kty": "RSA", "key_size": 2048}))
         .await;
-    let soft_file = byok(&soft, &target);
+    let soft_file = byok(&soft, target.plaintext());
     // A kid on another vault.
     let mut foreign: Value = serde_json::from_slice(&good).unwrap();
     foreign["header"]["kid"] =

@@ -1,6 +1,8 @@
 //! An emulator started in-process on a free port, and a reqwest client that trusts its CA.
 #![allow(dead_code)]
 
+use byok_core::package::Generator;
+use byok_core::{KekPublicKey, KeyId, KeyTransferPackage, b64, wrap};
 use kv_emulator::{Config, Connection, Flavor, Running};
 use serde_json::{Value, json};
 
@@ -133,4 +135,33 @@ pub fn code(body: &Value) -> &str {
 
 pub fn message(body: &Value) -> &str {
     body["error"]["message"].as_str().unwrap_or("")
+}
+
+/// The public key of the KEK in `bundle` (a create answer).
+pub fn kek_public(bundle: &Value) -> KekPublicKey {
+    let n = b64::decode("n", bundle["key"]["n"].as_str().unwrap()).unwrap();
+    let e = b64::decode("e", bundle["key"]["e"].as_str().unwrap()).unwrap();
+    KekPublicKey::from_components(&n, &e).unwrap()
+}
+
+/// A `.byok` carrying `plaintext` under the KEK in `bundle`, as file bytes; the plaintext
+/// is wrapped as given, so a test can make it defective.
+pub fn byok(bundle: &Value, plaintext: &[u8]) -> Vec<u8> {
+    let kek = kek_public(bundle);
+    let kid = KeyId::parse_versioned(bundle["key"]["kid"].as_str().unwrap()).unwrap();
+    let ct = wrap::wrap(plaintext, &kek).unwrap();
+    KeyTransferPackage::new(kid, ct, &Generator::this_tool("test", "software", "0"))
+        .unwrap()
+        .to_json_bytes()
+}
+
+/// An import request for a `.byok` file's bytes: a signing key, or for `oct-HSM` a wrapping
+/// key.
+pub fn import_body(kty: &str, file: &[u8]) -> Value {
+    let ops = if kty.starts_with("oct") {
+        json!(["wrapKey", "unwrapKey"])
+    } else {
+        json!(["sign", "verify"])
+    };
+    json!({"key": {"kty": kty, "key_ops": ops, "key_hsm": b64::encode(file)}, "attributes": {"enabled": true}})
 }

@@ -1,0 +1,639 @@
+//! `byok-offline check`: whether this token wraps each key kind the way Azure reads it, proved
+//! on throwaway keys before a ceremony, and the gate `package` and `batch` pass through.
+//!
+//! For each kind: throwaway targets are generated as session objects with the production
+//! templates, wrapped by the production code ([`wrap_path::choose`] and
+//! [`package::wrap_in_token`]) under a [`ThrowawayKek`] whose private half is held here in
+//! memory, unwrapped and read strictly by byok-core ([`ThrowawayKek::judge`]), and the key
+//! found is compared with the token's own: its public key (RSA, EC), or an AES-GCM
+//! ciphertext made with it that the token must decrypt (AES, with `prove-aes`'s code). No real
+//! target is ever unwrapped outside the token: only throwaway keys, destroyed on every path.
+
+use crate::error::{OfflineError, Result};
+use crate::keys::{self, Target};
+use crate::package;
+use crate::raw::RawModule;
+use crate::token::TokenSession;
+use crate::wrap_path::{self, KwpMechanism, WrapChoice, WrapPath};
+use byok_cli_common::progress::Progress;
+use byok_core::conformance::{Defect, Judgement, ThrowawayKek};
+use byok_core::target::{KeyKind, Kty, TargetKey};
+use serde::{Serialize, Serializer};
+use std::fmt;
+
+/// SoftHSM 2.6.1's 0x210A: zero padding to 8 bytes, then RFC 5649.
+const ZERO_PADDED: WrapPath = WrapPath::TwoStep(KwpMechanism::PadZeroPadded);
+
+/// The `schema` field of `check --output json`.
+pub const SCHEMA: &str = "byok-check/1";
+
+/// How many throwaway keys of `kind` the check makes unless told otherwise. EC: 20, so a
+/// defect on half the keys (kryoptic's 65-byte P-521 scalar) escapes with probability 2^-20.
+/// RSA generation is slow on many tokens: 4 keys of 2048 bits, 2 of 3072 or 4096. AES: 4.
+pub fn default_tries(kind: KeyKind) -> usize {
+    match kind {
+        KeyKind::Ec { .. } => 20,
+        KeyKind::Rsa { bits: 2048 } => 4,
+        KeyKind::Rsa { .. } => 2,
+        KeyKind::Oct { .. } => 4,
+    }
+}
+
+/// The outcome for one kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Verdict {
+    /// Every throwaway key unwrapped to exactly what Azure reads, and to the token's key.
+    #[serde(rename = "ok")]
+    Ok,
+    /// The token could not generate or wrap the kind (the return code named).
+    #[serde(rename = "not supported")]
+    NotSupported,
+    /// At least one throwaway key unwrapped to something Azure refuses or to another key.
+    #[serde(rename = "non-conformant")]
+    NonConformant,
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Verdict::Ok => "ok",
+            Verdict::NotSupported => "not supported",
+            Verdict::NonConformant => "non-conformant",
+        })
+    }
+}
+
+/// What the check found for one kind.
+#[derive(Debug, Clone, Serialize)]
+pub struct KindReport {
+    /// `RSA 2048`, `EC P-521`, `AES 256`.
+    #[serde(serialize_with = "display")]
+    pub kind: KeyKind,
+    pub verdict: Verdict,
+    /// The defects (non-conformant), the return code (not supported), or a note (ok).
+    pub detail: String,
+    /// How many throwaway keys were made.
+    pub tries: usize,
+    /// How many of them were defective.
+    pub defective: usize,
+    /// Every defect found is trailing zero bytes (what `--allow-zero-padded-kwp` covers).
+    #[serde(skip)]
+    only_trailing_zeros: bool,
+}
+
+fn display<S: Serializer>(kind: &KeyKind, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.collect_str(kind)
+}
+
+impl fmt::Display for KindReport {
+    /// `EC P-521: non-conformant (65-byte P-521 scalar; ..., in 9 of 20 throwaway keys)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind, self.verdict)?;
+        match self.verdict {
+            Verdict::Ok if self.detail.is_empty() => {
+                write!(f, " ({})", throwaway_keys(self.tries))
+            }
+            Verdict::Ok => write!(f, " ({}; {})", throwaway_keys(self.tries), self.detail),
+            Verdict::NotSupported => write!(f, " ({})", self.detail),
+            Verdict::NonConformant if self.defective == 0 => write!(f, " ({})", self.detail),
+            Verdict::NonConformant => write!(
+                f,
+                " ({}, in {} of {} throwaway keys)",
+                self.detail, self.defective, self.tries
+            ),
+        }
+    }
+}
+
+/// "1 throwaway key", "20 throwaway keys".
+pub fn throwaway_keys(n: usize) -> String {
+    match n {
+        1 => "1 throwaway key".into(),
+        n => format!("{n} throwaway keys"),
+    }
+}
+
+/// The operator's overrides of a refused kind, both for rehearsals only.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// `--allow-zero-padded-kwp`: trailing zero bytes from a zero-padding 0x210A (SoftHSM
+    /// 2.6.1), and nothing else.
+    pub zero_padded_kwp: bool,
+    /// `--allow-nonconformant`: any verdict; a warning names what is let through.
+    pub nonconformant: bool,
+}
+
+impl KindReport {
+    fn not_supported(kind: KeyKind, detail: String, tries: usize) -> Self {
+        Self {
+            kind,
+            verdict: Verdict::NotSupported,
+            detail,
+            tries,
+            defective: 0,
+            only_trailing_zeros: false,
+        }
+    }
+
+    fn judged(kind: KeyKind, tries: usize, findings: &[Finding], notes: &[String]) -> Self {
+        if findings.is_empty() {
+            return Self {
+                kind,
+                verdict: Verdict::Ok,
+                detail: distinct(notes.iter().map(String::as_str)),
+                tries,
+                defective: 0,
+                only_trailing_zeros: false,
+            };
+        }
+        Self {
+            kind,
+            verdict: Verdict::NonConformant,
+            detail: distinct(findings.iter().map(|f| f.text.as_str())),
+            tries,
+            defective: findings.len(),
+            only_trailing_zeros: findings.iter().all(|f| f.trailing_zeros),
+        }
+    }
+
+    /// RSA keys through a zero-padding 0x210A whose throwaway keys all happened to be a
+    /// multiple of 8 bytes long: an RSA PKCS#8's length varies from key to key (a leading zero
+    /// byte in each integer or not), so the next key, the real one, may come out padded.
+    fn padded_by_chance(kind: KeyKind, tries: usize) -> Self {
+        Self {
+            kind,
+            verdict: Verdict::NonConformant,
+            detail: format!(
+                "the token's 0x210A zero-pads to a multiple of 8 bytes and an RSA key's PKCS#8 \
+                 length varies from key to key: trailing zero bytes after the DER key are \
+                 likely, though none of these {tries} throwaway keys needed padding"
+            ),
+            tries,
+            defective: 0,
+            only_trailing_zeros: true,
+        }
+    }
+
+    /// Lets the kind through to a real package, or refuses it naming the defect and the fix.
+    pub fn admit(&self, path: WrapPath, overrides: Overrides) -> Result<()> {
+        let zero_padded = path == WrapPath::TwoStep(KwpMechanism::PadZeroPadded)
+            && self.verdict == Verdict::NonConformant
+            && self.only_trailing_zeros;
+        match self.verdict {
+            Verdict::Ok => Ok(()),
+            _ if zero_padded && overrides.zero_padded_kwp => {
+                tracing::warn!(
+                    "--allow-zero-padded-kwp: packaging {} although {self}; for rehearsals only",
+                    self.kind
+                );
+                Ok(())
+            }
+            _ if overrides.nonconformant => {
+                tracing::warn!(
+                    "--allow-nonconformant: packaging {} although {self}; Azure may refuse the \
+                     package; for rehearsals only",
+                    self.kind
+                );
+                Ok(())
+            }
+            verdict => Err(OfflineError::KindRefused {
+                kind: self.kind,
+                finding: match verdict {
+                    Verdict::NotSupported => {
+                        format!("the token does not support them ({})", self.detail)
+                    }
+                    _ if self.defective == 0 => {
+                        format!(
+                            "the token's wrap of them is non-conformant ({})",
+                            self.detail
+                        )
+                    }
+                    _ => format!(
+                        "the token's wrap of them is non-conformant ({}, in {} of {} throwaway keys)",
+                        self.detail, self.defective, self.tries
+                    ),
+                },
+                fix: if zero_padded {
+                    "For a rehearsal on SoftHSM 2.6.1 (whose 0x210A zero-pads before RFC 5649) \
+                     pass --allow-zero-padded-kwp; for a real ceremony use an HSM whose wrap \
+                     passes the check"
+                } else {
+                    "For a real ceremony use an HSM whose wrap of this kind passes the check \
+                     (for a rehearsal only, --allow-nonconformant lets it through)"
+                },
+            }),
+        }
+    }
+}
+
+/// Up to three distinct texts, in the order first seen, joined by "; ".
+fn distinct<'a>(texts: impl Iterator<Item = &'a str>) -> String {
+    let mut seen: Vec<&str> = Vec::new();
+    for t in texts {
+        if !seen.contains(&t) {
+            seen.push(t);
+        }
+    }
+    let more = seen.len().saturating_sub(3);
+    let mut out = seen[..seen.len().min(3)].join("; ");
+    if more > 0 {
+        out.push_str(&format!("; and {more} more"));
+    }
+    out
+}
+
+/// How one throwaway key went.
+enum TryOutcome {
+    Conformant,
+    /// Conformant, with something the check could not prove (e.g. no AES-GCM to compare keys).
+    Note(String),
+    Defect(Finding),
+    Unsupported(String),
+}
+
+/// A defect on one throwaway key.
+struct Finding {
+    text: String,
+    trailing_zeros: bool,
+}
+
+impl Finding {
+    fn other(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            trailing_zeros: false,
+        }
+    }
+}
+
+impl fmt::Display for TryOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TryOutcome::Conformant => f.write_str("ok"),
+            TryOutcome::Note(n) => write!(f, "ok ({n})"),
+            TryOutcome::Defect(d) => f.write_str(&d.text),
+            TryOutcome::Unsupported(r) => write!(f, "not supported ({r})"),
+        }
+    }
+}
+
+/// The token and wrap path the checks run on, with the throwaway KEK.
+pub struct Checker<'a> {
+    token: &'a TokenSession,
+    raw: &'a RawModule,
+    path: WrapPath,
+    kek: ThrowawayKek,
+}
+
+impl<'a> Checker<'a> {
+    /// A checker for `path` on this token, with a fresh throwaway KEK.
+    pub fn new(token: &'a TokenSession, raw: &'a RawModule, path: WrapPath) -> Result<Self> {
+        Ok(Self {
+            token,
+            raw,
+            path,
+            kek: ThrowawayKek::generate()?,
+        })
+    }
+
+    /// Checks each kind with its number of tries, reporting each throwaway key on `progress`.
+    pub fn run(&self, plan: &[(KeyKind, usize)]) -> Result<Vec<KindReport>> {
+        let progress = Progress::new(plan.iter().map(|(_, n)| n).sum());
+        let reports = plan
+            .iter()
+            .map(|&(kind, tries)| self.kind(kind, tries, &progress))
+            .collect();
+        progress.finish();
+        reports
+    }
+
+    /// `tries` throwaway keys of `kind`; the first one the token cannot make or wrap ends it.
+    fn kind(&self, kind: KeyKind, tries: usize, progress: &Progress) -> Result<KindReport> {
+        let mut findings = Vec::new();
+        let mut notes = Vec::new();
+        for n in 1..=tries {
+            let outcome = self.once(kind)?;
+            progress.step(&format!("{kind} {n}/{tries}: {outcome}"));
+            match outcome {
+                TryOutcome::Conformant => {}
+                TryOutcome::Note(note) => notes.push(note),
+                TryOutcome::Defect(f) => findings.push(f),
+                TryOutcome::Unsupported(reason) => {
+                    return Ok(KindReport::not_supported(kind, reason, n));
+                }
+            }
+        }
+        if findings.is_empty() && self.path == ZERO_PADDED && kind.kty() == Kty::Rsa {
+            return Ok(KindReport::padded_by_chance(kind, tries));
+        }
+        Ok(KindReport::judged(kind, tries, &findings, &notes))
+    }
+
+    /// One throwaway key: generated, wrapped as a real one is, judged, destroyed.
+    fn once(&self, kind: KeyKind) -> Result<TryOutcome> {
+        let throwaway = match keys::generate_throwaway(self.token, kind) {
+            Ok(t) => t,
+            Err(e) => return unsupported_or(e, "key generation"),
+        };
+        let wrapped = package::wrap_in_token(
+            self.token,
+            self.raw,
+            self.kek.public(),
+            &throwaway.target,
+            self.path,
+        );
+        let outcome = match wrapped {
+            Ok(ciphertext) => self.judge(&throwaway.target, &ciphertext)?,
+            Err(OfflineError::BadResult(what)) => TryOutcome::Defect(Finding::other(what)),
+            Err(e) => unsupported_or(e, "the wrap")?,
+        };
+        throwaway.destroy()?;
+        Ok(outcome)
+    }
+
+    /// Unwraps with the throwaway KEK, reads strictly, and compares with the token's key.
+    fn judge(&self, target: &Target, ciphertext: &[u8]) -> Result<TryOutcome> {
+        let key = match self.kek.judge(target.kind, ciphertext) {
+            Ok(key) => key,
+            Err(Judgement::Unwrap(e)) => {
+                return Ok(TryOutcome::Defect(Finding::other(format!(
+                    "the wrap does not unwrap: {e}"
+                ))));
+            }
+            Err(Judgement::Defect(d)) => {
+                return Ok(TryOutcome::Defect(Finding {
+                    trailing_zeros: matches!(d, Defect::TrailingBytes { zeros: true, .. }),
+                    text: d.to_string(),
+                }));
+            }
+        };
+        if target.kind.curve().is_some() || matches!(target.kind, KeyKind::Rsa { .. }) {
+            return Ok(if key.public_key() == target.public_key.as_ref() {
+                TryOutcome::Conformant
+            } else {
+                TryOutcome::Defect(Finding::other(
+                    "the unwrapped key's public key is not the token's",
+                ))
+            });
+        }
+        same_aes_key(self.token, target, &key)
+    }
+}
+
+/// A failure the token returned (a `CKR_...` from generation or the wrap) makes the kind
+/// "not supported"; anything else stops the check.
+fn unsupported_or(e: OfflineError, step: &str) -> Result<TryOutcome> {
+    match e {
+        OfflineError::GenerationRefused { rv, .. } => Ok(TryOutcome::Unsupported(format!(
+            "{rv}: the token could not generate the key"
+        ))),
+        OfflineError::Pkcs11 { function, rv, .. } => Ok(TryOutcome::Unsupported(format!(
+            "{rv} from {function} in {step}"
+        ))),
+        OfflineError::PublicKeyUnreadable { reason, .. } => Ok(TryOutcome::Defect(Finding::other(
+            format!("the token's public key is unreadable: {reason}"),
+        ))),
+        other => Err(other),
+    }
+}
+
+/// AES has no public key: the token decrypts an AES-GCM ciphertext made here with the
+/// unwrapped key (`prove-aes`'s decryption). A token without AES-GCM leaves it unproved.
+fn same_aes_key(token: &TokenSession, target: &Target, key: &TargetKey) -> Result<TryOutcome> {
+    let challenge = aes_challenge(key.plaintext());
+    match keys::decrypt_gcm(token, target.private, &target.label, &challenge) {
+        Ok(plain) if *plain == AES_PROBE => Ok(TryOutcome::Conformant),
+        Ok(_) | Err(OfflineError::ProofMismatch { .. }) => Ok(TryOutcome::Defect(Finding::other(
+            "the unwrapped AES key is not the token's",
+        ))),
+        Err(OfflineError::ChallengeDecrypt { reason, .. }) => Ok(TryOutcome::Note(format!(
+            "the AES key's identity is not proved: the token cannot decrypt AES-GCM ({reason})"
+        ))),
+        Err(e) => Err(e),
+    }
+}
+
+/// The value the AES comparison encrypts (any value does: the key is a throwaway).
+const AES_PROBE: [u8; 32] = [0x5a; 32];
+
+fn aes_challenge(key: &[u8]) -> byok_core::challenge::AesChallenge {
+    use aes_gcm::aead::consts::U12;
+    use aes_gcm::aead::{AeadInOut, KeyInit};
+    use aes_gcm::{AesGcm, Nonce, aes};
+    let iv = [0x42; 12];
+    let nonce = Nonce::try_from(&iv[..]).expect("12 bytes");
+    let mut data = AES_PROBE.to_vec();
+    macro_rules! seal {
+        ($cipher:ty) => {
+            <AesGcm<$cipher, U12>>::new_from_slice(key)
+                .expect("the key's length was checked")
+                .encrypt_inout_detached(&nonce, &[], data.as_mut_slice().into())
+                .expect("a short value encrypts")
+                .to_vec()
+        };
+    }
+    let tag = match key.len() {
+        16 => seal!(aes::Aes128),
+        24 => seal!(aes::Aes192),
+        _ => seal!(aes::Aes256),
+    };
+    byok_core::challenge::AesChallenge {
+        kid: String::new(),
+        alg: format!("A{}GCM", key.len() * 8),
+        iv: iv.to_vec(),
+        tag,
+        ciphertext: data,
+        plaintext_sha256: byok_core::Fingerprint::of_bytes(&AES_PROBE),
+    }
+}
+
+/// What the token says about itself, in the check's report.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckedToken {
+    pub label: String,
+    pub manufacturer: String,
+    pub model: String,
+    pub serial: String,
+    pub firmware: String,
+    pub slot: u64,
+}
+
+/// `byok-offline check`'s report.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckReport {
+    pub schema: &'static str,
+    pub token: CheckedToken,
+    /// The path `package` would take, or `none: REASON`.
+    pub wrap_path: String,
+    pub kinds: Vec<KindReport>,
+    /// Throwaway keys made in all.
+    pub throwaway_keys: usize,
+    pub seconds: f64,
+}
+
+/// Checks `kinds` (with `tries` each, or each kind's default) on this token, along the path
+/// `choice` takes. A token with no wrap path gets "not supported" for every kind.
+pub fn check(
+    token: &TokenSession,
+    raw: &RawModule,
+    choice: WrapChoice,
+    kinds: &[KeyKind],
+    tries: Option<usize>,
+) -> Result<CheckReport> {
+    let started = std::time::Instant::now();
+    let (wrap_path, kinds) = match wrap_path::choose(token, raw, choice) {
+        Ok(path) => {
+            let plan: Vec<_> = kinds
+                .iter()
+                .map(|&k| (k, tries.unwrap_or_else(|| default_tries(k))))
+                .collect();
+            (
+                path.to_string(),
+                Checker::new(token, raw, path)?.run(&plan)?,
+            )
+        }
+        Err(
+            e @ (OfflineError::NoWrapPath(_)
+            | OfflineError::NativeUnavailable
+            | OfflineError::KwpSelfTestFailed),
+        ) => {
+            let reason = e.to_string();
+            let none = |&k: &KeyKind| KindReport::not_supported(k, reason.clone(), 0);
+            (format!("none: {reason}"), kinds.iter().map(none).collect())
+        }
+        Err(e) => return Err(e),
+    };
+    let id = &token.identity;
+    Ok(CheckReport {
+        schema: SCHEMA,
+        token: CheckedToken {
+            label: id.label.clone(),
+            manufacturer: id.manufacturer.clone(),
+            model: id.model.clone(),
+            serial: id.serial.clone(),
+            firmware: id.firmware.clone(),
+            slot: id.slot,
+        },
+        wrap_path,
+        throwaway_keys: kinds.iter().map(|k| k.tries).sum(),
+        kinds,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The gate before a real package: checks each distinct kind in `kinds` (default tries) on
+/// `path`, and refuses the first one that is not ok unless `overrides` lets it through.
+pub fn require(
+    token: &TokenSession,
+    raw: &RawModule,
+    path: WrapPath,
+    kinds: &[KeyKind],
+    overrides: Overrides,
+) -> Result<()> {
+    let mut plan: Vec<(KeyKind, usize)> = Vec::new();
+    for &k in kinds {
+        if !plan.iter().any(|(p, _)| *p == k) {
+            plan.push((k, default_tries(k)));
+        }
+    }
+    if plan.is_empty() {
+        return Ok(());
+    }
+    tracing::info!(
+        ?plan,
+        "checking the token on throwaway keys before packaging"
+    );
+    for report in Checker::new(token, raw, path)?.run(&plan)? {
+        report.admit(path, overrides)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use byok_core::target::Curve;
+
+    fn finding(text: &str, zeros: bool) -> Finding {
+        Finding {
+            text: text.into(),
+            trailing_zeros: zeros,
+        }
+    }
+
+    const P256: KeyKind = KeyKind::Ec { curve: Curve::P256 };
+    const KWP: WrapPath = WrapPath::TwoStep(KwpMechanism::Kwp);
+
+    #[test]
+    fn tries_catch_a_defect_on_half_the_keys() {
+        let ec = default_tries(P256);
+        assert!(0.5f64.powi(ec as i32) <= 2f64.powi(-20));
+        assert_eq!(default_tries(KeyKind::Rsa { bits: 4096 }), 2);
+    }
+
+    #[test]
+    fn verdict_lines_name_the_defect_and_the_count() {
+        let zeros = "6 trailing zero bytes after the DER key";
+        let r = KindReport::judged(P256, 20, &[finding(zeros, true), finding(zeros, true)], &[]);
+        assert_eq!(
+            r.to_string(),
+            format!("EC P-256: non-conformant ({zeros}, in 2 of 20 throwaway keys)")
+        );
+        let ok = KindReport::judged(P256, 20, &[], &[]);
+        assert_eq!(ok.to_string(), "EC P-256: ok (20 throwaway keys)");
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["kind"], "EC P-256");
+        assert_eq!(json["verdict"], "non-conformant");
+        assert_eq!(json["defective"], 2);
+        assert!(json.get("only_trailing_zeros").is_none());
+        let many = ["a", "b", "a", "c", "d", "e"].map(|t| finding(t, false));
+        assert_eq!(
+            KindReport::judged(P256, 6, &many, &[]).detail,
+            "a; b; c; and 2 more"
+        );
+    }
+
+    #[test]
+    fn overrides_cover_only_what_they_name() {
+        let zeros = KindReport::judged(P256, 20, &[finding("7 trailing zero bytes", true)], &[]);
+        let scalar = KindReport::judged(P256, 20, &[finding("65-byte scalar", false)], &[]);
+        let unsupported = KindReport::not_supported(P256, "CKR_GENERAL_ERROR".into(), 1);
+        let none = Overrides::default();
+        let padded = Overrides {
+            zero_padded_kwp: true,
+            ..none
+        };
+        let any = Overrides {
+            nonconformant: true,
+            ..none
+        };
+        let err = zeros.admit(ZERO_PADDED, none).unwrap_err().to_string();
+        assert!(err.contains("--allow-zero-padded-kwp"), "{err}");
+        assert!(err.contains("run `byok-offline check`"), "{err}");
+        assert!(zeros.admit(ZERO_PADDED, padded).is_ok());
+        // The zero-padding override is for the zero-padding 0x210A only, and trailing zeros only.
+        assert!(zeros.admit(KWP, padded).is_err());
+        let err = scalar.admit(ZERO_PADDED, padded).unwrap_err().to_string();
+        assert!(err.contains("--allow-nonconformant"), "{err}");
+        assert!(!err.contains("--allow-zero-padded-kwp"), "{err}");
+        assert!(unsupported.admit(KWP, padded).is_err());
+        for r in [&zeros, &scalar, &unsupported] {
+            assert!(r.admit(KWP, any).is_ok());
+        }
+        assert!(
+            KindReport::judged(P256, 20, &[], &[])
+                .admit(KWP, none)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn the_aes_probe_is_what_prove_aes_reads() {
+        for len in [16, 24, 32] {
+            let c = aes_challenge(&vec![7; len]);
+            let parsed = byok_core::challenge::AesChallenge::parse(&c.to_json_bytes()).unwrap();
+            assert_eq!(parsed.ciphertext.len(), 32);
+            assert_eq!(parsed.alg, format!("A{}GCM", len * 8));
+        }
+    }
+}

@@ -1,0 +1,466 @@
+//! `cargo xtask e2e --matrix [--token T]`: every key kind on every token, with no leniency
+//! flag, ending with a table token × kind → proven, or refused with the tool's reason.
+//!
+//! Each cell runs `byok-offline package --generate` for the kind. When it packages, the key is
+//! imported into a strict kv-emulator and proven (`verify` for RSA/EC, `prove-aes` for AES);
+//! any failure on that way (an import the emulator refuses included) fails the run. When it
+//! refuses, the refusal counts only if it came before anything was generated or written (the
+//! token's key list, read with `keys --output json`, is unchanged and no package file exists),
+//! with exit code 1, naming the defect and `byok-offline check`. Each outcome is then held
+//! against what the token is known to do ([`expected`]): a conformant kind refused, or a
+//! defective kind packaged, fails the run too.
+
+use crate::e2e::{Ceremony, Target, work_dir};
+use byok_tests::{Emulator, ModuleKind};
+use std::collections::BTreeSet;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+/// What a token is known to do with a kind when no leniency flag is given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Expect {
+    /// Conformant: packaged, imported and proven.
+    Proven,
+    /// A recorded defect: the tool must refuse it before generating anything.
+    Refused,
+}
+
+/// What each token does with each kind ("RSA 2048", "EC P-521", "AES 256"), as DESIGN.md's
+/// table of tokens records and this matrix measured:
+/// - SoftHSM 2.6.1 zero-pads to a multiple of 8 before RFC 5649: P-256 and P-521 PKCS#8
+///   always; RSA depending on the key, which `check` counts as non-conformant even when its
+///   throwaway keys happened to need no padding. P-384 and P-256K (a fixed PKCS#8 length that
+///   is a multiple of 8) and AES (16/24/32 bytes) are never padded.
+/// - kryoptic 1.5.4: P-256K generation fails (CKR_GENERAL_ERROR), the P-521 scalar is written
+///   in 65 bytes when its top byte is zero; the rest is conformant.
+/// - NSS softokn: conformant, no secp256k1 (CKR_DOMAIN_PARAMS_INVALID).
+pub(crate) fn expected(token: ModuleKind, kind: &str) -> Expect {
+    let refused = match token {
+        ModuleKind::SoftHsm => kind.starts_with("RSA") || matches!(kind, "EC P-256" | "EC P-521"),
+        ModuleKind::Kryoptic => matches!(kind, "EC P-256K" | "EC P-521"),
+        _ => kind == "EC P-256K",
+    };
+    if refused {
+        Expect::Refused
+    } else {
+        Expect::Proven
+    }
+}
+
+/// The vault flavor's kinds: every RSA and EC kind Key Vault imports.
+const VAULT: &[Target] = &[
+    target(
+        "target-rsa2048",
+        "RSA 2048",
+        &["--kty", "RSA", "--size", "2048"],
+    ),
+    target(
+        "target-rsa3072",
+        "RSA 3072",
+        &["--kty", "RSA", "--size", "3072"],
+    ),
+    target(
+        "target-rsa4096",
+        "RSA 4096",
+        &["--kty", "RSA", "--size", "4096"],
+    ),
+    target(
+        "target-p256",
+        "EC P-256",
+        &["--kty", "EC", "--curve", "P-256"],
+    ),
+    target(
+        "target-p384",
+        "EC P-384",
+        &["--kty", "EC", "--curve", "P-384"],
+    ),
+    target(
+        "target-p521",
+        "EC P-521",
+        &["--kty", "EC", "--curve", "P-521"],
+    ),
+    target(
+        "target-p256k",
+        "EC P-256K",
+        &["--kty", "EC", "--curve", "P-256K"],
+    ),
+];
+
+/// The Managed HSM flavor's kinds: AES 256. AES 128 and 192 package and import, but their
+/// proof cannot run yet: `byok-online prove-aes` always asks the vault for A256GCM, which a
+/// 128- or 192-bit key refuses.
+const MHSM: &[Target] = &[Target {
+    aes: true,
+    ..target(
+        "target-aes256",
+        "AES 256",
+        &["--kty", "oct", "--size", "256"],
+    )
+}];
+
+/// An RSA or EC target.
+const fn target(
+    label: &'static str,
+    kind: &'static str,
+    offline_args: &'static [&'static str],
+) -> Target {
+    Target {
+        label,
+        kind,
+        offline_args,
+        aes: false,
+    }
+}
+
+/// One cell's outcome.
+enum Outcome {
+    Proven,
+    Refused(String),
+    Failed(String),
+}
+
+/// One row of the table.
+struct Cell {
+    token: ModuleKind,
+    kind: &'static str,
+    outcome: Outcome,
+}
+
+impl Cell {
+    /// Why this cell fails the run, if it does: a failure, or an outcome the token's record
+    /// contradicts.
+    fn problem(&self) -> Option<String> {
+        match (&self.outcome, expected(self.token, self.kind)) {
+            (Outcome::Failed(why), _) => Some(why.clone()),
+            (Outcome::Proven, Expect::Refused) => Some(format!(
+                "packaged although {} is recorded as defective for {}: the tool's check missed it",
+                self.token, self.kind
+            )),
+            (Outcome::Refused(why), Expect::Proven) => Some(format!(
+                "refused although {} is recorded as conformant for {}: {why}",
+                self.token, self.kind
+            )),
+            _ => None,
+        }
+    }
+
+    fn word(&self) -> &'static str {
+        match (&self.outcome, self.problem()) {
+            (_, Some(_)) => "FAILED",
+            (Outcome::Proven, None) => "proven",
+            _ => "refused",
+        }
+    }
+}
+
+/// Runs the matrix on `tokens`, prints the table, and fails when any cell does.
+pub fn run(tokens: Vec<ModuleKind>) -> Result<(), String> {
+    let started = Instant::now();
+    let root = work_dir("matrix");
+    let mut cells = Vec::new();
+    let mut times = Vec::new();
+    for token in tokens {
+        let t = Instant::now();
+        println!("\ne2e --matrix: {token} (no leniency flag)");
+        if let Err(e) = run_token(&root.join(token.id()), token, &mut cells) {
+            cells.push(Cell {
+                token,
+                kind: "(setup)",
+                outcome: Outcome::Failed(e),
+            });
+        }
+        times.push((token, t.elapsed()));
+    }
+    print_table(&cells, &times, started.elapsed());
+    let failed = cells.iter().filter(|c| c.problem().is_some()).count();
+    if failed > 0 {
+        return Err(format!(
+            "e2e --matrix: {failed} cells failed (see the table)"
+        ));
+    }
+    Ok(())
+}
+
+/// One token's column: a ceremony of its own, both flavors, every kind.
+fn run_token(
+    dir: &std::path::Path,
+    token: ModuleKind,
+    cells: &mut Vec<Cell>,
+) -> Result<(), String> {
+    let mut c = Ceremony::prepare(dir, token, false)?;
+    for (flavor, targets) in [("vault", VAULT), ("managedhsm", MHSM)] {
+        let emu = c.start_emulator(&dir.join(format!("emulator-{flavor}")), flavor)?;
+        let transfer = format!("kek-{flavor}.transfer");
+        c.kek(&emu, flavor, &transfer)?;
+        for t in targets {
+            let outcome = cell(&mut c, &emu, flavor, &transfer, t);
+            if let Outcome::Failed(why) = &outcome {
+                println!("      FAILED: {why}");
+            }
+            cells.push(Cell {
+                token,
+                kind: t.kind,
+                outcome,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// One kind on one token: packaged, imported and proven; or refused before anything happened.
+fn cell(c: &mut Ceremony, emu: &Emulator, flavor: &str, transfer: &str, t: &Target) -> Outcome {
+    let before = match token_keys(c) {
+        Ok(keys) => keys,
+        Err(e) => return Outcome::Failed(e),
+    };
+    let args = c.package_args(transfer, t);
+    let name = format!(
+        "3. offline: package --generate {} ({}) in {}",
+        t.label,
+        t.kind,
+        c.token().kind()
+    );
+    print!("[{:>2}] {name} ... ", c.steps.len() + 1);
+    let started = Instant::now();
+    let out = c.offline_cmd(&c.offline, &args).output();
+    let took = started.elapsed();
+    c.steps.push((name, took));
+    let out = match out {
+        Ok(out) => out,
+        Err(e) => return Outcome::Failed(format!("could not run byok-offline: {e}")),
+    };
+    let word = if out.status.success() {
+        "ok"
+    } else {
+        "refused"
+    };
+    println!("{word} ({:.2} s)", took.as_secs_f32());
+    if !out.status.success() {
+        return refusal(c, t, &before, &out);
+    }
+    let proven = c
+        .carry_package(t)
+        .and_then(|()| c.import(emu, flavor, t))
+        .and_then(|()| c.prove(emu, t));
+    match proven {
+        Ok(_) => Outcome::Proven,
+        Err(e) => Outcome::Failed(format!("packaged, then: {e}")),
+    }
+}
+
+/// Judges a failed `package`: a refusal only when it changed nothing, exited 1 and named the
+/// defect and `byok-offline check`.
+fn refusal(c: &Ceremony, t: &Target, before: &BTreeSet<String>, out: &Output) -> Outcome {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let reason = reason_of(&stderr);
+    if out.status.code() != Some(1) {
+        return Outcome::Failed(format!(
+            "package exited with {} (a refusal exits 1): {reason}",
+            out.status
+        ));
+    }
+    match token_keys(c) {
+        Ok(after) if &after == before => {}
+        Ok(after) => {
+            return Outcome::Failed(format!(
+                "package failed after changing the token's keys ({} before, {} after): {reason}",
+                before.len(),
+                after.len()
+            ));
+        }
+        Err(e) => return Outcome::Failed(e),
+    }
+    let written: Vec<String> = Ceremony::package_files(t)
+        .into_iter()
+        .filter(|f| c.offline.join(f).exists())
+        .collect();
+    if !written.is_empty() {
+        return Outcome::Failed(format!(
+            "package refused but wrote {}: {reason}",
+            written.join(", ")
+        ));
+    }
+    if !names_defect(&stderr) {
+        return Outcome::Failed(format!(
+            "package failed without naming a token defect and `byok-offline check`: {reason}"
+        ));
+    }
+    Outcome::Refused(reason)
+}
+
+/// A refusal names the fix (`byok-offline check`) and what is wrong: a PKCS#11 return code
+/// or the defect the check found.
+fn names_defect(stderr: &str) -> bool {
+    const DEFECTS: [&str; 6] = [
+        "CKR_",
+        "trailing zero",
+        "scalar",
+        "not supported",
+        "non-conformant",
+        "could not generate",
+    ];
+    stderr.contains("byok-offline check") && DEFECTS.iter().any(|d| stderr.contains(d))
+}
+
+/// The tool's error on one line: its first sentence after the last `error: ` (progress
+/// lines come before it).
+fn reason_of(stderr: &str) -> String {
+    let text = stderr.split_whitespace().collect::<Vec<_>>().join(" ");
+    let error = text
+        .rsplit_once("error: ")
+        .map_or(text.as_str(), |(_, e)| e);
+    let first = error.split_once(". ").map_or(error, |(first, _)| first);
+    first.trim_end_matches('.').to_string()
+}
+
+/// The token's objects (`keys --output json`), each as its JSON text.
+fn token_keys(c: &Ceremony) -> Result<BTreeSet<String>, String> {
+    let out = c.offline(&["--output", "json", "keys"])?;
+    let keys: serde_json::Value = serde_json::from_str(&out)
+        .map_err(|e| format!("`keys --output json` printed no JSON ({e}): {out}"))?;
+    Ok(keys
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|k| k.to_string())
+        .collect())
+}
+
+/// The grid (kind × token, one word a cell), then each refusal's and failure's reason.
+fn print_table(cells: &[Cell], times: &[(ModuleKind, Duration)], took: Duration) {
+    let tokens: Vec<ModuleKind> = times.iter().map(|(t, _)| *t).collect();
+    let mut kinds: Vec<&str> = Vec::new();
+    for c in cells {
+        if !kinds.contains(&c.kind) {
+            kinds.push(c.kind);
+        }
+    }
+    println!(
+        "\ne2e --matrix: token x kind, no leniency flag ({:.0} s in all)",
+        took.as_secs_f32()
+    );
+    let header: String = tokens.iter().map(|t| format!("{:<14}", t.name())).collect();
+    println!("  {:<11}{header}", "");
+    for kind in &kinds {
+        let row: String = tokens
+            .iter()
+            .map(|t| {
+                let word = cells
+                    .iter()
+                    .find(|c| c.token == *t && c.kind == *kind)
+                    .map_or("-", Cell::word);
+                format!("{word:<14}")
+            })
+            .collect();
+        println!("  {kind:<11}{row}");
+    }
+    println!("\n  token        kind       result");
+    for c in cells {
+        let result = match (&c.outcome, c.problem()) {
+            (_, Some(why)) => format!("FAILED: {why}"),
+            (Outcome::Proven, None) => "proven".into(),
+            (Outcome::Refused(why), None) => format!("refused: {why}"),
+            (Outcome::Failed(_), None) => unreachable!("a failure is a problem"),
+        };
+        println!("  {:<12} {:<10} {result}", c.token.name(), c.kind);
+    }
+    let per_token: Vec<String> = times
+        .iter()
+        .map(|(t, d)| format!("{t} {:.0} s", d.as_secs_f32()))
+        .collect();
+    println!("  time per token: {}", per_token.join(", "));
+    let count = |w: &str| cells.iter().filter(|c| c.word() == w).count();
+    println!(
+        "e2e --matrix: {} proven, {} refused before anything was generated, {} failed",
+        count("proven"),
+        count("refused"),
+        count("FAILED")
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What byok-offline printed for kryoptic's P-521 (progress lines, then the error).
+    const P521: &str = "[ 1/20] EC P-521 1/20: ok\n[ 2/20] EC P-521 2/20: 65-byte P-521 scalar; \
+        RFC 5915 requires 66 bytes\nerror: EC P-521 keys cannot be packaged on this token: the \
+        token's wrap of them is non-conformant (65-byte P-521 scalar; RFC 5915 requires 66 \
+        bytes, in 7 of 20 throwaway keys). Nothing was generated or written; run \
+        `byok-offline check` to see every kind.\n";
+
+    #[test]
+    fn the_reason_is_the_errors_first_sentence() {
+        assert_eq!(
+            reason_of(P521),
+            "EC P-521 keys cannot be packaged on this token: the token's wrap of them is \
+             non-conformant (65-byte P-521 scalar; RFC 5915 requires 66 bytes, in 7 of 20 \
+             throwaway keys)"
+        );
+        assert_eq!(
+            reason_of("no error prefix at all"),
+            "no error prefix at all"
+        );
+    }
+
+    #[test]
+    fn a_refusal_must_name_the_defect_and_the_check() {
+        assert!(names_defect(P521));
+        let crash = "error: Some horrible, unrecoverable error has occurred";
+        assert!(!names_defect(crash), "a crash is no refusal");
+        let no_defect = "error: something failed; run `byok-offline check`";
+        assert!(!names_defect(no_defect), "the check named, the defect not");
+        let no_check = "error: 7 trailing zero bytes after the DER key";
+        assert!(!names_defect(no_check), "the defect named, the fix not");
+    }
+
+    #[test]
+    fn expectations_follow_the_token_table() {
+        use ModuleKind::*;
+        assert_eq!(expected(Kryoptic, "EC P-521"), Expect::Refused);
+        assert_eq!(expected(Kryoptic, "EC P-256K"), Expect::Refused);
+        assert_eq!(expected(Kryoptic, "RSA 4096"), Expect::Proven);
+        assert_eq!(expected(Nss, "EC P-521"), Expect::Proven);
+        assert_eq!(expected(Nss, "EC P-256K"), Expect::Refused);
+        assert_eq!(expected(SoftHsm, "RSA 2048"), Expect::Refused);
+        assert_eq!(expected(SoftHsm, "EC P-256"), Expect::Refused);
+        assert_eq!(expected(SoftHsm, "EC P-384"), Expect::Proven);
+        assert_eq!(expected(SoftHsm, "AES 256"), Expect::Proven);
+    }
+
+    #[test]
+    fn a_cell_fails_on_a_failure_or_a_contradicted_record() {
+        let cell = |token, kind, outcome| Cell {
+            token,
+            kind,
+            outcome,
+        };
+        let refused = || Outcome::Refused("why".into());
+        assert!(
+            cell(ModuleKind::Nss, "RSA 2048", Outcome::Proven)
+                .problem()
+                .is_none()
+        );
+        assert!(
+            cell(ModuleKind::Nss, "EC P-256K", refused())
+                .problem()
+                .is_none()
+        );
+        assert!(
+            cell(ModuleKind::Nss, "RSA 2048", refused())
+                .problem()
+                .is_some()
+        );
+        assert!(
+            cell(ModuleKind::Kryoptic, "EC P-521", Outcome::Proven)
+                .problem()
+                .is_some()
+        );
+        let failed = Outcome::Failed("the emulator refused the import".into());
+        assert!(
+            cell(ModuleKind::Kryoptic, "EC P-521", failed)
+                .problem()
+                .is_some()
+        );
+    }
+}
