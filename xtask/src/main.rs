@@ -1,7 +1,7 @@
 //! Build and test automation for the workspace (the `cargo xtask` pattern), one module a task:
 //!
 //! - `cargo xtask ci` ([`ci`]): format check, clippy with `-D warnings`, the whole test suite,
-//!   then `e2e` on kryoptic, `e2e --matrix` on every token and `e2e --batch 12`; the closing
+//!   then `e2e` on kryoptic, `e2e --matrix` on every token and `e2e --batch 12` on NSS; the closing
 //!   line counts the tests.
 //! - `cargo xtask e2e [--token T] [--matrix | --batch N]` ([`e2e`], [`matrix`]): the whole
 //!   ceremony on one machine, against a fresh token (kryoptic unless `--token` says otherwise)
@@ -38,7 +38,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Task {
     /// fmt check, clippy -D warnings, cargo test --workspace, e2e (kryoptic), e2e --matrix
-    /// (every token), e2e --batch 12 (kryoptic)
+    /// (every token), e2e --batch 12 (NSS softokn: RSA and EC mixed)
     Ci,
     /// The whole BYOK ceremony against a fresh token and kv-emulator (default: kryoptic, RSA
     /// 3072 under a 4096-bit KEK)

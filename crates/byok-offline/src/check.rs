@@ -8,7 +8,15 @@
 //! found is compared with the token's own: its public key (RSA, EC), or an AES-GCM
 //! ciphertext made with it that the token must decrypt (AES, with `prove-aes`'s code). No real
 //! target is ever unwrapped outside the token: only throwaway keys, destroyed on every path.
+//!
+//! Generated keys meet a token's encoding defects only by chance (a P-256 scalar whose top
+//! byte is zero: 1 key in 256), so for RSA and EC the check also imports the encoding edge
+//! cases ([`edge`]): keys made in software with the awkward value chosen, given to the token as
+//! session objects, wrapped and judged the same way and compared with the software key. A
+//! token that refuses the import leaves the kind "ok (edge cases untested)": ok for packaging,
+//! but said.
 
+use crate::edge;
 use crate::error::{OfflineError, Result};
 use crate::keys::{self, Target};
 use crate::package;
@@ -21,14 +29,17 @@ use byok_core::target::{KeyKind, Kty, TargetKey};
 use serde::{Serialize, Serializer};
 use std::fmt;
 
+mod edges;
+
 /// SoftHSM 2.6.1's 0x210A: zero padding to 8 bytes, then RFC 5649.
 const ZERO_PADDED: WrapPath = WrapPath::TwoStep(KwpMechanism::PadZeroPadded);
 
 /// The `schema` field of `check --output json`.
 pub const SCHEMA: &str = "byok-check/1";
 
-/// How many throwaway keys of `kind` the check makes unless told otherwise. EC: 20, so a
-/// defect on half the keys (kryoptic's 65-byte P-521 scalar) escapes with probability 2^-20.
+/// How many throwaway keys of `kind` the check generates in the token unless told otherwise.
+/// EC: 20, so a defect on half the keys (kryoptic's 65-byte P-521 scalar) escapes with
+/// probability 2^-20; rarer values are the edge cases' job ([`edge`]), which run besides.
 /// RSA generation is slow on many tokens: 4 keys of 2048 bits, 2 of 3072 or 4096. AES: 4.
 pub fn default_tries(kind: KeyKind) -> usize {
     match kind {
@@ -45,6 +56,10 @@ pub enum Verdict {
     /// Every throwaway key unwrapped to exactly what Azure reads, and to the token's key.
     #[serde(rename = "ok")]
     Ok,
+    /// The generated keys did, but the token refused to import (or wrap) the encoding edge
+    /// cases: ok for packaging, with the gap said.
+    #[serde(rename = "ok (edge cases untested)")]
+    OkEdgeCasesUntested,
     /// The token could not generate or wrap the kind (the return code named).
     #[serde(rename = "not supported")]
     NotSupported,
@@ -57,6 +72,7 @@ impl fmt::Display for Verdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Verdict::Ok => "ok",
+            Verdict::OkEdgeCasesUntested => "ok (edge cases untested)",
             Verdict::NotSupported => "not supported",
             Verdict::NonConformant => "non-conformant",
         })
@@ -70,15 +86,31 @@ pub struct KindReport {
     #[serde(serialize_with = "display")]
     pub kind: KeyKind,
     pub verdict: Verdict,
-    /// The defects (non-conformant), the return code (not supported), or a note (ok).
+    /// Each defect and where it showed (non-conformant), the return code (not supported), what
+    /// was not tested (ok with edge cases untested), or a note (ok).
     pub detail: String,
-    /// How many throwaway keys were made.
+    /// How many throwaway keys were generated in the token.
     pub tries: usize,
     /// How many of them were defective.
     pub defective: usize,
+    /// The encoding edge cases imported beside them.
+    pub edge_cases: EdgeCases,
     /// Every defect found is trailing zero bytes (what `--allow-zero-padded-kwp` covers).
     #[serde(skip)]
     only_trailing_zeros: bool,
+}
+
+/// What the encoding edge cases ([`edge`]) found for one kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct EdgeCases {
+    /// Imports wrapped and judged.
+    pub tried: usize,
+    /// How many of them unwrapped to something Azure refuses or to another key.
+    pub defective: usize,
+    /// Imports the token refused to take or to wrap: not tested.
+    pub untested: usize,
+    /// The token's first refusal, when some were not tested.
+    pub untested_reason: Option<String>,
 }
 
 fn display<S: Serializer>(kind: &KeyKind, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -86,22 +118,21 @@ fn display<S: Serializer>(kind: &KeyKind, s: S) -> std::result::Result<S::Ok, S:
 }
 
 impl fmt::Display for KindReport {
-    /// `EC P-521: non-conformant (65-byte P-521 scalar; ..., in 9 of 20 throwaway keys)`.
+    /// `EC P-521: non-conformant (65-byte P-521 scalar; ..., in 9 of 20 throwaway keys and
+    /// for a scalar whose top byte is zero (CKA_VALUE of 65 bytes))`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.kind, self.verdict)?;
-        match self.verdict {
-            Verdict::Ok if self.detail.is_empty() => {
-                write!(f, " ({})", throwaway_keys(self.tries))
-            }
-            Verdict::Ok => write!(f, " ({}; {})", throwaway_keys(self.tries), self.detail),
-            Verdict::NotSupported => write!(f, " ({})", self.detail),
-            Verdict::NonConformant if self.defective == 0 => write!(f, " ({})", self.detail),
-            Verdict::NonConformant => write!(
-                f,
-                " ({}, in {} of {} throwaway keys)",
-                self.detail, self.defective, self.tries
-            ),
+        if self.verdict != Verdict::Ok {
+            return write!(f, " ({})", self.detail);
         }
+        write!(f, " ({}", throwaway_keys(self.tries))?;
+        if self.edge_cases.tried > 0 {
+            write!(f, " and {}", edge_cases(self.edge_cases.tried))?;
+        }
+        if !self.detail.is_empty() {
+            write!(f, "; {}", self.detail)?;
+        }
+        f.write_str(")")
     }
 }
 
@@ -110,6 +141,14 @@ pub fn throwaway_keys(n: usize) -> String {
     match n {
         1 => "1 throwaway key".into(),
         n => format!("{n} throwaway keys"),
+    }
+}
+
+/// "1 edge case", "4 edge cases".
+fn edge_cases(n: usize) -> String {
+    match n {
+        1 => "1 edge case".into(),
+        n => format!("{n} edge cases"),
     }
 }
 
@@ -131,35 +170,49 @@ impl KindReport {
             detail,
             tries,
             defective: 0,
+            edge_cases: EdgeCases::default(),
             only_trailing_zeros: false,
         }
     }
 
-    fn judged(kind: KeyKind, tries: usize, findings: &[Finding], notes: &[String]) -> Self {
-        if findings.is_empty() {
-            return Self {
-                kind,
-                verdict: Verdict::Ok,
-                detail: distinct(notes.iter().map(String::as_str)),
-                tries,
-                defective: 0,
-                only_trailing_zeros: false,
-            };
-        }
-        Self {
+    /// The verdict on `tries` generated keys and the edge cases: `findings` holds the defects
+    /// of both, `notes` what the generated keys could not prove.
+    fn judged(
+        kind: KeyKind,
+        tries: usize,
+        findings: &[Finding],
+        notes: &[String],
+        edge_cases: EdgeCases,
+    ) -> Self {
+        let mut report = Self {
             kind,
-            verdict: Verdict::NonConformant,
-            detail: distinct(findings.iter().map(|f| f.text.as_str())),
+            verdict: Verdict::Ok,
+            detail: distinct(notes.iter().map(String::as_str)),
             tries,
-            defective: findings.len(),
-            only_trailing_zeros: findings.iter().all(|f| f.trailing_zeros),
+            defective: findings.iter().filter(|f| f.edge_case.is_none()).count(),
+            edge_cases,
+            only_trailing_zeros: false,
+        };
+        if !findings.is_empty() {
+            report.verdict = Verdict::NonConformant;
+            report.detail = where_found(findings, tries);
+            report.only_trailing_zeros = findings.iter().all(|f| f.trailing_zeros);
+        } else if let Some(reason) = &report.edge_cases.untested_reason {
+            let e = &report.edge_cases;
+            let which = match e.tried {
+                0 => "edge cases not tested".to_string(),
+                n => format!("{} of {} edge cases not tested", e.untested, n + e.untested),
+            };
+            report.verdict = Verdict::OkEdgeCasesUntested;
+            report.detail = format!("ok on {}; {which}: {reason}", throwaway_keys(tries));
         }
+        report
     }
 
     /// RSA keys through a zero-padding 0x210A whose throwaway keys all happened to be a
     /// multiple of 8 bytes long: an RSA PKCS#8's length varies from key to key (a leading zero
     /// byte in each integer or not), so the next key, the real one, may come out padded.
-    fn padded_by_chance(kind: KeyKind, tries: usize) -> Self {
+    fn padded_by_chance(kind: KeyKind, tries: usize, edge_cases: EdgeCases) -> Self {
         Self {
             kind,
             verdict: Verdict::NonConformant,
@@ -170,6 +223,7 @@ impl KindReport {
             ),
             tries,
             defective: 0,
+            edge_cases,
             only_trailing_zeros: true,
         }
     }
@@ -181,6 +235,13 @@ impl KindReport {
             && self.only_trailing_zeros;
         match self.verdict {
             Verdict::Ok => Ok(()),
+            Verdict::OkEdgeCasesUntested => {
+                tracing::warn!(
+                    "{self}; packaging it: its generated keys passed, but a key of this kind \
+                     with an awkward value may still come out in a form Azure refuses"
+                );
+                Ok(())
+            }
             _ if zero_padded && overrides.zero_padded_kwp => {
                 tracing::warn!(
                     "--allow-zero-padded-kwp: packaging {} although {self}; for rehearsals only",
@@ -202,15 +263,9 @@ impl KindReport {
                     Verdict::NotSupported => {
                         format!("the token does not support them ({})", self.detail)
                     }
-                    _ if self.defective == 0 => {
-                        format!(
-                            "the token's wrap of them is non-conformant ({})",
-                            self.detail
-                        )
-                    }
                     _ => format!(
-                        "the token's wrap of them is non-conformant ({}, in {} of {} throwaway keys)",
-                        self.detail, self.defective, self.tries
+                        "the token's wrap of them is non-conformant ({})",
+                        self.detail
                     ),
                 },
                 fix: if zero_padded {
@@ -242,6 +297,39 @@ fn distinct<'a>(texts: impl Iterator<Item = &'a str>) -> String {
     out
 }
 
+/// Each distinct defect (up to three) with where it showed: "65-byte P-521 scalar; RFC 5915
+/// requires 66 bytes, in 9 of 20 throwaway keys and for a scalar whose top byte is zero
+/// (CKA_VALUE of 65 bytes)". An edge case showing several defects is named once per defect;
+/// a defect on several edge cases counts them.
+fn where_found(findings: &[Finding], tries: usize) -> String {
+    let texts: Vec<String> = {
+        let mut seen: Vec<&str> = Vec::new();
+        for f in findings {
+            if !seen.contains(&f.text.as_str()) {
+                seen.push(&f.text);
+            }
+        }
+        seen.iter()
+            .map(|text| {
+                let same = || findings.iter().filter(|f| f.text == *text);
+                let generated = same().filter(|f| f.edge_case.is_none()).count();
+                let edges: Vec<&str> = same().filter_map(|f| f.edge_case.as_deref()).collect();
+                let mut places = Vec::new();
+                if generated > 0 {
+                    places.push(format!("in {generated} of {tries} throwaway keys"));
+                }
+                match edges.as_slice() {
+                    [] => {}
+                    [one] => places.push(format!("for {one}")),
+                    many => places.push(format!("for {} edge cases", many.len())),
+                }
+                format!("{text}, {}", places.join(" and "))
+            })
+            .collect()
+    };
+    distinct(texts.iter().map(String::as_str))
+}
+
 /// How one throwaway key went.
 enum TryOutcome {
     Conformant,
@@ -255,6 +343,11 @@ enum TryOutcome {
 struct Finding {
     text: String,
     trailing_zeros: bool,
+    /// An EC scalar written shorter than RFC 5915's fixed length.
+    short_scalar: bool,
+    /// The edge case it showed on ("a scalar whose top byte is zero (CKA_VALUE of 31
+    /// bytes)"), or `None` on a generated key.
+    edge_case: Option<String>,
 }
 
 impl Finding {
@@ -262,6 +355,8 @@ impl Finding {
         Self {
             text: text.into(),
             trailing_zeros: false,
+            short_scalar: false,
+            edge_case: None,
         }
     }
 }
@@ -283,6 +378,9 @@ pub struct Checker<'a> {
     raw: &'a RawModule,
     path: WrapPath,
     kek: ThrowawayKek,
+    /// Whether the token's EC generator keeps a scalar's leading zero bytes, once asked
+    /// ([`edges`]).
+    generator_keeps_zeros: std::cell::OnceCell<std::result::Result<bool, String>>,
 }
 
 impl<'a> Checker<'a> {
@@ -293,12 +391,15 @@ impl<'a> Checker<'a> {
             raw,
             path,
             kek: ThrowawayKek::generate()?,
+            generator_keeps_zeros: std::cell::OnceCell::new(),
         })
     }
 
-    /// Checks each kind with its number of tries, reporting each throwaway key on `progress`.
+    /// Checks each kind with its number of tries, reporting each throwaway key and edge case
+    /// on `progress`.
     pub fn run(&self, plan: &[(KeyKind, usize)]) -> Result<Vec<KindReport>> {
-        let progress = Progress::new(plan.iter().map(|(_, n)| n).sum());
+        let steps = plan.iter().map(|&(k, n)| n + edge::planned(k)).sum();
+        let progress = Progress::new(steps);
         let reports = plan
             .iter()
             .map(|&(kind, tries)| self.kind(kind, tries, &progress))
@@ -307,7 +408,8 @@ impl<'a> Checker<'a> {
         reports
     }
 
-    /// `tries` throwaway keys of `kind`; the first one the token cannot make or wrap ends it.
+    /// `tries` throwaway keys of `kind`, then its edge cases; the first key the token cannot
+    /// make or wrap ends it.
     fn kind(&self, kind: KeyKind, tries: usize, progress: &Progress) -> Result<KindReport> {
         let mut findings = Vec::new();
         let mut notes = Vec::new();
@@ -323,10 +425,13 @@ impl<'a> Checker<'a> {
                 }
             }
         }
+        let edge_cases = self.edge_cases(kind, progress, &mut findings, &mut notes)?;
         if findings.is_empty() && self.path == ZERO_PADDED && kind.kty() == Kty::Rsa {
-            return Ok(KindReport::padded_by_chance(kind, tries));
+            return Ok(KindReport::padded_by_chance(kind, tries, edge_cases));
         }
-        Ok(KindReport::judged(kind, tries, &findings, &notes))
+        Ok(KindReport::judged(
+            kind, tries, &findings, &notes, edge_cases,
+        ))
     }
 
     /// One throwaway key: generated, wrapped as a real one is, judged, destroyed.
@@ -335,24 +440,25 @@ impl<'a> Checker<'a> {
             Ok(t) => t,
             Err(e) => return unsupported_or(e, "key generation"),
         };
-        let wrapped = package::wrap_in_token(
-            self.token,
-            self.raw,
-            self.kek.public(),
-            &throwaway.target,
-            self.path,
-        );
-        let outcome = match wrapped {
-            Ok(ciphertext) => self.judge(&throwaway.target, &ciphertext)?,
-            Err(OfflineError::BadResult(what)) => TryOutcome::Defect(Finding::other(what)),
-            Err(e) => unsupported_or(e, "the wrap")?,
-        };
+        let outcome = self.wrapped_and_judged(&throwaway.target, "the token's")?;
         throwaway.destroy()?;
         Ok(outcome)
     }
 
-    /// Unwraps with the throwaway KEK, reads strictly, and compares with the token's key.
-    fn judge(&self, target: &Target, ciphertext: &[u8]) -> Result<TryOutcome> {
+    /// `target` wrapped with the production code under the throwaway KEK, and judged.
+    fn wrapped_and_judged(&self, target: &Target, whose: &str) -> Result<TryOutcome> {
+        let wrapped =
+            package::wrap_in_token(self.token, self.raw, self.kek.public(), target, self.path);
+        match wrapped {
+            Ok(ciphertext) => self.judge(target, &ciphertext, whose),
+            Err(OfflineError::BadResult(what)) => Ok(TryOutcome::Defect(Finding::other(what))),
+            Err(e) => unsupported_or(e, "the wrap"),
+        }
+    }
+
+    /// Unwraps with the throwaway KEK, reads strictly, and compares with `target`'s key
+    /// (`whose`: "the token's" or "the imported key's").
+    fn judge(&self, target: &Target, ciphertext: &[u8], whose: &str) -> Result<TryOutcome> {
         let key = match self.kek.judge(target.kind, ciphertext) {
             Ok(key) => key,
             Err(Judgement::Unwrap(e)) => {
@@ -363,7 +469,9 @@ impl<'a> Checker<'a> {
             Err(Judgement::Defect(d)) => {
                 return Ok(TryOutcome::Defect(Finding {
                     trailing_zeros: matches!(d, Defect::TrailingBytes { zeros: true, .. }),
+                    short_scalar: matches!(d, Defect::ScalarLength { len, expected, .. } if len < expected),
                     text: d.to_string(),
+                    edge_case: None,
                 }));
             }
         };
@@ -371,9 +479,9 @@ impl<'a> Checker<'a> {
             return Ok(if key.public_key() == target.public_key.as_ref() {
                 TryOutcome::Conformant
             } else {
-                TryOutcome::Defect(Finding::other(
-                    "the unwrapped key's public key is not the token's",
-                ))
+                TryOutcome::Defect(Finding::other(format!(
+                    "the unwrapped key's public key is not {whose}"
+                )))
             });
         }
         same_aes_key(self.token, target, &key)
@@ -466,8 +574,10 @@ pub struct CheckReport {
     /// The path `package` would take, or `none: REASON`.
     pub wrap_path: String,
     pub kinds: Vec<KindReport>,
-    /// Throwaway keys made in all.
+    /// Throwaway keys generated in all.
     pub throwaway_keys: usize,
+    /// Edge cases imported, wrapped and judged in all.
+    pub edge_case_imports: usize,
     pub seconds: f64,
 }
 
@@ -516,6 +626,7 @@ pub fn check(
         },
         wrap_path,
         throwaway_keys: kinds.iter().map(|k| k.tries).sum(),
+        edge_case_imports: kinds.iter().map(|k| k.edge_cases.tried).sum(),
         kinds,
         seconds: started.elapsed().as_secs_f64(),
     })
@@ -558,7 +669,20 @@ mod tests {
         Finding {
             text: text.into(),
             trailing_zeros: zeros,
+            short_scalar: false,
+            edge_case: None,
         }
+    }
+
+    fn edge_finding(text: &str, edge_case: &str) -> Finding {
+        Finding {
+            edge_case: Some(edge_case.into()),
+            ..finding(text, false)
+        }
+    }
+
+    fn judged(tries: usize, findings: &[Finding]) -> KindReport {
+        KindReport::judged(P256, tries, findings, &[], EdgeCases::default())
     }
 
     const P256: KeyKind = KeyKind::Ec { curve: Curve::P256 };
@@ -574,12 +698,12 @@ mod tests {
     #[test]
     fn verdict_lines_name_the_defect_and_the_count() {
         let zeros = "6 trailing zero bytes after the DER key";
-        let r = KindReport::judged(P256, 20, &[finding(zeros, true), finding(zeros, true)], &[]);
+        let r = judged(20, &[finding(zeros, true), finding(zeros, true)]);
         assert_eq!(
             r.to_string(),
             format!("EC P-256: non-conformant ({zeros}, in 2 of 20 throwaway keys)")
         );
-        let ok = KindReport::judged(P256, 20, &[], &[]);
+        let ok = judged(20, &[]);
         assert_eq!(ok.to_string(), "EC P-256: ok (20 throwaway keys)");
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["kind"], "EC P-256");
@@ -588,15 +712,112 @@ mod tests {
         assert!(json.get("only_trailing_zeros").is_none());
         let many = ["a", "b", "a", "c", "d", "e"].map(|t| finding(t, false));
         assert_eq!(
-            KindReport::judged(P256, 6, &many, &[]).detail,
-            "a; b; c; and 2 more"
+            judged(6, &many).detail,
+            "a, in 2 of 6 throwaway keys; b, in 1 of 6 throwaway keys; \
+             c, in 1 of 6 throwaway keys; and 2 more"
         );
     }
 
     #[test]
+    fn edge_cases_are_named_with_the_defect_they_showed() {
+        let short = "31-byte P-256 scalar; RFC 5915 requires 32 bytes";
+        let top = "a scalar whose top byte is zero (CKA_VALUE of 31 bytes)";
+        let edges = EdgeCases {
+            tried: 4,
+            defective: 1,
+            ..EdgeCases::default()
+        };
+        let r = KindReport::judged(P256, 20, &[edge_finding(short, top)], &[], edges);
+        assert_eq!(
+            r.to_string(),
+            format!("EC P-256: non-conformant ({short}, for {top})")
+        );
+        // Generated keys counted, the edge cases named, one defect once.
+        let both = [
+            finding(short, false),
+            edge_finding(short, top),
+            edge_finding(
+                "30-byte P-256 scalar",
+                "a scalar whose top two bytes are zero",
+            ),
+        ];
+        let r = judged(20, &both);
+        assert_eq!(r.defective, 1);
+        assert_eq!(
+            r.detail,
+            format!(
+                "{short}, in 1 of 20 throwaway keys and for {top}; 30-byte P-256 scalar, for a \
+                 scalar whose top two bytes are zero"
+            )
+        );
+        let same = [
+            edge_finding("7 trailing", "x"),
+            edge_finding("7 trailing", "y"),
+        ];
+        assert_eq!(judged(20, &same).detail, "7 trailing, for 2 edge cases");
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["edge_cases"]["tried"], 0);
+        assert_eq!(
+            json["edge_cases"]["untested_reason"],
+            serde_json::Value::Null
+        );
+
+        let ok = KindReport::judged(P256, 20, &[], &[], edges_ok(4));
+        assert_eq!(
+            ok.to_string(),
+            "EC P-256: ok (20 throwaway keys and 4 edge cases)"
+        );
+        let json = serde_json::to_value(&ok).unwrap();
+        assert_eq!(json["edge_cases"]["tried"], 4);
+    }
+
+    fn edges_ok(tried: usize) -> EdgeCases {
+        EdgeCases {
+            tried,
+            ..EdgeCases::default()
+        }
+    }
+
+    #[test]
+    fn a_token_refusing_the_imports_is_ok_for_packaging_but_says_so() {
+        let refused = "the token refused to import a throwaway key (CKR_TEMPLATE_INCONSISTENT)";
+        let none = EdgeCases {
+            untested: 4,
+            untested_reason: Some(refused.into()),
+            ..EdgeCases::default()
+        };
+        let r = KindReport::judged(P256, 20, &[], &[], none);
+        assert_eq!(r.verdict, Verdict::OkEdgeCasesUntested);
+        assert_eq!(
+            r.to_string(),
+            format!(
+                "EC P-256: ok (edge cases untested) (ok on 20 throwaway keys; edge cases not \
+                 tested: {refused})"
+            )
+        );
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["verdict"], "ok (edge cases untested)");
+        assert_eq!(json["edge_cases"]["untested"], 4);
+        assert!(r.admit(KWP, Overrides::default()).is_ok());
+        // Some imported, some refused: counted.
+        let some = EdgeCases {
+            tried: 2,
+            untested: 2,
+            untested_reason: Some(refused.into()),
+            ..EdgeCases::default()
+        };
+        let r = KindReport::judged(P256, 20, &[], &[], some.clone());
+        assert!(r.detail.contains("2 of 4 edge cases not tested"), "{r}");
+        // A defect found outweighs a refusal: non-conformant.
+        let r = KindReport::judged(P256, 20, &[edge_finding("bad", "x")], &[], some);
+        assert_eq!(r.verdict, Verdict::NonConformant);
+        assert!(r.admit(KWP, Overrides::default()).is_err());
+    }
+
+    #[test]
     fn overrides_cover_only_what_they_name() {
-        let zeros = KindReport::judged(P256, 20, &[finding("7 trailing zero bytes", true)], &[]);
-        let scalar = KindReport::judged(P256, 20, &[finding("65-byte scalar", false)], &[]);
+        let zeros = judged(20, &[finding("7 trailing zero bytes", true)]);
+        let scalar = judged(20, &[finding("65-byte scalar", false)]);
         let unsupported = KindReport::not_supported(P256, "CKR_GENERAL_ERROR".into(), 1);
         let none = Overrides::default();
         let padded = Overrides {
@@ -620,11 +841,7 @@ mod tests {
         for r in [&zeros, &scalar, &unsupported] {
             assert!(r.admit(KWP, any).is_ok());
         }
-        assert!(
-            KindReport::judged(P256, 20, &[], &[])
-                .admit(KWP, none)
-                .is_ok()
-        );
+        assert!(judged(20, &[]).admit(KWP, none).is_ok());
     }
 
     #[test]

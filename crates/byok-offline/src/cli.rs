@@ -60,7 +60,9 @@ pub enum Command {
     /// List slots and tokens, with each token's verdict on BYOK.
     Tokens,
     /// Prove the token's wrap of each key kind on throwaway keys (session objects, destroyed
-    /// after), before a ceremony; needs the user PIN. Exits 0 whatever the verdicts.
+    /// after): generated in the token, and for RSA/EC also imported encoding edge cases (an EC
+    /// scalar whose top byte is zero, ...), before a ceremony; needs the user PIN. Exits 0
+    /// whatever the verdicts.
     Check(CheckArgs),
     /// List key objects on the token.
     Keys,
@@ -96,8 +98,8 @@ pub struct CheckArgs {
     /// One kind only (with --size / --curve); default: every kind Key Vault imports.
     #[command(flatten)]
     kind: KindFlags,
-    /// Throwaway keys per kind (default: 20 per EC curve, 4 for RSA 2048 and AES, 2 for RSA
-    /// 3072 and 4096).
+    /// Throwaway keys generated per kind (default: 20 per EC curve, 4 for RSA 2048 and AES, 2
+    /// for RSA 3072 and 4096); the edge cases are imported besides, whatever this says.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
     tries: Option<u32>,
     /// auto: native CKM_RSA_AES_KEY_WRAP when offered, else two-step.

@@ -367,6 +367,24 @@ pub struct Throwaway<'s> {
     objects: Vec<SessionObject<'s>>,
 }
 
+impl Target {
+    /// One of `check`'s throwaway keys.
+    fn throwaway(
+        private: ObjectHandle,
+        id: Vec<u8>,
+        kind: KeyKind,
+        public_key: Option<TargetPublicKey>,
+    ) -> Self {
+        Self {
+            private,
+            label: THROWAWAY_LABEL.into(),
+            id,
+            kind,
+            public_key,
+        }
+    }
+}
+
 impl Throwaway<'_> {
     /// Destroys the throwaway's objects now, reporting a failure.
     pub fn destroy(self) -> Result<()> {
@@ -380,25 +398,49 @@ impl Throwaway<'_> {
 /// Generates a throwaway target of `kind` as session objects (`CKA_TOKEN=false`).
 pub fn generate_throwaway(token: &TokenSession, kind: KeyKind) -> Result<Throwaway<'_>> {
     let id = token.session.generate_random_vec(16)?;
-    let templates = Templates {
-        label: THROWAWAY_LABEL,
-        id: &id,
-        ops: KeyOp::defaults(kind.kty()),
-        persistent: false,
-    };
+    let templates = Templates::throwaway(&id, kind);
     let (private, public) = generate_objects(token, kind, &templates)?;
     let mut objects = vec![SessionObject::new(&token.session, private)];
     objects.extend(public.map(|p| SessionObject::new(&token.session, p)));
     let public_key = public_key_of(token, private, kind, THROWAWAY_LABEL, &id)?;
     Ok(Throwaway {
-        target: Target {
-            private,
-            label: THROWAWAY_LABEL.into(),
-            id,
-            kind,
-            public_key,
-        },
+        target: Target::throwaway(private, id, kind, public_key),
         objects,
+    })
+}
+
+/// Imports a throwaway private key made in software (`check`'s encoding edge cases) as a
+/// session object: the production template of the private half (sensitive, extractable, the
+/// kind's default operations) plus `material`, its `CKA_EC_PARAMS` and `CKA_VALUE` or its RSA
+/// components. `public_key` is the software key's. A token that refuses `C_CreateObject`
+/// fails with [`OfflineError::Pkcs11`] naming it.
+pub fn import_throwaway(
+    token: &TokenSession,
+    kind: KeyKind,
+    material: Vec<Attribute>,
+    public_key: TargetPublicKey,
+) -> Result<Throwaway<'_>> {
+    let id = token.session.generate_random_vec(16)?;
+    let templates = Templates::throwaway(&id, kind);
+    let (key_type, private) = match kind {
+        KeyKind::Rsa { bits } => (KeyType::RSA, templates.rsa(bits).1),
+        KeyKind::Ec { curve } => (KeyType::EC, templates.ec(curve).1),
+        KeyKind::Oct { .. } => {
+            return Err(OfflineError::Usage(
+                "AES throwaway keys are generated in the token, not imported".into(),
+            ));
+        }
+    };
+    let mut template = vec![
+        Attribute::Class(ObjectClass::PRIVATE_KEY),
+        Attribute::KeyType(key_type),
+    ];
+    template.extend(private);
+    template.extend(material);
+    let private = token.session.create_object(&template)?;
+    Ok(Throwaway {
+        target: Target::throwaway(private, id, kind, Some(public_key)),
+        objects: vec![SessionObject::new(&token.session, private)],
     })
 }
 
@@ -463,7 +505,17 @@ struct Templates<'a> {
     persistent: bool,
 }
 
-impl Templates<'_> {
+impl<'a> Templates<'a> {
+    /// `check`'s throwaway keys: session objects with the kind's default operations.
+    fn throwaway(id: &'a [u8], kind: KeyKind) -> Self {
+        Self {
+            label: THROWAWAY_LABEL,
+            id,
+            ops: KeyOp::defaults(kind.kty()),
+            persistent: false,
+        }
+    }
+
     fn has(&self, op: KeyOp) -> bool {
         self.ops.contains(&op)
     }

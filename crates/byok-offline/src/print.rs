@@ -30,8 +30,9 @@ pub fn check(r: &CheckReport) {
         println!("{kind}");
     }
     println!(
-        "{} tried in {:.1} s (all destroyed)",
+        "{} and {} edge-case imports tried in {:.1} s (all destroyed)",
         throwaway_keys(r.throwaway_keys),
+        r.edge_case_imports,
         r.seconds
     );
 }

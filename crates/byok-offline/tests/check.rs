@@ -1,6 +1,7 @@
 //! `byok-offline check` and the gate before `package`, through the real binary on the three
 //! tokens CI makes: Debian's SoftHSM 2.6.1 (0x210A zero-pads before RFC 5649), kryoptic 1.5.4
-//! (0x210B; a 65-byte P-521 scalar on about half the keys, no secp256k1) and NSS softokn
+//! (0x210B; writes an EC scalar without its leading zero bytes: P-521 on about half the keys,
+//! P-256/P-384 on 1 in 256, every time on the edge cases; no secp256k1) and NSS softokn
 //! (0x210B; init string in `PKCS11_INIT_ARGS`, a C_WrapKey size query that under-reports).
 
 mod common;
@@ -48,6 +49,16 @@ fn assert_verdict(kinds: &BTreeMap<String, Value>, kind: &str, verdict: &str, de
     assert_eq!(k["verdict"], verdict, "{kind}: {k}");
     let text = k["detail"].as_str().unwrap();
     assert!(text.contains(detail), "{kind}: `{detail}` not in {k}");
+}
+
+/// The edge cases of `kind`: (tried, defective), none untested.
+fn edge_cases(kinds: &BTreeMap<String, Value>, kind: &str) -> (u64, u64) {
+    let e = &kinds[kind]["edge_cases"];
+    assert_eq!(e["untested"], 0, "{kind}: {e}");
+    (
+        e["tried"].as_u64().unwrap(),
+        e["defective"].as_u64().unwrap(),
+    )
 }
 
 /// A KEK transfer file in the token's directory.
@@ -103,6 +114,14 @@ fn softhsm_zero_padding_is_reported_per_kind_and_aes_needs_no_flag() {
         assert_verdict(&kinds, kind, "ok", "");
         assert_eq!(kinds[kind]["tries"], 4);
     }
+    // The edge cases: OpenSSL writes any scalar at full length, then 0x210A pads.
+    for kind in ["EC P-384", "EC P-256K"] {
+        assert_verdict(&kinds, kind, "ok", "");
+        assert_eq!(edge_cases(&kinds, kind), (4, 0), "{kind}");
+    }
+    assert_eq!(edge_cases(&kinds, "EC P-256"), (4, 4));
+    assert_eq!(edge_cases(&kinds, "EC P-521"), (5, 5));
+    assert_eq!(edge_cases(&kinds, "RSA 2048").0, 2);
 
     // Without any flag, AES packages; EC is refused before a key is made, the defect named.
     let out = package(&token, "e", &["--kty", "EC"], &[]);
@@ -114,21 +133,55 @@ fn softhsm_zero_padding_is_reported_per_kind_and_aes_needs_no_flag() {
 }
 
 #[test]
-fn kryoptic_passes_all_but_p521_and_p256k() {
+fn kryoptic_passes_rsa_and_aes_and_its_short_ec_scalars_are_found_every_time() {
     let token = TestToken::kryoptic("check-kryoptic", PIN);
     let t = std::time::Instant::now();
     let (report, kinds) = check(&token, &[]);
     eprintln!("check on kryoptic: {:.1} s", t.elapsed().as_secs_f32());
     assert!(report["wrap_path"].as_str().unwrap().contains("0x210B"));
     for kind in [
-        "RSA 2048", "RSA 3072", "RSA 4096", "EC P-256", "EC P-384", "AES 128", "AES 192", "AES 256",
+        "RSA 2048", "RSA 3072", "RSA 4096", "AES 128", "AES 192", "AES 256",
     ] {
         assert_verdict(&kinds, kind, "ok", "");
     }
-    assert_verdict(&kinds, "EC P-521", "non-conformant", "65-byte P-521 scalar");
+    // RSA's edge case (dP a byte short) comes out canonical in both forms.
+    for kind in ["RSA 2048", "RSA 3072", "RSA 4096"] {
+        assert_eq!(edge_cases(&kinds, kind), (2, 0), "{kind}");
+    }
+    // kryoptic writes CKA_VALUE as it holds it, and its generator drops the scalar's leading
+    // zero bytes: the edge cases given without them show it on every run, for every curve.
+    for (kind, short) in [
+        (
+            "EC P-256",
+            "31-byte P-256 scalar; RFC 5915 requires 32 bytes, for a scalar whose top byte is zero",
+        ),
+        (
+            "EC P-384",
+            "47-byte P-384 scalar; RFC 5915 requires 48 bytes",
+        ),
+        (
+            "EC P-521",
+            "65-byte P-521 scalar; RFC 5915 requires 66 bytes",
+        ),
+    ] {
+        assert_verdict(&kinds, kind, "non-conformant", short);
+        assert_verdict(
+            &kinds,
+            kind,
+            "non-conformant",
+            "as the token's generator holds it",
+        );
+        // Top byte zero and top two bytes zero, each given without them; in full, right.
+        let tried = if kind == "EC P-521" { 5 } else { 4 };
+        assert_eq!(edge_cases(&kinds, kind), (tried, 2), "{kind}");
+    }
     assert_eq!(kinds["EC P-521"]["tries"], 20);
     assert!(kinds["EC P-521"]["defective"].as_u64().unwrap() >= 1);
     assert_verdict(&kinds, "EC P-256K", "not supported", "CKR_GENERAL_ERROR");
+
+    // A P-256 package is refused before any key is made, on every run.
+    let out = package(&token, "q", &["--kty", "EC", "--curve", "P-256"], &[]);
+    assert_refused_before_any_key(&token, &out, "q", "31-byte P-256 scalar");
 
     let out = package(&token, "p", &["--kty", "EC", "--curve", "P-521"], &[]);
     assert_refused_before_any_key(&token, &out, "p", "65-byte P-521 scalar");
@@ -165,11 +218,26 @@ fn kryoptic_passes_all_but_p521_and_p256k() {
 fn nss_checks_with_init_args_and_packages_through_the_size_query_retry() {
     let token = TestToken::nss(PIN);
     assert!(token.init_args().is_some());
-    let (report, kinds) = check(&token, &["--kty", "EC", "--curve", "P-256"]);
+    let (report, kinds) = check(&token, &[]);
     assert!(report["wrap_path"].as_str().unwrap().contains("0x210B"));
-    assert_verdict(&kinds, "EC P-256", "ok", "");
-    let (_, kinds) = check(&token, &["--kty", "oct", "--size", "128"]);
-    assert_verdict(&kinds, "AES 128", "ok", "");
+    for kind in KeyKind::IMPORTABLE.map(|k| k.to_string()) {
+        if kind != "EC P-256K" {
+            assert_verdict(&kinds, &kind, "ok", "");
+        }
+    }
+    assert_verdict(
+        &kinds,
+        "EC P-256K",
+        "not supported",
+        "CKR_DOMAIN_PARAMS_INVALID",
+    );
+    // NSS too writes CKA_VALUE as it holds it (a short one comes out short), but its generator
+    // keeps the leading zero bytes: the keys it makes, the only ones packaged, are right.
+    for kind in ["EC P-256", "EC P-384", "EC P-521"] {
+        assert_verdict(&kinds, kind, "ok", "generator keeps leading zero bytes");
+        assert_eq!(edge_cases(&kinds, kind).1, 0, "{kind}");
+    }
+    assert_eq!(edge_cases(&kinds, "RSA 4096"), (2, 0));
     // Without the init string the module does not start.
     let out = token
         .command_with_pin(env!("CARGO_BIN_EXE_byok-offline"))

@@ -64,6 +64,8 @@ fn no_session_object_survives_success_or_failure() {
         "{report:?}"
     );
     assert_eq!(report.throwaway_keys, 6);
+    // P-256's four edge cases were imported too (AES has none), and destroyed.
+    assert_eq!(report.edge_case_imports, 4);
     assert_eq!(token.session_object_count().unwrap(), 0);
     assert_eq!(token.object_count().unwrap(), before);
     let err = check::require(&token, raw, path, &[p256], Overrides::default()).unwrap_err();

@@ -7,6 +7,7 @@ use byok_online::batch::BatchImportOptions;
 use byok_online::commands::KekFormat;
 use byok_online::connect::{AuthMode, ConnectOptions};
 use byok_online::import::ImportOptions;
+use byok_online::vault::AesGcm;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -89,6 +90,9 @@ pub enum Command {
         name: String,
         #[arg(long)]
         version: Option<String>,
+        /// The AES key's size in bits: the vault encrypts with the AES-GCM of that size.
+        #[arg(long, default_value_t = 256, value_parser = aes_bits)]
+        size: u32,
         /// The challenge file to carry to the HSM side.
         #[arg(long)]
         out: PathBuf,
@@ -201,6 +205,13 @@ pub struct BatchImportArgs {
     operator: Option<String>,
 }
 
+fn aes_bits(s: &str) -> Result<u32, String> {
+    s.parse::<u32>()
+        .ok()
+        .filter(|b| AesGcm::for_bits(*b).is_some())
+        .ok_or_else(|| format!("`{s}`: an AES key is 128, 192 or 256 bits"))
+}
+
 fn parse_tag(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -285,6 +296,19 @@ impl From<BatchImportArgs> for BatchImportOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prove_aes_takes_the_three_aes_sizes() {
+        for bits in [128, 192, 256] {
+            assert_eq!(aes_bits(&bits.to_string()), Ok(bits));
+        }
+        assert!(aes_bits("512").unwrap_err().contains("128, 192 or 256"));
+        let cli = Cli::try_parse_from(["byok-online", "prove-aes", "--name", "k", "--out", "c"]);
+        assert!(matches!(
+            cli.unwrap().command,
+            Command::ProveAes { size: 256, .. }
+        ));
+    }
 
     fn import_ops(args: &[&str]) -> Option<Vec<KeyOp>> {
         let mut argv = vec![

@@ -4,7 +4,7 @@
 use crate::connect::{ConnectOptions, Vault};
 use crate::error::{KeyMismatch, OnlineError, Result};
 use crate::import::MAX_SMALL_FILE;
-use crate::vault::KeyView;
+use crate::vault::{AesGcm, KeyView};
 use byok_cli_common::files::{self, FileKind};
 use byok_core::kek::KEK_SIZES;
 use byok_core::package::{MAX_PACKAGE_BYTES, PackageSummary};
@@ -181,13 +181,14 @@ pub struct ChallengeReport {
     pub plaintext_sha256: String,
 }
 
-/// `prove-aes`: the vault encrypts a random value with AES-256-GCM under the imported key and
+/// `prove-aes`: the vault encrypts a random value with AES-GCM under the imported key and
 /// the challenge file carries the ciphertext and the value's SHA-256 to the HSM side, which
 /// decrypts it with `byok-offline prove-aes`.
 pub async fn prove_aes(
     conn: &ConnectOptions,
     name: &str,
     version: Option<&str>,
+    gcm: AesGcm,
     out: &Path,
 ) -> Result<ChallengeReport> {
     files::ensure_absent(&[out])?;
@@ -201,10 +202,10 @@ pub async fn prove_aes(
     }
     let kid = KeyId::parse(&view.kid)?;
     let value = random(32)?;
-    let sealed = vault.encrypt_a256gcm(&kid, &value).await?;
+    let sealed = vault.encrypt_gcm(&kid, gcm, &value).await?;
     let challenge = byok_core::challenge::AesChallenge {
         kid: view.kid.clone(),
-        alg: "A256GCM".into(),
+        alg: gcm.name().into(),
         iv: sealed.iv,
         tag: sealed.tag,
         ciphertext: sealed.ciphertext,

@@ -5,6 +5,7 @@ mod cli;
 mod print;
 
 use byok_online::connect::ConnectOptions;
+use byok_online::vault::AesGcm;
 use byok_online::{Result, batch, commands, import};
 use clap::Parser;
 use cli::{Cli, Command, KekCommand};
@@ -61,9 +62,11 @@ async fn run(cli: Cli) -> Result<()> {
         Command::ProveAes {
             name,
             version,
+            size,
             out: file,
         } => {
-            let r = commands::prove_aes(&conn, &name, version.as_deref(), &file).await?;
+            let gcm = AesGcm::for_bits(size).expect("clap checked the size");
+            let r = commands::prove_aes(&conn, &name, version.as_deref(), gcm, &file).await?;
             out.print(&r, print::challenge);
         }
         Command::BatchImport(args) => {

@@ -246,7 +246,45 @@ impl Vault {
     }
 }
 
-/// What an AES-256-GCM encryption in the vault returns.
+/// The AES-GCM algorithm for an AES key of each size: Key Vault encrypts only with the one
+/// that matches the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AesGcm {
+    A128,
+    A192,
+    A256,
+}
+
+impl AesGcm {
+    /// The algorithm for a key of `bits`; `None` for a size AES does not have.
+    pub fn for_bits(bits: u32) -> Option<Self> {
+        match bits {
+            128 => Some(Self::A128),
+            192 => Some(Self::A192),
+            256 => Some(Self::A256),
+            _ => None,
+        }
+    }
+
+    /// The JWA name the challenge file carries (`A256GCM`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::A128 => "A128GCM",
+            Self::A192 => "A192GCM",
+            Self::A256 => "A256GCM",
+        }
+    }
+
+    fn sdk(self) -> EncryptionAlgorithm {
+        match self {
+            Self::A128 => EncryptionAlgorithm::A128Gcm,
+            Self::A192 => EncryptionAlgorithm::A192Gcm,
+            Self::A256 => EncryptionAlgorithm::A256Gcm,
+        }
+    }
+}
+
+/// What an AES-GCM encryption in the vault returns.
 pub struct Sealed {
     pub iv: Vec<u8>,
     pub tag: Vec<u8>,
@@ -254,10 +292,10 @@ pub struct Sealed {
 }
 
 impl Vault {
-    /// Encrypts with the vault's AES key, AES-256-GCM, the IV chosen by the vault.
-    pub async fn encrypt_a256gcm(&self, kid: &KeyId, plaintext: &[u8]) -> Result<Sealed> {
+    /// Encrypts with the vault's AES key, AES-GCM of the key's size, the IV chosen by the vault.
+    pub async fn encrypt_gcm(&self, kid: &KeyId, gcm: AesGcm, plaintext: &[u8]) -> Result<Sealed> {
         let params = KeyOperationParameters {
-            algorithm: Some(EncryptionAlgorithm::A256Gcm),
+            algorithm: Some(gcm.sdk()),
             value: Some(plaintext.to_vec()),
             ..Default::default()
         };

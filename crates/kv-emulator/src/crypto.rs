@@ -294,7 +294,9 @@ fn gcm(
     tag: Option<&[u8]>,
 ) -> ApiResult<(Vec<u8>, Option<Vec<u8>>)> {
     use aes_gcm::aead::{AeadInOut, KeyInit};
-    use aes_gcm::{Aes128Gcm, Aes256Gcm, Nonce, Tag};
+    use aes_gcm::{Aes128Gcm, Aes256Gcm, AesGcm, Nonce, Tag};
+    // Key Vault's A192GCM: the crate names only the 128- and 256-bit types.
+    type Aes192Gcm = AesGcm<aes_gcm::aes::Aes192, aes_gcm::aead::consts::U12>;
     if iv.len() != 12 {
         return Err(ApiError::bad_parameter("AES-GCM takes a 12-byte iv."));
     }
@@ -328,9 +330,10 @@ fn gcm(
     }
     match key.len() {
         16 => run!(Aes128Gcm),
+        24 => run!(Aes192Gcm),
         32 => run!(Aes256Gcm),
         _ => Err(ApiError::bad_parameter(
-            "AES-GCM here takes 128- or 256-bit keys.",
+            "AES-GCM takes 128-, 192- or 256-bit keys.",
         )),
     }
 }

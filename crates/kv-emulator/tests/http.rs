@@ -581,6 +581,39 @@ async fn rsa_and_aes_operations() {
         )
         .await;
     assert_eq!(s, 400);
+    // A192GCM with a 192-bit key; the algorithm must match the key's size.
+    let (s, b) = mhsm
+        .create("aes192", json!({"kty": "oct-HSM", "key_size": 192}))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let (s, e) = mhsm
+        .call(
+            Method::POST,
+            "/keys/aes192//encrypt",
+            Some(json!({"alg": "A192GCM", "value": b64::encode(b"hello")})),
+        )
+        .await;
+    assert_eq!(s, 200, "{e}");
+    let (s, d) = mhsm
+        .call(
+            Method::POST,
+            "/keys/aes192//decrypt",
+            Some(json!({"alg": "A192GCM", "value": e["value"], "iv": e["iv"], "tag": e["tag"]})),
+        )
+        .await;
+    assert_eq!(s, 200, "{d}");
+    assert_eq!(
+        b64::decode("v", d["value"].as_str().unwrap()).unwrap(),
+        b"hello"
+    );
+    let (s, _) = mhsm
+        .call(
+            Method::POST,
+            "/keys/aes192//encrypt",
+            Some(json!({"alg": "A256GCM", "value": b64::encode(b"hello")})),
+        )
+        .await;
+    assert_eq!(s, 400);
     // Managed HSM refuses software keys' kty name by making every key HSM-backed.
     let (_, r) = mhsm.create("r", json!({"kty": "RSA"})).await;
     assert_eq!(r["key"]["kty"], "RSA-HSM");
