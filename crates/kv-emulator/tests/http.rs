@@ -553,26 +553,7 @@ async fn rsa_and_aes_operations() {
         )
         .await;
     assert_eq!(b64::decode("v", u["value"].as_str().unwrap()).unwrap(), key);
-    let (s, e) = mhsm
-        .call(
-            Method::POST,
-            "/keys/aes//encrypt",
-            Some(json!({"alg": "A256GCM", "value": b64::encode(b"hello")})),
-        )
-        .await;
-    assert_eq!(s, 200, "{e}");
-    let (s, d) = mhsm
-        .call(
-            Method::POST,
-            "/keys/aes//decrypt",
-            Some(json!({"alg": "A256GCM", "value": e["value"], "iv": e["iv"], "tag": e["tag"]})),
-        )
-        .await;
-    assert_eq!(s, 200, "{d}");
-    assert_eq!(
-        b64::decode("v", d["value"].as_str().unwrap()).unwrap(),
-        b"hello"
-    );
+    gcm_round_trip(&mhsm, "aes", "A256GCM").await;
     let (s, _) = mhsm
         .call(
             Method::POST,
@@ -586,26 +567,7 @@ async fn rsa_and_aes_operations() {
         .create("aes192", json!({"kty": "oct-HSM", "key_size": 192}))
         .await;
     assert_eq!(s, 200, "{b}");
-    let (s, e) = mhsm
-        .call(
-            Method::POST,
-            "/keys/aes192//encrypt",
-            Some(json!({"alg": "A192GCM", "value": b64::encode(b"hello")})),
-        )
-        .await;
-    assert_eq!(s, 200, "{e}");
-    let (s, d) = mhsm
-        .call(
-            Method::POST,
-            "/keys/aes192//decrypt",
-            Some(json!({"alg": "A192GCM", "value": e["value"], "iv": e["iv"], "tag": e["tag"]})),
-        )
-        .await;
-    assert_eq!(s, 200, "{d}");
-    assert_eq!(
-        b64::decode("v", d["value"].as_str().unwrap()).unwrap(),
-        b"hello"
-    );
+    gcm_round_trip(&mhsm, "aes192", "A192GCM").await;
     let (s, _) = mhsm
         .call(
             Method::POST,
@@ -617,6 +579,30 @@ async fn rsa_and_aes_operations() {
     // Managed HSM refuses software keys' kty name by making every key HSM-backed.
     let (_, r) = mhsm.create("r", json!({"kty": "RSA"})).await;
     assert_eq!(r["key"]["kty"], "RSA-HSM");
+}
+
+/// Encrypts "hello" with the vault key `name` under `alg` and decrypts it back.
+async fn gcm_round_trip(emu: &Emu, name: &str, alg: &str) {
+    let (s, e) = emu
+        .call(
+            Method::POST,
+            &format!("/keys/{name}//encrypt"),
+            Some(json!({"alg": alg, "value": b64::encode(b"hello")})),
+        )
+        .await;
+    assert_eq!(s, 200, "{e}");
+    let (s, d) = emu
+        .call(
+            Method::POST,
+            &format!("/keys/{name}//decrypt"),
+            Some(json!({"alg": alg, "value": e["value"], "iv": e["iv"], "tag": e["tag"]})),
+        )
+        .await;
+    assert_eq!(s, 200, "{d}");
+    assert_eq!(
+        b64::decode("v", d["value"].as_str().unwrap()).unwrap(),
+        b"hello"
+    );
 }
 
 #[tokio::test]
