@@ -43,6 +43,15 @@ impl ThrowawayKek {
         &self.public
     }
 
+    /// Unwraps what the token made, without reading it: for a caller that must look at the
+    /// key in front of a defect (the zero padding a rehearsal override forgives).
+    pub fn unwrap(
+        &self,
+        ciphertext: &[u8],
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, crate::wrap::WrapError> {
+        crate::wrap::unwrap(ciphertext, &self.private)
+    }
+
     /// Unwraps what the token made and reads it strictly as a key of `kind`.
     pub fn judge(&self, kind: KeyKind, ciphertext: &[u8]) -> Result<TargetKey, Judgement> {
         let plaintext =
@@ -113,16 +122,24 @@ pub fn read_plaintext(kty: Kty, plaintext: &[u8]) -> Result<TargetKey, Defect> {
         }
         Kty::Rsa | Kty::Ec => {
             let der_len = outer_len(plaintext)?;
-            if plaintext.len() > der_len {
-                let rest = &plaintext[der_len..];
+            let rest = &plaintext[der_len..];
+            let zeros = rest.iter().all(|b| *b == 0);
+            if !zeros {
                 return Err(Defect::TrailingBytes {
                     count: rest.len(),
-                    zeros: rest.iter().all(|b| *b == 0),
+                    zeros,
                 });
             }
+            // Zero padding must not hide a defect of the key in front of it.
             let der = &plaintext[..der_len];
             check_canonical(der)?;
             let key = TargetKey::from_pkcs8_der(der).map_err(Defect::Key)?;
+            if !rest.is_empty() {
+                return Err(Defect::TrailingBytes {
+                    count: rest.len(),
+                    zeros,
+                });
+            }
             if key.kind().kty() != kty {
                 return Err(Defect::Key(EncodingError::KindMismatch {
                     declared: kty.hsm_name().into(),

@@ -467,6 +467,13 @@ impl<'a> Checker<'a> {
                 ))));
             }
             Err(Judgement::Defect(d)) => {
+                if let Defect::TrailingBytes { zeros: true, .. } = d
+                    && !self.padded_key_is_target(target, ciphertext)
+                {
+                    return Ok(TryOutcome::Defect(Finding::other(format!(
+                        "{d}, and the key in front of them is not {whose}"
+                    ))));
+                }
                 return Ok(TryOutcome::Defect(Finding {
                     trailing_zeros: matches!(d, Defect::TrailingBytes { zeros: true, .. }),
                     short_scalar: matches!(d, Defect::ScalarLength { len, expected, .. } if len < expected),
@@ -485,6 +492,22 @@ impl<'a> Checker<'a> {
             });
         }
         same_aes_key(self.token, target, &key)
+    }
+}
+
+impl Checker<'_> {
+    /// Whether the key in front of trailing zero bytes is `target`'s: the zero-padding override
+    /// forgives the padding, never another key.
+    fn padded_key_is_target(&self, target: &Target, ciphertext: &[u8]) -> bool {
+        let Ok(plaintext) = self.kek.unwrap(ciphertext) else {
+            return false;
+        };
+        let end = plaintext.len() - plaintext.iter().rev().take_while(|b| **b == 0).count();
+        // The DER may itself end in zero bytes: try each cut the padding allows.
+        (end..plaintext.len()).any(|len| {
+            byok_core::conformance::read_plaintext_of(target.kind, &plaintext[..len])
+                .is_ok_and(|key| key.public_key() == target.public_key.as_ref())
+        })
     }
 }
 

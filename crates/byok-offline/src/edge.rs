@@ -163,8 +163,16 @@ fn rsa_key(bits: u32) -> Result<EdgeKey, EncodingError> {
     // dP = (1 + k(p-1))/e is about k·p/e: k = 64 puts its top byte at zero and its second
     // between 0x18 and 0x3f.
     let p = prime_with_short_dp(half, 64)?;
-    let q = prime(half)?;
-    let key = rsa::PrivateKey::from_p_q(p, q, BoxedUint::from(E)).map_err(generate_err)?;
+    // A q with e | q-1 (1 in 65537) has no private exponent: take another.
+    let key = loop {
+        let q = prime(half)?;
+        if q == p {
+            continue;
+        }
+        if let Ok(key) = rsa::PrivateKey::from_p_q(p.clone(), q, BoxedUint::from(E)) {
+            break key;
+        }
+    };
     let der = rsa::pkcs8::EncodePrivateKey::to_pkcs8_der(&key).map_err(generate_err)?;
     let target = TargetKey::from_pkcs8_der(der.as_bytes())?;
     let n_len = bits as usize / 8;

@@ -215,7 +215,9 @@ impl RawModule {
         if rv != CKR_OK {
             return Err(rv_error(Function::WrapKey, rv));
         }
-        let mut size = len;
+        // A module's size query is a hint (NSS's under-reports); it never sizes an
+        // allocation beyond the bound.
+        let mut size = len.min(MAX_WRAP_LEN);
         loop {
             let mut out = vec![0u8; size as usize];
             let mut len = size;
