@@ -180,7 +180,7 @@ impl Bench {
             manifest,
             "--kek",
             "kek.transfer",
-            "--out",
+            "--dir",
             out,
             "--jobs",
             &jobs,

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 const PYTHON_PACKAGES: [&str; 2] = ["azure-keyvault-keys==4.11.3", "azure-identity==1.27.0"];
 
 /// fmt check, clippy `-D warnings`, `cargo test --workspace`, `e2e` on kryoptic (no
-/// leniency), `e2e --matrix` on every token, `e2e --batch 12` on kryoptic; then how long each
-/// part took.
+/// leniency), `e2e --matrix` on every token, `e2e --batch 12` on kryoptic, `dist --check`
+/// (reproducible, installable); then how long each part took.
 pub fn run() -> Result<(), String> {
     let mut times: Vec<(&str, Duration)> = Vec::new();
     let t = Instant::now();
@@ -63,6 +63,14 @@ pub fn run() -> Result<(), String> {
     crate::e2e::run_batch(12, ModuleKind::Nss)?;
     times.push((
         "e2e --batch 12 (NSS softokn, RSA and EC mixed)",
+        t.elapsed(),
+    ));
+    let t = Instant::now();
+    // Two cold builds of both binaries: the dist-ci profile (unoptimised, same flags and
+    // packaging) keeps them to minutes; `cargo xtask dist` makes the release ones.
+    crate::dist::check(crate::dist::DistProfile::DistCi)?;
+    times.push((
+        "dist --check (dist-ci: built in two trees, SHA256SUMS equal; .debs installed and run)",
         t.elapsed(),
     ));
     println!("\nci: time per part");

@@ -256,7 +256,7 @@ impl Ceremony {
                     emu,
                     &["kek", "create", "--name", "KEKforBYOK", "--size", "4096"],
                 )?;
-                expect(&out, "size:       4096 bits")
+                expect(&out, "4096 bits")
             },
         )?;
         self.step(&format!("2. online ({flavor}): kek download -> {transfer}, carried to the offline workstation"), |c| {
@@ -335,7 +335,7 @@ impl Ceremony {
                     if t.aes {
                         "not checked (AES key"
                     } else {
-                        "public key check: matches"
+                        "matches"
                     },
                 )
             },
@@ -526,7 +526,7 @@ const OFFLINE_BATCH: [&str; 11] = [
     "keys.toml",
     "--kek",
     "kek.transfer",
-    "--out",
+    "--dir",
     "packages",
     "--jobs",
     "2",
@@ -596,10 +596,10 @@ impl Ceremony {
 fn check_token_keys(c: &Ceremony, n: usize) -> Result<(), String> {
     let out = c.offline(&["--output", "json", "keys"])?;
     let keys: serde_json::Value = serde_json::from_str(&out).map_err(|e| e.to_string())?;
-    let labels: Vec<&str> = keys
+    let labels: Vec<&str> = keys["keys"]
         .as_array()
-        .into_iter()
-        .flatten()
+        .ok_or_else(|| format!("`keys --output json` printed no key list: {out}"))?
+        .iter()
         .filter(|k| {
             k["class"] == "CKO_PRIVATE_KEY"
                 && k["label"].as_str().is_some_and(|l| l.starts_with("batch-"))

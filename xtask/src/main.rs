@@ -11,12 +11,15 @@
 //!   what the tokens need from Debian.
 //! - `cargo xtask bench` ([`bench`]): each half measured against what a user would pick
 //!   instead; figures in target/bench/.
+//! - `cargo xtask dist [--check]` ([`dist`]): the release artefacts (`.tar.gz`, `.deb`, SBOMs,
+//!   SHA256SUMS) in target/dist/, reproducibly; `--check` builds twice, compares, installs.
 //!
 //! `bench` also starts this binary as hidden children (`__keygen`, `__login`, `__load`), so
 //! what it measures runs in a process of its own. This file only parses and dispatches.
 
 mod bench;
 mod ci;
+mod dist;
 mod e2e;
 mod kryoptic;
 mod matrix;
@@ -38,7 +41,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Task {
     /// fmt check, clippy -D warnings, cargo test --workspace, e2e (kryoptic), e2e --matrix
-    /// (every token), e2e --batch 12 (NSS softokn: RSA and EC mixed)
+    /// (every token), e2e --batch 12 (NSS softokn: RSA and EC mixed), dist --check (dist-ci
+    /// profile: two builds compared, .debs installed and run)
     Ci,
     /// The whole BYOK ceremony against a fresh token and kv-emulator (default: kryoptic, RSA
     /// 3072 under a 4096-bit KEK)
@@ -47,6 +51,9 @@ enum Task {
     Kryoptic,
     /// Each half against the tools a user would pick instead (target/bench/)
     Bench,
+    /// The release artefacts in target/dist/: per binary a .tar.gz, a .deb and a CycloneDX
+    /// SBOM, and SHA256SUMS; built reproducibly
+    Dist(DistArgs),
     /// bench's child: SoftHSM key generation alone, COUNT keys of KIND ("RSA 2048", "EC P-256")
     #[command(name = "__keygen", hide = true)]
     Keygen { kind: String, count: usize },
@@ -76,6 +83,17 @@ struct E2eArgs {
     /// N mixed keys in one batch, each half interrupted (SIGKILL) and resumed
     #[arg(long, value_name = "N", value_parser = batch_size)]
     batch: Option<usize>,
+}
+
+#[derive(Args)]
+struct DistArgs {
+    /// Then prove them: build again in a copy of the tree and compare SHA256SUMS, check the
+    /// SBOMs and `ldd`, install both .debs (dpkg -i, as root), run them, remove them
+    #[arg(long)]
+    check: bool,
+    /// dist: the release build; dist-ci: the same packaging, built faster (CI's)
+    #[arg(long, value_enum, default_value_t = dist::DistProfile::Dist)]
+    profile: dist::DistProfile,
 }
 
 /// `--token`: the test kit's modules, by the names the flag takes.
@@ -120,6 +138,8 @@ fn main() -> ExitCode {
         Some(Task::E2e(args)) => e2e_task(args),
         Some(Task::Kryoptic) => kryoptic::run(),
         Some(Task::Bench) => bench::run(),
+        Some(Task::Dist(args)) if args.check => dist::check(args.profile),
+        Some(Task::Dist(args)) => dist::run(args.profile),
         Some(Task::Keygen { kind, count }) => bench::keygen_loop(&kind, count),
         Some(Task::Login) => bench::login_only(),
         Some(Task::Load {

@@ -347,10 +347,10 @@ fn token_keys(c: &Ceremony) -> Result<BTreeSet<String>, String> {
     let out = c.offline(&["--output", "json", "keys"])?;
     let keys: serde_json::Value = serde_json::from_str(&out)
         .map_err(|e| format!("`keys --output json` printed no JSON ({e}): {out}"))?;
-    Ok(keys
+    Ok(keys["keys"]
         .as_array()
-        .into_iter()
-        .flatten()
+        .ok_or_else(|| format!("`keys --output json` printed no key list: {out}"))?
+        .iter()
         .map(|k| k.to_string())
         .collect())
 }

@@ -5,7 +5,7 @@
 //! claims more than happened; a resumed run appends to the same chain.
 
 use crate::files::{self, FileError, FileKind};
-use byok_core::evidence::{self, ChainError, EntryHead, Event};
+use byok_core::evidence::{self, EntryHead, Event, ReadChainError};
 use serde_json::{Map, Value};
 use std::collections::HashSet;
 use std::io::Write;
@@ -19,7 +19,10 @@ pub enum EvidenceError {
         "the evidence log {path} does not verify: {source}. Keep it as it is for the ceremony's \
          records, and pass another --log for this run"
     )]
-    Chain { path: PathBuf, source: ChainError },
+    Chain {
+        path: PathBuf,
+        source: ReadChainError,
+    },
     #[error(transparent)]
     File(#[from] FileError),
 }
@@ -34,6 +37,8 @@ pub struct EvidenceLog {
 
 struct State {
     last: Option<String>,
+    /// The file's last entry has no newline (an editor's save): the next append starts one.
+    unterminated: bool,
     /// The `.byok` hashes the log records, with the events recorded for each.
     recorded: HashSet<(String, Event)>,
 }
@@ -65,6 +70,7 @@ impl EvidenceLog {
             path: path.into(),
             state: Mutex::new(State {
                 last: evidence::last_line(&text).map(String::from),
+                unterminated: !text.is_empty() && !text.ends_with('\n'),
                 recorded,
             }),
             host: host_name(),
@@ -74,6 +80,14 @@ impl EvidenceLog {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The log's head: the SHA-256 of its last line, which the next entry will carry as
+    /// `prev_sha256` (64 zeros for an empty log). Recorded in the minutes, it lets
+    /// `byok-offline log verify --expect-head` show entries later removed from the end.
+    pub fn head(&self) -> String {
+        let state = self.state.lock().expect("evidence log lock");
+        evidence::link_after(state.last.as_deref())
     }
 
     /// Whether the log records the package with this SHA-256 under any of `events`.
@@ -102,7 +116,13 @@ impl EvidenceLog {
             .map(String::from);
         let mut state = self.state.lock().expect("evidence log lock");
         let line = evidence::next_line(state.last.as_deref(), entry);
-        self.write_line(&line)?;
+        let record = if state.unterminated {
+            format!("\n{line}\n")
+        } else {
+            format!("{line}\n")
+        };
+        self.write_record(&record)?;
+        state.unterminated = false;
         if let Some(sha) = sha {
             state.recorded.insert((sha, event));
         }
@@ -110,7 +130,7 @@ impl EvidenceLog {
         Ok(())
     }
 
-    fn write_line(&self, line: &str) -> Result<(), FileError> {
+    fn write_record(&self, record: &str) -> Result<(), FileError> {
         let err = |e: std::io::Error| FileError::Write {
             path: self.path.clone(),
             reason: e.to_string(),
@@ -125,8 +145,7 @@ impl EvidenceLog {
             // Set after creation: a mode given at open time is masked by the umask.
             files::set_mode(&file, FileKind::EvidenceLog.mode()).map_err(err)?;
         }
-        file.write_all(format!("{line}\n").as_bytes())
-            .map_err(err)?;
+        file.write_all(record.as_bytes()).map_err(err)?;
         file.sync_all().map_err(err)?;
         if created {
             files::sync_dir(&self.path)?;
@@ -145,12 +164,33 @@ pub fn host_name() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// Who runs the ceremony when `--operator` is not given: the login name.
+/// Who runs the ceremony when `--operator` is not given: the login name, else the OS
+/// account this process runs as (`$USER` is unset under cron, systemd and `env -i`).
 pub fn operator_name() -> String {
     ["USER", "LOGNAME"]
         .iter()
         .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
-        .unwrap_or_else(|| "unknown".into())
+        .unwrap_or_else(os_account_name)
+}
+
+/// The account of this process's user id, from /etc/passwd; `uid:N` when it has no entry.
+fn os_account_name() -> String {
+    use std::os::unix::fs::MetadataExt;
+    // /proc/self belongs to the process's user: its uid without a libc call.
+    let Ok(uid) = std::fs::metadata("/proc/self").map(|m| m.uid()) else {
+        return "unknown".into();
+    };
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    account_of(&passwd, uid).unwrap_or_else(|| format!("uid:{uid}"))
+}
+
+fn account_of(passwd: &str, uid: u32) -> Option<String> {
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let entry_uid: u32 = fields.nth(1)?.parse().ok()?;
+        (entry_uid == uid && !name.is_empty()).then(|| name.to_string())
+    })
 }
 
 /// Now, RFC 3339 UTC.
@@ -164,6 +204,33 @@ pub fn now_rfc3339() -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_os_account_is_read_from_passwd() {
+        let passwd = "root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/sh\n";
+        assert_eq!(account_of(passwd, 1000).as_deref(), Some("alice"));
+        assert_eq!(account_of(passwd, 0).as_deref(), Some("root"));
+        assert_eq!(account_of(passwd, 7), None);
+        assert_ne!(os_account_name(), "unknown");
+    }
+
+    #[test]
+    fn an_entry_after_a_last_line_without_newline_gets_its_own_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.jsonl");
+        let log = EvidenceLog::open(&path, Some("alice")).unwrap();
+        log.append(Event::Packaged, json!({"byok_sha256": "aa"}))
+            .unwrap();
+        drop(log);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.trim_end()).unwrap();
+        let log = EvidenceLog::open(&path, None).unwrap();
+        log.append(Event::Imported, json!({"byok_sha256": "aa"}))
+            .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(evidence::verify(&text), Ok(2));
+        assert_eq!(text.lines().count(), 2);
+    }
 
     #[test]
     fn appends_a_verifying_chain_and_refuses_a_broken_one() {
@@ -181,6 +248,7 @@ mod tests {
             .unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(evidence::verify(&text), Ok(2));
+        assert_eq!(log.head(), evidence::link_after(evidence::last_line(&text)));
         assert!(text.contains("\"operator\":\"alice\""));
         std::fs::write(&path, text.replacen("alice", "mallory", 1)).unwrap();
         assert!(matches!(

@@ -1,17 +1,36 @@
-//! The flags every command of both workstation binaries takes.
+//! The flags every command of both workstation binaries takes, and the help headings that
+//! group every binary's flags.
 
-use crate::output::OutputFormat;
+use crate::output::{Output, OutputFormat, QueryError};
 
-/// `--output` and `-v`, flattened into each binary's top-level parser.
+/// Help heading of the output and diagnostics flags.
+pub const OUTPUT_HEADING: &str = "Output";
+/// Help heading of byok-offline's module, token and PIN flags.
+pub const TOKEN_HEADING: &str = "Token";
+/// Help heading of byok-online's vault and credential flags.
+pub const VAULT_HEADING: &str = "Vault and authentication";
+
+/// `-o/--output`, `--query` and `-v`, flattened into each binary's top-level parser.
 #[derive(Debug, Clone, clap::Args)]
 pub struct GlobalFlags {
-    /// Output format: lines for a person, or one JSON document for scripts.
-    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Human)]
+    /// Output format: lines for a person (human), one JSON document (json), or az's table and
+    /// tsv views of that document.
+    #[arg(short, long, global = true, value_enum, default_value_t = OutputFormat::Human, help_heading = OUTPUT_HEADING)]
     pub output: OutputFormat,
-    /// More diagnostics on stderr (-v, -vv, -vvv); RUST_LOG overrides. Never shows a PIN,
-    /// secret, token or key.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    /// JMESPath query on the JSON document, as az's --query (implies JSON with human output).
+    #[arg(long, global = true, value_name = "JMESPATH", help_heading = OUTPUT_HEADING)]
+    pub query: Option<String>,
+    /// More diagnostics on stderr: -v the tool's steps, -vv its details, -vvv every library's
+    /// debug too. RUST_LOG overrides. Never shows a PIN, secret, token or key.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = OUTPUT_HEADING)]
     pub verbose: u8,
+}
+
+impl GlobalFlags {
+    /// The output settings; a malformed `--query` is a usage error.
+    pub fn output(&self) -> Result<Output, QueryError> {
+        Output::new(self.output, self.query.clone())
+    }
 }
 
 /// `--kty`, `--size`, `--curve`: a target key's kind, read by byok-core's

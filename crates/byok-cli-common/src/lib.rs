@@ -6,8 +6,10 @@
 //! - [`evidence`]: the ceremony's evidence log appender (the chain itself is byok-core's);
 //! - [`progress`]: a bar on a terminal, plain lines otherwise;
 //! - [`logging`]: `-v` levels and `RUST_LOG`;
-//! - [`output`]: `--output human|json` and the error report; [`flags`]: the flags every
-//!   command takes;
+//! - [`output`]: `--output human|json|table|tsv`, `--query`, the `schema` of every JSON
+//!   document and the error report ([`table`] draws tables); [`flags`]: the flags every
+//!   command takes and the help headings;
+//! - [`shell`]: `completions <shell>` and `man`; [`version`]: `--version` with the commit;
 //! - [`exit`]: the exit codes scripts can rely on.
 //!
 //! It links no HTTP client, TLS stack, async runtime or PKCS#11 library: the air-gapped
@@ -21,8 +23,11 @@ pub mod flags;
 pub mod logging;
 pub mod output;
 pub mod progress;
+pub mod shell;
+pub mod table;
+pub mod version;
 
 pub use exit::ExitKind;
 pub use files::{FileError, FileKind};
 pub use flags::{GlobalFlags, KindFlags};
-pub use output::OutputFormat;
+pub use output::{Document, Output, OutputFormat};

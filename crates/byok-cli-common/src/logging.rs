@@ -1,17 +1,62 @@
-//! Diagnostics on stderr: `-v` raises the level, `RUST_LOG` overrides it.
+//! Diagnostics on stderr: `-v` raises the level of the tool's own crates, `-vvv` of every
+//! library too; `RUST_LOG` overrides. Colours only on a terminal, never with `NO_COLOR`.
 
-/// Installs the subscriber: warn by default, info with `-v`, debug with `-vv`, trace beyond.
-pub fn init(verbose: u8) {
-    let level = match verbose {
-        0 => "warn",
+use std::io::IsTerminal;
+
+/// The crates whose steps `-v` and `-vv` show; the HTTP, TLS and SDK crates stay at warn
+/// below `-vvv`, or their debug lines would bury the tool's own.
+const OWN_CRATES: [&str; 5] = [
+    "byok_core",
+    "byok_cli_common",
+    "byok_offline",
+    "byok_online",
+    "kv_emulator",
+];
+
+/// The `EnvFilter` directives for `verbose` (the count of `-v`).
+pub fn directives(verbose: u8) -> String {
+    let own = match verbose {
+        0 => return "warn".into(),
         1 => "info",
         2 => "debug",
-        _ => "trace",
+        3 => return "debug".into(),
+        _ => return "trace".into(),
     };
+    std::iter::once("warn".to_string())
+        .chain(OWN_CRATES.iter().map(|c| format!("{c}={own}")))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Whether stderr may carry ANSI colours.
+pub fn colour_on_stderr() -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
+}
+
+/// Installs the subscriber.
+pub fn init(verbose: u8) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(directives(verbose)));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour_on_stderr())
         .with_writer(std::io::stderr)
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dependencies_stay_at_warn_below_three() {
+        assert_eq!(directives(0), "warn");
+        let one = directives(1);
+        assert!(
+            one.starts_with("warn,") && one.contains("byok_online=info"),
+            "{one}"
+        );
+        assert!(directives(2).contains("kv_emulator=debug"));
+        assert_eq!(directives(3), "debug");
+    }
 }

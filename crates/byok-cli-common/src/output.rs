@@ -1,7 +1,13 @@
-//! `--output human|json`, and reporting the outcome of a command.
+//! `--output human|json|table|tsv` and `--query`, and reporting the outcome of a command.
+//!
+//! Every JSON document a command prints is an object whose first field, `schema`, names the
+//! document type and its version (`byok-offline.tokens/1`): scripts check it before reading
+//! the rest. A field is only ever added under the same version; a field renamed or removed
+//! bumps it.
 
 use crate::exit::Classify;
 use serde::Serialize;
+use serde_json::Value;
 use std::process::ExitCode;
 
 /// How results are printed on stdout.
@@ -12,40 +18,175 @@ pub enum OutputFormat {
     Human,
     /// One JSON document per command, for scripts.
     Json,
+    /// A table of the document's top-level values, as az's `-o table`.
+    Table,
+    /// Tab-separated values without a header, as az's `-o tsv`.
+    Tsv,
 }
 
-impl OutputFormat {
-    pub fn is_json(self) -> bool {
-        self == OutputFormat::Json
+/// A command's report: what it serializes to, and the name and version of that document.
+pub trait Document: Serialize {
+    /// `<binary>.<document>/<version>`, e.g. `byok-online.import/1`.
+    const SCHEMA: &'static str;
+}
+
+/// The schema of the error document every command prints with `--output json`.
+pub const ERROR_SCHEMA: &str = "byok.error/1";
+
+/// Why `--query` cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "--query `{expression}` is not a JMESPath expression: {reason}. See https://jmespath.org (az uses the same language)"
+)]
+pub struct QueryError {
+    expression: String,
+    reason: String,
+}
+
+/// Where and how a command's report goes: the format, and a JMESPath query on its JSON.
+#[derive(Debug, Clone, Default)]
+pub struct Output {
+    format: OutputFormat,
+    query: Option<String>,
+}
+
+/// `schema` first, then the report's own fields.
+#[derive(Serialize)]
+struct Envelope<'a, T: Serialize> {
+    schema: &'static str,
+    #[serde(flatten)]
+    body: &'a T,
+}
+
+impl Output {
+    /// `query` is checked here, so a bad one is a usage error before any work is done.
+    pub fn new(format: OutputFormat, query: Option<String>) -> Result<Self, QueryError> {
+        if let Some(q) = &query {
+            jmespath::compile(q).map_err(|e| QueryError {
+                expression: q.clone(),
+                reason: e.to_string(),
+            })?;
+        }
+        Ok(Self { format, query })
     }
 
-    /// Prints a command's report: pretty JSON, or `human(value)`.
-    pub fn print<T: Serialize>(self, value: &T, human: impl FnOnce(&T)) {
-        match self {
-            OutputFormat::Json => println!(
-                "{}",
-                serde_json::to_string_pretty(value).expect("reports serialize")
-            ),
-            OutputFormat::Human => human(value),
+    pub fn format(&self) -> OutputFormat {
+        self.format
+    }
+
+    /// Whether stdout carries a machine-readable document (JSON, table or TSV, or any format
+    /// with `--query`): progress and chatter then stay on stderr.
+    pub fn is_structured(&self) -> bool {
+        self.format != OutputFormat::Human || self.query.is_some()
+    }
+
+    /// The report as the JSON document `--output json` prints: `schema` first.
+    pub fn document<T: Document>(value: &T) -> Value {
+        serde_json::to_value(Envelope {
+            schema: T::SCHEMA,
+            body: value,
+        })
+        .expect("reports serialize to a JSON object")
+    }
+
+    /// Prints a command's report: `human(value)`, or the document (after `--query`) as JSON,
+    /// a table or TSV. `--query` with human output prints JSON, as az does.
+    pub fn print<T: Document>(&self, value: &T, human: impl FnOnce(&T)) {
+        if !self.is_structured() {
+            return human(value);
+        }
+        let doc = self.queried(Self::document(value));
+        println!("{}", self.render(&doc));
+    }
+
+    fn queried(&self, doc: Value) -> Value {
+        let Some(q) = &self.query else { return doc };
+        let expr = jmespath::compile(q).expect("checked in Output::new");
+        let found = expr
+            .search(doc)
+            .map_err(|e| format!("--query `{q}`: {e}"))
+            .and_then(|v| serde_json::to_value(&*v).map_err(|e| e.to_string()));
+        found.unwrap_or_else(|e| {
+            eprintln!("warning: {e}");
+            Value::Null
+        })
+    }
+
+    fn render(&self, doc: &Value) -> String {
+        match self.format {
+            OutputFormat::Table => crate::table::render_table(doc),
+            OutputFormat::Tsv => crate::table::render_tsv(doc),
+            OutputFormat::Human | OutputFormat::Json => {
+                serde_json::to_string_pretty(doc).expect("JSON values serialize")
+            }
         }
     }
 
-    /// Ends a command: success, or the error on stderr (and as JSON on stdout with `--output
-    /// json`) with its exit code.
-    pub fn finish<E: Classify>(self, result: Result<(), E>) -> ExitCode {
+    /// Ends a command: success, or the error on stderr (and as a `byok.error/1` document on
+    /// stdout with structured output) with its exit code.
+    pub fn finish<E: Classify>(&self, result: Result<(), E>) -> ExitCode {
         match result {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 let kind = e.exit_kind();
-                if self.is_json() {
+                if self.format == OutputFormat::Json {
                     println!(
                         "{}",
-                        serde_json::json!({ "error": e.to_string(), "exit_code": kind.code() })
+                        serde_json::json!({
+                            "schema": ERROR_SCHEMA,
+                            "error": e.to_string(),
+                            "exit_code": kind.code(),
+                        })
                     );
                 }
                 eprintln!("error: {e}");
                 ExitCode::from(kind.code())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize)]
+    struct Report {
+        name: &'static str,
+        keys: Vec<u32>,
+    }
+
+    impl Document for Report {
+        const SCHEMA: &'static str = "test.report/1";
+    }
+
+    #[test]
+    fn documents_lead_with_their_schema() {
+        let doc = Output::document(&Report {
+            name: "k",
+            keys: vec![1, 2],
+        });
+        let text = serde_json::to_string(&doc).unwrap();
+        assert_eq!(
+            text,
+            r#"{"schema":"test.report/1","name":"k","keys":[1,2]}"#
+        );
+    }
+
+    #[test]
+    fn queries_select_from_the_document() {
+        let out = Output::new(OutputFormat::Json, Some("keys[1]".into())).unwrap();
+        let doc = Output::document(&Report {
+            name: "k",
+            keys: vec![1, 2],
+        });
+        assert_eq!(out.queried(doc.clone()), serde_json::json!(2));
+        let out = Output::new(OutputFormat::Json, Some("schema".into())).unwrap();
+        assert_eq!(out.queried(doc), serde_json::json!("test.report/1"));
+        let err = Output::new(OutputFormat::Json, Some("keys[".into())).unwrap_err();
+        assert!(
+            err.to_string().contains("not a JMESPath expression"),
+            "{err}"
+        );
     }
 }

@@ -116,38 +116,111 @@ pub fn next_line(previous: Option<&str>, entry: Map<String, Value>) -> String {
 }
 
 /// Checks every link; returns the number of entries.
-pub fn verify(text: &str) -> Result<usize, ChainError> {
-    let mut previous: Option<&str> = None;
-    let mut count = 0;
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let value: Value = serde_json::from_str(line).map_err(|e| ChainError::Json {
-            line: i + 1,
-            reason: e.to_string(),
-        })?;
-        let stated = value
-            .get("prev_sha256")
-            .and_then(Value::as_str)
-            .ok_or(ChainError::Missing { line: i + 1 })?;
-        let actual = link_after(previous);
-        if stated != actual {
-            return Err(ChainError::Broken {
-                line: i + 1,
-                stated: stated.into(),
-                actual,
-            });
-        }
-        previous = Some(line);
-        count += 1;
-    }
-    Ok(count)
+pub fn verify(text: &str) -> Result<usize, ReadChainError> {
+    read_chain(text.as_bytes()).map(|chain| chain.entries())
 }
 
 /// The last non-empty line of a log, to chain the next entry to.
 pub fn last_line(text: &str) -> Option<&str> {
     text.lines().rev().find(|l| !l.trim().is_empty())
+}
+
+/// A log's chain once every link checks: each entry's line number (1-based) and hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chain {
+    /// `(line, link)` per entry, in order; `link` is the SHA-256 of the line, which is the
+    /// `prev_sha256` the entry after it carries.
+    pub links: Vec<(usize, String)>,
+}
+
+impl Chain {
+    /// How many entries the log holds.
+    pub fn entries(&self) -> usize {
+        self.links.len()
+    }
+
+    /// The log's head: the `prev_sha256` the next entry would carry ([`GENESIS`] for an empty
+    /// log). Recorded in a ceremony's minutes, it shows later whether entries were removed
+    /// from the end or added after.
+    pub fn head(&self) -> String {
+        self.links
+            .last()
+            .map_or_else(|| GENESIS.to_string(), |(_, link)| link.clone())
+    }
+
+    /// How many entries lead up to the head `head` (0 for [`GENESIS`]); `None` when no
+    /// prefix of this log has that head.
+    pub fn entries_up_to(&self, head: &str) -> Option<usize> {
+        if head.eq_ignore_ascii_case(GENESIS) {
+            return Some(0);
+        }
+        self.links
+            .iter()
+            .position(|(_, link)| link.eq_ignore_ascii_case(head))
+            .map(|i| i + 1)
+    }
+}
+
+/// Why a log file's bytes do not verify: a link, or a last line cut short by a crash.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ReadChainError {
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    /// The file ends without a newline in the middle of a line that is not a JSON object:
+    /// the write of that entry was cut short. The `intact` entries before it verify.
+    #[error(
+        "line {line}, the last, is cut short (a crash while it was written); the {intact} \
+         entries before it are intact"
+    )]
+    PartialLastLine { line: usize, intact: usize },
+}
+
+/// Checks every link of a log file's bytes, as [`verify`] does, telling a last line cut
+/// short (no final newline, not JSON) apart from a broken link; returns each entry's link.
+pub fn read_chain(bytes: &[u8]) -> Result<Chain, ReadChainError> {
+    let ends_with_newline = bytes.last().is_none_or(|b| *b == b'\n');
+    let lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
+    let last_index = lines.len() - 1;
+    let mut links: Vec<(usize, String)> = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let value = match serde_json::from_slice::<Value>(line) {
+            Ok(value) => value,
+            Err(_) if i == last_index && !ends_with_newline => {
+                return Err(ReadChainError::PartialLastLine {
+                    line: i + 1,
+                    intact: links.len(),
+                });
+            }
+            Err(e) => {
+                return Err(ChainError::Json {
+                    line: i + 1,
+                    reason: e.to_string(),
+                }
+                .into());
+            }
+        };
+        let stated = value
+            .get("prev_sha256")
+            .and_then(Value::as_str)
+            .ok_or(ChainError::Missing { line: i + 1 })?;
+        let actual = links
+            .last()
+            .map_or_else(|| GENESIS.to_string(), |(_, link)| link.clone());
+        if stated != actual {
+            return Err(ChainError::Broken {
+                line: i + 1,
+                stated: stated.into(),
+                actual,
+            }
+            .into());
+        }
+        links.push((i + 1, Fingerprint::of_bytes(line).to_hex()));
+    }
+    Ok(Chain { links })
 }
 
 #[cfg(test)]
@@ -160,6 +233,41 @@ mod tests {
             .as_object()
             .unwrap()
             .clone()
+    }
+
+    #[test]
+    fn read_chain_gives_the_head_and_tells_a_cut_short_line_apart() {
+        let mut log = String::new();
+        for n in 0..3 {
+            let line = next_line(last_line(&log), entry(n));
+            log.push_str(&line);
+            log.push('\n');
+        }
+        let chain = read_chain(log.as_bytes()).unwrap();
+        assert_eq!(chain.entries(), 3);
+        assert_eq!(chain.head(), link_after(last_line(&log)));
+        assert_eq!(read_chain(b"").unwrap().head(), GENESIS);
+        let first_head = link_after(log.lines().next());
+        assert_eq!(chain.entries_up_to(&first_head), Some(1));
+        assert_eq!(chain.entries_up_to(GENESIS), Some(0));
+        assert_eq!(chain.entries_up_to(&"ab".repeat(32)), None);
+        // A crash mid-write: the last line ends early, with no newline.
+        let cut = &log[..log.len() - 10];
+        assert_eq!(
+            read_chain(cut.as_bytes()),
+            Err(ReadChainError::PartialLastLine { line: 3, intact: 2 })
+        );
+        // Not JSON with its newline: a damaged line, not a cut-short one.
+        let damaged = format!("{cut}\n");
+        assert!(matches!(
+            read_chain(damaged.as_bytes()),
+            Err(ReadChainError::Chain(ChainError::Json { line: 3, .. }))
+        ));
+        let edited = log.replacen("\"n\":0", "\"n\":9", 1);
+        assert!(matches!(
+            read_chain(edited.as_bytes()),
+            Err(ReadChainError::Chain(ChainError::Broken { line: 2, .. }))
+        ));
     }
 
     #[test]
@@ -176,28 +284,32 @@ mod tests {
         let edited = log.replacen("\"n\":1", "\"n\":9", 1);
         assert!(matches!(
             verify(&edited),
-            Err(ChainError::Broken { line: 3, .. })
+            Err(ReadChainError::Chain(ChainError::Broken { line: 3, .. }))
         ));
         // Remove line 2.
         let lines: Vec<&str> = log.lines().collect();
         let removed = [lines[0], lines[2], lines[3], lines[4]].join("\n");
         assert!(matches!(
             verify(&removed),
-            Err(ChainError::Broken { line: 2, .. })
+            Err(ReadChainError::Chain(ChainError::Broken { line: 2, .. }))
         ));
         // Swap lines 4 and 5.
         let swapped = [lines[0], lines[1], lines[2], lines[4], lines[3]].join("\n");
         assert!(matches!(
             verify(&swapped),
-            Err(ChainError::Broken { line: 4, .. })
+            Err(ReadChainError::Chain(ChainError::Broken { line: 4, .. }))
         ));
         assert!(matches!(
             verify("{\"a\":1}"),
-            Err(ChainError::Missing { line: 1 })
+            Err(ReadChainError::Chain(ChainError::Missing { line: 1 }))
+        ));
+        assert!(matches!(
+            verify("nope\n"),
+            Err(ReadChainError::Chain(ChainError::Json { line: 1, .. }))
         ));
         assert!(matches!(
             verify("nope"),
-            Err(ChainError::Json { line: 1, .. })
+            Err(ReadChainError::PartialLastLine { line: 1, intact: 0 })
         ));
     }
 }

@@ -19,6 +19,10 @@ pub const AES_KEY_LEN: usize = 32;
 /// Smallest AES-KWP output that can hold an importable key (an AES-128 key wraps to 24 bytes).
 pub const MIN_KWP_LEN: usize = 24;
 
+/// Smallest plaintext [`wrap`] takes: the shortest that wraps to [`MIN_KWP_LEN`], so that
+/// nothing is wrapped that [`unwrap`] (and Key Vault) would refuse.
+pub const MIN_PLAINTEXT: usize = MIN_KWP_LEN - 15;
+
 /// Largest plaintext we wrap or unwrap: far above a 4096-bit RSA PKCS#8 (about 2.4 KiB).
 pub const MAX_PLAINTEXT: usize = crate::target::MAX_PLAINTEXT;
 
@@ -45,7 +49,10 @@ pub enum WrapError {
          truncated, or it was not wrapped with AES-KWP"
     )]
     Integrity,
-    #[error("the plaintext is {len} bytes; a wrapped key is 1 to {MAX_PLAINTEXT} bytes")]
+    #[error(
+        "the plaintext is {len} bytes; a key to wrap is {MIN_PLAINTEXT} to {MAX_PLAINTEXT} bytes \
+         (AES-KWP alone takes 1 to {MAX_PLAINTEXT})"
+    )]
     PlaintextLength { len: usize },
     #[error("the system random number generator failed: {0}")]
     Rng(String),
@@ -65,6 +72,11 @@ pub fn wrap_with_aes_key(
     kek: &KekPublicKey,
     aes_key: &[u8],
 ) -> Result<Vec<u8>, WrapError> {
+    if plaintext.len() < MIN_PLAINTEXT {
+        return Err(WrapError::PlaintextLength {
+            len: plaintext.len(),
+        });
+    }
     let mut out = oaep_sha1_encrypt(kek, aes_key)?;
     out.extend_from_slice(&kwp_wrap(aes_key, plaintext)?);
     Ok(out)

@@ -161,3 +161,16 @@ fn oversized_plaintext_is_refused() {
         WrapError::PlaintextLength { len: 0 }
     ));
 }
+
+#[test]
+fn wrap_refuses_what_unwrap_would_refuse() {
+    let (private, public) = kek_pair(2048);
+    let short = vec![7u8; wrap::MIN_PLAINTEXT - 1];
+    assert!(matches!(
+        wrap::wrap(&short, &public).unwrap_err(),
+        WrapError::PlaintextLength { len } if len == short.len()
+    ));
+    let shortest = vec![7u8; wrap::MIN_PLAINTEXT];
+    let ct = wrap::wrap(&shortest, &public).unwrap();
+    assert_eq!(&*wrap::unwrap(&ct, &private).unwrap(), &shortest[..]);
+}

@@ -34,9 +34,6 @@ mod edges;
 /// SoftHSM 2.6.1's 0x210A: zero padding to 8 bytes, then RFC 5649.
 const ZERO_PADDED: WrapPath = WrapPath::TwoStep(KwpMechanism::PadZeroPadded);
 
-/// The `schema` field of `check --output json`.
-pub const SCHEMA: &str = "byok-check/1";
-
 /// How many throwaway keys of `kind` the check generates in the token unless told otherwise.
 /// EC: 20, so a defect on half the keys (kryoptic's 65-byte P-521 scalar) escapes with
 /// probability 2^-20; rarer values are the edge cases' job ([`edge`]), which run besides.
@@ -592,7 +589,6 @@ pub struct CheckedToken {
 /// `byok-offline check`'s report.
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckReport {
-    pub schema: &'static str,
     pub token: CheckedToken,
     /// The path `package` would take, or `none: REASON`.
     pub wrap_path: String,
@@ -602,6 +598,10 @@ pub struct CheckReport {
     /// Edge cases imported, wrapped and judged in all.
     pub edge_case_imports: usize,
     pub seconds: f64,
+}
+
+impl byok_cli_common::Document for CheckReport {
+    const SCHEMA: &'static str = "byok-offline.check/1";
 }
 
 /// Checks `kinds` (with `tries` each, or each kind's default) on this token, along the path
@@ -638,7 +638,6 @@ pub fn check(
     };
     let id = &token.identity;
     Ok(CheckReport {
-        schema: SCHEMA,
         token: CheckedToken {
             label: id.label.clone(),
             manufacturer: id.manufacturer.clone(),

@@ -1,14 +1,22 @@
 //! The command line: clap's types, and their conversion into the library's options. What clap
 //! cannot check alone (`--kty` for a key to generate, `--label` for `--generate`) is checked
 //! here, as a usage error (exit 2).
+//!
+//! The module, token and PIN flags are taken before the subcommand (`byok-offline --token X
+//! keys`, as the README shows) and after it (`byok-offline keys --token X`); the
+//! subcommand's win. They are not `global`, so the commands that never touch a token
+//! (`inspect`, `log verify`, `completions`, `man`) do not list them.
 
+use byok_cli_common::flags::TOKEN_HEADING;
+use byok_cli_common::shell::{CompletionsArgs, ManArgs};
+use byok_cli_common::version::LONG_VERSION;
 use byok_cli_common::{GlobalFlags, KindFlags};
 use byok_core::KeyOp;
-use byok_core::target::KeyKind;
+use byok_core::target::{EncodingError, KeyKind, Kty};
 use byok_offline::batch::BatchOptions;
 use byok_offline::check::Overrides;
 use byok_offline::commands::{
-    self, CheckOptions, Connection, GenerateOptions, KekSource, PackageOptions,
+    self, CheckOptions, Connection, GenerateOptions, KekSource, KindExpectation, PackageOptions,
 };
 use byok_offline::keys::GenerateSpec;
 use byok_offline::pin::{DEFAULT_PIN_ENV, PinSource};
@@ -18,11 +26,17 @@ use byok_offline::{OfflineError, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
+/// The variable `--module` defaults to.
+const MODULE_ENV: &str = "PKCS11_MODULE";
+/// The variable `--init-args` defaults to.
+const INIT_ARGS_ENV: &str = "PKCS11_INIT_ARGS";
+
 /// Generate a key inside your HSM and wrap it for Azure Key Vault BYOK, on a workstation with
 /// no network. PINs come from an environment variable, a file or a prompt, never arguments.
 #[derive(Parser)]
-#[command(name = "byok-offline", version, about, long_about = None)]
+#[command(name = "byok-offline", version = LONG_VERSION, about, long_about = None)]
 pub struct Cli {
+    /// The token flags given before the subcommand; the subcommand's own win.
     #[command(flatten)]
     pub connection: ConnectionArgs,
     #[command(flatten)]
@@ -31,54 +45,65 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Which module and token, and where the PIN comes from.
-#[derive(Args)]
-pub struct ConnectionArgs {
-    /// The HSM vendor's PKCS#11 library (SoftHSM: /usr/lib/softhsm/libsofthsm2.so).
-    #[arg(long, env = "PKCS11_MODULE", global = true)]
+/// Which module and which token.
+#[derive(Args, Clone, Debug, Default)]
+pub struct TokenArgs {
+    /// The HSM vendor's PKCS#11 library (SoftHSM: /usr/lib/softhsm/libsofthsm2.so) [default:
+    /// $PKCS11_MODULE].
+    #[arg(long, value_name = "PATH", help_heading = TOKEN_HEADING)]
     module: Option<PathBuf>,
     /// The module's init string, passed in C_Initialize's pReserved (NSS softokn:
-    /// "configdir='sql:DIR' certPrefix='' keyPrefix='' secmod='secmod.db' flags=").
-    #[arg(long, env = "PKCS11_INIT_ARGS", global = true, hide_env_values = true)]
+    /// "configdir='sql:DIR' certPrefix='' keyPrefix='' secmod='secmod.db' flags=") [default:
+    /// $PKCS11_INIT_ARGS].
+    #[arg(long, value_name = "STRING", help_heading = TOKEN_HEADING)]
     init_args: Option<String>,
-    /// The token, by label.
-    #[arg(long, global = true, conflicts_with = "slot")]
+    /// The token, by label (default: the only token present).
+    #[arg(long, value_name = "LABEL", conflicts_with = "slot", help_heading = TOKEN_HEADING)]
     token: Option<String>,
     /// The token, by slot id.
-    #[arg(long, global = true)]
+    #[arg(long, value_name = "ID", help_heading = TOKEN_HEADING)]
     slot: Option<u64>,
-    /// Environment variable holding the user PIN; if unset, prompt on a terminal.
-    #[arg(long, global = true, default_value = DEFAULT_PIN_ENV)]
-    pin_env: String,
-    /// File whose first line is the user PIN (instead of --pin-env).
-    #[arg(long, global = true)]
+}
+
+/// Where the user PIN comes from.
+#[derive(Args, Clone, Debug, Default)]
+pub struct PinArgs {
+    /// The NAME of the environment variable holding the user PIN (not the PIN itself)
+    /// [default: BYOK_PKCS11_PIN]; when it is unset, the PIN is asked for on a terminal.
+    #[arg(long, value_name = "NAME", conflicts_with = "pin_file", help_heading = TOKEN_HEADING)]
+    pin_env: Option<String>,
+    /// A file whose first line is the user PIN.
+    #[arg(long, value_name = "PATH", help_heading = TOKEN_HEADING)]
     pin_file: Option<PathBuf>,
+}
+
+/// The module, the token and the PIN: what a command that logs in takes.
+#[derive(Args, Clone, Debug, Default)]
+pub struct ConnectionArgs {
+    #[command(flatten)]
+    token: TokenArgs,
+    #[command(flatten)]
+    pin: PinArgs,
 }
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// List slots and tokens, with each token's verdict on BYOK.
-    Tokens,
+    /// List slots and tokens (or the one --token/--slot names), with each token's verdict on
+    /// BYOK; needs no PIN.
+    Tokens(TokensArgs),
     /// Prove the token's wrap of each key kind on throwaway keys (session objects, destroyed
     /// after): generated in the token, and for RSA/EC also imported encoding edge cases (an EC
     /// scalar whose top byte is zero, ...), before a ceremony; needs the user PIN. Exits 0
     /// whatever the verdicts.
     Check(CheckArgs),
     /// List key objects on the token.
-    Keys,
-    /// Generate the target key inside the token.
+    Keys(KeysArgs),
+    /// Generate the target key inside the token, and write its public key.
     Generate(GenerateArgs),
-    /// Wrap a target key under the KEK and write the .byok and its sidecar.
+    /// Wrap a target key under the KEK and write the .byok, its sidecar and the public key.
     Package(PackageArgs),
     /// Decrypt `byok-online prove-aes`'s challenge with the HSM's AES key: proves the vault holds it.
-    ProveAes {
-        /// The AES key's label.
-        #[arg(long)]
-        label: String,
-        /// The challenge file from the online side.
-        #[arg(long)]
-        challenge: PathBuf,
-    },
+    ProveAes(ProveAesArgs),
     /// Generate and package every key of a manifest (resumable; --jobs sessions at once).
     Batch(BatchArgs),
     /// The ceremony's evidence log.
@@ -87,22 +112,37 @@ pub enum Command {
         command: LogCommand,
     },
     /// Validate a .byok and show its header, without any key.
-    Inspect {
-        /// The .byok file.
-        file: PathBuf,
-    },
+    Inspect(InspectArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(CompletionsArgs),
+    /// Print the manual page, or write one page per subcommand with --dir.
+    Man(ManArgs),
+}
+
+#[derive(Args)]
+pub struct TokensArgs {
+    #[command(flatten)]
+    pub token: TokenArgs,
+}
+
+#[derive(Args)]
+pub struct KeysArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
 }
 
 #[derive(Args)]
 pub struct CheckArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
     /// One kind only (with --size / --curve); default: every kind Key Vault imports.
     #[command(flatten)]
     kind: KindFlags,
     /// Throwaway keys generated per kind (default: 20 per EC curve, 4 for RSA 2048 and AES, 2
     /// for RSA 3072 and 4096); the edge cases are imported besides, whatever this says.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
     tries: Option<u32>,
-    /// auto: native CKM_RSA_AES_KEY_WRAP when offered, else two-step.
+    /// Which wrap to prove.
     #[arg(long, value_enum, default_value_t = WrapArg::Auto)]
     wrap_mechanism: WrapArg,
 }
@@ -131,24 +171,29 @@ impl From<OverrideArgs> for Overrides {
 
 #[derive(Args, Clone)]
 pub struct KeySpecArgs {
+    /// The key's kind: required to generate; for an existing key, checked against it.
     #[command(flatten)]
     kind: KindFlags,
-    /// Key operations to allow in the HSM, comma- or space-separated (sign, verify, encrypt,
-    /// decrypt, wrapKey, unwrapKey; default: all the key type supports).
-    #[arg(long)]
-    ops: Option<String>,
-    /// Where to write the public key PEM (default: <label>.public.pem).
-    #[arg(long)]
+    /// Key operations to allow in the HSM when generating, comma- or space-separated, or as
+    /// separate values as az takes them (sign verify encrypt decrypt wrapKey unwrapKey;
+    /// default: all the key type supports).
+    #[arg(long, value_name = "OP", num_args = 1..)]
+    ops: Option<Vec<String>>,
+    /// Where to write the public key PEM (default: <label>.public.pem); an existing file must
+    /// hold the same key.
+    #[arg(long, value_name = "PATH")]
     public_key_out: Option<PathBuf>,
 }
 
 #[derive(Args)]
 pub struct GenerateArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
     /// Label of the new key (must not be in use).
     #[arg(long)]
     label: String,
     /// CKA_ID in hex (default: 16 random bytes).
-    #[arg(long)]
+    #[arg(long, value_name = "HEX")]
     id: Option<String>,
     #[command(flatten)]
     spec: KeySpecArgs,
@@ -156,20 +201,22 @@ pub struct GenerateArgs {
 
 #[derive(Args)]
 pub struct PackageArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
     /// The KEK transfer file from `byok-online kek download`.
-    #[arg(long, required_unless_present = "kek_pem", conflicts_with_all = ["kek_pem", "kid"])]
+    #[arg(long, value_name = "PATH", required_unless_present = "kek_pem", conflicts_with_all = ["kek_pem", "kid"])]
     kek: Option<PathBuf>,
     /// The KEK public key as PEM (with --kid), instead of a transfer file.
-    #[arg(long, requires = "kid")]
+    #[arg(long, value_name = "PATH", requires = "kid")]
     kek_pem: Option<PathBuf>,
     /// The KEK's full, versioned key id (with --kek-pem).
-    #[arg(long, requires = "kek_pem")]
+    #[arg(long, value_name = "URL", requires = "kek_pem")]
     kid: Option<String>,
     /// The target key's label.
     #[arg(long, required_unless_present = "id")]
     label: Option<String>,
     /// The target key's CKA_ID in hex.
-    #[arg(long)]
+    #[arg(long, value_name = "HEX")]
     id: Option<String>,
     /// Generate the target first (with --kty and friends) and package it.
     #[arg(long)]
@@ -177,9 +224,9 @@ pub struct PackageArgs {
     #[command(flatten)]
     spec: KeySpecArgs,
     /// Output file (default: KeyTransferPackage-<label>.byok); never overwritten.
-    #[arg(long)]
+    #[arg(long, value_name = "PATH")]
     out: Option<PathBuf>,
-    /// auto: native CKM_RSA_AES_KEY_WRAP when offered, else two-step.
+    /// Which wrap to use.
     #[arg(long, value_enum, default_value_t = WrapArg::Auto)]
     wrap_mechanism: WrapArg,
     #[command(flatten)]
@@ -187,26 +234,41 @@ pub struct PackageArgs {
 }
 
 #[derive(Args)]
-pub struct BatchArgs {
-    /// The manifest (TOML) naming the keys.
+pub struct ProveAesArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    /// The AES key's label.
     #[arg(long)]
+    pub label: String,
+    /// The challenge file from `byok-online prove-aes`.
+    #[arg(long, value_name = "PATH")]
+    pub challenge: PathBuf,
+}
+
+#[derive(Args)]
+pub struct BatchArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    /// The manifest (TOML) naming the keys.
+    #[arg(long, value_name = "PATH")]
     manifest: PathBuf,
     /// The KEK transfer file from `byok-online kek download`.
-    #[arg(long)]
+    #[arg(long, value_name = "PATH")]
     kek: PathBuf,
-    /// Directory for the .byok files, sidecars and public keys.
-    #[arg(long)]
-    out: PathBuf,
+    /// Directory for the .byok files, sidecars, public keys and evidence log (the directory
+    /// `byok-online batch-import --dir` reads).
+    #[arg(long, value_name = "DIR", alias = "out")]
+    dir: PathBuf,
     /// PKCS#11 sessions at once.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, value_name = "N", default_value_t = 1)]
     jobs: usize,
-    /// The evidence log (default: OUT/ceremony-log.jsonl).
-    #[arg(long)]
+    /// The evidence log (default: DIR/ceremony-log.jsonl).
+    #[arg(long, value_name = "PATH")]
     log: Option<PathBuf>,
-    /// Who runs the ceremony, for the evidence log (default: $USER).
-    #[arg(long)]
+    /// Who runs the ceremony, for the evidence log (default: $USER, else the OS account).
+    #[arg(long, value_name = "NAME")]
     operator: Option<String>,
-    /// auto: native CKM_RSA_AES_KEY_WRAP when offered, else two-step.
+    /// Which wrap to use.
     #[arg(long, value_enum, default_value_t = WrapArg::Auto)]
     wrap_mechanism: WrapArg,
     #[command(flatten)]
@@ -215,14 +277,35 @@ pub struct BatchArgs {
 
 #[derive(Subcommand)]
 pub enum LogCommand {
-    /// Check the hash chain of an evidence log.
-    Verify { file: PathBuf },
+    /// Check the hash chain of an evidence log, and print its head and entry count. Exit 3
+    /// when a link is broken, the last entry is cut short, or the head is not --expect-head.
+    Verify(LogVerifyArgs),
 }
 
+#[derive(Args)]
+pub struct LogVerifyArgs {
+    /// The evidence log (ceremony-log.jsonl).
+    pub file: PathBuf,
+    /// The head recorded in the ceremony's minutes (as `batch` or `log verify` printed it):
+    /// shows entries removed from the end, or added after.
+    #[arg(long, value_name = "SHA256")]
+    pub expect_head: Option<String>,
+}
+
+#[derive(Args)]
+pub struct InspectArgs {
+    /// The .byok file.
+    pub file: PathBuf,
+}
+
+/// `--wrap-mechanism`.
 #[derive(Clone, Copy, ValueEnum)]
 pub enum WrapArg {
+    /// Native CKM_RSA_AES_KEY_WRAP when the token offers it, else two-step.
     Auto,
+    /// CKM_RSA_AES_KEY_WRAP in one call; refused when the token lacks it.
     Native,
+    /// A session AES-256 key wraps the target (RFC 5649), RSA-OAEP wraps that key.
     TwoStep,
 }
 
@@ -236,22 +319,116 @@ impl From<WrapArg> for WrapChoice {
     }
 }
 
-impl From<ConnectionArgs> for Connection {
-    fn from(a: ConnectionArgs) -> Self {
-        Connection {
-            module: a.module,
-            init_args: a.init_args,
-            token: match (a.token, a.slot) {
-                (Some(label), _) => TokenSelector::Label(label),
-                (None, Some(slot)) => TokenSelector::Slot(slot),
-                (None, None) => TokenSelector::Only,
-            },
-            pin: match a.pin_file {
-                Some(path) => PinSource::File(path),
-                None => PinSource::Env(a.pin_env),
-            },
+/// A variable's value, when it is set and not empty.
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+impl TokenArgs {
+    /// These flags (the subcommand's), else `top`'s (given before the subcommand). The token
+    /// is chosen by one side's --token or --slot, never half from each.
+    pub fn or(self, top: TokenArgs) -> TokenArgs {
+        let (token, slot) = if self.token.is_some() || self.slot.is_some() {
+            (self.token, self.slot)
+        } else {
+            (top.token, top.slot)
+        };
+        TokenArgs {
+            module: self.module.or(top.module),
+            init_args: self.init_args.or(top.init_args),
+            token,
+            slot,
         }
     }
+
+    /// The module (flag, else `$PKCS11_MODULE`) and the token.
+    fn into_parts(self) -> (Option<PathBuf>, Option<String>, TokenSelector) {
+        let selector = match (self.token, self.slot) {
+            (Some(label), _) => TokenSelector::Label(label),
+            (None, Some(slot)) => TokenSelector::Slot(slot),
+            (None, None) => TokenSelector::Only,
+        };
+        (
+            self.module
+                .or_else(|| env_var(MODULE_ENV).map(PathBuf::from)),
+            self.init_args.or_else(|| env_var(INIT_ARGS_ENV)),
+            selector,
+        )
+    }
+
+    /// A connection for `tokens`, which never logs in.
+    pub fn into_connection(self) -> Connection {
+        let (module, init_args, token) = self.into_parts();
+        Connection {
+            module,
+            init_args,
+            token,
+            pin: PinSource::Env(DEFAULT_PIN_ENV.into()),
+        }
+    }
+}
+
+impl ConnectionArgs {
+    /// These flags (the subcommand's), else `top`'s: each of module, init string, token and
+    /// PIN source is taken whole from one side.
+    pub fn or(self, top: ConnectionArgs) -> ConnectionArgs {
+        let pin = if self.pin.pin_env.is_some() || self.pin.pin_file.is_some() {
+            self.pin
+        } else {
+            top.pin
+        };
+        ConnectionArgs {
+            token: self.token.or(top.token),
+            pin,
+        }
+    }
+
+    /// The module and token flags alone, for `tokens`.
+    pub fn token_args(&self) -> TokenArgs {
+        self.token.clone()
+    }
+
+    /// The connection; a --pin-env that cannot name a variable is a usage error here, before
+    /// the module is loaded.
+    pub fn into_connection(self) -> Result<Connection> {
+        let pin = match (self.pin.pin_file, self.pin.pin_env) {
+            (Some(path), _) => PinSource::File(path),
+            (None, Some(name)) => PinSource::Env(name),
+            (None, None) => PinSource::Env(DEFAULT_PIN_ENV.into()),
+        };
+        let conn = Connection {
+            pin,
+            ..self.token.into_connection()
+        };
+        conn.check()?;
+        Ok(conn)
+    }
+}
+
+/// `--kty`, `--size`, `--curve` as what an existing key must be.
+fn expectation(kind: &KindFlags) -> Result<KindExpectation> {
+    let kty = kind
+        .kty
+        .as_deref()
+        .map(|name| {
+            Kty::from_jwk_kty(name).ok_or_else(|| {
+                OfflineError::KindFlags(EncodingError::UnknownKty {
+                    name: name.chars().take(20).collect(),
+                })
+            })
+        })
+        .transpose()?;
+    let curve = kind
+        .curve
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(OfflineError::KindFlags)?;
+    Ok(KindExpectation {
+        kty,
+        size: kind.size,
+        curve,
+    })
 }
 
 impl KeySpecArgs {
@@ -264,7 +441,7 @@ impl KeySpecArgs {
         let kind = KeyKind::from_parts(&kty, self.kind.size, self.kind.curve.as_deref())
             .map_err(OfflineError::KindFlags)?;
         let ops = match self.ops {
-            Some(list) => KeyOp::parse_list(&[list])?,
+            Some(list) => KeyOp::parse_list(&list)?,
             None => KeyOp::defaults(kind.kty()).to_vec(),
         };
         Ok(GenerateOptions {
@@ -317,6 +494,8 @@ impl TryFrom<PackageArgs> for PackageOptions {
     type Error = OfflineError;
 
     fn try_from(a: PackageArgs) -> Result<Self> {
+        let expect = expectation(&a.spec.kind)?;
+        let public_key_out = a.spec.public_key_out.clone();
         let generate = if a.generate {
             let label = a.label.clone().ok_or_else(|| {
                 OfflineError::Usage("--generate needs --label for the new key".into())
@@ -339,6 +518,8 @@ impl TryFrom<PackageArgs> for PackageOptions {
             label: a.label,
             id_hex: a.id,
             generate,
+            expect,
+            public_key_out,
             out: a.out,
             wrap: a.wrap_mechanism.into(),
             overrides: a.overrides.into(),
@@ -351,7 +532,7 @@ impl From<BatchArgs> for BatchOptions {
         BatchOptions {
             manifest: a.manifest,
             kek: KekSource::TransferFile(a.kek),
-            out_dir: a.out,
+            out_dir: a.dir,
             jobs: a.jobs,
             wrap: a.wrap_mechanism.into(),
             overrides: a.overrides.into(),
@@ -364,6 +545,8 @@ impl From<BatchArgs> for BatchOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use byok_cli_common::flags::OUTPUT_HEADING;
+    use clap::CommandFactory;
 
     fn parse(args: &[&str]) -> Cli {
         Cli::try_parse_from(std::iter::once("byok-offline").chain(args.iter().copied())).unwrap()
@@ -377,13 +560,122 @@ mod tests {
     }
 
     #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// Every subcommand, with its path from the top (`log verify`).
+    fn all_commands() -> Vec<(String, clap::Command)> {
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut out = Vec::new();
+        let mut stack = vec![(String::new(), cmd)];
+        while let Some((path, cmd)) = stack.pop() {
+            for sub in cmd.get_subcommands() {
+                stack.push((
+                    format!("{path} {}", sub.get_name()).trim().into(),
+                    sub.clone(),
+                ));
+            }
+            out.push((path, cmd));
+        }
+        out
+    }
+
+    #[test]
+    fn every_flag_is_described_under_its_heading() {
+        for (path, cmd) in all_commands() {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                assert!(
+                    arg.get_help().is_some(),
+                    "`{path}`: --{id} has no help text"
+                );
+                let heading = arg.get_help_heading();
+                match id {
+                    "module" | "init_args" | "token" | "slot" | "pin_env" | "pin_file" => {
+                        assert_eq!(heading, Some(TOKEN_HEADING), "`{path}` --{id}")
+                    }
+                    "output" | "query" | "verbose" => {
+                        assert_eq!(heading, Some(OUTPUT_HEADING), "`{path}` --{id}")
+                    }
+                    _ => assert_eq!(heading, None, "`{path}` --{id}: under Options"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn commands_that_never_touch_a_token_take_no_token_flags() {
+        let commands = all_commands();
+        let args_of = |name: &str| -> Vec<String> {
+            let (_, cmd) = commands.iter().find(|(p, _)| p == name).unwrap();
+            cmd.get_arguments()
+                .map(|a| a.get_id().to_string())
+                .collect()
+        };
+        for name in ["inspect", "log verify", "completions", "man"] {
+            let args = args_of(name);
+            for flag in [
+                "module",
+                "token",
+                "slot",
+                "pin_env",
+                "pin_file",
+                "init_args",
+            ] {
+                assert!(!args.contains(&flag.to_string()), "`{name}` lists --{flag}");
+            }
+        }
+        assert!(args_of("keys").contains(&"pin_file".to_string()));
+        assert!(!args_of("tokens").contains(&"pin_file".to_string()));
+    }
+
+    fn connection(cli: Cli) -> Connection {
+        let top = cli.connection;
+        let args = match cli.command {
+            Command::Keys(a) => a.connection,
+            _ => unreachable!("a keys command"),
+        };
+        args.or(top).into_connection().unwrap()
+    }
+
+    #[test]
+    fn the_subcommands_token_flags_win_over_the_top_levels() {
+        let label = |c: &Connection| match &c.token {
+            TokenSelector::Label(l) => format!("label {l}"),
+            TokenSelector::Slot(s) => format!("slot {s}"),
+            TokenSelector::Only => "only".into(),
+        };
+        let c = connection(parse(&["--token", "A", "keys"]));
+        assert_eq!(label(&c), "label A");
+        let c = connection(parse(&["--token", "A", "keys", "--token", "B"]));
+        assert_eq!(label(&c), "label B");
+        let c = connection(parse(&["--token", "A", "keys", "--slot", "3"]));
+        assert_eq!(label(&c), "slot 3");
+        let c = connection(parse(&["--pin-file", "p", "keys", "--pin-env", "MY_PIN"]));
+        assert!(matches!(c.pin, PinSource::Env(ref v) if v == "MY_PIN"));
+        let c = connection(parse(&["--module", "/m.so", "--pin-file", "p", "keys"]));
+        assert_eq!(c.module.as_deref(), Some(std::path::Path::new("/m.so")));
+        assert!(matches!(c.pin, PinSource::File(_)));
+        let cli = parse(&["keys", "--pin-env", "123456"]);
+        let Command::Keys(a) = cli.command else {
+            unreachable!()
+        };
+        let err = a.connection.into_connection().unwrap_err();
+        assert!(matches!(err, OfflineError::PinEnvNotAName), "{err}");
+    }
+
+    #[test]
     fn generate_reads_kinds_and_ops_with_their_defaults() {
         let o = generate_options(&["generate", "--label", "k", "--kty", "rsa"]).unwrap();
         assert_eq!(o.spec.kind, KeyKind::Rsa { bits: 3072 });
         assert_eq!(o.spec.ops, KeyOp::defaults(byok_core::target::Kty::Rsa));
-        for ops in ["sign,verify", "sign verify"] {
-            let o = generate_options(&["generate", "--label", "k", "--kty", "EC", "--ops", ops])
-                .unwrap();
+        let forms: [&[&str]; 3] = [&["sign,verify"], &["sign verify"], &["sign", "verify"]];
+        for ops in forms {
+            let mut args = vec!["generate", "--label", "k", "--kty", "EC", "--ops"];
+            args.extend_from_slice(ops);
+            let o = generate_options(&args).unwrap();
             assert_eq!(o.spec.ops, [KeyOp::Sign, KeyOp::Verify]);
         }
         let err = generate_options(&["generate", "--label", "k"]).unwrap_err();
@@ -420,11 +712,56 @@ mod tests {
     }
 
     #[test]
-    fn init_args_come_from_the_flag_or_the_environment() {
-        let cli = parse(&["--init-args", "configdir='sql:/x'", "tokens"]);
+    fn init_args_come_from_the_flag() {
+        let cli = parse(&["--init-args", "configdir='sql:/x'", "keys"]);
         assert_eq!(
-            Connection::from(cli.connection).init_args.as_deref(),
+            connection(cli).init_args.as_deref(),
             Some("configdir='sql:/x'")
         );
+    }
+
+    #[test]
+    fn package_checks_an_existing_keys_kind_against_the_flags_given() {
+        let opts = |args: &[&str]| -> Result<PackageOptions> {
+            let mut all = vec!["package", "--kek", "k.transfer", "--label", "k"];
+            all.extend_from_slice(args);
+            match parse(&all).command {
+                Command::Package(a) => a.try_into(),
+                _ => unreachable!("a package command"),
+            }
+        };
+        let o = opts(&["--kty", "ec", "--curve", "P-384"]).unwrap();
+        let p384 = KeyKind::Ec {
+            curve: byok_core::target::Curve::P384,
+        };
+        assert!(o.expect.check("k", p384).is_ok());
+        let err = o
+            .expect
+            .check("k", KeyKind::Rsa { bits: 2048 })
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("is RSA 2048") && text.contains("--kty EC --curve P-384"),
+            "{text}"
+        );
+        let o = opts(&["--size", "2048"]).unwrap();
+        assert!(o.expect.check("k", KeyKind::Rsa { bits: 2048 }).is_ok());
+        assert!(o.expect.check("k", KeyKind::Rsa { bits: 3072 }).is_err());
+        assert!(opts(&[]).unwrap().expect.check("k", p384).is_ok());
+        assert!(matches!(
+            opts(&["--kty", "DSA"]),
+            Err(OfflineError::KindFlags(_))
+        ));
+    }
+
+    #[test]
+    fn batch_takes_dir_and_its_old_name_out() {
+        for flag in ["--dir", "--out"] {
+            let cli = parse(&["batch", "--manifest", "m", "--kek", "k", flag, "d"]);
+            let Command::Batch(a) = cli.command else {
+                unreachable!()
+            };
+            assert_eq!(BatchOptions::from(a).out_dir, PathBuf::from("d"));
+        }
     }
 }

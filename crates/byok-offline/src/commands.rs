@@ -7,21 +7,20 @@ use crate::package::{self, PackageReport};
 use crate::pin::PinSource;
 use crate::token::{Module, TokenIdentity, TokenSelector, TokenSession};
 use crate::wrap_path::{self, Capabilities, KwpMechanism, PadBehaviour, WrapChoice, WrapPath};
+use byok_cli_common::Document;
 use byok_cli_common::files::{self, FileKind};
 use byok_core::challenge::AesChallenge;
 use byok_core::sidecar;
-use byok_core::target::KeyKind;
+use byok_core::target::{Curve, KeyKind, Kty};
 use byok_core::{Fingerprint, KekPublicKey, KekTransfer, KeyId, TargetPublicKey};
 use cryptoki::slot::Slot;
 use serde::Serialize;
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// The most this tool reads of a KEK file, challenge, manifest or `.byok`: each is a few KiB,
 /// so anything larger is the wrong file.
 pub(crate) const MAX_INPUT_BYTES: u64 = 1024 * 1024;
-
-/// The most `log verify` reads: about a million entries.
-const MAX_LOG_BYTES: u64 = 1024 * 1024 * 1024;
 
 /// How to reach the token.
 #[derive(Debug, Clone)]
@@ -45,6 +44,11 @@ impl Connection {
         let session = module.open(&self.token, &self.pin)?;
         Ok((module, session))
     }
+
+    /// Refuses a PIN source that cannot work, before any token is touched.
+    pub fn check(&self) -> Result<()> {
+        self.pin.check()
+    }
 }
 
 /// One token and its verdict on BYOK.
@@ -65,10 +69,26 @@ pub struct TokenReport {
 /// Run `check` for the verdict of each kind.
 const PER_KIND: &str = "run `byok-offline check` for each kind";
 
-pub fn tokens(conn: &Connection) -> Result<Vec<TokenReport>> {
+/// What `tokens` lists.
+#[derive(Debug, Serialize)]
+pub struct TokensReport {
+    pub tokens: Vec<TokenReport>,
+}
+
+impl Document for TokensReport {
+    const SCHEMA: &'static str = "byok-offline.tokens/1";
+}
+
+/// `tokens`: every token, or the one `--token`/`--slot` names (an error listing the tokens
+/// present when it is not there), each with its verdict on BYOK; no login.
+pub fn tokens(conn: &Connection) -> Result<TokensReport> {
     let module = conn.load()?;
+    let found = match &conn.token {
+        TokenSelector::Only => module.tokens()?,
+        named => vec![module.select(named)?],
+    };
     let mut out = Vec::new();
-    for (slot, identity) in module.tokens()? {
+    for (slot, identity) in found {
         let capabilities = wrap_path::capabilities(module.raw(), slot.id())?;
         let mut report = TokenReport {
             identity,
@@ -87,7 +107,7 @@ pub fn tokens(conn: &Connection) -> Result<Vec<TokenReport>> {
         }
         out.push(report);
     }
-    Ok(out)
+    Ok(TokensReport { tokens: out })
 }
 
 /// The verdict of a token whose path is 0x210A: its known-answer test, run on public session
@@ -156,9 +176,24 @@ pub fn check(conn: &Connection, opts: &CheckOptions) -> Result<CheckReport> {
     check::check(&session, module.raw(), opts.wrap, &opts.kinds, opts.tries)
 }
 
-pub fn list_keys(conn: &Connection) -> Result<Vec<KeyObject>> {
+/// `keys`: the key objects on the token.
+#[derive(Debug, Serialize)]
+pub struct KeysReport {
+    /// The token's label.
+    pub token: String,
+    pub keys: Vec<KeyObject>,
+}
+
+impl Document for KeysReport {
+    const SCHEMA: &'static str = "byok-offline.keys/1";
+}
+
+pub fn list_keys(conn: &Connection) -> Result<KeysReport> {
     let (_module, session) = conn.open()?;
-    keys::list_keys(&session)
+    Ok(KeysReport {
+        keys: keys::list_keys(&session)?,
+        token: session.identity.label.clone(),
+    })
 }
 
 /// What to generate, and where its public key goes.
@@ -200,6 +235,10 @@ pub struct GenerateReport {
     pub token: String,
 }
 
+impl Document for GenerateReport {
+    const SCHEMA: &'static str = "byok-offline.generate/1";
+}
+
 fn generate_in(session: &TokenSession, opts: &GenerateOptions) -> Result<(Target, GenerateReport)> {
     let pem_path = match opts.spec.kind {
         KeyKind::Oct { .. } => None,
@@ -238,13 +277,20 @@ pub enum KekSource {
 impl KekSource {
     pub fn load(&self) -> Result<KekTransfer> {
         let read = |path: &Path| files::read_text_limited(path, MAX_INPUT_BYTES);
-        match self {
-            KekSource::TransferFile(path) => Ok(KekTransfer::parse(&read(path)?)?),
+        let kek = match self {
+            KekSource::TransferFile(path) => KekTransfer::parse(&read(path)?)?,
             KekSource::PemAndKid { pem, kid } => {
                 let key = KekPublicKey::from_pem(&read(pem)?)?;
-                Ok(KekTransfer::new(KeyId::parse_versioned(kid)?, key)?)
+                KekTransfer::new(KeyId::parse_versioned(kid)?, key)?
             }
-        }
+        };
+        tracing::info!(
+            kid = %kek.kid,
+            sha256 = %kek.key.fingerprint().to_hex(),
+            bits = kek.key.modulus_len() * 8,
+            "KEK read and checked"
+        );
+        Ok(kek)
     }
 }
 
@@ -256,25 +302,100 @@ pub struct PackageOptions {
     pub id_hex: Option<String>,
     /// Generate the target first, with these options.
     pub generate: Option<GenerateOptions>,
+    /// What `--kty/--size/--curve` say an existing target is (checked before any wrap).
+    pub expect: KindExpectation,
+    /// Where an existing target's public key goes (default: `<label>.public.pem`).
+    pub public_key_out: Option<PathBuf>,
     pub out: Option<PathBuf>,
     pub wrap: WrapChoice,
     /// `--allow-zero-padded-kwp`, `--allow-nonconformant` (rehearsals only).
     pub overrides: Overrides,
 }
 
-/// What `package` made: the key, when `--generate` made it, and the package.
+/// What `--kty`, `--size` and `--curve` say about a key that exists: each given is checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KindExpectation {
+    pub kty: Option<Kty>,
+    pub size: Option<u32>,
+    pub curve: Option<Curve>,
+}
+
+impl KindExpectation {
+    /// Refuses a found key whose kind differs from any of the flags given.
+    pub fn check(&self, label: &str, found: KeyKind) -> Result<()> {
+        let kty_ok = self.kty.is_none_or(|k| k == found.kty());
+        let size_ok = self.size.is_none_or(|bits| bits == found.bits());
+        let curve_ok = self.curve.is_none_or(|c| found.curve() == Some(c));
+        if kty_ok && size_ok && curve_ok {
+            return Ok(());
+        }
+        Err(OfflineError::KindFlagsDiffer {
+            label: label.into(),
+            found,
+            expected: self.to_string(),
+        })
+    }
+}
+
+/// The flags as given: `--kty EC --curve P-384`.
+impl fmt::Display for KindExpectation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(kty) = self.kty {
+            parts.push(format!("--kty {kty}"));
+        }
+        if let Some(size) = self.size {
+            parts.push(format!("--size {size}"));
+        }
+        if let Some(curve) = self.curve {
+            parts.push(format!("--curve {curve}"));
+        }
+        f.write_str(&parts.join(" "))
+    }
+}
+
+/// What happened to the target's public key PEM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum PublicKeyFile {
+    /// Written now.
+    #[serde(rename = "written")]
+    Written,
+    /// A file holding the same key was there (from `generate` or an earlier run): left as is.
+    #[serde(rename = "already present")]
+    AlreadyPresent,
+}
+
+impl fmt::Display for PublicKeyFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PublicKeyFile::Written => "written",
+            PublicKeyFile::AlreadyPresent => "already present",
+        })
+    }
+}
+
+/// What `package` made: the key, when `--generate` made it, its public key file, and the
+/// package.
 #[derive(Debug, Serialize)]
 pub struct PackageOutcome {
     pub generated: Option<GenerateReport>,
+    /// The target's public key PEM (none for AES keys).
+    pub public_key: Option<PathBuf>,
+    pub public_key_file: Option<PublicKeyFile>,
     pub package: PackageReport,
 }
 
+impl Document for PackageOutcome {
+    const SCHEMA: &'static str = "byok-offline.package/1";
+}
+
 /// `package` (optionally with `--generate`): the KEK is read and checked before the token is
-/// touched, the output paths are checked and the token's wrap of the target's kind is proved
-/// on throwaway keys ([`check::require`]) before any key is made or file written.
+/// touched, the output paths are checked, an existing target's kind and public key file are
+/// checked, and the token's wrap of the target's kind is proved on throwaway keys
+/// ([`check::require`]), all before any key is made or file written.
 pub fn package(conn: &Connection, opts: &PackageOptions) -> Result<PackageOutcome> {
     let kek = opts.kek.load()?;
-    let label_for_name = opts
+    let name = opts
         .generate
         .as_ref()
         .map(|g| g.spec.label.clone())
@@ -284,26 +405,100 @@ pub fn package(conn: &Connection, opts: &PackageOptions) -> Result<PackageOutcom
     let out = opts
         .out
         .clone()
-        .unwrap_or_else(|| byok_core::package::file_name(&label_for_name).into());
+        .unwrap_or_else(|| byok_core::package::file_name(&name).into());
     files::ensure_absent(&[&out, &sidecar::path_for(&out)])?;
     let (module, session) = conn.open()?;
     let raw = module.raw();
     let path = wrap_path::choose(&session, raw, opts.wrap)?;
-    let (target, generated) = match &opts.generate {
+    let (target, generated, public_key) = match &opts.generate {
         Some(g) => {
             check::require(&session, raw, path, &[g.spec.kind], opts.overrides)?;
             let (target, report) = generate_in(&session, g)?;
-            (target, Some(report))
+            let public_key = report
+                .public_key
+                .clone()
+                .map(|p| (p, PublicKeyFile::Written));
+            (target, Some(report), public_key)
         }
         None => {
-            let id = parse_id(opts.id_hex.as_deref())?;
-            let target = keys::find_target(&session, opts.label.as_deref(), id.as_deref())?;
+            let public_key_out = opts
+                .public_key_out
+                .clone()
+                .unwrap_or_else(|| TargetPublicKey::file_name(&name).into());
+            let (target, public_key) = existing_target(&session, opts, public_key_out)?;
             check::require(&session, raw, path, &[target.kind], opts.overrides)?;
-            (target, None)
+            let public_key = public_key.map(|pem| pem.write()).transpose()?;
+            (target, None, public_key)
         }
     };
     let package = package::package(&session, raw, &kek, &target, path, &out)?;
-    Ok(PackageOutcome { generated, package })
+    let (public_key, public_key_file) = public_key.unzip();
+    Ok(PackageOutcome {
+        generated,
+        public_key,
+        public_key_file,
+        package,
+    })
+}
+
+/// The existing target `opts` names, checked against `--kty/--size/--curve`, and the plan for
+/// its public key file at `pem_path`.
+fn existing_target(
+    session: &TokenSession,
+    opts: &PackageOptions,
+    pem_path: PathBuf,
+) -> Result<(Target, Option<PemPlan>)> {
+    let id = parse_id(opts.id_hex.as_deref())?;
+    let target = keys::find_target(session, opts.label.as_deref(), id.as_deref())?;
+    opts.expect.check(&target.label, target.kind)?;
+    let plan = target
+        .public_key
+        .as_ref()
+        .map(|key| PemPlan::new(pem_path, key, &target.label))
+        .transpose()?;
+    Ok((target, plan))
+}
+
+/// An existing target's public key PEM: to write, or already there with the same key.
+pub(crate) struct PemPlan {
+    path: PathBuf,
+    /// `None` when a file with the same key is there.
+    pem: Option<String>,
+}
+
+impl PemPlan {
+    /// A file at `path` must hold the same key or be absent: never overwritten.
+    pub(crate) fn new(path: PathBuf, key: &TargetPublicKey, label: &str) -> Result<Self> {
+        if !path.exists() {
+            return Ok(Self {
+                pem: Some(key.to_pem()),
+                path,
+            });
+        }
+        let same = files::read_text_limited(&path, MAX_INPUT_BYTES)
+            .ok()
+            .and_then(|text| TargetPublicKey::from_pem(&text).ok())
+            .is_some_and(|found| &found == key);
+        if !same {
+            return Err(OfflineError::PublicKeyFileDiffers {
+                path,
+                label: label.into(),
+            });
+        }
+        tracing::info!(path = %path.display(), "the public key file holds this key already");
+        Ok(Self { path, pem: None })
+    }
+
+    pub(crate) fn write(self) -> Result<(PathBuf, PublicKeyFile)> {
+        match self.pem {
+            Some(pem) => {
+                files::write_new(&self.path, pem.as_bytes(), FileKind::PublicKey)?;
+                tracing::info!(path = %self.path.display(), "public key written");
+                Ok((self.path, PublicKeyFile::Written))
+            }
+            None => Ok((self.path, PublicKeyFile::AlreadyPresent)),
+        }
+    }
 }
 
 /// What `prove-aes` proved.
@@ -312,6 +507,10 @@ pub struct ProofReport {
     pub label: String,
     pub vault_kid: String,
     pub same_key: bool,
+}
+
+impl Document for ProofReport {
+    const SCHEMA: &'static str = "byok-offline.prove-aes/1";
 }
 
 /// `prove-aes`: decrypts the vault's challenge with the HSM's AES key; equal SHA-256 of the
@@ -338,34 +537,16 @@ pub fn prove_aes(conn: &Connection, label: &str, challenge_path: &Path) -> Resul
     })
 }
 
-/// What `log verify` found.
-#[derive(Debug, Serialize)]
-pub struct LogReport {
-    pub file: PathBuf,
-    pub entries: usize,
-    pub chain_intact: bool,
-}
-
-/// `log verify`: checks the evidence log's hash chain.
-pub fn verify_log(file: &Path) -> Result<LogReport> {
-    let text = files::read_text_limited(file, MAX_LOG_BYTES)?;
-    let entries = byok_core::evidence::verify(&text).map_err(|source| OfflineError::LogBroken {
-        path: file.into(),
-        source,
-    })?;
-    Ok(LogReport {
-        file: file.into(),
-        entries,
-        chain_intact: true,
-    })
-}
-
 /// What `inspect` shows of a `.byok`; no key is needed.
 #[derive(Debug, Serialize)]
 pub struct InspectReport {
     pub file: PathBuf,
     #[serde(flatten)]
     pub summary: byok_core::package::PackageSummary,
+}
+
+impl Document for InspectReport {
+    const SCHEMA: &'static str = "byok-offline.inspect/1";
 }
 
 pub fn inspect(file: &Path) -> Result<InspectReport> {

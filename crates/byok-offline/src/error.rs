@@ -1,11 +1,13 @@
 //! Errors of the offline half, written for the operator at the HSM: one variant per cause,
 //! each naming its fix, and the exit code each maps to ([`Classify`]).
 
+use crate::log::LogError;
+use crate::pin::DEFAULT_PIN_ENV;
 use byok_cli_common::evidence::EvidenceError;
 use byok_cli_common::exit::{Classify, ExitKind};
 use byok_cli_common::files::FileError;
+use byok_cli_common::output::QueryError;
 use byok_core::challenge::ChallengeError;
-use byok_core::evidence::ChainError;
 use byok_core::manifest::ManifestError;
 use byok_core::ops::OpError;
 use byok_core::target::KeyKind;
@@ -56,9 +58,25 @@ pub enum OfflineError {
     #[error("token `{token}` has no user PIN set yet; the security officer must initialise it")]
     PinNotInitialised { token: String },
     #[error(
-        "no PIN: set {var} (or pass --pin-env VAR or --pin-file PATH), or run on a terminal to be prompted"
+        "no PIN: set {} (or pass --pin-env NAME or --pin-file PATH), or run on a terminal to \
+         be prompted",
+        DEFAULT_PIN_ENV
     )]
-    NoPin { var: String },
+    NoPin,
+    /// The variable's name is not repeated: an operator may have put the PIN itself there.
+    #[error(
+        "no PIN: the variable named by --pin-env is not set; export it, pass --pin-file PATH, \
+         or run on a terminal to be prompted"
+    )]
+    NoPinInNamedVariable,
+    /// The value is not repeated: it may be the PIN itself.
+    #[error(
+        "--pin-env takes the NAME of an environment variable holding the PIN, not the PIN \
+         itself (a name is letters, digits and _, not starting with a digit); to give the PIN \
+         directly, export it as {} or put it in a file for --pin-file",
+        DEFAULT_PIN_ENV
+    )]
+    PinEnvNotAName,
     #[error("cannot read the PIN file `{path}`: {reason}")]
     PinFile { path: PathBuf, reason: String },
     #[error("the PIN from {source_name} is empty")]
@@ -128,10 +146,10 @@ pub enum OfflineError {
     File(#[from] FileError),
     #[error(transparent)]
     Evidence(#[from] EvidenceError),
-    #[error(
-        "the evidence log {path} does not verify: {source}. Keep it as it is for the ceremony's records"
-    )]
-    LogBroken { path: PathBuf, source: ChainError },
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error(transparent)]
+    Query(#[from] QueryError),
     #[error("the manifest {path} is refused: {source}. Fix it and run the batch again")]
     Manifest {
         path: PathBuf,
@@ -141,6 +159,16 @@ pub enum OfflineError {
     BatchKey {
         name: String,
         source: Box<OfflineError>,
+    },
+    /// A batch that stopped after its evidence log was opened: the log's head, for the minutes.
+    #[error(
+        "{source}. The evidence log {log} holds every key finished before the stop (head {head}); \
+         run the batch again to resume"
+    )]
+    BatchStopped {
+        source: Box<OfflineError>,
+        log: PathBuf,
+        head: String,
     },
     #[error(
         "{path} was made for another KEK ({kid}); move it away to package the key again under this one"
@@ -155,6 +183,22 @@ pub enum OfflineError {
         found: KeyKind,
         expected: KeyKind,
     },
+    #[error(
+        "the HSM key `{label}` is {found}, not what `{expected}` says: name the right key with \
+         --label or --id, or correct the flags. Nothing was wrapped or written"
+    )]
+    KindFlagsDiffer {
+        label: String,
+        found: KeyKind,
+        /// The flags as given: `--kty EC --curve P-384`.
+        expected: String,
+    },
+    #[error(
+        "{path} already exists and holds a public key other than the HSM key `{label}`'s; this \
+         tool never overwrites a file: move it away (or, for `package`, pass --public-key-out \
+         PATH). Nothing was wrapped or written"
+    )]
+    PublicKeyFileDiffers { path: PathBuf, label: String },
     #[error(
         "cannot read the public key of the HSM key `{label}`: {reason}. Check its objects with \
          `byok-offline keys` (an EC key needs its public key object with the same CKA_ID)"
@@ -248,13 +292,16 @@ impl Classify for OfflineError {
     fn exit_kind(&self) -> ExitKind {
         match self {
             OfflineError::Usage(_)
+            | OfflineError::Query(_)
+            | OfflineError::PinEnvNotAName
             | OfflineError::NoTarget
             | OfflineError::Ops(_)
             | OfflineError::KindFlags(_) => ExitKind::Usage,
             OfflineError::ProofMismatch { .. }
-            | OfflineError::LogBroken { .. }
             | OfflineError::Evidence(EvidenceError::Chain { .. }) => ExitKind::Mismatch,
+            OfflineError::Log(e) => e.exit_kind(),
             OfflineError::BatchKey { source, .. } => source.exit_kind(),
+            OfflineError::BatchStopped { source, .. } => source.exit_kind(),
             _ => ExitKind::Failure,
         }
     }

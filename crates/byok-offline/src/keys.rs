@@ -189,6 +189,7 @@ pub fn find_target(token: &TokenSession, label: Option<&str>, id: Option<&[u8]>)
     }
     let id = hex::decode(&object.id).unwrap_or_default();
     let public_key = public_key_of(token, handle, kind, &object.label, &id)?;
+    tracing::info!(label = %object.label, id = %object.id, %kind, "target key found");
     Ok(Target {
         private: handle,
         label: object.label,
@@ -346,6 +347,7 @@ pub fn generate(token: &TokenSession, spec: &GenerateSpec) -> Result<Target> {
         persistent: true,
     };
     let (private, _public) = generate_objects(token, kind, &templates)?;
+    tracing::info!(label = %spec.label, id = %hex::encode(&id), %kind, "target key generated");
     let public_key = public_key_of(token, private, kind, &spec.label, &id)?;
     Ok(Target {
         private,

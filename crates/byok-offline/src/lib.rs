@@ -7,6 +7,8 @@
 //! - [`batch`]: every key of a manifest, resumably, with several sessions, into the evidence log.
 //! - [`token`]: loading the vendor's module, choosing the token, logging in.
 //! - [`pin`]: where the PIN comes from (a variable, a file or a prompt; never an argument).
+//! - [`log`]: `log verify`: the evidence log's chain, its head, and the head the minutes
+//!   recorded.
 //! - [`keys`]: listing keys, generating the target inside the HSM, reading its public key.
 //! - [`wrap_path`]: which wrap the token can do (native `CKM_RSA_AES_KEY_WRAP` or two-step).
 //! - [`package`]: the wrap inside the HSM, the checks on the result, the `.byok` and sidecar.
@@ -26,6 +28,7 @@ pub mod commands;
 pub mod edge;
 pub mod error;
 pub mod keys;
+pub mod log;
 pub mod package;
 pub mod pin;
 pub mod raw;

@@ -190,6 +190,12 @@ pub fn package(
         let _ = files::remove(out);
         return Err(e.into());
     }
+    tracing::info!(
+        path = %out.display(),
+        sha256 = %byok_sha256.to_hex(),
+        sidecar = %sidecar_out.display(),
+        "package written"
+    );
     Ok(PackageReport {
         byok: out.to_path_buf(),
         sidecar: sidecar_out,

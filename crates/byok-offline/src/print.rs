@@ -1,55 +1,89 @@
 //! Each report as lines for a person (`--output human`); `--output json` prints the report
-//! itself.
+//! itself. A value is labelled with its JSON field's name, so what a person reads is what a
+//! script queries (`--query`).
 
+use byok_cli_common::Document;
 use byok_offline::batch::BatchReport;
-use byok_offline::check::{CheckReport, throwaway_keys};
+use byok_offline::check::CheckReport;
 use byok_offline::commands::{
-    GenerateReport, InspectReport, LogReport, PackageOutcome, ProofReport, TokenReport,
+    GenerateReport, InspectReport, KeysReport, PackageOutcome, ProofReport, PublicKeyFile,
+    TokensReport,
 };
-use byok_offline::keys::KeyObject;
+use byok_offline::log::LogReport;
+use serde::Serialize;
+use std::fmt::Display;
+use std::path::PathBuf;
 
-pub fn tokens(tokens: &[TokenReport]) {
-    for t in tokens {
+/// One `name: value` line, values aligned.
+fn field(name: &str, value: impl Display) {
+    println!("{:<25} {value}", format!("{name}:"));
+}
+
+/// As [`field`], indented under a heading line.
+fn sub_field(name: &str, value: impl Display) {
+    println!("  {:<23} {value}", format!("{name}:"));
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+pub fn tokens(r: &TokensReport) {
+    for t in &r.tokens {
         let i = &t.identity;
-        println!(
-            "slot {}: `{}` {} {} serial {} firmware {}",
-            i.slot, i.label, i.manufacturer, i.model, i.serial, i.firmware
-        );
-        println!("  BYOK: {}", t.byok);
+        println!("slot {}: token `{}`", i.slot, i.label);
+        sub_field("manufacturer", &i.manufacturer);
+        sub_field("model", &i.model);
+        sub_field("serial", &i.serial);
+        sub_field("firmware", &i.firmware);
+        sub_field("user_pin_locked", yes_no(i.user_pin_locked));
+        let c = &t.capabilities;
+        let offered: Vec<&str> = [
+            ("rsa_aes_key_wrap", c.rsa_aes_key_wrap),
+            ("aes_key_wrap_kwp", c.aes_key_wrap_kwp),
+            ("aes_key_wrap_pad", c.aes_key_wrap_pad),
+            ("rsa_pkcs_oaep", c.rsa_pkcs_oaep),
+            ("aes_key_gen", c.aes_key_gen),
+        ]
+        .into_iter()
+        .filter_map(|(name, on)| on.then_some(name))
+        .collect();
+        sub_field("capabilities", offered.join(", "));
+        if let Some(test) = t.kwp_pad_self_test {
+            sub_field("kwp_pad_self_test", test);
+        }
+        sub_field("byok_possible", yes_no(t.byok_possible));
+        sub_field("byok", &t.byok);
     }
 }
 
 pub fn check(r: &CheckReport) {
     let t = &r.token;
     println!(
-        "token `{}` (slot {}): {} {} serial {} firmware {}",
+        "token `{}` (slot {}): {} {}, serial {}, firmware {}",
         t.label, t.slot, t.manufacturer, t.model, t.serial, t.firmware
     );
-    println!("wrap path: {}", r.wrap_path);
+    field("wrap_path", &r.wrap_path);
+    println!("kinds:");
     for kind in &r.kinds {
-        println!("{kind}");
+        println!("  {kind}");
     }
-    println!(
-        "{} and {} edge-case imports tried in {:.1} s (all destroyed)",
-        throwaway_keys(r.throwaway_keys),
-        r.edge_case_imports,
-        r.seconds
+    field("throwaway_keys", r.throwaway_keys);
+    field("edge_case_imports", r.edge_case_imports);
+    field(
+        "seconds",
+        format!("{:.1} (every throwaway key destroyed)", r.seconds),
     );
 }
 
-pub fn keys(keys: &[KeyObject]) {
-    let flag = |v: Option<bool>| v.map_or("-", |b| if b { "yes" } else { "no" });
-    for k in keys {
-        println!(
-            "{:<24} id {:<34} {:<12} {:<16} extractable {:<3} sensitive {}",
-            k.label,
-            k.id,
-            k.class,
-            k.kind,
-            flag(k.extractable),
-            flag(k.sensitive)
-        );
+pub fn keys(r: &KeysReport) {
+    if r.keys.is_empty() {
+        println!("no key objects on token `{}`", r.token);
+        return;
     }
+    // The JSON names head the columns, as `-o table` shows them.
+    let rows = serde_json::to_value(&r.keys).expect("key objects serialize");
+    println!("{}", byok_cli_common::table::render_table(&rows));
 }
 
 pub fn generated(r: &GenerateReport) {
@@ -57,51 +91,60 @@ pub fn generated(r: &GenerateReport) {
         "generated {} `{}` (id {}) on token `{}`",
         r.kind, r.label, r.id, r.token
     );
-    if let (Some(p), Some(f)) = (&r.public_key, &r.public_key_sha256) {
-        println!("public key: {} (sha256 {f})", p.display());
+    if let Some(p) = &r.public_key {
+        field("public_key", p.display());
+    }
+    if let Some(f) = &r.public_key_sha256 {
+        field("public_key_sha256", f);
     }
 }
 
 pub fn packaged(outcome: &PackageOutcome) {
     if let Some(g) = &outcome.generated {
         println!("generated {} `{}` (id {})", g.kind, g.label, g.id);
-        if let Some(p) = &g.public_key {
-            println!("public key: {}", p.display());
-        }
+    }
+    if let (Some(p), Some(how)) = (&outcome.public_key, outcome.public_key_file) {
+        let note = match how {
+            PublicKeyFile::Written => "written",
+            PublicKeyFile::AlreadyPresent => "already present with this key: left as it is",
+        };
+        field("public_key", format!("{} ({note})", p.display()));
     }
     let r = &outcome.package;
-    println!("KEK:        {} (sha256 {})", r.kek_kid, r.kek_sha256);
-    println!("wrap path:  {}", r.wrap_path);
-    println!(
-        "target:     {} `{}` (id {})",
-        r.target_kind, r.target_label, r.target_id
-    );
+    field("kek_kid", &r.kek_kid);
+    field("kek_sha256", &r.kek_sha256);
+    field("wrap_path", &r.wrap_path);
+    field("target_kind", &r.target_kind);
+    field("target_label", &r.target_label);
+    field("target_id", &r.target_id);
     if let Some(f) = &r.target_public_key_sha256 {
-        println!("public key sha256: {f}");
+        field("target_public_key_sha256", f);
     }
-    println!(
-        "wrote:      {} (sha256 {})",
-        r.byok.display(),
-        r.byok_sha256
-    );
-    println!("            {}", r.sidecar.display());
+    field("byok", r.byok.display());
+    field("byok_sha256", &r.byok_sha256);
+    field("sidecar", r.sidecar.display());
 }
 
 pub fn proof(r: &ProofReport) {
     println!(
-        "the HSM key `{}` decrypts the vault's challenge from {}: the vault holds the same AES key",
-        r.label, r.vault_kid
+        "the HSM key `{}` decrypts the vault's challenge: the vault holds the same AES key",
+        r.label
     );
+    field("vault_kid", &r.vault_kid);
 }
 
 pub fn batch(r: &BatchReport) {
     println!(
-        "batch: {} packaged ({} generated), {} already done, in {:.1} s; evidence log {}",
-        r.packaged,
-        r.generated,
-        r.skipped,
-        r.seconds,
-        r.log.display()
+        "batch: {} packaged ({} generated), {} skipped (done by an earlier run), in {:.1} s",
+        r.packaged, r.generated, r.skipped, r.seconds
+    );
+    for key in &r.keys {
+        println!("  {key}");
+    }
+    field("log", r.log.display());
+    field(
+        "log_head",
+        format!("{} (record it in the minutes)", r.log_head),
     );
 }
 
@@ -111,23 +154,41 @@ pub fn log(r: &LogReport) {
         r.file.display(),
         r.entries
     );
+    field("head", &r.head);
+    if r.head_checked {
+        println!("the head is the one --expect-head gave");
+    }
 }
 
 pub fn inspect(report: &InspectReport) {
     let r = &report.summary;
-    println!(
-        "{}: a valid .byok (schema {} alg {} enc {})",
-        report.file.display(),
-        r.schema_version,
-        r.alg,
-        r.enc
-    );
-    println!("vault:      {}", r.vault);
-    println!("KEK:        {} version {}", r.kek_name, r.kek_version);
-    println!(
-        "ciphertext: {} bytes (fits a {:?}-bit KEK)",
-        r.ciphertext_bytes, r.fits_kek_bits
-    );
-    println!("generator:  {}", r.generator);
-    println!("sha256:     {}", r.sha256);
+    println!("{}: a valid .byok", report.file.display());
+    field("schema_version", r.schema_version);
+    field("alg", r.alg);
+    field("enc", r.enc);
+    field("kid", &r.kid);
+    field("vault", &r.vault);
+    field("kek_name", &r.kek_name);
+    field("kek_version", &r.kek_version);
+    field("ciphertext_bytes", r.ciphertext_bytes);
+    let fits: Vec<String> = r.fits_kek_bits.iter().map(ToString::to_string).collect();
+    field("fits_kek_bits", fits.join(", "));
+    field("generator", &r.generator);
+    field("sha256", &r.sha256);
+}
+
+/// `man --dir`: the pages written.
+#[derive(Serialize)]
+pub struct ManReport {
+    pub pages: Vec<PathBuf>,
+}
+
+impl Document for ManReport {
+    const SCHEMA: &'static str = "byok-offline.man/1";
+}
+
+pub fn man(r: &ManReport) {
+    for page in &r.pages {
+        println!("wrote {}", page.display());
+    }
 }

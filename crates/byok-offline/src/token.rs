@@ -163,7 +163,12 @@ impl Module {
                 token: identity.label,
             });
         }
-        tracing::debug!(slot = slot.id(), token = %identity.label, serial = %identity.serial, "opening a session");
+        tracing::info!(
+            slot = slot.id(),
+            token = %identity.label,
+            serial = %identity.serial,
+            "token chosen; logging in"
+        );
         let session = self.pkcs11.open_rw_session(slot)?;
         match session.login(UserType::User, Some(pin)) {
             Ok(()) => {}

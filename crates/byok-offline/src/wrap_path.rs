@@ -145,6 +145,12 @@ pub fn capabilities(raw: &RawModule, slot: u64) -> Result<Capabilities> {
 /// [`KwpMechanism::PadZeroPadded`]: what that does to each key kind is for the check
 /// ([`crate::check`]) to say, since AES keys (16, 24 or 32 bytes) are never padded.
 pub fn choose(token: &TokenSession, raw: &RawModule, choice: WrapChoice) -> Result<WrapPath> {
+    let path = choose_path(token, raw, choice)?;
+    tracing::info!(slot = token.slot.id(), %path, "wrap path chosen");
+    Ok(path)
+}
+
+fn choose_path(token: &TokenSession, raw: &RawModule, choice: WrapChoice) -> Result<WrapPath> {
     let caps = capabilities(raw, token.slot.id())?;
     let path = caps.choose(choice).map_err(|reason| match choice {
         WrapChoice::Native => OfflineError::NativeUnavailable,

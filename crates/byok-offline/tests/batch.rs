@@ -11,7 +11,7 @@ const MANIFEST: &str = "[[key]]\nname = \"b1\"\nkty = \"EC\"\ncurve = \"P-256\"\
 /// `--output json batch` of keys.toml into out/ under the KEK in `transfer`, then `extra`.
 fn batch_args<'a>(transfer: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec!["--output", "json", "batch", "--manifest", "keys.toml"];
-    args.extend(["--kek", transfer, "--out", "out"]);
+    args.extend(["--kek", transfer, "--dir", "out"]);
     args.extend_from_slice(extra);
     args
 }
@@ -110,11 +110,64 @@ fn a_kind_the_check_refuses_stops_the_batch_before_anything_is_made() {
     }
     assert!(!hsm.path("out").exists());
     assert_eq!(
-        ok(&hsm.run(&["--output", "json", "keys"])),
+        ok(&hsm.run(&["--output", "json", "keys"]))["keys"],
         serde_json::json!([])
     );
     // AES alone needs no flag.
     std::fs::write(hsm.path("keys.toml"), aes).unwrap();
     let report = ok(&hsm.run(&batch));
     assert_eq!(report["packaged"], 1);
+}
+
+#[test]
+fn the_report_lists_keys_in_the_manifests_order_and_ends_with_the_log_head() {
+    // Three sessions at once, so keys finish out of order.
+    let hsm = Hsm::nss();
+    let (_, kek) = kek_pair(2048);
+    let transfer = hsm.transfer_file(&kek);
+    // Names that sort otherwise than they are listed.
+    let names = ["z9", "a1", "m5", "b2", "y8", "c3"];
+    let manifest: String = names
+        .iter()
+        .map(|n| format!("[[key]]\nname = \"{n}\"\nkty = \"oct\"\nsize = 128\n\n"))
+        .collect();
+    std::fs::write(hsm.path("keys.toml"), manifest).unwrap();
+    let mut args = vec!["--token", byok_tests::NSS_TOKEN_LABEL];
+    args.extend(batch_args(transfer.to_str().unwrap(), &["--jobs", "3"]));
+    let report = ok(&hsm.run(&args));
+    assert_eq!(report["schema"], "byok-offline.batch/1");
+    let listed: Vec<&str> = report["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, names);
+    let head = report["log_head"].as_str().unwrap();
+    let log = std::fs::read_to_string(hsm.path("out/ceremony-log.jsonl")).unwrap();
+    let last = byok_core::evidence::last_line(&log);
+    assert_eq!(head, byok_core::evidence::link_after(last));
+    // The human form ends with it too (the keys are on the token now: packaged again, not
+    // generated).
+    std::fs::remove_dir_all(hsm.path("out")).unwrap();
+    let out = hsm.run(&[
+        "--token",
+        byok_tests::NSS_TOKEN_LABEL,
+        "batch",
+        "--manifest",
+        "keys.toml",
+        "--kek",
+        "kek.transfer",
+        "--dir",
+        "out",
+    ]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with("batch: 6 packaged (0 generated)"),
+        "{text}"
+    );
+    assert!(
+        text.lines().last().unwrap().starts_with("log_head:"),
+        "{text}"
+    );
 }

@@ -33,7 +33,7 @@ fn check(token: &TestToken, args: &[&str]) -> (Value, BTreeMap<String, Value>) {
     let mut all = vec!["--output", "json", "check"];
     all.extend_from_slice(args);
     let report = ok(&run(token, &all, &[]));
-    assert_eq!(report["schema"], "byok-check/1");
+    assert_eq!(report["schema"], "byok-offline.check/1");
     assert_eq!(report["token"]["label"], token.label());
     let kinds = report["kinds"]
         .as_array()
@@ -93,7 +93,7 @@ fn assert_refused_before_any_key(token: &TestToken, out: &Output, label: &str, d
     );
     assert!(!token.path(&format!("{label}.public.pem")).exists());
     assert_eq!(
-        ok(&run(token, &["--output", "json", "keys"], &[])),
+        ok(&run(token, &["--output", "json", "keys"], &[]))["keys"],
         Value::Array(vec![])
     );
 }

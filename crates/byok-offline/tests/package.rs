@@ -135,7 +135,7 @@ fn inspect_shows_the_header_without_a_key() {
 fn tokens_gives_the_byok_verdict() {
     let hsm = Hsm::new();
     let report = ok(&hsm.run(&["--output", "json", "tokens"]));
-    let token = &report[0];
+    let token = &report["tokens"][0];
     assert_eq!(token["label"], "byok-test");
     assert_eq!(token["manufacturer"], "SoftHSM project");
     // Debian's SoftHSM 2.6.1: no native RSA-AES wrap and no 0x210B, but 0x210A and OAEP.
@@ -181,7 +181,7 @@ fn without_the_flag_softhsm_is_refused_before_any_key_is_made() {
     );
     assert!(!hsm.path("KeyTransferPackage-x.byok").exists());
     let keys = ok(&hsm.run(&["--output", "json", "keys"]));
-    assert_eq!(keys, serde_json::json!([]));
+    assert_eq!(keys["keys"], serde_json::json!([]));
 }
 
 #[test]
@@ -260,4 +260,104 @@ fn openssl_unwraps_an_hsm_package_to_the_hsm_key() {
         TargetPublicKey::from_pem(&std::fs::read_to_string(hsm.path("r.public.pem")).unwrap())
             .unwrap();
     assert_eq!(from_openssl, from_hsm);
+}
+
+#[test]
+fn an_existing_keys_kind_is_checked_against_the_flags_before_anything_is_wrapped() {
+    let hsm = Hsm::new();
+    let (_, kek) = kek_pair(2048);
+    let transfer = hsm.transfer_file(&kek);
+    let transfer = transfer.to_str().unwrap();
+    ok(&hsm.run(&["generate", "--label", "r", "--kty", "RSA", "--size", "2048"]));
+    std::fs::remove_file(hsm.path("r.public.pem")).unwrap();
+    let package = [
+        "package",
+        "--kek",
+        transfer,
+        "--label",
+        "r",
+        "--allow-zero-padded-kwp",
+    ];
+    for (flags, said) in [
+        (&["--kty", "EC"][..], "--kty EC"),
+        (&["--kty", "RSA", "--size", "3072"], "--kty RSA --size 3072"),
+    ] {
+        let out = hsm.run(&[&package[..], flags].concat());
+        assert_eq!(out.status.code(), Some(1));
+        let err = common::stderr(&out);
+        assert!(
+            err.contains("the HSM key `r` is RSA 2048, not what `")
+                && err.contains(said)
+                && err.contains("Nothing was wrapped or written"),
+            "{err}"
+        );
+        for file in ["KeyTransferPackage-r.byok", "r.public.pem"] {
+            assert!(!hsm.path(file).exists(), "{file} written");
+        }
+    }
+    // The flags that match are checked and pass.
+    let report = ok(&hsm.run(
+        &[
+            &package[..],
+            &["--kty", "RSA", "--size", "2048", "-o", "json"],
+        ]
+        .concat(),
+    ));
+    assert_eq!(report["package"]["target_kind"], "RSA 2048");
+}
+
+#[test]
+fn an_existing_keys_public_key_is_written_or_found_identical_never_overwritten() {
+    let hsm = Hsm::new();
+    let (_, kek) = kek_pair(2048);
+    let transfer = hsm.transfer_file(&kek);
+    let transfer = transfer.to_str().unwrap();
+    let generated = ok(&hsm.run(&["-o", "json", "generate", "--label", "e", "--kty", "EC"]));
+    let pem = std::fs::read_to_string(hsm.path("e.public.pem")).unwrap();
+    let package = |extra: &[&str]| {
+        let mut args = vec!["-o", "json", "package", "--kek", transfer, "--label", "e"];
+        args.push("--allow-zero-padded-kwp");
+        args.extend_from_slice(extra);
+        hsm.run(&args)
+    };
+    // `generate` wrote it: the same key is left as it is.
+    let report = ok(&package(&[]));
+    assert_eq!(report["public_key"], "e.public.pem");
+    assert_eq!(report["public_key_file"], "already present");
+    assert_eq!(
+        report["package"]["target_public_key_sha256"],
+        generated["public_key_sha256"]
+    );
+    assert_eq!(
+        std::fs::read_to_string(hsm.path("e.public.pem")).unwrap(),
+        pem
+    );
+    // Elsewhere: written.
+    let report = ok(&package(&[
+        "--out",
+        "e2.byok",
+        "--public-key-out",
+        "e2.pem",
+    ]));
+    assert_eq!(report["public_key_file"], "written");
+    assert_eq!(std::fs::read_to_string(hsm.path("e2.pem")).unwrap(), pem);
+    // Another key's file in the way: refused before any wrap, and left untouched.
+    let other = byok_core::TargetKey::generate(byok_core::KeyKind::Ec {
+        curve: byok_core::Curve::P256,
+    })
+    .unwrap();
+    let other_pem = other.public_key().unwrap().to_pem();
+    std::fs::write(hsm.path("other.pem"), &other_pem).unwrap();
+    let out = package(&["--out", "e3.byok", "--public-key-out", "other.pem"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = common::stderr(&out);
+    assert!(
+        err.contains("holds a public key other than the HSM key `e`'s"),
+        "{err}"
+    );
+    assert!(!hsm.path("e3.byok").exists());
+    assert_eq!(
+        std::fs::read_to_string(hsm.path("other.pem")).unwrap(),
+        other_pem
+    );
 }

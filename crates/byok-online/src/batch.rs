@@ -2,27 +2,28 @@
 //! once, resumably, recording each in the evidence log and writing a JSON report.
 //!
 //! Each imported key is tagged `byok-sha256=<SHA-256 of its .byok>`; a rerun skips a key the
-//! vault already holds with that tag, so nothing is imported twice. A vault key of the same name
-//! with other material is refused, not overwritten with a new version.
+//! vault already holds with that tag, so nothing is imported twice. A vault key of the same
+//! name with other material is refused, unless `--new-version` asks to add a version to it.
+//! The results come in manifest order, whatever order the imports finish in.
 
 use crate::commands::verify_in;
 use crate::connect::{ConnectOptions, Vault};
 use crate::error::{OnlineError, Result};
-use crate::import::{ImportOptions, ImportPlan};
+use crate::existing::{self, OnExisting, WriteOptions};
+use crate::import::{BYOK_SHA256_TAG, ImportOptions, ImportPlan};
 use byok_cli_common::evidence::EvidenceLog;
 use byok_cli_common::files::{self, FileKind};
 use byok_cli_common::progress::Progress;
+use byok_cli_common::{Document, Output};
 use byok_core::evidence::{self, Event};
 use byok_core::manifest::{self, ManifestKey};
+use byok_core::sidecar::Sidecar;
 use byok_core::{package, sidecar};
 use futures::StreamExt;
 use serde::Serialize;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-
-/// The tag that ties a vault key to the package it came from.
-pub const TAG: &str = "byok-sha256";
 
 /// The report's file name in the batch directory, unless --report names another.
 pub const REPORT_FILE_NAME: &str = "import-report.json";
@@ -38,29 +39,50 @@ pub struct BatchImportOptions {
     pub log: Option<PathBuf>,
     pub report: Option<PathBuf>,
     pub operator: Option<String>,
+    /// `--dry-run`, and `--new-version` ([`OnExisting::AddVersion`]); a batch never asks.
+    pub write: WriteOptions,
 }
 
+/// What happened to one key of the manifest.
 #[derive(Debug, Clone, Serialize)]
 pub struct KeyOutcome {
     pub name: String,
-    /// `imported`, `already imported`, or `failed`.
+    /// `imported`, `already imported`, `would import` (a dry run), or `failed`.
     pub outcome: String,
+    /// The name existed without this package's tag and `--new-version` was given: a version
+    /// was (or would be) added.
+    pub new_version: bool,
     pub vault_kid: Option<String>,
-    /// `public key equal, signature verified`, `not applicable (AES)`, or the failure.
+    /// `public key equal, ... signature verified`, `not applicable (AES ...)`, `not verified`
+    /// (a failure or a dry run).
     pub verification: String,
     pub error: Option<String>,
     pub seconds: f64,
 }
 
+/// What `batch-import` reports (`byok-online.batch-import/1`), and writes to its report file.
 #[derive(Debug, Serialize)]
 pub struct BatchImportReport {
-    pub keys: Vec<KeyOutcome>,
+    /// Nothing was written to the vault, the log or the report file.
+    pub dry_run: bool,
     pub imported: usize,
     pub already_imported: usize,
+    /// Keys a dry run would import (0 otherwise).
+    pub would_import: usize,
     pub failed: usize,
     pub seconds: f64,
-    pub report: PathBuf,
+    /// The JSON report written; null in a dry run.
+    pub report: Option<PathBuf>,
     pub log: PathBuf,
+    /// SHA-256 of the evidence log's last line (what the next entry's `prev_sha256` will
+    /// be; 64 zeros for an empty log): recorded elsewhere, it pins the log as it stands.
+    pub log_head: String,
+    /// One per manifest key, in manifest order.
+    pub keys: Vec<KeyOutcome>,
+}
+
+impl Document for BatchImportReport {
+    const SCHEMA: &'static str = "byok-online.batch-import/1";
 }
 
 impl KeyOutcome {
@@ -69,12 +91,9 @@ impl KeyOutcome {
         match result {
             Ok(done) => KeyOutcome {
                 name: name.into(),
-                outcome: match done.event {
-                    Event::Imported => "imported",
-                    _ => "already imported",
-                }
-                .into(),
-                vault_kid: Some(done.kid),
+                outcome: done.outcome.into(),
+                new_version: done.new_version,
+                vault_kid: done.kid,
                 verification: done.verification,
                 error: None,
                 seconds,
@@ -82,6 +101,7 @@ impl KeyOutcome {
             Err(e) => KeyOutcome {
                 name: name.into(),
                 outcome: "failed".into(),
+                new_version: false,
                 vault_kid: None,
                 verification: "not verified".into(),
                 error: Some(e.to_string()),
@@ -90,12 +110,17 @@ impl KeyOutcome {
         }
     }
 
-    /// One progress line: `name: outcome (verification) 1.23 s[: error]`.
-    fn line(&self) -> String {
+    /// One line: `name: outcome (verification) 1.23 s[: error]`.
+    pub fn line(&self) -> String {
         format!(
-            "{}: {} ({}) {:.2} s{}",
+            "{}: {}{} ({}) {:.2} s{}",
             self.name,
             self.outcome,
+            if self.new_version {
+                " as a new version"
+            } else {
+                ""
+            },
             self.verification,
             self.seconds,
             self.error
@@ -115,9 +140,20 @@ impl BatchImportReport {
         Err(OnlineError::BatchFailed {
             failed: self.failed,
             total: self.keys.len(),
-            report: self.report.clone(),
+            report: self
+                .report
+                .clone()
+                .unwrap_or_else(|| "the output above (a dry run writes no report)".into()),
         })
     }
+}
+
+/// What every key's task shares.
+struct Ctx<'a> {
+    vault: &'a Vault,
+    log: &'a EvidenceLog,
+    dir: &'a Path,
+    write: WriteOptions,
 }
 
 pub async fn run(conn: &ConnectOptions, opts: &BatchImportOptions) -> Result<BatchImportReport> {
@@ -131,52 +167,69 @@ pub async fn run(conn: &ConnectOptions, opts: &BatchImportOptions) -> Result<Bat
         .log
         .clone()
         .unwrap_or_else(|| opts.dir.join(evidence::DEFAULT_FILE_NAME));
-    let report_path = opts
-        .report
-        .clone()
-        .unwrap_or_else(|| opts.dir.join(REPORT_FILE_NAME));
+    // Opening reads and verifies the chain; only an append writes, and a dry run appends
+    // nothing.
     let log = EvidenceLog::open(&log_path, opts.operator.as_deref())?;
     let vault = conn.connect()?;
+    let ctx = Ctx {
+        vault: &vault,
+        log: &log,
+        dir: &opts.dir,
+        write: opts.write,
+    };
     let progress = Progress::new(keys.len());
+    // `buffered`, not `buffer_unordered`: as many at once, results in manifest order.
     let outcomes: Vec<KeyOutcome> = futures::stream::iter(keys.iter())
         .map(|key| {
-            let (vault, log, dir, progress) = (&vault, &log, &opts.dir, &progress);
+            let (ctx, progress) = (&ctx, &progress);
             async move {
                 let t = Instant::now();
-                let outcome = KeyOutcome::of(&key.name, one(vault, log, dir, key).await, t);
+                let outcome = KeyOutcome::of(&key.name, one(ctx, key).await, t);
                 progress.step(&outcome.line());
                 outcome
             }
         })
-        .buffer_unordered(opts.jobs.max(1))
+        .buffered(opts.jobs.max(1))
         .collect()
         .await;
     progress.finish();
     let count = |what: &str| outcomes.iter().filter(|o| o.outcome == what).count();
     let report = BatchImportReport {
+        dry_run: opts.write.dry_run,
         imported: count("imported"),
         already_imported: count("already imported"),
+        would_import: count("would import"),
         failed: count("failed"),
         keys: outcomes,
         seconds: started.elapsed().as_secs_f64(),
-        report: report_path,
+        report: (!opts.write.dry_run).then(|| {
+            opts.report
+                .clone()
+                .unwrap_or_else(|| opts.dir.join(REPORT_FILE_NAME))
+        }),
+        log_head: log.head(),
         log: log_path,
     };
-    let json = serde_json::to_vec_pretty(&report).expect("reports serialize");
-    files::replace(&report.report, &json, FileKind::Report)?;
+    if let Some(path) = &report.report {
+        let json =
+            serde_json::to_vec_pretty(&Output::document(&report)).expect("reports serialize");
+        files::replace(path, &json, FileKind::Report)?;
+    }
     Ok(report)
 }
 
 /// What happened to one key.
 struct Done {
-    /// [`Event::Imported`], or [`Event::ImportConfirmed`] when the vault already held it.
-    event: Event,
-    kid: String,
+    /// `imported`, `already imported` or `would import`.
+    outcome: &'static str,
+    new_version: bool,
+    kid: Option<String>,
     verification: String,
 }
 
-async fn one(vault: &Vault, log: &EvidenceLog, dir: &Path, key: &ManifestKey) -> Result<Done> {
-    let byok_file = dir.join(package::file_name(&key.name));
+/// The key's package, checked locally against its sidecar and the manifest, and tagged.
+fn plan_for(ctx: &Ctx<'_>, key: &ManifestKey) -> Result<(ImportPlan, Sidecar)> {
+    let byok_file = ctx.dir.join(package::file_name(&key.name));
     let opts = ImportOptions {
         name: key.name.clone(),
         sidecar: Some(sidecar::path_for(&byok_file)),
@@ -185,7 +238,7 @@ async fn one(vault: &Vault, log: &EvidenceLog, dir: &Path, key: &ManifestKey) ->
         tags: key.tags.clone().into_iter().collect(),
         ..Default::default()
     };
-    let mut plan = ImportPlan::prepare(&opts, &vault.url)?;
+    let mut plan = ImportPlan::prepare(&opts, &ctx.vault.url)?;
     let sidecar = plan.sidecar().expect("the sidecar is named").clone();
     if sidecar.kind != key.kind {
         return Err(OnlineError::ManifestKindDiffers {
@@ -194,43 +247,83 @@ async fn one(vault: &Vault, log: &EvidenceLog, dir: &Path, key: &ManifestKey) ->
         });
     }
     let sha = plan.byok_sha256().to_hex();
-    plan.tag(TAG, &sha);
-    let (event, kid) = match vault.get(&key.name, None).await {
-        Ok(existing) if existing.tags.get(TAG) == Some(&sha) => {
-            (Event::ImportConfirmed, existing.kid)
+    plan.tag(BYOK_SHA256_TAG, &sha);
+    Ok((plan, sidecar))
+}
+
+async fn one(ctx: &Ctx<'_>, key: &ManifestKey) -> Result<Done> {
+    let (plan, sidecar) = plan_for(ctx, key)?;
+    let sha = plan.byok_sha256().to_hex();
+    let new_version = match existing::current(ctx.vault, &key.name).await? {
+        Some(k) if k.tags.get(BYOK_SHA256_TAG) == Some(&sha) => {
+            return recorded(ctx, key, &sidecar, Event::ImportConfirmed, k.kid, false).await;
         }
-        Ok(existing) => {
+        Some(k) if ctx.write.on_existing != OnExisting::AddVersion => {
             return Err(OnlineError::ForeignKey {
                 name: key.name.clone(),
-                kid: existing.kid,
+                kid: k.kid,
             });
         }
-        Err(OnlineError::KeyNotFound { .. }) => {
-            (Event::Imported, plan.upload(vault).await?.key.kid)
-        }
-        Err(e) => return Err(e),
+        Some(_) => true,
+        None => false,
     };
+    plan.check_kek(ctx.vault).await?;
+    if ctx.write.dry_run {
+        return Ok(Done {
+            outcome: "would import",
+            new_version,
+            kid: None,
+            verification: "not verified in a dry run".into(),
+        });
+    }
+    let kid = plan.send(ctx.vault).await?.kid;
+    recorded(ctx, key, &sidecar, Event::Imported, kid, new_version).await
+}
+
+/// Verifies a key the vault holds (imported now, or before) and records it in the log; a
+/// dry run does neither.
+async fn recorded(
+    ctx: &Ctx<'_>,
+    key: &ManifestKey,
+    sidecar: &Sidecar,
+    event: Event,
+    kid: String,
+    new_version: bool,
+) -> Result<Done> {
+    let outcome = match event {
+        Event::Imported => "imported",
+        _ => "already imported",
+    };
+    if ctx.write.dry_run {
+        return Ok(Done {
+            outcome,
+            new_version,
+            kid: Some(kid),
+            verification: "not verified in a dry run".into(),
+        });
+    }
     let verification = match &sidecar.public_key {
         Some(public) => {
-            let r = verify_in(vault, &key.name, None, public).await?;
+            let r = verify_in(ctx.vault, &key.name, None, public).await?;
             format!("public key equal, {} signature verified", r.algorithm)
         }
         None => "not applicable (AES: prove with prove-aes)".to_string(),
     };
-    log.append(
+    ctx.log.append(
         event,
         json!({
             "key_name": key.name,
             "vault_kid": kid,
-            "byok_sha256": sha,
+            "byok_sha256": sidecar.byok_sha256.to_hex(),
             "kek_kid": sidecar.kek_kid,
             "public_key_sha256": sidecar.public_key.as_ref().map(|p| p.fingerprint().to_hex()),
             "verification": verification,
         }),
     )?;
     Ok(Done {
-        event,
-        kid,
+        outcome,
+        new_version,
+        kid: Some(kid),
         verification,
     })
 }

@@ -1,11 +1,20 @@
 //! The command line: clap's types, and their conversion into the library's options.
+//!
+//! The vault and credential flags are taken before the subcommand (`byok-online --vault-name
+//! V show ...`, as before) and after it (`byok-online show --vault-name V ...`), the latter
+//! winning; only the commands that reach a vault take them, so `inspect --help`,
+//! `completions` and `man` do not list them. Their environment fallbacks are read by
+//! `ConnectOptions`, only when no flag names the vault, so they never compete with a flag.
 
+use byok_cli_common::flags::VAULT_HEADING;
+use byok_cli_common::shell::{CompletionsArgs, ManArgs};
 use byok_cli_common::{GlobalFlags, KindFlags};
 use byok_core::KeyOp;
 use byok_online::OnlineError;
 use byok_online::batch::BatchImportOptions;
 use byok_online::commands::KekFormat;
 use byok_online::connect::{AuthMode, ConnectOptions};
+use byok_online::existing::{OnExisting, WriteOptions};
 use byok_online::import::ImportOptions;
 use byok_online::vault::AesGcm;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -14,7 +23,12 @@ use std::path::PathBuf;
 /// Create the Key Exchange Key, carry it to the HSM as a file, import the .byok it returns, and
 /// prove the vault holds the HSM's key.
 #[derive(Parser)]
-#[command(name = "byok-online", version, about, long_about = None)]
+#[command(
+    name = "byok-online",
+    version = byok_cli_common::version::LONG_VERSION,
+    about,
+    long_about = None
+)]
 pub struct Cli {
     #[command(flatten)]
     pub vault: VaultArgs,
@@ -24,43 +38,71 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Args)]
+/// Which vault, and how to authenticate to it.
+#[derive(Args, Clone, Default)]
+#[command(next_help_heading = VAULT_HEADING)]
 pub struct VaultArgs {
-    /// Key Vault name (https://NAME.vault.azure.net).
-    #[arg(long, global = true, env = "AZURE_KEYVAULT_NAME")]
+    /// Key Vault name: https://NAME.vault.azure.net [env: AZURE_KEYVAULT_NAME]
+    #[arg(long, value_name = "NAME")]
     vault_name: Option<String>,
-    /// Managed HSM name (https://NAME.managedhsm.azure.net).
-    #[arg(long, global = true, env = "AZURE_MANAGEDHSM_NAME")]
+    /// Managed HSM name: https://NAME.managedhsm.azure.net [env: AZURE_MANAGEDHSM_NAME]
+    #[arg(long, value_name = "NAME")]
     hsm_name: Option<String>,
-    /// Vault URL (sovereign clouds, an emulator).
-    #[arg(long, global = true, env = "BYOK_VAULT_URL")]
+    /// Vault URL, for sovereign clouds and emulators [env: BYOK_VAULT_URL]
+    #[arg(long, value_name = "URL")]
     vault_url: Option<String>,
     /// Use a kv-emulator: reads STATE_DIR/connection.json for URL, CA and credentials.
-    #[arg(long, global = true)]
+    #[arg(long, value_name = "STATE_DIR")]
     emulator: Option<PathBuf>,
     /// An extra CA certificate (PEM) to trust.
-    #[arg(long, global = true)]
+    #[arg(long, value_name = "PEM")]
     ca_cert: Option<PathBuf>,
-    /// Credential: auto tries the environment's client secret, workload identity, managed identity, then az/azd.
-    #[arg(long, global = true, value_enum)]
+    /// Credential: auto tries the environment's client secret, workload identity, managed
+    /// identity, then az/azd.
+    #[arg(long, value_enum)]
     auth: Option<AuthArg>,
-    /// Entra ID authority host (sovereign clouds, an emulator).
-    #[arg(long, global = true, env = "AZURE_AUTHORITY_HOST")]
+    /// Entra ID authority host, for sovereign clouds and emulators [env: AZURE_AUTHORITY_HOST]
+    #[arg(long, value_name = "URL")]
     authority_host: Option<String>,
-    /// Accept a challenge whose resource is not a parent domain of the vault host (a vault on an IP address).
-    #[arg(long, global = true)]
+    /// Accept a challenge whose resource is not a parent domain of the vault host (a vault on
+    /// an IP address or a private name).
+    #[arg(long)]
     no_verify_challenge_resource: bool,
-    /// Key Vault REST API version.
-    #[arg(long, global = true)]
+    /// Key Vault REST API version (default: the SDK's).
+    #[arg(long, value_name = "VERSION")]
     api_version: Option<String>,
+}
+
+impl VaultArgs {
+    /// These flags (given after the subcommand), each falling back to `top`'s (given before).
+    pub fn or(self, top: &VaultArgs) -> VaultArgs {
+        let top = top.clone();
+        VaultArgs {
+            vault_name: self.vault_name.or(top.vault_name),
+            hsm_name: self.hsm_name.or(top.hsm_name),
+            vault_url: self.vault_url.or(top.vault_url),
+            emulator: self.emulator.or(top.emulator),
+            ca_cert: self.ca_cert.or(top.ca_cert),
+            auth: self.auth.or(top.auth),
+            authority_host: self.authority_host.or(top.authority_host),
+            no_verify_challenge_resource: self.no_verify_challenge_resource
+                || top.no_verify_challenge_resource,
+            api_version: self.api_version.or(top.api_version),
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum AuthArg {
+    /// The environment's client secret, workload identity, managed identity, then az/azd.
     Auto,
+    /// az or azd, logged in.
     Cli,
+    /// The managed identity of this machine.
     ManagedIdentity,
+    /// AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET.
     ClientSecret,
+    /// Workload identity (AZURE_FEDERATED_TOKEN_FILE).
     WorkloadIdentity,
 }
 
@@ -74,85 +116,167 @@ pub enum Command {
     /// Upload a .byok (PUT /keys/NAME with key_hsm) after checking it and its KEK.
     Import(ImportArgs),
     /// Prove the vault holds the key: public keys equal, and a vault signature verifies locally.
-    Verify {
-        #[arg(long)]
-        name: String,
-        #[arg(long)]
-        version: Option<String>,
-        /// The public key the HSM reported (PEM).
-        #[arg(long)]
-        public_key: PathBuf,
-    },
-    /// For an AES key: have the vault encrypt a random value (AES-256-GCM) and write the
+    Verify(VerifyArgs),
+    /// For an AES key: have the vault encrypt a random value (AES-GCM) and write the
     /// challenge file that `byok-offline prove-aes` decrypts in the HSM.
-    ProveAes {
-        #[arg(long)]
-        name: String,
-        #[arg(long)]
-        version: Option<String>,
-        /// The AES key's size in bits: the vault encrypts with the AES-GCM of that size.
-        #[arg(long, default_value_t = 256, value_parser = aes_bits)]
-        size: u32,
-        /// The challenge file to carry to the HSM side.
-        #[arg(long)]
-        out: PathBuf,
-    },
+    ProveAes(ProveAesArgs),
     /// Import and verify every key of a manifest from a directory of packages (resumable).
     BatchImport(BatchImportArgs),
     /// Show a key's properties.
-    Show {
-        #[arg(long)]
-        name: String,
-        #[arg(long)]
-        version: Option<String>,
-    },
+    Show(ShowArgs),
     /// Validate a .byok and show its header (no network).
-    Inspect { file: PathBuf },
+    Inspect(InspectArgs),
+    /// Print a shell completion script.
+    Completions(CompletionsArgs),
+    /// Print the man page, or write one page per command into --dir.
+    Man(ManArgs),
 }
 
 #[derive(Subcommand)]
 pub enum KekCommand {
     /// Create an RSA-HSM KEK whose only key operation is import.
-    Create {
-        #[arg(long, default_value = "KEKforBYOK")]
-        name: String,
-        #[arg(long, default_value_t = 4096)]
-        size: u32,
-        /// Also write the KEK transfer file here.
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
+    Create(KekCreateArgs),
     /// Write the KEK transfer file (kid + public key + fingerprint) for the offline side.
-    Download {
-        #[arg(long, default_value = "KEKforBYOK")]
-        name: String,
-        #[arg(long)]
-        version: Option<String>,
-        #[arg(long)]
-        out: PathBuf,
-        /// transfer (default), or the public key alone as pem or der.
-        #[arg(long, value_enum, default_value_t = FormatArg::Transfer)]
-        format: FormatArg,
-    },
+    Download(KekDownloadArgs),
+}
+
+/// `--dry-run` and `--new-version`: the commands that write a key.
+#[derive(Args, Clone, Copy)]
+pub struct WriteFlags {
+    /// Run every check, local and vault-side reads (does the name exist, the KEK and its
+    /// policy), and report what would be done; write nothing, to the vault or to disk.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// When the key name already exists in the vault, add a new version to it. Without this
+    /// an existing name is refused (kek create and import ask instead on a terminal).
+    #[arg(long)]
+    pub new_version: bool,
+}
+
+impl WriteFlags {
+    /// The library's options; `may_ask` when a question on stderr can be answered (a
+    /// terminal on stdin, not a dry run, not a batch).
+    pub fn options(self, may_ask: bool) -> WriteOptions {
+        let on_existing = if self.new_version {
+            OnExisting::AddVersion
+        } else if may_ask && !self.dry_run {
+            OnExisting::Ask
+        } else {
+            OnExisting::Refuse
+        };
+        WriteOptions {
+            dry_run: self.dry_run,
+            on_existing,
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct KekCreateArgs {
+    /// Name of the KEK in the vault.
+    #[arg(short, long, default_value = "KEKforBYOK")]
+    pub name: String,
+    /// RSA key size in bits: 2048, 3072 or 4096.
+    #[arg(long, default_value_t = 4096)]
+    pub size: u32,
+    /// Also write the KEK transfer file here.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub write: WriteFlags,
+    #[command(flatten)]
+    pub vault: VaultArgs,
+}
+
+#[derive(Args)]
+pub struct KekDownloadArgs {
+    /// Name of the KEK in the vault.
+    #[arg(short, long, default_value = "KEKforBYOK")]
+    pub name: String,
+    /// KEK version (default: the current one).
+    #[arg(long)]
+    pub version: Option<String>,
+    /// The file to write (never overwritten).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// transfer (the file byok-offline reads), or the public key alone as pem or der.
+    #[arg(long, value_enum, default_value_t = FormatArg::Transfer)]
+    pub format: FormatArg,
+    #[command(flatten)]
+    pub vault: VaultArgs,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum FormatArg {
+    /// kid, public key and fingerprint: what byok-offline package --kek reads.
     Transfer,
+    /// The SubjectPublicKeyInfo as PEM.
     Pem,
+    /// The SubjectPublicKeyInfo as DER.
     Der,
 }
 
 #[derive(Args)]
-pub struct ImportArgs {
-    /// Name of the key to create in the vault.
+pub struct VerifyArgs {
+    /// Name of the key in the vault.
+    #[arg(short, long)]
+    pub name: String,
+    /// Key version (default: the current one).
     #[arg(long)]
+    pub version: Option<String>,
+    /// The public key the HSM reported (PEM).
+    #[arg(long, value_name = "PEM")]
+    pub public_key: PathBuf,
+    #[command(flatten)]
+    pub vault: VaultArgs,
+}
+
+#[derive(Args)]
+pub struct ProveAesArgs {
+    /// Name of the AES key in the vault.
+    #[arg(short, long)]
+    pub name: String,
+    /// Key version (default: the current one).
+    #[arg(long)]
+    pub version: Option<String>,
+    /// The AES key's size in bits: the vault encrypts with the AES-GCM of that size.
+    #[arg(long, default_value_t = 256, value_parser = aes_bits)]
+    pub size: u32,
+    /// The challenge file to carry to the HSM side.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub vault: VaultArgs,
+}
+
+#[derive(Args)]
+pub struct ShowArgs {
+    /// Name of the key in the vault.
+    #[arg(short, long)]
+    pub name: String,
+    /// Key version (default: the current one).
+    #[arg(long)]
+    pub version: Option<String>,
+    #[command(flatten)]
+    pub vault: VaultArgs,
+}
+
+#[derive(Args)]
+pub struct InspectArgs {
+    /// The .byok file.
+    pub file: PathBuf,
+}
+
+#[derive(Args)]
+pub struct ImportArgs {
+    /// Name of the key to create in the vault (or to add a version to, with --new-version).
+    #[arg(short, long)]
     name: String,
     /// The .byok file from byok-offline.
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     byok_file: PathBuf,
     /// The sidecar (default: <byok-file>.sidecar.json when present).
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     sidecar: Option<PathBuf>,
     /// What the package holds, when there is no sidecar (with a sidecar, they must agree).
     #[command(flatten)]
@@ -160,33 +284,37 @@ pub struct ImportArgs {
     /// Key operations, comma- or space-separated (default: all the key type allows).
     #[arg(long, num_args = 1..)]
     ops: Option<Vec<String>>,
-    /// Tags, k=v (repeatable).
-    #[arg(long = "tags", value_parser = parse_tag)]
+    /// Tags, k=v (repeatable); byok-sha256=<SHA-256 of the .byok> is always added.
+    #[arg(long = "tags", value_parser = parse_tag, value_name = "KEY=VALUE")]
     tags: Vec<(String, String)>,
     /// Import the key disabled.
     #[arg(long)]
     disabled: bool,
     /// RFC 3339 time before which the key cannot be used.
-    #[arg(long)]
+    #[arg(long, value_name = "TIME")]
     not_before: Option<String>,
     /// RFC 3339 expiry.
-    #[arg(long)]
+    #[arg(long, value_name = "TIME")]
     expires: Option<String>,
     /// Mark the key exportable (needs --release-policy).
     #[arg(long, requires = "release_policy")]
     exportable: bool,
     /// Release policy JSON file.
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     release_policy: Option<PathBuf>,
     /// The expected public key (PEM), instead of the sidecar's.
-    #[arg(long)]
+    #[arg(long, value_name = "PEM")]
     expect_public_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub write: WriteFlags,
+    #[command(flatten)]
+    pub vault: VaultArgs,
 }
 
 #[derive(Args)]
 pub struct BatchImportArgs {
     /// The manifest (TOML) the offline batch used.
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     manifest: PathBuf,
     /// The directory with the .byok files and sidecars.
     #[arg(long)]
@@ -195,14 +323,18 @@ pub struct BatchImportArgs {
     #[arg(long, default_value_t = 4)]
     jobs: usize,
     /// The evidence log (default: DIR/ceremony-log.jsonl).
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     log: Option<PathBuf>,
     /// The JSON report (default: DIR/import-report.json).
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
     /// Who runs the ceremony, for the evidence log (default: $USER).
-    #[arg(long)]
+    #[arg(long, value_name = "NAME")]
     operator: Option<String>,
+    #[command(flatten)]
+    pub write: WriteFlags,
+    #[command(flatten)]
+    pub vault: VaultArgs,
 }
 
 fn aes_bits(s: &str) -> Result<u32, String> {
@@ -281,6 +413,7 @@ impl TryFrom<ImportArgs> for ImportOptions {
 }
 
 impl From<BatchImportArgs> for BatchImportOptions {
+    /// A batch never asks: it runs unattended, several imports at once.
     fn from(a: BatchImportArgs) -> Self {
         BatchImportOptions {
             manifest: a.manifest,
@@ -289,6 +422,7 @@ impl From<BatchImportArgs> for BatchImportOptions {
             log: a.log,
             report: a.report,
             operator: a.operator,
+            write: a.write.options(false),
         }
     }
 }
@@ -306,8 +440,78 @@ mod tests {
         let cli = Cli::try_parse_from(["byok-online", "prove-aes", "--name", "k", "--out", "c"]);
         assert!(matches!(
             cli.unwrap().command,
-            Command::ProveAes { size: 256, .. }
+            Command::ProveAes(ProveAesArgs { size: 256, .. })
         ));
+    }
+
+    fn show_vault(argv: &[&str]) -> ConnectOptions {
+        let cli = Cli::try_parse_from(argv).unwrap();
+        let Command::Show(a) = cli.command else {
+            unreachable!("a show command line")
+        };
+        assert_eq!(a.name, "k");
+        a.vault.or(&cli.vault).into()
+    }
+
+    #[test]
+    fn vault_flags_go_before_or_after_the_subcommand_and_after_wins() {
+        let before = show_vault(&["byok-online", "--vault-name", "a", "show", "-n", "k"]);
+        assert_eq!(before.vault_name.as_deref(), Some("a"));
+        let after = show_vault(&["byok-online", "show", "--vault-name", "b", "--name", "k"]);
+        assert_eq!(after.vault_name.as_deref(), Some("b"));
+        let both = show_vault(&[
+            "byok-online",
+            "--vault-name",
+            "a",
+            "--auth",
+            "cli",
+            "show",
+            "-n",
+            "k",
+            "--vault-name",
+            "b",
+        ]);
+        assert_eq!(both.vault_name.as_deref(), Some("b"));
+        assert_eq!(both.auth, Some(AuthMode::Cli));
+    }
+
+    /// Every argument of every command, with the command's path.
+    fn all_args(cmd: &clap::Command, path: String, out: &mut Vec<(String, clap::Arg)>) {
+        for a in cmd.get_arguments() {
+            out.push((path.clone(), a.clone()));
+        }
+        for sub in cmd.get_subcommands() {
+            all_args(sub, format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn every_flag_has_help_and_local_commands_take_no_vault_flags() {
+        use clap::CommandFactory;
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut args = Vec::new();
+        all_args(&cmd, "byok-online".into(), &mut args);
+        for (path, arg) in &args {
+            assert!(
+                arg.get_help().is_some(),
+                "{path}: --{} has no help",
+                arg.get_id()
+            );
+        }
+        for local in ["inspect", "completions", "man"] {
+            let sub = cmd.find_subcommand(local).unwrap();
+            assert!(
+                sub.get_arguments().all(|a| a.get_id() != "vault_name"),
+                "{local} takes vault flags"
+            );
+        }
+        let show = cmd.find_subcommand("show").unwrap();
+        let vault_name = show
+            .get_arguments()
+            .find(|a| a.get_id() == "vault_name")
+            .unwrap();
+        assert_eq!(vault_name.get_help_heading(), Some(VAULT_HEADING));
     }
 
     fn import_ops(args: &[&str]) -> Option<Vec<KeyOp>> {

@@ -1,10 +1,12 @@
 //! The commands of `byok-online` other than `import` and `batch-import`, each returning a
-//! report the binary prints as text or JSON.
+//! report the binary prints as text or as its JSON document.
 
 use crate::connect::{ConnectOptions, Vault};
 use crate::error::{KeyMismatch, OnlineError, Result};
+use crate::existing::{self, WriteOptions};
 use crate::import::MAX_SMALL_FILE;
 use crate::vault::{AesGcm, KeyView};
+use byok_cli_common::Document;
 use byok_cli_common::files::{self, FileKind};
 use byok_core::kek::KEK_SIZES;
 use byok_core::package::{MAX_PACKAGE_BYTES, PackageSummary};
@@ -13,14 +15,31 @@ use byok_core::{Fingerprint, KekPublicKey, KekTransfer, KeyId, TargetPublicKey};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
-/// What `kek create` and `kek download` report.
+/// What `kek create` and `kek download` report (`byok-online.kek/1`).
 #[derive(Debug, Serialize)]
 pub struct KekReport {
-    pub kid: String,
+    pub name: String,
+    /// Null in a dry run of `kek create` (no key was made).
+    pub kid: Option<String>,
+    /// Key Vault's name for the RSA modulus size in bits.
     pub key_size: usize,
-    pub sha256: String,
+    /// SHA-256 of the KEK's SubjectPublicKeyInfo DER (the transfer file's `sha256`); null in
+    /// a dry run.
+    pub public_key_sha256: Option<String>,
+    /// The file written (`--out`), if any.
     pub written: Option<PathBuf>,
+    /// `transfer`, `pem` or `der`, when a file was written.
     pub format: Option<String>,
+    /// Nothing was written: `action` says what would have been.
+    pub dry_run: bool,
+    /// `kek create` added (or would add) a version to an existing key of this name.
+    pub new_version: bool,
+    /// What was done, or would be in a dry run.
+    pub action: String,
+}
+
+impl Document for KekReport {
+    const SCHEMA: &'static str = "byok-online.kek/1";
 }
 
 /// Output formats of `kek download`.
@@ -49,22 +68,67 @@ fn kek_report(
     key: &KekPublicKey,
     out: Option<&Path>,
     format: KekFormat,
+    action: String,
 ) -> KekReport {
     KekReport {
-        kid: view.kid.clone(),
+        name: view.name.clone(),
+        kid: Some(view.kid.clone()),
         key_size: key.bits(),
-        sha256: key.fingerprint().to_hex(),
+        public_key_sha256: Some(key.fingerprint().to_hex()),
         written: out.map(Path::to_path_buf),
-        format: out.map(|_| format!("{format:?}").to_lowercase()),
+        format: out.map(|_| format.name().into()),
+        dry_run: false,
+        new_version: false,
+        action,
     }
 }
 
-/// `kek create`: an RSA-HSM key with `import` as its only operation.
+impl KekFormat {
+    fn name(self) -> &'static str {
+        match self {
+            KekFormat::Transfer => "transfer",
+            KekFormat::Pem => "pem",
+            KekFormat::Der => "der",
+        }
+    }
+}
+
+/// What `kek create` does to `name` (new, or `existing`), and to `out`.
+fn kek_action(
+    dry_run: bool,
+    name: &str,
+    bits: u32,
+    existing: Option<&KeyView>,
+    out: Option<&Path>,
+) -> String {
+    let what = format!("RSA-HSM {bits}, import only");
+    let write = if dry_run { "would write" } else { "wrote" };
+    let key = match (dry_run, existing) {
+        (true, None) => format!("would create {name} as {what}"),
+        (false, None) => format!("created {name} as {what}"),
+        (true, Some(k)) => format!(
+            "would add a version to existing key {name} (current version {}): {what}",
+            k.version
+        ),
+        (false, Some(k)) => format!(
+            "added a version to existing key {name} (previous version {}): {what}",
+            k.version
+        ),
+    };
+    match out {
+        Some(out) => format!("{key}; {write} its transfer file {}", out.display()),
+        None => key,
+    }
+}
+
+/// `kek create`: an RSA-HSM key with `import` as its only operation. An existing name needs
+/// `write.on_existing` to allow a new version; a dry run reads the name and writes nothing.
 pub async fn kek_create(
     conn: &ConnectOptions,
     name: &str,
     bits: u32,
     out: Option<&Path>,
+    write: WriteOptions,
 ) -> Result<KekReport> {
     byok_core::kid::validate_key_name(name)?;
     if !KEK_SIZES.contains(&(bits as usize)) {
@@ -76,12 +140,32 @@ pub async fn kek_create(
         files::ensure_absent(&[out])?;
     }
     let vault = conn.connect()?;
+    let existing = existing::current(&vault, name).await?;
+    if let Some(key) = &existing {
+        write.on_existing.allow(key, None)?;
+    }
+    let action = kek_action(write.dry_run, name, bits, existing.as_ref(), out);
+    if write.dry_run {
+        return Ok(KekReport {
+            name: name.into(),
+            kid: None,
+            key_size: bits as usize,
+            public_key_sha256: None,
+            written: None,
+            format: None,
+            dry_run: true,
+            new_version: existing.is_some(),
+            action,
+        });
+    }
     let view = vault.create_kek(name, bits).await?;
     let key = view.kek_public()?;
     if let Some(out) = out {
         write_kek(&view, &key, out, KekFormat::Transfer)?;
     }
-    Ok(kek_report(&view, &key, out, KekFormat::Transfer))
+    let mut report = kek_report(&view, &key, out, KekFormat::Transfer, action);
+    report.new_version = existing.is_some();
+    Ok(report)
 }
 
 /// `kek download`: the transfer file (or PEM/DER) of an existing KEK.
@@ -97,15 +181,37 @@ pub async fn kek_download(
     let view = vault.get(name, version).await?;
     let key = view.kek_public()?;
     write_kek(&view, &key, out, format)?;
-    Ok(kek_report(&view, &key, Some(out), format))
+    let action = format!(
+        "wrote the {} of {} to {}",
+        match format {
+            KekFormat::Transfer => "KEK transfer file",
+            KekFormat::Pem => "KEK public key (PEM)",
+            KekFormat::Der => "KEK public key (DER)",
+        },
+        view.kid,
+        out.display()
+    );
+    Ok(kek_report(&view, &key, Some(out), format, action))
+}
+
+/// What `show` reports (`byok-online.show/1`): the key, flat, as `import` nests it.
+#[derive(Debug, Serialize)]
+#[serde(transparent)]
+pub struct ShowReport {
+    pub key: KeyView,
+}
+
+impl Document for ShowReport {
+    const SCHEMA: &'static str = "byok-online.show/1";
 }
 
 /// `show`.
-pub async fn show(conn: &ConnectOptions, name: &str, version: Option<&str>) -> Result<KeyView> {
-    conn.connect()?.get(name, version).await
+pub async fn show(conn: &ConnectOptions, name: &str, version: Option<&str>) -> Result<ShowReport> {
+    let key = conn.connect()?.get(name, version).await?;
+    Ok(ShowReport { key })
 }
 
-/// What `verify` proves.
+/// What `verify` proves (`byok-online.verify/1`).
 #[derive(Debug, Serialize)]
 pub struct VerifyReport {
     pub kid: String,
@@ -113,6 +219,10 @@ pub struct VerifyReport {
     pub public_keys_equal: bool,
     pub algorithm: String,
     pub signature_verified: bool,
+}
+
+impl Document for VerifyReport {
+    const SCHEMA: &'static str = "byok-online.verify/1";
 }
 
 /// `verify`: the vault's public key equals the local one, and a signature the vault makes over
@@ -173,12 +283,35 @@ fn random(len: usize) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// What `prove-aes` wrote.
+/// What `prove-aes` wrote (`byok-online.prove-aes/1`).
 #[derive(Debug, Serialize)]
 pub struct ChallengeReport {
+    pub name: String,
     pub kid: String,
+    /// The AES-GCM the vault encrypted with (`A256GCM`, ...).
+    pub alg: String,
+    /// The challenge file written.
     pub challenge: PathBuf,
     pub plaintext_sha256: String,
+    /// What to run on the HSM side; `--label` is the key's name here, and must be changed
+    /// when the HSM's label differs (this side cannot know it).
+    pub offline_command: String,
+}
+
+impl Document for ChallengeReport {
+    const SCHEMA: &'static str = "byok-online.prove-aes/1";
+}
+
+/// `s` as one shell word: bare when it is plainly safe, else single-quoted.
+fn shell_word(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._/-+:,@%=".contains(c));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
 }
 
 /// `prove-aes`: the vault encrypts a random value with AES-GCM under the imported key and
@@ -213,14 +346,58 @@ pub async fn prove_aes(
     };
     files::write_new(out, &challenge.to_json_bytes(), FileKind::Challenge)?;
     Ok(ChallengeReport {
+        offline_command: format!(
+            "byok-offline prove-aes --label {} --challenge {}",
+            shell_word(&view.name),
+            shell_word(&out.display().to_string())
+        ),
+        name: view.name,
         kid: view.kid,
+        alg: gcm.name().into(),
         challenge: out.into(),
         plaintext_sha256: challenge.plaintext_sha256.to_hex(),
     })
 }
 
+/// What `inspect` shows (`byok-online.inspect/1`): byok-core's summary, as byok-offline's
+/// `inspect` shows it too.
+#[derive(Debug, Serialize)]
+#[serde(transparent)]
+pub struct InspectReport {
+    pub package: PackageSummary,
+}
+
+impl Document for InspectReport {
+    const SCHEMA: &'static str = "byok-online.inspect/1";
+}
+
 /// `inspect`: what a `.byok` says about itself; no network.
-pub fn inspect(file: &Path) -> Result<PackageSummary> {
+pub fn inspect(file: &Path) -> Result<InspectReport> {
     let bytes = files::read_limited(file, MAX_PACKAGE_BYTES as u64)?;
-    Ok(PackageSummary::of_file_bytes(&bytes)?)
+    Ok(InspectReport {
+        package: PackageSummary::of_file_bytes(&bytes)?,
+    })
+}
+
+/// What `man --dir` wrote (`byok-online.man/1`).
+#[derive(Debug, Serialize)]
+pub struct ManReport {
+    pub pages: Vec<PathBuf>,
+}
+
+impl Document for ManReport {
+    const SCHEMA: &'static str = "byok-online.man/1";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_words_are_quoted_only_when_needed() {
+        assert_eq!(shell_word("aes-1"), "aes-1");
+        assert_eq!(shell_word("dir/c.json"), "dir/c.json");
+        assert_eq!(shell_word("my file"), "'my file'");
+        assert_eq!(shell_word("it's"), r"'it'\''s'");
+    }
 }

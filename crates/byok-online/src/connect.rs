@@ -27,6 +27,24 @@ pub enum AuthMode {
     WorkloadIdentity,
 }
 
+impl AuthMode {
+    /// What `-v` says about the credential chosen.
+    fn describe(self) -> &'static str {
+        match self {
+            AuthMode::Auto => {
+                "auto: the environment's client secret, workload identity, managed identity, \
+                 then az / azd"
+            }
+            AuthMode::Cli => "az / azd (developer tools)",
+            AuthMode::ManagedIdentity => "managed identity",
+            AuthMode::ClientSecret => {
+                "client secret from AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET"
+            }
+            AuthMode::WorkloadIdentity => "workload identity",
+        }
+    }
+}
+
 /// Everything needed to build a client.
 #[derive(Debug, Clone, Default)]
 pub struct ConnectOptions {
@@ -49,10 +67,8 @@ pub struct Vault {
 
 impl ConnectOptions {
     /// The vault URL, from the first of the emulator, --vault-url, --vault-name, --hsm-name,
-    /// BYOK_VAULT_URL.
+    /// then the environment: BYOK_VAULT_URL, AZURE_KEYVAULT_NAME, AZURE_MANAGEDHSM_NAME.
     pub fn vault_url(&self) -> Result<VaultUrl> {
-        // --emulator is only ever given on the command line, so it wins over environment
-        // fallbacks such as AZURE_KEYVAULT_NAME.
         if let Some(dir) = &self.emulator {
             let conn = kv_connection(dir)?;
             return Ok(VaultUrl::parse(&conn.vault_url)?);
@@ -66,8 +82,16 @@ impl ConnectOptions {
         if let Some(name) = &self.hsm_name {
             return Ok(VaultUrl::from_hsm_name(name)?);
         }
-        if let Ok(url) = std::env::var("BYOK_VAULT_URL") {
+        // The environment is read only when no flag names a vault, so a flag always wins
+        // (`--hsm-name` over an AZURE_KEYVAULT_NAME left in the shell).
+        if let Some(url) = env("BYOK_VAULT_URL") {
             return Ok(VaultUrl::parse(&url)?);
+        }
+        if let Some(name) = env("AZURE_KEYVAULT_NAME") {
+            return Ok(VaultUrl::from_vault_name(&name)?);
+        }
+        if let Some(name) = env("AZURE_MANAGEDHSM_NAME") {
+            return Ok(VaultUrl::from_hsm_name(&name)?);
         }
         Err(OnlineError::NoVault)
     }
@@ -75,6 +99,7 @@ impl ConnectOptions {
     /// Builds the HTTPS client, credential and KeyClient. Sends nothing.
     pub fn connect(&self) -> Result<Vault> {
         let url = self.vault_url()?;
+        tracing::info!("vault: {url}");
         let emulator = self.emulator.as_deref().map(kv_connection).transpose()?;
         let ca = self
             .ca_cert
@@ -85,15 +110,19 @@ impl ConnectOptions {
         let authority = self
             .authority_host
             .clone()
-            .or_else(|| emulator.as_ref().map(|c| c.authority_host.clone()));
+            .or_else(|| emulator.as_ref().map(|c| c.authority_host.clone()))
+            .or_else(|| env("AZURE_AUTHORITY_HOST"));
         let credential = match &emulator {
-            Some(conn) => client_secret(
-                &conn.tenant_id,
-                &conn.client_id,
-                &conn.client_secret,
-                authority.as_deref(),
-                &transport,
-            )?,
+            Some(conn) => {
+                tracing::info!("credential: the emulator's client secret (its connection.json)");
+                client_secret(
+                    &conn.tenant_id,
+                    &conn.client_id,
+                    &conn.client_secret,
+                    authority.as_deref(),
+                    &transport,
+                )?
+            }
             None => credential(
                 self.auth.unwrap_or(AuthMode::Auto),
                 authority.as_deref(),
@@ -122,6 +151,11 @@ impl ConnectOptions {
             .map_err(crate::error::from_azure)?;
         Ok(Vault { url, keys })
     }
+}
+
+/// A variable's value, unless unset or empty.
+fn env(var: &str) -> Option<String> {
+    std::env::var(var).ok().filter(|v| !v.is_empty())
 }
 
 /// Largest emulator connection file or CA certificate we read.
@@ -220,6 +254,7 @@ fn credential(
             reason: e.to_string(),
         }
     };
+    tracing::info!("credential: {}", mode.describe());
     match mode {
         AuthMode::ClientSecret => env_client_secret(authority, transport).unwrap_or_else(|| {
             Err(OnlineError::CredentialSetup {
@@ -285,7 +320,10 @@ impl TokenCredential for Chain {
         let mut errors = Vec::new();
         for (name, source) in &self.sources {
             match source.get_token(scopes, options.clone()).await {
-                Ok(token) => return Ok(token),
+                Ok(token) => {
+                    tracing::info!("credential: {name} gave the token (--auth auto)");
+                    return Ok(token);
+                }
                 Err(e) => errors.push(format!("{name}: {e}")),
             }
         }

@@ -14,7 +14,8 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum OnlineError {
     #[error(
-        "name the vault with --vault-name NAME, --hsm-name NAME, --vault-url URL or --emulator STATE_DIR (or set BYOK_VAULT_URL)"
+        "name the vault with --vault-name NAME, --hsm-name NAME, --vault-url URL or --emulator \
+         STATE_DIR (or set BYOK_VAULT_URL, AZURE_KEYVAULT_NAME or AZURE_MANAGEDHSM_NAME)"
     )]
     NoVault,
     /// The command line was wrong in a way clap cannot see.
@@ -74,8 +75,9 @@ pub enum OnlineError {
     Sdk(String),
     #[error(
         "the connection broke during the import of {name} ({reason}): the vault may or may not have \
-         received it. Check with `byok-online show --name {name}`; running the import again is safe \
-         (it adds a version holding the same key)"
+         received it. Check with `byok-online show --name {name}` (a key imported from this \
+         package carries its byok-sha256 tag); running the import again with --new-version is \
+         safe (it adds a version holding the same key)"
     )]
     ImportInterrupted { name: String, reason: String },
     #[error("the key {name} was not found in the vault (404 KeyNotFound)")]
@@ -92,11 +94,23 @@ pub enum OnlineError {
         target_vault: String,
     },
     #[error(
-        "the vault already holds a key named {name} ({kid}) that did not come from this package; \
-         refusing to add a version: import the package under another name, or remove the key from \
-         the manifest"
+        "the vault already holds a key named {name} ({kid}) that did not come from this package \
+         (its byok-sha256 tag is not this package's); refusing to add a version: pass \
+         --new-version to add one, or rename the key in the manifest, or remove it from the \
+         manifest"
     )]
     ForeignKey { name: String, kid: String },
+    #[error(
+        "the vault already holds a key named {name} (current version {version}){note}: pass \
+         --new-version to add a version, or choose another --name"
+    )]
+    KeyExists {
+        name: String,
+        version: String,
+        note: String,
+    },
+    #[error("cannot write the {what}: {reason}")]
+    Generate { what: &'static str, reason: String },
     #[error(transparent)]
     Package(#[from] byok_core::package::PackageError),
     #[error(transparent)]

@@ -1,15 +1,19 @@
-//! `import`: a `.byok` into the vault, in two steps.
+//! `import`: a `.byok` into the vault, in three steps.
 //!
 //! [`ImportPlan::prepare`] reads the package, its sidecar, the expected public key and the
 //! release policy, and makes every check that needs no network: the key name, the cloud, the
 //! KEK's vault, the sidecar's hash, the key kind, operations and times. A refused import sends
-//! nothing. [`ImportPlan::upload`] then checks the KEK in the vault, uploads, and compares the
-//! vault's public key with the one the HSM reported.
+//! nothing. [`ImportPlan::check_kek`] then reads the KEK in the vault and checks its policy,
+//! and the name is read to see whether it exists ([`crate::existing`]); only then does
+//! [`ImportPlan::send`] upload (never in a dry run), and the vault's public key is compared
+//! with the one the HSM reported.
 
 use crate::connect::{ConnectOptions, Vault};
 use crate::error::{KekProblem, KeyMismatch, OnlineError, Result};
+use crate::existing::{self, WriteOptions};
 use crate::vault::{ImportRequest, KeyView};
 use azure_security_keyvault_keys::models::KeyReleasePolicy;
+use byok_cli_common::Document;
 use byok_cli_common::files;
 use byok_core::kid::{Cloud, VaultKind};
 use byok_core::package::MAX_PACKAGE_BYTES;
@@ -20,6 +24,11 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use time::OffsetDateTime;
+
+/// The tag that ties a vault key to the package it came from: every import (single or
+/// batch) sets it to the SHA-256 of the `.byok`, so `show` tells which package a key holds
+/// and a batch rerun knows what it already imported.
+pub const BYOK_SHA256_TAG: &str = "byok-sha256";
 
 /// Largest sidecar, public key PEM or release policy we read.
 pub(crate) const MAX_SMALL_FILE: u64 = 64 * 1024;
@@ -45,14 +54,29 @@ pub struct ImportOptions {
     pub expect_public_key: Option<PathBuf>,
 }
 
-/// What `import` reports.
+/// What `import` reports (`byok-online.import/1`).
 #[derive(Debug, Serialize)]
 pub struct ImportReport {
-    pub key: KeyView,
+    /// The key's name in the vault.
+    pub name: String,
+    /// Nothing was written: `action` says what would have been.
+    pub dry_run: bool,
+    /// What was done (`imported k1 (RSA 3072) under KEK ...`), or would be in a dry run.
+    pub action: String,
+    /// The name existed, so the import added (or would add) a version to it.
+    pub new_version: bool,
+    /// What the package holds: `RSA 3072`, `EC P-256`, `AES 256`.
+    pub kind: String,
     pub kek_kid: String,
     pub byok_sha256: String,
-    /// `matches`, or `not checked (AES key)` / `not checked (no expected key given)`.
+    /// `matches`, `not checked (...)` with the reason (an AES key, no expected key, a dry run).
     pub public_key_check: String,
+    /// The imported key as the vault shows it; null in a dry run.
+    pub key: Option<KeyView>,
+}
+
+impl Document for ImportReport {
+    const SCHEMA: &'static str = "byok-online.import/1";
 }
 
 /// An import that passed every local check.
@@ -74,10 +98,44 @@ pub struct ImportPlan {
     release_policy: Option<KeyReleasePolicy>,
 }
 
-/// `import`: every local check first (nothing is sent if one fails), then the upload.
-pub async fn import(conn: &ConnectOptions, opts: &ImportOptions) -> Result<ImportReport> {
-    let plan = ImportPlan::prepare(opts, &conn.vault_url()?)?;
-    plan.upload(&conn.connect()?).await
+/// `import`: every local check first (nothing is sent if one fails), then the KEK and the
+/// name in the vault, then the upload (not in a dry run).
+pub async fn import(
+    conn: &ConnectOptions,
+    opts: &ImportOptions,
+    write: WriteOptions,
+) -> Result<ImportReport> {
+    let mut plan = ImportPlan::prepare(opts, &conn.vault_url()?)?;
+    let sha = plan.byok_sha256().to_hex();
+    plan.tag(BYOK_SHA256_TAG, &sha);
+    let vault = conn.connect()?;
+    plan.check_kek(&vault).await?;
+    let existing = existing::current(&vault, &plan.name).await?;
+    if let Some(key) = &existing {
+        let same = (key.tags.get(BYOK_SHA256_TAG) == Some(&sha)).then_some(
+            "its current version came from this same package (byok-sha256 tag): the import \
+             already happened; prove it with `byok-online verify`",
+        );
+        write.on_existing.allow(key, same)?;
+    }
+    let action = plan.action(write.dry_run, existing.as_ref());
+    let mut report = ImportReport {
+        name: plan.name.clone(),
+        dry_run: write.dry_run,
+        action,
+        new_version: existing.is_some(),
+        kind: plan.kind.to_string(),
+        kek_kid: plan.package.kid().to_string(),
+        byok_sha256: sha,
+        public_key_check: "not checked (dry run: nothing was imported)".into(),
+        key: None,
+    };
+    if !write.dry_run {
+        let key = plan.send(&vault).await?;
+        report.public_key_check = plan.public_key_check(&key)?;
+        report.key = Some(key);
+    }
+    Ok(report)
 }
 
 impl ImportPlan {
@@ -91,6 +149,16 @@ impl ImportPlan {
         let byok_sha256 = Fingerprint::of_bytes(&bytes);
         let sidecar = read_sidecar(opts, &byok_sha256)?;
         let kind = kind_of(opts, sidecar.as_ref())?;
+        tracing::info!(
+            "package {}: sha256 {byok_sha256}, holds {kind}, for KEK {}{}",
+            opts.byok_file.display(),
+            package.kid(),
+            if sidecar.is_some() {
+                ", sidecar agrees"
+            } else {
+                ", no sidecar"
+            }
+        );
         let ops = match &opts.ops {
             Some(ops) => ops.clone(),
             None => KeyOp::defaults(kind.kty()).to_vec(),
@@ -152,9 +220,31 @@ impl ImportPlan {
         self.tags.insert(key.into(), value.into());
     }
 
-    /// Checks the KEK in the vault, uploads the package, and compares the vault's public key
-    /// with the expected one. `vault` must be the one the plan was prepared for.
-    pub async fn upload(&self, vault: &Vault) -> Result<ImportReport> {
+    /// The key's name in the vault.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// What the import does (or, in a dry run, would do) to the name, `existing` or new.
+    pub fn action(&self, dry_run: bool, existing: Option<&KeyView>) -> String {
+        let (name, kind, kek) = (&self.name, self.kind, self.package.kid());
+        match (dry_run, existing) {
+            (true, None) => format!("would import {name} ({kind}) under KEK {kek}"),
+            (false, None) => format!("imported {name} ({kind}) under KEK {kek}"),
+            (true, Some(k)) => format!(
+                "would add a version to existing key {name} (current version {}): {kind} under KEK {kek}",
+                k.version
+            ),
+            (false, Some(k)) => format!(
+                "added a version to existing key {name} (previous version {}): {kind} under KEK {kek}",
+                k.version
+            ),
+        }
+    }
+
+    /// Reads the package's KEK in the vault and checks that it can import this package: it
+    /// exists, its policy is import only, and the ciphertext fits its size. Writes nothing.
+    pub async fn check_kek(&self, vault: &Vault) -> Result<()> {
         let kid = self.package.kid();
         let kek_view = vault
             .get(kid.name(), kid.version())
@@ -166,7 +256,19 @@ impl ImportPlan {
                 },
                 other => other,
             })?;
-        self.package.check_against_kek(&kek_view.kek_public()?)?;
+        let kek = kek_view.kek_public()?;
+        self.package.check_against_kek(&kek)?;
+        tracing::info!(
+            "KEK {kid}: RSA {}, key_ops {:?}, enabled: it can import this package",
+            kek.bits(),
+            kek_view.key_ops
+        );
+        Ok(())
+    }
+
+    /// Uploads the package (`PUT /keys/NAME`): a new key, or a new version of an existing one.
+    /// `vault` must be the one the plan was prepared for, and [`Self::check_kek`] passed.
+    pub async fn send(&self, vault: &Vault) -> Result<KeyView> {
         let request = ImportRequest {
             byok: &self.bytes,
             kind: self.kind,
@@ -178,7 +280,7 @@ impl ImportPlan {
             tags: self.tags.clone(),
             release_policy: self.release_policy.clone(),
         };
-        let key = vault
+        vault
             .import_byok(&self.name, &request)
             .await
             .map_err(|e| match e {
@@ -187,17 +289,12 @@ impl ImportPlan {
                     reason,
                 },
                 other => other,
-            })?;
-        let public_key_check = self.public_key_check(&key)?;
-        Ok(ImportReport {
-            key,
-            kek_kid: kid.to_string(),
-            byok_sha256: self.byok_sha256.to_hex(),
-            public_key_check,
-        })
+            })
     }
 
-    fn public_key_check(&self, key: &KeyView) -> Result<String> {
+    /// `matches` when the vault's public key is the expected one, or why it was not
+    /// checked; an error when it differs (the key is imported but is not the HSM's).
+    pub fn public_key_check(&self, key: &KeyView) -> Result<String> {
         match (&self.expected, &key.public_key) {
             (None, _) if self.kind.kty() == Kty::Oct => {
                 Ok("not checked (AES key has no public key)".into())

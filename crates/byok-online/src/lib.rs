@@ -7,9 +7,13 @@
 //! - [`import`]: `import`, as a plan checked without the network and then uploaded;
 //! - [`commands`]: `kek create`, `kek download`, `verify`, `prove-aes`, `show`, `inspect`;
 //! - [`batch`]: `batch-import`, every key of a manifest, resumably, with the evidence log;
+//! - [`existing`]: `--dry-run`, and what a write does when the key name already exists
+//!   (`--new-version`, or a question on a terminal);
 //! - [`error`]: what can fail, each with its fix and exit code.
 //!
-//! The command line itself (`cli`) and the human printing (`print`) belong to the binary.
+//! Every report is a [`byok_cli_common::Document`]: its JSON form leads with a `schema`
+//! field (`byok-online.import/1`). The command line itself (`cli`) and the human printing
+//! (`print`) belong to the binary.
 //! It never links `cryptoki`: the target key only reaches this side wrapped.
 #![forbid(unsafe_code)]
 
@@ -17,6 +21,7 @@ pub mod batch;
 pub mod commands;
 pub mod connect;
 pub mod error;
+pub mod existing;
 pub mod import;
 pub mod vault;
 

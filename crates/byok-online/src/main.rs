@@ -4,81 +4,115 @@
 mod cli;
 mod print;
 
+use byok_cli_common::Output;
+use byok_cli_common::exit::Classify;
+use byok_online::batch::BatchImportOptions;
+use byok_online::commands::{self, ManReport};
 use byok_online::connect::ConnectOptions;
 use byok_online::vault::AesGcm;
-use byok_online::{Result, batch, commands, import};
-use clap::Parser;
-use cli::{Cli, Command, KekCommand};
+use byok_online::{OnlineError, Result, batch, import};
+use clap::{CommandFactory, Parser};
+use cli::{Cli, Command, KekCommand, VaultArgs};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     byok_cli_common::logging::init(cli.global.verbose);
-    let output = cli.global.output;
-    output.finish(run(cli).await)
+    let output = match cli.global.output() {
+        Ok(output) => output,
+        // A bad --query is a usage error, reported before anything is done.
+        Err(e) => {
+            let plain = Output::new(cli.global.output, None).expect("no query to check");
+            return plain.finish(Err(OnlineError::Usage(e.to_string())));
+        }
+    };
+    match run(cli, &output).await {
+        Ok(Some(failed)) => {
+            // The report on stdout already says what failed: a second (error) document
+            // would break "one JSON document per command".
+            eprintln!("error: {failed}");
+            ExitCode::from(failed.exit_kind().code())
+        }
+        Ok(None) => output.finish(Ok::<(), OnlineError>(())),
+        Err(e) => output.finish(Err(e)),
+    }
 }
 
-async fn run(cli: Cli) -> Result<()> {
-    let out = cli.global.output;
-    let conn = ConnectOptions::from(cli.vault);
+/// Runs the command; `Ok(Some(error))` when it failed after printing its report.
+async fn run(cli: Cli, out: &Output) -> Result<Option<OnlineError>> {
+    let top = cli.vault;
+    let conn = |sub: VaultArgs| ConnectOptions::from(sub.or(&top));
     match cli.command {
-        Command::Kek {
-            command:
-                KekCommand::Create {
-                    name,
-                    size,
-                    out: file,
-                },
-        } => {
-            let r = commands::kek_create(&conn, &name, size, file.as_deref()).await?;
-            out.print(&r, print::kek);
-        }
-        Command::Kek {
-            command:
-                KekCommand::Download {
-                    name,
-                    version,
-                    out: file,
-                    format,
-                },
-        } => {
-            let r = commands::kek_download(&conn, &name, version.as_deref(), &file, format.into())
-                .await?;
-            out.print(&r, print::kek);
-        }
-        Command::Import(args) => {
-            let r = import::import(&conn, &args.try_into()?).await?;
+        Command::Kek { command } => kek(command, &top, out).await?,
+        Command::Import(mut args) => {
+            // The question about an existing name needs someone at the terminal to answer.
+            let write = args.write.options(std::io::stdin().is_terminal());
+            let conn = conn(std::mem::take(&mut args.vault));
+            let r = import::import(&conn, &args.try_into()?, write).await?;
             out.print(&r, print::import);
         }
-        Command::Verify {
-            name,
-            version,
-            public_key,
-        } => {
-            let r = commands::verify(&conn, &name, version.as_deref(), &public_key).await?;
+        Command::Verify(a) => {
+            let r = commands::verify(&conn(a.vault), &a.name, a.version.as_deref(), &a.public_key)
+                .await?;
             out.print(&r, print::verify);
         }
-        Command::ProveAes {
-            name,
-            version,
-            size,
-            out: file,
-        } => {
-            let gcm = AesGcm::for_bits(size).expect("clap checked the size");
-            let r = commands::prove_aes(&conn, &name, version.as_deref(), gcm, &file).await?;
+        Command::ProveAes(a) => {
+            let gcm = AesGcm::for_bits(a.size).expect("clap checked the size");
+            let r = commands::prove_aes(&conn(a.vault), &a.name, a.version.as_deref(), gcm, &a.out)
+                .await?;
             out.print(&r, print::challenge);
         }
-        Command::BatchImport(args) => {
-            let r = batch::run(&conn, &args.into()).await?;
+        Command::BatchImport(mut args) => {
+            let conn = conn(std::mem::take(&mut args.vault));
+            let r = batch::run(&conn, &BatchImportOptions::from(args)).await?;
             out.print(&r, print::batch);
-            r.check()?;
+            return Ok(r.check().err());
         }
-        Command::Show { name, version } => {
-            let r = commands::show(&conn, &name, version.as_deref()).await?;
+        Command::Show(a) => {
+            let r = commands::show(&conn(a.vault), &a.name, a.version.as_deref()).await?;
             out.print(&r, print::key);
         }
-        Command::Inspect { file } => out.print(&commands::inspect(&file)?, print::inspect),
+        Command::Inspect(a) => out.print(&commands::inspect(&a.file)?, print::inspect),
+        Command::Completions(a) => a.run(Cli::command()).map_err(|e| OnlineError::Generate {
+            what: "completion script",
+            reason: e.to_string(),
+        })?,
+        Command::Man(a) => {
+            let pages = a.run(Cli::command()).map_err(|e| OnlineError::Generate {
+                what: "man pages",
+                reason: e.to_string(),
+            })?;
+            // Pages on stdout are the output; pages in a directory are reported.
+            if a.dir.is_some() {
+                out.print(&ManReport { pages }, print::man);
+            }
+        }
+    }
+    Ok(None)
+}
+
+async fn kek(command: KekCommand, top: &VaultArgs, out: &Output) -> Result<()> {
+    match command {
+        KekCommand::Create(a) => {
+            let write = a.write.options(std::io::stdin().is_terminal());
+            let conn = ConnectOptions::from(a.vault.or(top));
+            let r = commands::kek_create(&conn, &a.name, a.size, a.out.as_deref(), write).await?;
+            out.print(&r, print::kek);
+        }
+        KekCommand::Download(a) => {
+            let conn = ConnectOptions::from(a.vault.or(top));
+            let r = commands::kek_download(
+                &conn,
+                &a.name,
+                a.version.as_deref(),
+                &a.out,
+                a.format.into(),
+            )
+            .await?;
+            out.print(&r, print::kek);
+        }
     }
     Ok(())
 }

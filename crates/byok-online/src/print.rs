@@ -1,94 +1,159 @@
-//! Each report as lines for a person (`--output human`); `--output json` prints the report
-//! itself.
+//! Each report as lines for a person (`--output human`); `--output json` prints the report's
+//! document. A labelled line is labelled with its JSON field's name, so what a person reads
+//! is what a script queries.
 
-use byok_core::package::PackageSummary;
 use byok_online::batch::BatchImportReport;
-use byok_online::commands::{ChallengeReport, KekReport, VerifyReport};
+use byok_online::commands::{
+    ChallengeReport, InspectReport, KekReport, ManReport, ShowReport, VerifyReport,
+};
 use byok_online::import::ImportReport;
 use byok_online::vault::KeyView;
+use std::fmt::Display;
 
-pub fn kek(r: &KekReport) {
-    println!("KEK kid:    {}", r.kid);
-    println!("size:       {} bits", r.key_size);
-    println!("sha256:     {}", r.sha256);
-    if let Some(p) = &r.written {
-        println!(
-            "wrote:      {} ({})",
-            p.display(),
-            r.format.as_deref().unwrap_or_default()
-        );
+/// `name:` padded to one column (the longest name, `signature_verified:`, and a space),
+/// then the value.
+fn field(name: &str, value: impl Display) {
+    println!("{:<20}{value}", format!("{name}:"));
+}
+
+fn dry_run_note(dry_run: bool) {
+    if dry_run {
+        println!("dry run: nothing was written, to the vault or to disk");
     }
 }
 
-pub fn key(k: &KeyView) {
-    println!("kid:        {}", k.kid);
-    println!(
-        "kty:        {}{}",
-        k.kty,
-        k.kind
-            .as_ref()
-            .map(|s| format!(" ({s})"))
-            .unwrap_or_default()
-    );
-    println!("key_ops:    {}", k.key_ops.join(", "));
-    println!(
-        "enabled:    {}",
-        k.enabled.map_or("-".into(), |e| e.to_string())
-    );
-    if let Some(c) = &k.created {
-        println!("created:    {c}");
+pub fn kek(r: &KekReport) {
+    println!("{}", r.action);
+    if let Some(kid) = &r.kid {
+        field("kid", kid);
+    }
+    field("key_size", format!("{} bits", r.key_size));
+    if let Some(sha) = &r.public_key_sha256 {
+        field("public_key_sha256", sha);
+    }
+    if let Some(p) = &r.written {
+        field("written", p.display());
+        field("format", r.format.as_deref().unwrap_or_default());
+    }
+    dry_run_note(r.dry_run);
+}
+
+fn key_view(k: &KeyView) {
+    field("kid", &k.kid);
+    let kind = k
+        .kind
+        .as_ref()
+        .map(|s| format!(" ({s})"))
+        .unwrap_or_default();
+    field("kty", format!("{}{kind}", k.kty));
+    field("key_ops", k.key_ops.join(", "));
+    field("enabled", k.enabled.map_or("-".into(), |e| e.to_string()));
+    for (name, value) in [
+        ("created", &k.created),
+        ("not_before", &k.not_before),
+        ("expires", &k.expires),
+    ] {
+        if let Some(v) = value {
+            field(name, v);
+        }
+    }
+    if k.exportable == Some(true) {
+        field("exportable", true);
+    }
+    if !k.tags.is_empty() {
+        let tags: Vec<String> = k.tags.iter().map(|(t, v)| format!("{t}={v}")).collect();
+        field("tags", tags.join(", "));
     }
     if let Some(f) = &k.public_key_sha256 {
-        println!("public key sha256: {f}");
+        field("public_key_sha256", f);
     }
+}
+
+pub fn key(r: &ShowReport) {
+    key_view(&r.key);
 }
 
 pub fn import(r: &ImportReport) {
-    println!("imported with KEK {}", r.kek_kid);
-    key(&r.key);
-    println!("public key check: {}", r.public_key_check);
+    println!("{}", r.action);
+    if let Some(key) = &r.key {
+        key_view(key);
+    }
+    field("byok_sha256", &r.byok_sha256);
+    field("public_key_check", &r.public_key_check);
+    dry_run_note(r.dry_run);
 }
 
 pub fn verify(r: &VerifyReport) {
+    field("kid", &r.kid);
+    field("public_key_sha256", &r.public_key_sha256);
+    field("public_keys_equal", r.public_keys_equal);
+    field("algorithm", &r.algorithm);
+    field("signature_verified", r.signature_verified);
     println!(
-        "verified {}: public keys equal (sha256 {}), {} signature made in the vault verifies locally",
-        r.kid, r.public_key_sha256, r.algorithm
+        "verified: the vault's public key is the HSM's, and an {} signature made in the vault \
+         verifies locally",
+        r.algorithm
     );
 }
 
 pub fn challenge(r: &ChallengeReport) {
     println!(
-        "the vault encrypted a random value with {}; challenge written to {}",
-        r.kid,
-        r.challenge.display()
+        "the vault encrypted a random value with {} ({})",
+        r.kid, r.alg
     );
+    field("challenge", r.challenge.display());
+    field("plaintext_sha256", &r.plaintext_sha256);
+    println!("carry the challenge to the HSM side and run:");
+    println!("  {}", r.offline_command);
     println!(
-        "carry it to the HSM side: byok-offline prove-aes --label <key> --challenge {}",
-        r.challenge.display()
+        "(--label is the key's label in the HSM, if it differs from the vault name {})",
+        r.name
     );
 }
 
 pub fn batch(r: &BatchImportReport) {
+    for k in &r.keys {
+        println!("{}", k.line());
+    }
+    let would = if r.dry_run {
+        format!(", {} would import", r.would_import)
+    } else {
+        String::new()
+    };
     println!(
-        "batch-import: {} imported, {} already imported, {} failed, in {:.1} s; report {}, evidence log {}",
-        r.imported,
-        r.already_imported,
-        r.failed,
-        r.seconds,
-        r.report.display(),
-        r.log.display()
+        "batch-import: {} imported, {} already imported{would}, {} failed, in {:.1} s",
+        r.imported, r.already_imported, r.failed, r.seconds,
     );
+    if let Some(p) = &r.report {
+        field("report", p.display());
+    }
+    field("log", r.log.display());
+    field(
+        "log_head",
+        format!("{} (record it in the minutes)", r.log_head),
+    );
+    dry_run_note(r.dry_run);
 }
 
-pub fn inspect(r: &PackageSummary) {
+pub fn inspect(r: &InspectReport) {
+    let p = &r.package;
     println!(
-        "a valid .byok for KEK {} version {} in {}",
-        r.kek_name, r.kek_version, r.vault
+        "a valid .byok (schema_version {}, {} / {})",
+        p.schema_version, p.alg, p.enc
     );
-    println!(
-        "ciphertext: {} bytes (fits a {:?}-bit KEK)",
-        r.ciphertext_bytes, r.fits_kek_bits
-    );
-    println!("generator:  {}", r.generator);
-    println!("sha256:     {}", r.sha256);
+    field("kid", &p.kid);
+    field("vault", &p.vault);
+    field("kek_name", &p.kek_name);
+    field("kek_version", &p.kek_version);
+    let fits: Vec<String> = p.fits_kek_bits.iter().map(|b| b.to_string()).collect();
+    field("ciphertext_bytes", p.ciphertext_bytes);
+    field("fits_kek_bits", fits.join(", "));
+    field("generator", &p.generator);
+    field("sha256", &p.sha256);
+}
+
+pub fn man(r: &ManReport) {
+    for page in &r.pages {
+        println!("{}", page.display());
+    }
 }

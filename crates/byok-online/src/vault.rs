@@ -2,7 +2,8 @@
 
 use crate::connect::Vault;
 use crate::error::{KekProblem, OnlineError, Result, from_azure};
-use azure_core::http::RequestContent;
+use azure_core::http::headers::HeaderName;
+use azure_core::http::{RequestContent, Response};
 use azure_security_keyvault_keys::models::{
     self as sdk, CreateKeyParameters, CurveName, EncryptionAlgorithm, ImportKeyParameters,
     JsonWebKey, Key, KeyAttributes, KeyClientEncryptOptions, KeyClientGetKeyOptions,
@@ -13,11 +14,15 @@ use byok_core::signature::SignatureAlgorithm;
 use byok_core::target::{Curve, KeyKind, Kty};
 use byok_core::{KekPublicKey, KeyId, KeyOp, TargetPublicKey, b64};
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
-/// A key as the vault shows it, public parts only.
+/// A key as the vault shows it, public parts only: `show`'s document, and the `key` of
+/// `import`'s. Field names are Key Vault's where it has one.
 #[derive(Debug, Clone, Serialize)]
 pub struct KeyView {
+    /// The key's name and version, read from its kid.
+    pub name: String,
+    pub version: String,
     pub kid: String,
     pub kty: String,
     pub key_ops: Vec<String>,
@@ -28,7 +33,8 @@ pub struct KeyView {
     pub not_before: Option<String>,
     pub expires: Option<String>,
     pub exportable: Option<bool>,
-    pub tags: HashMap<String, String>,
+    /// Sorted, so the output is stable.
+    pub tags: BTreeMap<String, String>,
     pub public_key_sha256: Option<String>,
     #[serde(skip)]
     pub public_key: Option<TargetPublicKey>,
@@ -76,8 +82,19 @@ impl KeyView {
             _ => None,
         };
         let attrs = key.attributes.unwrap_or_default();
+        let kid = jwk.kid.clone().unwrap_or_default();
+        let id = KeyId::parse(&kid).ok();
         Ok(Self {
-            kid: jwk.kid.clone().unwrap_or_default(),
+            name: id
+                .as_ref()
+                .map(|i| i.name().to_string())
+                .unwrap_or_default(),
+            version: id
+                .as_ref()
+                .and_then(|i| i.version())
+                .unwrap_or_default()
+                .to_string(),
+            kid,
             kind: public.as_ref().map(|p| p.kind().to_string()),
             kty,
             key_ops: jwk.key_ops.clone().unwrap_or_default(),
@@ -86,7 +103,7 @@ impl KeyView {
             not_before: rfc3339(attrs.not_before),
             expires: rfc3339(attrs.expires),
             exportable: attrs.exportable,
-            tags: key.tags.unwrap_or_default(),
+            tags: key.tags.unwrap_or_default().into_iter().collect(),
             public_key_sha256: public.as_ref().map(|p| p.fingerprint().to_hex()),
             public_key: public,
             n: jwk.n,
@@ -118,6 +135,17 @@ fn not_found(name: &str, err: OnlineError) -> OnlineError {
     }
 }
 
+/// Logs a response's status and request id (`-v`): the id is what Azure support asks for.
+fn logged<T, F>(what: &str, response: Response<T, F>) -> Response<T, F> {
+    let id = response
+        .headers()
+        .get_optional_str(&HeaderName::from_static("x-ms-request-id"))
+        .map(|id| format!(", x-ms-request-id {id}"))
+        .unwrap_or_default();
+    tracing::info!("{what}: HTTP {}{id}", u16::from(response.status()));
+    response
+}
+
 /// The SDK's name for a signature algorithm.
 fn sdk_algorithm(alg: SignatureAlgorithm) -> sdk::SignatureAlgorithm {
     match alg {
@@ -135,11 +163,17 @@ impl Vault {
             key_version: version.map(String::from),
             ..Default::default()
         };
-        let key = self
+        let what = match version {
+            Some(v) => format!("GET /keys/{name}/{v}"),
+            None => format!("GET /keys/{name}"),
+        };
+        tracing::info!("{what}");
+        let response = self
             .keys
             .get_key(name, Some(options))
             .await
-            .map_err(|e| not_found(name, from_azure(e)))?
+            .map_err(|e| not_found(name, from_azure(e)))?;
+        let key = logged(&what, response)
             .into_model()
             .map_err(|e| OnlineError::BadResponse(e.to_string()))?;
         KeyView::from_sdk(key)
@@ -157,7 +191,9 @@ impl Vault {
             }),
             ..Default::default()
         };
-        let key = self
+        let what = format!("POST /keys/{name}/create (RSA-HSM {bits}, import only)");
+        tracing::info!("{what}");
+        let response = self
             .keys
             .create_key(
                 name,
@@ -165,10 +201,13 @@ impl Vault {
                 None,
             )
             .await
-            .map_err(from_azure)?
+            .map_err(from_azure)?;
+        let key = logged(&what, response)
             .into_model()
             .map_err(|e| OnlineError::BadResponse(e.to_string()))?;
-        KeyView::from_sdk(key)
+        let view = KeyView::from_sdk(key)?;
+        tracing::info!("created {}", view.kid);
+        Ok(view)
     }
 
     /// `PUT /keys/{name}` with `key_hsm` = the whole `.byok` file.
@@ -202,7 +241,13 @@ impl Vault {
             tags: (!request.tags.is_empty()).then(|| request.tags.clone()),
             release_policy: request.release_policy.clone(),
         };
-        let key = self
+        let what = format!(
+            "PUT /keys/{name} (key_hsm: a {}-byte .byok, {})",
+            request.byok.len(),
+            request.kind
+        );
+        tracing::info!("{what}");
+        let response = self
             .keys
             .import_key(
                 name,
@@ -210,10 +255,13 @@ impl Vault {
                 None,
             )
             .await
-            .map_err(from_azure)?
+            .map_err(from_azure)?;
+        let key = logged(&what, response)
             .into_model()
             .map_err(|e| OnlineError::BadResponse(e.to_string()))?;
-        KeyView::from_sdk(key)
+        let view = KeyView::from_sdk(key)?;
+        tracing::info!("imported {}", view.kid);
+        Ok(view)
     }
 
     /// Signs a digest with the vault's key.
@@ -231,14 +279,18 @@ impl Vault {
             key_version: kid.version().map(String::from),
             ..Default::default()
         };
-        self.keys
+        let what = format!("POST {kid}/sign ({})", alg.name());
+        tracing::info!("{what}");
+        let response = self
+            .keys
             .sign(
                 kid.name(),
                 RequestContent::try_from(params).map_err(from_azure)?,
                 Some(options),
             )
             .await
-            .map_err(from_azure)?
+            .map_err(from_azure)?;
+        logged(&what, response)
             .into_model()
             .map_err(|e| OnlineError::BadResponse(e.to_string()))?
             .result
@@ -303,7 +355,9 @@ impl Vault {
             key_version: kid.version().map(String::from),
             ..Default::default()
         };
-        let result = self
+        let what = format!("POST {kid}/encrypt ({})", gcm.name());
+        tracing::info!("{what}");
+        let response = self
             .keys
             .encrypt(
                 kid.name(),
@@ -311,7 +365,8 @@ impl Vault {
                 Some(options),
             )
             .await
-            .map_err(from_azure)?
+            .map_err(from_azure)?;
+        let result = logged(&what, response)
             .into_model()
             .map_err(|e| OnlineError::BadResponse(e.to_string()))?;
         match (result.iv, result.authentication_tag, result.result) {

@@ -5,109 +5,8 @@ mod common;
 
 use byok_core::target::{Curve, KeyKind};
 use byok_core::{KekTransfer, KeyId, TargetKey, b64};
+use common::{start, start_as};
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
-use std::process::Output;
-
-struct Env {
-    _emu: kv_emulator::Running,
-    state: tempfile::TempDir,
-    work: tempfile::TempDir,
-}
-
-async fn start() -> Env {
-    start_as(kv_emulator::Flavor::Vault).await
-}
-
-async fn start_as(flavor: kv_emulator::Flavor) -> Env {
-    let state = tempfile::tempdir().unwrap();
-    let config = kv_emulator::Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        state_dir: state.path().to_path_buf(),
-        flavor,
-        persist: false,
-        token_lifetime_secs: 3600,
-        accept_zero_padded_kwp: false,
-        fault_status: None,
-        public_url: None,
-    };
-    let emu = kv_emulator::start(config).await.unwrap();
-    Env {
-        _emu: emu,
-        state,
-        work: tempfile::tempdir().unwrap(),
-    }
-}
-
-impl Env {
-    fn path(&self, name: &str) -> PathBuf {
-        self.work.path().join(name)
-    }
-
-    fn conn(&self) -> kv_emulator::Connection {
-        kv_emulator::Connection::load(self.state.path()).unwrap()
-    }
-
-    /// Runs byok-online with `--emulator STATE_DIR`.
-    async fn run(&self, args: &[&str]) -> Output {
-        let mut full = vec![
-            "--emulator".to_string(),
-            self.state.path().display().to_string(),
-        ];
-        full.extend(args.iter().map(|s| s.to_string()));
-        self.run_raw(full, vec![]).await
-    }
-
-    async fn run_raw(&self, args: Vec<String>, env: Vec<(&'static str, String)>) -> Output {
-        let dir = self.work.path().to_path_buf();
-        tokio::task::spawn_blocking(move || {
-            let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_byok-online"));
-            cmd.args(&args).current_dir(dir);
-            for var in [
-                "AZURE_TENANT_ID",
-                "AZURE_CLIENT_ID",
-                "AZURE_CLIENT_SECRET",
-                "BYOK_VAULT_URL",
-                "AZURE_KEYVAULT_NAME",
-            ] {
-                cmd.env_remove(var);
-            }
-            cmd.envs(env);
-            cmd.output().unwrap()
-        })
-        .await
-        .unwrap()
-    }
-
-    async fn json(&self, args: &[&str]) -> Value {
-        let mut a = vec!["--output", "json"];
-        a.extend_from_slice(args);
-        let out = self.run(&a).await;
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-
-    async fn fails(&self, args: &[&str], needle: &str) {
-        let out = self.run(args).await;
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{args:?} succeeded");
-        assert!(
-            err.contains(needle),
-            "{args:?}: expected `{needle}` in {err}"
-        );
-        assert!(!err.contains(&self.conn().client_secret), "secret leaked");
-    }
-
-    /// Writes a .byok (and optionally its sidecar) for `target` under the transfer file's KEK.
-    fn package(&self, transfer: &Path, target: &TargetKey, file: &str, sidecar: bool) -> PathBuf {
-        let t = KekTransfer::parse(&std::fs::read_to_string(transfer).unwrap()).unwrap();
-        common::package_for(&t.kid, &t.key, target, &self.path(file), sidecar)
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kek_create_download_import_verify_in_both_output_modes() {
@@ -124,12 +23,17 @@ async fn kek_create_download_import_verify_in_both_output_modes() {
             "kek.transfer",
         ])
         .await;
+    assert_eq!(created["schema"], "byok-online.kek/1");
     assert_eq!(created["key_size"], 2048);
+    assert_eq!(created["dry_run"], false);
     let kid = created["kid"].as_str().unwrap();
     let transfer =
         KekTransfer::parse(&std::fs::read_to_string(env.path("kek.transfer")).unwrap()).unwrap();
     assert_eq!(transfer.kid.to_string(), kid);
-    assert_eq!(created["sha256"], transfer.key.fingerprint().to_hex());
+    assert_eq!(
+        created["public_key_sha256"],
+        transfer.key.fingerprint().to_hex()
+    );
 
     // Download in the three formats; human output names the kid.
     let out = env
@@ -143,22 +47,30 @@ async fn kek_create_download_import_verify_in_both_output_modes() {
         ])
         .await;
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains(kid));
+    let human = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        human.contains(kid) && human.contains("key_size:"),
+        "{human}"
+    );
     assert_eq!(
         std::fs::read_to_string(env.path("again.transfer")).unwrap(),
         std::fs::read_to_string(env.path("kek.transfer")).unwrap()
     );
-    env.json(&[
-        "kek",
-        "download",
-        "--name",
-        "KEKforBYOK",
-        "--out",
-        "kek.pem",
-        "--format",
-        "pem",
-    ])
-    .await;
+    let pem = env
+        .json(&[
+            "kek",
+            "download",
+            "-n",
+            "KEKforBYOK",
+            "--out",
+            "kek.pem",
+            "--format",
+            "pem",
+        ])
+        .await;
+    assert_eq!(first_key(&pem), "schema");
+    assert_eq!(pem["schema"], "byok-online.kek/1");
+    assert_eq!(pem["format"], "pem");
     env.json(&[
         "kek",
         "download",
@@ -194,23 +106,42 @@ async fn kek_create_download_import_verify_in_both_output_modes() {
             "env=test",
         ])
         .await;
+    assert_eq!(first_key(&imported), "schema");
+    assert_eq!(imported["schema"], "byok-online.import/1");
     assert_eq!(imported["public_key_check"], "matches");
     assert_eq!(imported["key"]["kty"], "EC-HSM");
     assert_eq!(imported["key"]["kind"], "EC P-384");
-    assert_eq!(imported["key"]["tags"], json!({"env": "test"}));
+    assert_eq!(imported["kind"], "EC P-384");
+    assert_eq!(imported["new_version"], false);
+    // The package's hash is a tag of the key, as batch-import tags its keys.
+    let byok_sha =
+        byok_core::Fingerprint::of_bytes(&std::fs::read(env.path("t.byok")).unwrap()).to_hex();
+    assert_eq!(imported["byok_sha256"], byok_sha.as_str());
+    assert_eq!(
+        imported["key"]["tags"],
+        json!({"byok-sha256": byok_sha, "env": "test"})
+    );
     let verified = env
-        .json(&["verify", "--name", "target", "--public-key", "t.pem"])
+        .json(&["verify", "-n", "target", "--public-key", "t.pem"])
         .await;
+    assert_eq!(verified["schema"], "byok-online.verify/1");
     assert_eq!(verified["signature_verified"], true);
     assert_eq!(verified["algorithm"], "ES384");
     let out = env
         .run(&["verify", "--name", "target", "--public-key", "t.pem"])
         .await;
     assert!(String::from_utf8_lossy(&out.stdout).contains("verifies locally"));
-    let shown = env.json(&["show", "--name", "target"]).await;
+    let shown = env.json(&["show", "-n", "target"]).await;
+    assert_eq!(first_key(&shown), "schema");
+    assert_eq!(shown["schema"], "byok-online.show/1");
     assert_eq!(shown["kid"], imported["key"]["kid"]);
+    assert_eq!(shown["name"], "target");
+    assert_eq!(shown["tags"]["byok-sha256"], byok_sha.as_str());
     let inspected = env.json(&["inspect", "t.byok"]).await;
+    assert_eq!(first_key(&inspected), "schema");
+    assert_eq!(inspected["schema"], "byok-online.inspect/1");
     assert_eq!(inspected["kek_name"], "KEKforBYOK");
+    assert_eq!(inspected["sha256"], byok_sha.as_str());
 
     // Verify refuses another key's public key.
     let other = TargetKey::generate(KeyKind::Ec { curve: Curve::P384 }).unwrap();
@@ -319,7 +250,7 @@ async fn an_openssl_made_byok_imports_and_verifies() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_refused_with_a_clear_error() {
     let env = start().await;
-    with_kek(&env).await;
+    env.with_kek().await;
     let target = TargetKey::generate(KeyKind::Ec { curve: Curve::P256 }).unwrap();
     env.package(&env.path("kek.transfer"), &target, "good.byok", true);
     let transfer =
@@ -362,8 +293,9 @@ async fn bad_input_is_refused_with_a_clear_error() {
     not_created("t1").await;
 
     // A KEK with more operations than import.
-    let (status, multi) =
-        create_raw(&env, "multi", json!({"kty": "RSA-HSM", "key_size": 2048})).await;
+    let (status, multi) = env
+        .create_raw("multi", json!({"kty": "RSA-HSM", "key_size": 2048}))
+        .await;
     assert_eq!(status, 200);
     let multi_kid = KeyId::parse(multi["key"]["kid"].as_str().unwrap()).unwrap();
     common::package_for(
@@ -632,47 +564,10 @@ async fn client_secret_from_the_environment_and_a_wrong_one() {
     assert!(!out.status.success());
 }
 
-async fn create_raw(env: &Env, name: &str, body: Value) -> (u16, Value) {
-    let conn = env.conn();
-    let ca = std::fs::read(&conn.ca_cert).unwrap();
-    let http = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(&ca).unwrap()])
-        .build()
-        .unwrap();
-    let token: Value = http
-        .post(format!(
-            "{}/{}/oauth2/v2.0/token",
-            conn.authority_host, conn.tenant_id
-        ))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", conn.client_id.as_str()),
-            ("client_secret", conn.client_secret.as_str()),
-            ("scope", "https://vault.azure.net/.default"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let resp = http
-        .post(format!(
-            "{}/keys/{name}/create?api-version=7.4",
-            conn.vault_url
-        ))
-        .bearer_auth(token["access_token"].as_str().unwrap())
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    (resp.status().as_u16(), resp.json().await.unwrap())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_import_is_resumable_and_refuses_foreign_keys() {
     let env = start().await;
-    with_kek(&env).await;
+    env.with_kek().await;
     std::fs::create_dir(env.path("pkgs")).unwrap();
     let manifest = "[[key]]\nname = \"k1\"\nkty = \"EC\"\ncurve = \"P-256\"\ntags = { team = \"a\" }\n\n[[key]]\nname = \"k2\"\nkty = \"EC\"\ncurve = \"P-256\"\n";
     std::fs::write(env.path("keys.toml"), manifest).unwrap();
@@ -691,72 +586,106 @@ async fn batch_import_is_resumable_and_refuses_foreign_keys() {
     env.json(&["import", "--name", "k2", "--byok-file", "other.byok"])
         .await;
 
-    let out = env
-        .run(&["batch-import", "--manifest", "keys.toml", "--dir", "pkgs"])
-        .await;
+    let batch = ["batch-import", "--manifest", "keys.toml", "--dir", "pkgs"];
+    let with = |extra: &[&'static str]| [&batch[..], extra].concat();
+
+    // A dry run: every check, nothing written (no key, no log, no report).
+    let out = env.run(&with(&["--dry-run", "-o", "json"])).await;
+    assert!(
+        !out.status.success(),
+        "k2 cannot be imported without --new-version"
+    );
+    let dry: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(first_key(&dry), "schema");
+    assert_eq!(dry["schema"], "byok-online.batch-import/1");
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(names(&dry), ["k1", "k2"]);
+    assert_eq!(dry["keys"][0]["outcome"], "would import");
+    assert_eq!(dry["keys"][1]["outcome"], "failed");
+    assert_eq!(
+        (dry["would_import"].as_u64(), dry["report"].is_null()),
+        (Some(1), true)
+    );
+    assert_eq!(dry["log_head"], byok_core::evidence::GENESIS);
+    assert!(!env.path("pkgs/import-report.json").exists());
+    assert!(!env.path("pkgs/ceremony-log.jsonl").exists());
+    assert_eq!(env.versions("k1").await, 0);
+
+    let out = env.run(&batch).await;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("1 of 2 keys failed"));
+    let human = String::from_utf8_lossy(&out.stdout);
     let report: Value =
         serde_json::from_slice(&std::fs::read(env.path("pkgs/import-report.json")).unwrap())
             .unwrap();
+    assert_eq!(first_key(&report), "schema");
     assert_eq!(report["imported"], 1);
     assert_eq!(report["failed"], 1);
-    let k2 = report["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|k| k["name"] == "k2")
-        .unwrap();
+    assert_eq!(names(&report), ["k1", "k2"]);
     assert!(
-        k2["error"]
+        report["keys"][1]["error"]
             .as_str()
             .unwrap()
             .contains("did not come from this package")
     );
+    let head = format!(" {} (record it in the minutes)", log_head(&env));
+    assert!(
+        human
+            .lines()
+            .any(|l| l.starts_with("log_head:") && l.ends_with(&head)),
+        "{human}"
+    );
+    assert_eq!(report["log_head"], log_head(&env).as_str());
     let shown = env.json(&["show", "--name", "k1"]).await;
     assert_eq!(shown["tags"]["team"], "a");
     assert_eq!(shown["tags"]["byok-sha256"].as_str().unwrap().len(), 64);
 
-    // Rerun after removing k2 from the manifest: k1 is not imported twice.
-    std::fs::write(
-        env.path("keys.toml"),
-        &manifest[..manifest.find("\n\n").unwrap() + 1],
-    )
-    .unwrap();
-    let report = env
-        .json(&["batch-import", "--manifest", "keys.toml", "--dir", "pkgs"])
-        .await;
+    // --new-version: k1 is not imported twice, k2 gets a version (a dry run first).
+    let dry = env.json(&with(&["--new-version", "--dry-run"])).await;
+    assert_eq!(dry["keys"][0]["outcome"], "already imported");
+    assert_eq!(dry["keys"][1]["outcome"], "would import");
+    assert_eq!(dry["keys"][1]["new_version"], true);
+    assert_eq!(env.versions("k2").await, 1);
+    let report = env.json(&with(&["--new-version"])).await;
     assert_eq!(
         (
             report["imported"].as_u64(),
             report["already_imported"].as_u64()
         ),
-        (Some(0), Some(1))
+        (Some(1), Some(1))
     );
+    assert_eq!(report["keys"][1]["new_version"], true);
+    assert_eq!(env.versions("k2").await, 2);
+    assert_eq!(report["log_head"], log_head(&env).as_str());
+
+    // Now k2's current version carries its package's tag: a plain rerun skips both.
+    let report = env.json(&batch).await;
+    assert_eq!(report["already_imported"], 2);
     let log = std::fs::read_to_string(env.path("pkgs/ceremony-log.jsonl")).unwrap();
-    assert_eq!(byok_core::evidence::verify(&log), Ok(2));
-    assert_eq!(log.matches("\"event\":\"imported\"").count(), 1);
+    assert_eq!(byok_core::evidence::verify(&log), Ok(5));
+    assert_eq!(log.matches("\"event\":\"imported\"").count(), 2);
 }
 
-/// A KEK in `env`'s vault and its transfer file `kek.transfer`.
-async fn with_kek(env: &Env) {
-    env.json(&[
-        "kek",
-        "create",
-        "--name",
-        "KEK",
-        "--size",
-        "2048",
-        "--out",
-        "kek.transfer",
-    ])
-    .await;
+/// The key names of a batch report, in their order.
+fn names(report: &Value) -> Vec<&str> {
+    report["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["name"].as_str().unwrap())
+        .collect()
+}
+
+/// The SHA-256 of the batch's evidence log's last line.
+fn log_head(env: &common::Env) -> String {
+    let log = std::fs::read_to_string(env.path("pkgs/ceremony-log.jsonl")).unwrap();
+    byok_core::evidence::link_after(byok_core::evidence::last_line(&log))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_that_is_not_the_hsms_exits_3_and_a_usage_error_exits_2() {
     let env = start().await;
-    with_kek(&env).await;
+    env.with_kek().await;
     let target = TargetKey::generate(KeyKind::Ec { curve: Curve::P256 }).unwrap();
     env.package(&env.path("kek.transfer"), &target, "t.byok", true);
     env.json(&["import", "--name", "t", "--byok-file", "t.byok"])
@@ -865,7 +794,7 @@ async fn every_file_written_is_readable_by_all_and_writable_by_the_owner() {
     use std::os::unix::fs::PermissionsExt;
     // Managed HSM: the only flavor that imports AES keys, which prove-aes needs.
     let env = start_as(kv_emulator::Flavor::ManagedHsm).await;
-    with_kek(&env).await;
+    env.with_kek().await;
     for (file, format) in [
         ("again.transfer", "transfer"),
         ("kek.pem", "pem"),
@@ -880,8 +809,24 @@ async fn every_file_written_is_readable_by_all_and_writable_by_the_owner() {
     env.package(&env.path("kek.transfer"), &aes, "aes.byok", true);
     env.json(&["import", "--name", "aes", "--byok-file", "aes.byok"])
         .await;
-    env.json(&["prove-aes", "--name", "aes", "--out", "challenge.json"])
+    let proof = env
+        .json(&["prove-aes", "-n", "aes", "--out", "challenge.json"])
         .await;
+    assert_eq!(first_key(&proof), "schema");
+    assert_eq!(proof["schema"], "byok-online.prove-aes/1");
+    assert_eq!(proof["alg"], "A256GCM");
+    assert_eq!(
+        proof["offline_command"],
+        "byok-offline prove-aes --label aes --challenge challenge.json"
+    );
+    let human = env
+        .ok(&["prove-aes", "-n", "aes", "--out", "challenge2.json"])
+        .await;
+    assert!(
+        human.contains("byok-offline prove-aes --label aes --challenge challenge2.json")
+            && human.contains("if it differs from the vault name aes"),
+        "{human}"
+    );
     std::fs::create_dir(env.path("pkgs")).unwrap();
     std::fs::write(
         env.path("keys.toml"),
@@ -915,4 +860,12 @@ async fn every_file_written_is_readable_by_all_and_writable_by_the_owner() {
             assert_eq!(mode & 0o777, 0o644, "{file}: {:o}", mode & 0o777);
         }
     }
+}
+
+/// The first field of a JSON document, as printed (serde_json keeps the order).
+fn first_key(doc: &Value) -> &str {
+    doc.as_object()
+        .and_then(|m| m.keys().next())
+        .map(String::as_str)
+        .unwrap_or_default()
 }

@@ -54,6 +54,7 @@ async fn online(args: &[&str], cwd: &std::path::Path, state: &std::path::Path) -
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_byok-online"))
             .args(full)
+            .stdin(std::process::Stdio::null())
             .current_dir(cwd)
             .output()
             .unwrap()
@@ -128,7 +129,10 @@ async fn a_cut_during_import_is_reported_and_a_retry_is_safe() {
         text.contains("the connection broke during the import of t"),
         "{text}"
     );
-    assert!(text.contains("running the import again is safe"), "{text}");
+    assert!(
+        text.contains("running the import again with --new-version is safe"),
+        "{text}"
+    );
 
     // The state is clear: show says the key is there (the uploads landed) and is the HSM's.
     cut.store(false, Ordering::SeqCst);
@@ -140,9 +144,33 @@ async fn a_cut_during_import_is_reported_and_a_retry_is_safe() {
         target.public_key().unwrap().fingerprint().to_hex()
     );
 
-    // A retry is safe: it imports the same key again and verify proves it.
+    // A plain retry is refused: the key exists, and came from this very package (its tag).
     let (ok, text) = online(&["import", "--name", "t", "--byok-file", "t.byok"], w, s).await;
-    assert!(ok && text.contains("public key check: matches"), "{text}");
+    assert!(
+        !ok && text.contains("came from this same package") && text.contains("--new-version"),
+        "{text}"
+    );
+    // A retry with --new-version is safe: it imports the same key again and verify proves it.
+    let (ok, text) = online(
+        &[
+            "import",
+            "-n",
+            "t",
+            "--byok-file",
+            "t.byok",
+            "--new-version",
+        ],
+        w,
+        s,
+    )
+    .await;
+    assert!(
+        ok && text
+            .lines()
+            .any(|l| l.starts_with("public_key_check:") && l.ends_with(" matches"))
+            && text.contains("added a version"),
+        "{text}"
+    );
     let (ok, text) = online(&["verify", "--name", "t", "--public-key", "t.pem"], w, s).await;
     assert!(ok, "{text}");
 }

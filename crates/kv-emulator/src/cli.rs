@@ -1,43 +1,97 @@
-//! The command line, and the [`Config`] it makes.
+//! The command line, and the [`Config`] it makes. With no subcommand the emulator serves (the
+//! flags below); `completions` and `man` print what the flags are, from this definition.
 
-use clap::{Parser, ValueEnum};
+use byok_cli_common::shell::{CompletionsArgs, ManArgs};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use kv_emulator::{Config, Flavor};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 /// Serve the Key Vault keys API (with BYOK import) over HTTPS on this machine.
 #[derive(Parser)]
-#[command(name = "kv-emulator", version, about)]
+#[command(
+    name = "kv-emulator",
+    version = byok_cli_common::version::LONG_VERSION,
+    about,
+    long_about = LONG_ABOUT,
+    after_help = AFTER_HELP,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
 pub struct Cli {
-    /// Address to listen on; port 0 picks a free one.
-    #[arg(long, default_value = "127.0.0.1:0")]
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+const LONG_ABOUT: &str = "Serve the Key Vault keys API (with BYOK import) over HTTPS on this \
+machine, so a whole ceremony can be rehearsed with no Azure account. It makes a test CA, a \
+server certificate and client credentials in --state-dir, writes STATE_DIR/connection.json \
+(what `byok-online --emulator STATE_DIR` reads) and prints `listening on URL` when it serves. \
+It is not an HSM: keys are held in the clear in memory, or with --persist in \
+STATE_DIR/state.json.";
+
+const AFTER_HELP: &str = "Example:\n  kv-emulator --state-dir ./emu --listen 127.0.0.1:8443 &\n  \
+byok-online --emulator ./emu kek create --name KEKforBYOK\n\n\
+Exit status: 0 after a clean stop (SIGINT or SIGTERM); 1 when it cannot start or serve (the \
+state directory, TLS material, the address); 2 for a usage error or settings that cannot work.";
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
+    Completions(CompletionsArgs),
+    /// Print the man page on stdout, or write kv-emulator.1 into --dir.
+    Man(ManArgs),
+}
+
+/// The serving flags (no subcommand).
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on (IP:PORT). Port 0 picks a free one, except with --persist and
+    /// keys from an earlier run: then the earlier run's IP:PORT, which their key ids name
+    /// (another explicit address is refused unless --public-url is given).
+    #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:0")]
     listen: SocketAddr,
-    /// Directory for the CA, the connection file, secrets and (with --persist) the keys.
-    #[arg(long)]
-    state_dir: PathBuf,
-    /// Which service to play.
+    /// Directory for the test CA (ca.pem), the server certificate, the client credentials,
+    /// connection.json and (with --persist) state.json; made if missing, reused if present.
+    #[arg(long, value_name = "DIR", required = true)]
+    state_dir: Option<PathBuf>,
+    /// Which service to play: a Key Vault (RSA and EC keys) or a Managed HSM (also AES keys).
     #[arg(long, value_enum, default_value_t = FlavorArg::Vault)]
     flavor: FlavorArg,
-    /// Keep keys in STATE_DIR/state.json, durable before each response.
+    /// Keep keys in STATE_DIR/state.json, on disk before each response, across restarts
+    /// (which then come back at the same URL: see --listen).
     #[arg(long)]
     persist: bool,
-    /// Lifetime of issued access tokens, in seconds.
-    #[arg(long, default_value_t = 3600, allow_negative_numbers = true)]
+    /// Lifetime of issued access tokens, in seconds (a short one tests clients' token
+    /// renewal).
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 3600,
+        allow_negative_numbers = true
+    )]
     token_lifetime: i64,
-    /// SoftHSM rehearsals only: accept an RSA/EC BYOK plaintext followed by 1-7 zero bytes (SoftHSM 2.6.1's 0x210A); Azure refuses them. Every other defect is refused even so.
+    /// SoftHSM rehearsals only: accept an RSA/EC BYOK plaintext followed by 1-7 zero bytes
+    /// (SoftHSM 2.6.1's 0x210A); Azure refuses them. Every other defect is refused even so.
     #[arg(long)]
     accept_zero_padded_kwp: bool,
-    /// Testing aid: answer every authenticated data-plane request with this HTTP status, 400 to 599 (429 adds Retry-After: 1).
-    #[arg(long)]
+    /// Testing aid: answer every authenticated data-plane request with this HTTP status, 400
+    /// to 599 (429 adds Retry-After: 1).
+    #[arg(long, value_name = "STATUS")]
     fault_status: Option<u16>,
-    /// The URL clients reach the emulator by when it sits behind a proxy (key ids use it).
-    #[arg(long)]
+    /// The URL clients reach the emulator by when it sits behind a proxy (https://host:port);
+    /// key ids and the token authority use it instead of https://IP:PORT of --listen.
+    #[arg(long, value_name = "URL")]
     public_url: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
 enum FlavorArg {
+    /// https://vault.azure.net: RSA and EC keys.
     Vault,
+    /// https://managedhsm.azure.net: RSA, EC and AES (oct-HSM) keys.
     Managedhsm,
 }
 
@@ -50,17 +104,59 @@ impl From<FlavorArg> for Flavor {
     }
 }
 
-impl From<Cli> for Config {
-    fn from(cli: Cli) -> Self {
-        Config {
-            listen: cli.listen,
-            state_dir: cli.state_dir,
-            flavor: cli.flavor.into(),
-            persist: cli.persist,
-            token_lifetime_secs: cli.token_lifetime,
-            accept_zero_padded_kwp: cli.accept_zero_padded_kwp,
-            fault_status: cli.fault_status,
-            public_url: cli.public_url,
+impl ServeArgs {
+    /// The configuration; `None` without `--state-dir`, which clap requires when there is no
+    /// subcommand (so only a caller that skipped clap sees it).
+    pub fn config(self) -> Option<Config> {
+        Some(Config {
+            listen: self.listen,
+            state_dir: self.state_dir?,
+            flavor: self.flavor.into(),
+            persist: self.persist,
+            token_lifetime_secs: self.token_lifetime,
+            accept_zero_padded_kwp: self.accept_zero_padded_kwp,
+            fault_status: self.fault_status,
+            public_url: self.public_url,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("kv-emulator").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn serving_needs_a_state_dir_and_subcommands_do_not() {
+        let err = parse(&[]).err().unwrap();
+        assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        let cli = parse(&["--state-dir", "d", "--persist"]).unwrap();
+        assert!(cli.command.is_none());
+        let config = cli.serve.config().unwrap();
+        assert!(config.persist);
+        assert_eq!(config.state_dir, PathBuf::from("d"));
+        let cli = parse(&["completions", "bash"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Completions(_))));
+        let cli = parse(&["man", "--dir", "out"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Man(_))));
+        // Serving flags with a subcommand are a mistake, not something to ignore.
+        assert!(parse(&["--state-dir", "d", "man"]).is_err());
+    }
+
+    #[test]
+    fn every_flag_is_described() {
+        let cmd = Cli::command();
+        for arg in cmd.get_arguments() {
+            assert!(arg.get_help().is_some(), "--{} has no help", arg.get_id());
         }
     }
 }

@@ -10,13 +10,15 @@
 //!   rules; [`byok`]: the BYOK unwrap with the KEK private key it holds; [`crypto`]: the
 //!   cryptographic operations of stored keys; [`model`]: stored keys and their JSON;
 //! - [`store`]: state in memory, or durable before each response with `--persist`;
-//! - [`state_dir`]: the state directory's files (identity, `connection.json`);
+//! - [`state_dir`]: the state directory's files (identity, `connection.json`); [`address`]:
+//!   where it listens (with `--persist`, where its stored keys' ids say it is);
 //!   [`tls`]: a test CA and server certificate made per state directory.
 //!
 //! What it proves and what it does not: it checks a `.byok` exactly as this project reads the
 //! format (byok-core) and holds keys in its state directory in the clear. It is not an HSM.
 #![forbid(unsafe_code)]
 
+pub mod address;
 pub mod auth;
 pub mod byok;
 pub mod crypto;
@@ -31,18 +33,21 @@ pub mod tls;
 use byok_core::VaultUrl;
 use byok_core::kid::KidError;
 use state_dir::{FileError, Identity, IdentityError, STATE_FILE};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use store::StoreError;
 use tls::{TlsError, TlsMaterial};
 
+pub use address::{AddressError, ListenError};
 pub use service::Flavor;
 pub use state_dir::{CONNECTION_FILE, Connection, ConnectionError};
 
 /// How to start the emulator.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Port 0 picks a free port, except with `persist` and keys stored by an earlier run: then
+    /// the earlier run's address, which their key ids name (see [`address`]).
     pub listen: SocketAddr,
     pub state_dir: PathBuf,
     pub flavor: Flavor,
@@ -68,34 +73,6 @@ pub enum ConfigError {
     FaultStatus { status: u16 },
 }
 
-/// Why the emulator could not listen on its address.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot listen on {addr}: {}", listen_remedy(source))]
-pub struct ListenError {
-    pub addr: SocketAddr,
-    pub source: std::io::Error,
-}
-
-fn listen_remedy(e: &std::io::Error) -> String {
-    use std::io::ErrorKind;
-    match e.kind() {
-        ErrorKind::AddrInUse => {
-            "address in use; pick another --listen (port 0 picks a free one)".into()
-        }
-        ErrorKind::AddrNotAvailable => {
-            "this machine has no such address; pick one of its own with --listen (127.0.0.1:0 \
-             serves this machine only)"
-                .into()
-        }
-        ErrorKind::PermissionDenied => {
-            "permission denied (ports below 1024 need privileges); pick a port from 1024 up \
-             with --listen"
-                .into()
-        }
-        _ => format!("{e}; pick another --listen"),
-    }
-}
-
 /// Why the emulator did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -110,13 +87,19 @@ pub enum StartError {
     #[error(transparent)]
     Listen(#[from] ListenError),
     #[error(transparent)]
+    Address(#[from] AddressError),
+    #[error(transparent)]
     State(#[from] StoreError),
 }
 
 impl StartError {
     /// Whether the settings themselves are wrong (not the machine or the state directory).
     pub fn is_usage(&self) -> bool {
-        matches!(self, StartError::Config(_))
+        match self {
+            StartError::Config(_) => true,
+            StartError::Address(e) => e.is_usage(),
+            _ => false,
+        }
     }
 }
 
@@ -172,39 +155,29 @@ impl Running {
 /// Starts the emulator and returns once it listens.
 pub async fn start(config: Config) -> Result<Running, StartError> {
     let public_url = config.validate()?;
+    // Before anything is written: a start refused here leaves the state directory as it was.
+    let earlier = address::earlier(
+        &config.state_dir,
+        config.persist,
+        public_url.is_some(),
+        config.listen,
+    )?;
+    let listen_addr = address::choose(config.listen, earlier.as_ref())?;
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     state_dir::create(&config.state_dir)?;
     let tls = TlsMaterial::load_or_create(&config.state_dir)?;
     let identity = Identity::load_or_create(&config.state_dir)?;
-    let (listener, addr) = listen(config.listen)?;
-    let base = public_url.unwrap_or_else(|| match addr.ip() {
-        std::net::IpAddr::V6(ip) => format!("https://[{ip}]:{}", addr.port()),
-        ip => format!("https://{ip}:{}", addr.port()),
-    });
+    let (listener, addr) =
+        address::listen(listen_addr).map_err(|e| address::taken(e, earlier.as_ref()))?;
+    let base = public_url.unwrap_or_else(|| url_of(addr));
     let connection = Connection::new(&config.state_dir, &identity, &base, config.flavor);
     connection.save(&config.state_dir)?;
     let store = store::Store::open(config.persist.then(|| config.state_dir.join(STATE_FILE)))?;
-    let app = routes::App {
-        service: service::Service {
-            store,
-            vault_url: base.clone(),
-            options: service::Options {
-                flavor: config.flavor,
-                accept_zero_padded_kwp: config.accept_zero_padded_kwp,
-            },
-        },
-        fault_status: config.fault_status,
-        auth: auth::Auth::new(
-            identity,
-            config.flavor.resource().into(),
-            base,
-            config.token_lifetime_secs,
-        ),
-    };
+    let app = app(&config, identity, store, base);
     let server =
         axum_server::from_tcp_rustls(listener, tls.server_config().await?).map_err(|source| {
             ListenError {
-                addr: config.listen,
+                addr: listen_addr,
                 source,
             }
         })?;
@@ -223,11 +196,31 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     })
 }
 
-/// Binds the address, returning the listener and the address it got (port 0 picks one).
-fn listen(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ListenError> {
-    let fail = |source| ListenError { addr, source };
-    let listener = TcpListener::bind(addr).map_err(fail)?;
-    listener.set_nonblocking(true).map_err(fail)?;
-    let bound = listener.local_addr().map_err(fail)?;
-    Ok((listener, bound))
+/// `https://IP:PORT`, the vault URL of an emulator with no `--public-url`.
+fn url_of(addr: SocketAddr) -> String {
+    match addr.ip() {
+        std::net::IpAddr::V6(ip) => format!("https://[{ip}]:{}", addr.port()),
+        ip => format!("https://{ip}:{}", addr.port()),
+    }
+}
+
+/// The routes' state: the service over `store`, and the token endpoint, both at `base`.
+fn app(config: &Config, identity: Identity, store: store::Store, base: String) -> routes::App {
+    routes::App {
+        service: service::Service {
+            store,
+            vault_url: base.clone(),
+            options: service::Options {
+                flavor: config.flavor,
+                accept_zero_padded_kwp: config.accept_zero_padded_kwp,
+            },
+        },
+        fault_status: config.fault_status,
+        auth: auth::Auth::new(
+            identity,
+            config.flavor.resource().into(),
+            base,
+            config.token_lifetime_secs,
+        ),
+    }
 }

@@ -236,12 +236,21 @@ impl Connection {
         })
     }
 
-    /// Writes `connection.json` (it holds the client secret: owner-only).
+    /// Writes `connection.json` (it holds the client secret: owner-only) whole or not at all,
+    /// through a temporary file renamed over it: scripts wait for the file to appear, and must
+    /// never read half of it.
     pub(crate) fn save(&self, state_dir: &Path) -> Result<(), FileError> {
-        write_private(
-            &state_dir.join(CONNECTION_FILE),
-            &serde_json::to_vec_pretty(self).expect("serializes"),
-        )
+        let path = state_dir.join(CONNECTION_FILE);
+        let fail = |e| write_error(&path, e);
+        // tempfile creates its files 0600.
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".connection-")
+            .tempfile_in(state_dir)
+            .map_err(fail)?;
+        tmp.write_all(&serde_json::to_vec_pretty(self).expect("serializes"))
+            .map_err(fail)?;
+        tmp.persist(&path).map_err(|e| fail(e.error))?;
+        Ok(())
     }
 }
 
@@ -277,6 +286,29 @@ mod tests {
             broken.to_string().contains("delete it to make a new one"),
             "{broken}"
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_connection_file_is_owner_only_and_replaced_whole() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let identity = Identity::load_or_create(dir.path()).unwrap();
+        for port in [8443, 8444] {
+            let url = format!("https://127.0.0.1:{port}");
+            let conn = Connection::new(dir.path(), &identity, &url, Flavor::Vault);
+            conn.save(dir.path()).unwrap();
+            assert_eq!(Connection::load(dir.path()).unwrap(), conn);
+        }
+        let path = dir.path().join(CONNECTION_FILE);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // No temporary file is left beside it.
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
     }
 
     #[test]

@@ -1,10 +1,13 @@
-//! Durability with `--persist`: a clean restart keeps every key, and a kill -9 in the middle of
-//! concurrent creates loses no key whose response was received.
+//! Durability with `--persist`: a clean restart keeps every key at the URL their key ids name
+//! (so packages made before it still import), and a kill -9 in the middle of concurrent
+//! creates loses no key whose response was received.
 
 mod common;
 
+use byok_core::TargetKey;
+use byok_core::target::{Curve, KeyKind};
 use byok_tests::Emulator;
-use kv_emulator::{Connection, Flavor};
+use kv_emulator::{Connection, Flavor, StartError};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -54,6 +57,114 @@ async fn restart_keeps_keys() {
     running.unwrap().shutdown().await;
     let emu = common::Emu::start_with(dir, |c| c.flavor = Flavor::Vault).await;
     assert_eq!(emu.call(reqwest::Method::GET, "/keys/a", None).await.0, 404);
+}
+
+/// Starts a `--persist` emulator on `dir` listening on `listen`, or returns why it did not.
+async fn restart(
+    dir: &Path,
+    listen: &str,
+    public_url: Option<&str>,
+) -> Result<kv_emulator::Running, StartError> {
+    let mut cfg = common::config(dir, Flavor::Vault);
+    cfg.persist = true;
+    cfg.listen = listen.parse().unwrap();
+    cfg.public_url = public_url.map(str::to_string);
+    kv_emulator::start(cfg).await
+}
+
+/// A port nobody listens on now (the kernel's pick, released).
+fn free_port() -> u16 {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    probe.local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn a_restart_on_port_0_comes_back_at_the_url_its_keys_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let emu = common::Emu::start_with(dir, |c| c.persist = true).await;
+    let kek = emu.kek("KEKforBYOK", 2048).await;
+    let url = emu.conn.vault_url.clone();
+    let common::Emu { running, dir, .. } = emu;
+    running.unwrap().shutdown().await;
+
+    // Port 0 again: the earlier address, so the KEK's kid still names this vault.
+    let emu = common::Emu::start_with(dir, |c| c.persist = true).await;
+    assert_eq!(emu.conn.vault_url, url);
+    assert_eq!(Connection::load(emu.dir.path()).unwrap().vault_url, url);
+    let (s, again) = emu
+        .call(reqwest::Method::GET, "/keys/KEKforBYOK", None)
+        .await;
+    assert_eq!(s, 200, "{again}");
+    assert_eq!(again["key"]["kid"], kek["key"]["kid"]);
+    // A package made for the KEK before the restart imports after it.
+    let target = TargetKey::generate(KeyKind::Ec { curve: Curve::P256 }).unwrap();
+    let file = common::byok(&kek, target.plaintext());
+    let (s, imported) = emu
+        .call(
+            reqwest::Method::PUT,
+            "/keys/target",
+            Some(common::import_body("EC-HSM", &file)),
+        )
+        .await;
+    assert_eq!(s, 200, "{imported}");
+    assert!(imported["key"]["kid"].as_str().unwrap().starts_with(&url));
+    emu.running.unwrap().shutdown().await;
+}
+
+#[tokio::test]
+async fn a_restart_elsewhere_is_refused_unless_a_public_url_says_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let emu = common::Emu::start_with(dir, |c| c.persist = true).await;
+    emu.kek("KEKforBYOK", 2048).await;
+    let (url, addr) = (
+        emu.conn.vault_url.clone(),
+        emu.running.as_ref().unwrap().addr,
+    );
+    let common::Emu { running, dir, .. } = emu;
+    running.unwrap().shutdown().await;
+    let connection = std::fs::read(dir.path().join(kv_emulator::CONNECTION_FILE)).unwrap();
+
+    // Another explicit port: a usage error naming the stored URL and the flags that fix it.
+    let elsewhere = format!("127.0.0.1:{}", free_port());
+    let err = restart(dir.path(), &elsewhere, None).await.err().unwrap();
+    assert!(err.is_usage(), "{err}");
+    let text = err.to_string();
+    for want in [
+        format!("--listen {elsewhere}"),
+        format!("naming {url}"),
+        format!("Pass --listen {addr}"),
+        "--public-url".to_string(),
+    ] {
+        assert!(text.contains(&want), "{want:?} not in: {text}");
+    }
+    // Refused before anything was written.
+    let unchanged = std::fs::read(dir.path().join(kv_emulator::CONNECTION_FILE)).unwrap();
+    assert_eq!(unchanged, connection);
+
+    // The stored port taken by another process: the port and the fix, not "pick another".
+    let holder = std::net::TcpListener::bind(addr).unwrap();
+    let err = restart(dir.path(), "127.0.0.1:0", None)
+        .await
+        .err()
+        .unwrap();
+    assert!(!err.is_usage(), "{err}");
+    let text = err.to_string();
+    for want in [
+        format!("port {} is in use", addr.port()),
+        "stop the process that holds port".to_string(),
+        format!("--listen {addr}"),
+    ] {
+        assert!(text.contains(&want), "{want:?} not in: {text}");
+    }
+    drop(holder);
+
+    // --public-url is the operator's word on where the keys are: it starts anywhere.
+    let public = format!("https://{elsewhere}");
+    let running = restart(dir.path(), &elsewhere, Some(&public))
+        .await
+        .unwrap();
+    assert_eq!(running.connection.vault_url, public);
+    running.shutdown().await;
 }
 
 fn spawn(dir: &Path) -> (Emulator, Connection) {

@@ -90,6 +90,7 @@ fn exit_status_tells_usage_from_failure() {
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let busy = busy.local_addr().unwrap().to_string();
     for (args, code, want) in [
+        (vec![], 2, "--state-dir <DIR>"),
         (
             vec!["--state-dir", state, "--fault-status", "200"],
             2,
@@ -117,6 +118,57 @@ fn exit_status_tells_usage_from_failure() {
         assert!(err.contains(want), "{args:?}: {err}");
         assert!(out.stdout.is_empty(), "{args:?}");
     }
+}
+
+#[test]
+fn completions_man_pages_and_help_come_from_the_flags() {
+    let out = emulator(&["completions", "bash"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let script = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        script.contains("--state-dir") && script.contains("--persist"),
+        "{script}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let pages = dir.path().join("man");
+    let out = emulator(&["man", "--dir", pages.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page = std::fs::read_to_string(pages.join("kv-emulator.1")).unwrap();
+    assert!(page.contains("persist"), "{page}");
+
+    let out = emulator(&["--help"]).output().unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    for flag in [
+        "--listen",
+        "--state-dir",
+        "--flavor",
+        "--persist",
+        "--token-lifetime",
+        "--accept-zero-padded-kwp",
+        "--fault-status",
+        "--public-url",
+        "completions",
+        "man",
+    ] {
+        assert!(help.contains(flag), "{flag} not in --help: {help}");
+    }
+    let out = emulator(&["--version"]).output().unwrap();
+    let version = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        version.contains(byok_cli_common::version::LONG_VERSION),
+        "{version}"
+    );
 }
 
 #[test]
