@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
-/// How long the emulator may take to print `listening on URL`.
+/// How long the emulator may take to print `listening on https://IP:PORT (vault URL)`.
 const STARTUP: Duration = Duration::from_secs(30);
 
 /// The emulator process, killed and waited for on drop.
@@ -14,6 +14,9 @@ pub struct Emulator {
     /// Kept open so the emulator never writes to a closed pipe.
     _stdout: Option<BufReader<ChildStdout>>,
     state: PathBuf,
+    /// `https://IP:PORT`, where it listens (and its token endpoint is).
+    listen_url: String,
+    /// `https://NAME.vault.azure.net:PORT`: the vault URL, resolved to the listen address.
     url: String,
 }
 
@@ -47,22 +50,35 @@ impl Emulator {
             child,
             _stdout: None,
             state: state.to_path_buf(),
+            listen_url: String::new(),
             url: String::new(),
         };
         let (line, stdout) = first_line(stdout)?;
         emulator._stdout = Some(stdout);
-        match line.strip_prefix("listening on ") {
-            Some(url) => {
-                emulator.url = url.trim().to_string();
+        // `listening on https://IP:PORT (vault https://NAME.vault.azure.net:PORT)`
+        let parsed = line.strip_prefix("listening on ").and_then(|rest| {
+            let (listen, vault) = rest.trim().split_once(" (vault ")?;
+            Some((listen.to_string(), vault.strip_suffix(')')?.to_string()))
+        });
+        match parsed {
+            Some((listen, vault)) => {
+                emulator.listen_url = listen;
+                emulator.url = vault;
                 Ok(emulator)
             }
             None => Err(format!("kv-emulator did not start: `{}`", line.trim())),
         }
     }
 
-    /// The vault URL it printed (`listening on URL`).
+    /// The vault URL it printed (`https://NAME.vault.azure.net:PORT`), which only resolves
+    /// through its state directory's `connection.json` (`vault_address`).
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// Where it listens, `https://IP:PORT`.
+    pub fn listen_url(&self) -> &str {
+        &self.listen_url
     }
 
     /// Its state directory (the `--emulator` argument of `byok-online`).

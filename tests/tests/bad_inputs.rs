@@ -704,15 +704,12 @@ fn forty_bad_inputs_each_fail_clearly_and_leave_nothing() {
             ("AZURE_CLIENT_SECRET", secret.to_string()),
         ]
     };
-    let direct = |url: &str, authority: &str| -> Vec<String> {
+    // The emulator's URL, address and CA from its state directory; the credential from the
+    // environment (--auth client-secret); the SDK's challenge verification on.
+    let direct = |state: &Path| -> Vec<String> {
         vec![
-            "--vault-url".into(),
-            url.into(),
-            "--ca-cert".into(),
-            conn["ca_cert"].as_str().unwrap().into(),
-            "--authority-host".into(),
-            authority.into(),
-            "--no-verify-challenge-resource".into(),
+            "--emulator".into(),
+            state.display().to_string(),
             "--auth".into(),
             "client-secret".into(),
             "show".into(),
@@ -720,11 +717,10 @@ fn forty_bad_inputs_each_fail_clearly_and_leave_nothing() {
             "KEK".into(),
         ]
     };
-    let url = conn["vault_url"].as_str().unwrap().to_string();
     cases.push(Case {
         name: "401: wrong client secret",
         program: "byok-online",
-        args: direct(&url, &url),
+        args: direct(&state),
         env: secret_env("not-the-secret"),
         expect: "7000215",
     });
@@ -765,15 +761,10 @@ fn forty_bad_inputs_each_fail_clearly_and_leave_nothing() {
         )
         .unwrap();
         faulty.push(emulator(&bin, &state, extra));
-        let c: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(state.join("connection.json")).unwrap()).unwrap();
-        let u = c["vault_url"].as_str().unwrap().to_string();
-        let mut args = direct(&u, &u);
-        args[3] = c["ca_cert"].as_str().unwrap().into();
         cases.push(Case {
             name,
             program: "byok-online",
-            args,
+            args: direct(&state),
             env: secret_env(conn["client_secret"].as_str().unwrap()),
             expect,
         });
@@ -786,7 +777,12 @@ fn forty_bad_inputs_each_fail_clearly_and_leave_nothing() {
         let mut cmd = Command::new(bin.join(c.program));
         match c.program {
             "byok-offline" => offline_env(&mut cmd),
-            "byok-online" if !c.args.iter().any(|a| a == "--vault-url") => {
+            "byok-online"
+                if !c
+                    .args
+                    .iter()
+                    .any(|a| a == "--vault-url" || a == "--emulator") =>
+            {
                 cmd.arg("--emulator").arg(&state).current_dir(&work);
             }
             _ => {

@@ -739,55 +739,53 @@ pub fn load(state: &Path, mode: &str, package: &Path) -> Result<(), String> {
     let s = |k: &str| conn[k].as_str().unwrap_or_default().to_string();
     let ca = std::fs::read(s("ca_cert")).map_err(|e| e.to_string())?;
     let file = std::fs::read(package).map_err(|e| e.to_string())?;
-    let body = json!({"key": {"kty": "EC-HSM", "key_ops": ["sign", "verify"], "key_hsm": byok_core::b64::encode(&file)}});
+    // The package is software_package's EC P-256 target; Key Vault needs crv with EC-HSM.
+    let body = json!({"key": {"kty": "EC-HSM", "crv": "P-256", "key_ops": ["sign", "verify"], "key_hsm": byok_core::b64::encode(&file)}});
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
+    let token_conn = conn.clone();
     rt.block_on(async move {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        // The vault URL's host (emulator.vault.azure.net) resolves only to connection.json's
+        // vault_address.
+        let host = vault_host(&s("vault_url"));
+        let address = s("vault_address").parse::<std::net::SocketAddr>().ok();
         let client = |_| {
-            reqwest::Client::builder()
+            let builder = reqwest::Client::builder()
                 .tls_certs_only([reqwest::Certificate::from_pem(&ca).expect("CA")])
-                .pool_max_idle_per_host(1)
-                .build()
-                .expect("client")
+                .pool_max_idle_per_host(1);
+            match address {
+                Some(addr) => builder.resolve(&host, addr),
+                None => builder,
+            }
+            .build()
+            .expect("client")
         };
-        let token: Value = client(0)
-            .post(format!("{}/{}/oauth2/v2.0/token", s("authority_host"), s("tenant_id")))
-            .form(&[("grant_type", "client_credentials"), ("client_id", &s("client_id")), ("client_secret", &s("client_secret")), ("scope", "https://vault.azure.net/.default")])
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?;
-        let token = token["access_token"].as_str().unwrap_or_default().to_string();
+        let token = client_token(&client(0), &token_conn).await?;
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut tasks = Vec::new();
         for c in 0..8 {
-            let (http, token, url, body, mode) = (client(c), token.clone(), s("vault_url"), body.clone(), mode.to_string());
-            tasks.push(tokio::spawn(async move {
-                let (mut ok, mut errors, mut latencies) = (0u64, 0u64, Vec::new());
-                while Instant::now() < deadline {
-                    let t = Instant::now();
-                    let req = if mode == "get" {
-                        http.get(format!("{url}/keys/KEK?api-version=7.4"))
-                    } else {
-                        http.put(format!("{url}/keys/load-{c}?api-version=7.4")).json(&body)
-                    };
-                    match req.bearer_auth(&token).send().await {
-                        Ok(r) if r.status().is_success() => {
-                            let _ = r.bytes().await;
-                            ok += 1;
-                            latencies.push(t.elapsed().as_secs_f64());
-                        }
-                        _ => errors += 1,
-                    }
+            let (http, token, url, body, mode) = (
+                client(c),
+                token.clone(),
+                s("vault_url"),
+                body.clone(),
+                mode.to_string(),
+            );
+            let request = move |http: &reqwest::Client| {
+                if mode == "get" {
+                    http.get(format!("{url}/keys/KEK?api-version=7.4"))
+                } else {
+                    http.put(format!("{url}/keys/load-{c}?api-version=7.4"))
+                        .json(&body)
                 }
-                (ok, errors, latencies)
-            }));
+            };
+            tasks.push(tokio::spawn(load_connection(
+                http, token, request, deadline,
+            )));
         }
         let started = Instant::now();
         let (mut ok, mut errors, mut lat) = (0, 0, Vec::new());
@@ -797,12 +795,78 @@ pub fn load(state: &Path, mode: &str, package: &Path) -> Result<(), String> {
             errors += e;
             lat.extend(l);
         }
-        let secs = started.elapsed().as_secs_f64();
-        lat.sort_by(|a, b| a.total_cmp(b));
-        let pct = |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or(0.0) * 1000.0;
-        println!("{}", json!({"mode": mode, "requests": ok, "errors": errors, "seconds": secs, "p50_ms": pct(0.5), "p99_ms": pct(0.99)}));
+        print_load(mode, ok, errors, started.elapsed().as_secs_f64(), lat);
         Ok::<(), String>(())
     })
+}
+
+/// An access token from the emulator's token endpoint, as its connection file's client.
+async fn client_token(http: &reqwest::Client, conn: &Value) -> Result<String, String> {
+    let s = |k: &str| conn[k].as_str().unwrap_or_default().to_string();
+    let token: Value = http
+        .post(format!(
+            "{}/{}/oauth2/v2.0/token",
+            s("authority_host"),
+            s("tenant_id")
+        ))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", &s("client_id")),
+            ("client_secret", &s("client_secret")),
+            ("scope", "https://vault.azure.net/.default"),
+        ])
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(token["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string())
+}
+
+/// One connection of `__load`: `request` over and over until `deadline`; successes, errors
+/// and each success's latency.
+async fn load_connection(
+    http: reqwest::Client,
+    token: String,
+    request: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    deadline: Instant,
+) -> (u64, u64, Vec<f64>) {
+    let (mut ok, mut errors, mut latencies) = (0u64, 0u64, Vec::new());
+    while Instant::now() < deadline {
+        let t = Instant::now();
+        match request(&http).bearer_auth(&token).send().await {
+            Ok(r) if r.status().is_success() => {
+                let _ = r.bytes().await;
+                ok += 1;
+                latencies.push(t.elapsed().as_secs_f64());
+            }
+            _ => errors += 1,
+        }
+    }
+    (ok, errors, latencies)
+}
+
+/// One JSON line: requests, errors, seconds and latency percentiles of a `__load` run.
+fn print_load(mode: &str, ok: u64, errors: u64, secs: f64, mut lat: Vec<f64>) {
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| {
+        let i = ((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1));
+        lat.get(i).copied().unwrap_or(0.0) * 1000.0
+    };
+    let line = json!({"mode": mode, "requests": ok, "errors": errors, "seconds": secs,
+        "p50_ms": pct(0.5), "p99_ms": pct(0.99)});
+    println!("{line}");
+}
+
+/// The host of an `https://HOST[:PORT]` URL.
+fn vault_host(url: &str) -> String {
+    let authority = url.trim_start_matches("https://");
+    let authority = authority.split('/').next().unwrap_or_default();
+    authority.split(':').next().unwrap_or_default().to_string()
 }
 
 fn machine() -> String {

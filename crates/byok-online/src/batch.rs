@@ -4,13 +4,15 @@
 //! Each imported key is tagged `byok-sha256=<SHA-256 of its .byok>`; a rerun skips a key the
 //! vault already holds with that tag, so nothing is imported twice. A vault key of the same
 //! name with other material is refused, unless `--new-version` asks to add a version to it.
-//! The results come in manifest order, whatever order the imports finish in.
+//! The results come in manifest order, whatever order the imports finish in. Every request
+//! is paced to the vault's throttling limits ([`crate::pace`]), and the 429s are counted.
 
 use crate::commands::verify_in;
 use crate::connect::{ConnectOptions, Vault};
 use crate::error::{OnlineError, Result};
 use crate::existing::{self, OnExisting, WriteOptions};
 use crate::import::{BYOK_SHA256_TAG, ImportOptions, ImportPlan};
+use crate::pace::Pacer;
 use byok_cli_common::evidence::EvidenceLog;
 use byok_cli_common::files::{self, FileKind};
 use byok_cli_common::progress::Progress;
@@ -23,7 +25,8 @@ use futures::StreamExt;
 use serde::Serialize;
 use serde_json::json;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// The report's file name in the batch directory, unless --report names another.
 pub const REPORT_FILE_NAME: &str = "import-report.json";
@@ -41,6 +44,8 @@ pub struct BatchImportOptions {
     pub operator: Option<String>,
     /// `--dry-run`, and `--new-version` ([`OnExisting::AddVersion`]); a batch never asks.
     pub write: WriteOptions,
+    /// The vault's throttling window the pacing assumes, in ms: Azure's is 10000.
+    pub pace_window_ms: u64,
 }
 
 /// What happened to one key of the manifest.
@@ -70,6 +75,8 @@ pub struct BatchImportReport {
     /// Keys a dry run would import (0 otherwise).
     pub would_import: usize,
     pub failed: usize,
+    /// How many times the vault answered 429 (Throttled); each was retried after a backoff.
+    pub throttled: usize,
     pub seconds: f64,
     /// The JSON report written; null in a dry run.
     pub report: Option<PathBuf>,
@@ -170,6 +177,16 @@ pub async fn run(conn: &ConnectOptions, opts: &BatchImportOptions) -> Result<Bat
     // Opening reads and verifies the chain; only an append writes, and a dry run appends
     // nothing.
     let log = EvidenceLog::open(&log_path, opts.operator.as_deref())?;
+    // One pacer for the whole batch: every request takes its tokens first.
+    let pacer = Arc::new(Pacer::for_vault(
+        &conn.vault_url()?,
+        Duration::from_millis(opts.pace_window_ms.max(1)),
+    ));
+    for key in &keys {
+        pacer.learn(&key.name, key.kind);
+    }
+    let mut conn = conn.clone();
+    conn.pace = Some(pacer.clone());
     let vault = conn.connect()?;
     let ctx = Ctx {
         vault: &vault,
@@ -200,6 +217,7 @@ pub async fn run(conn: &ConnectOptions, opts: &BatchImportOptions) -> Result<Bat
         already_imported: count("already imported"),
         would_import: count("would import"),
         failed: count("failed"),
+        throttled: pacer.throttled(),
         keys: outcomes,
         seconds: started.elapsed().as_secs_f64(),
         report: (!opts.write.dry_run).then(|| {

@@ -13,7 +13,7 @@ use byok_core::KeyOp;
 use byok_online::OnlineError;
 use byok_online::batch::BatchImportOptions;
 use byok_online::commands::KekFormat;
-use byok_online::connect::{AuthMode, ConnectOptions};
+use byok_online::connect::{AuthMode, ConnectOptions, EmulatorIdentity};
 use byok_online::existing::{OnExisting, WriteOptions};
 use byok_online::import::ImportOptions;
 use byok_online::vault::AesGcm;
@@ -51,9 +51,14 @@ pub struct VaultArgs {
     /// Vault URL, for sovereign clouds and emulators [env: BYOK_VAULT_URL]
     #[arg(long, value_name = "URL")]
     vault_url: Option<String>,
-    /// Use a kv-emulator: reads STATE_DIR/connection.json for URL, CA and credentials.
+    /// Use a kv-emulator: reads STATE_DIR/connection.json for the URL (and the address its
+    /// host resolves to), the CA and the credentials (--auth picks another credential).
     #[arg(long, value_name = "STATE_DIR")]
     emulator: Option<PathBuf>,
+    /// Testing aid: with --emulator, authenticate as its reader client (no role on the
+    /// vault) instead of its client.
+    #[arg(long, value_enum, hide = true)]
+    emulator_identity: Option<EmulatorIdentityArg>,
     /// An extra CA certificate (PEM) to trust.
     #[arg(long, value_name = "PEM")]
     ca_cert: Option<PathBuf>,
@@ -64,10 +69,6 @@ pub struct VaultArgs {
     /// Entra ID authority host, for sovereign clouds and emulators [env: AZURE_AUTHORITY_HOST]
     #[arg(long, value_name = "URL")]
     authority_host: Option<String>,
-    /// Accept a challenge whose resource is not a parent domain of the vault host (a vault on
-    /// an IP address or a private name).
-    #[arg(long)]
-    no_verify_challenge_resource: bool,
     /// Key Vault REST API version (default: the SDK's).
     #[arg(long, value_name = "VERSION")]
     api_version: Option<String>,
@@ -85,9 +86,26 @@ impl VaultArgs {
             ca_cert: self.ca_cert.or(top.ca_cert),
             auth: self.auth.or(top.auth),
             authority_host: self.authority_host.or(top.authority_host),
-            no_verify_challenge_resource: self.no_verify_challenge_resource
-                || top.no_verify_challenge_resource,
+            emulator_identity: self.emulator_identity.or(top.emulator_identity),
             api_version: self.api_version.or(top.api_version),
+        }
+    }
+}
+
+/// Which of a kv-emulator's clients to use.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum EmulatorIdentityArg {
+    /// connection.json's client_id: every right.
+    Client,
+    /// connection.json's reader_client_id: no role on the vault.
+    Reader,
+}
+
+impl From<EmulatorIdentityArg> for EmulatorIdentity {
+    fn from(a: EmulatorIdentityArg) -> Self {
+        match a {
+            EmulatorIdentityArg::Client => EmulatorIdentity::Client,
+            EmulatorIdentityArg::Reader => EmulatorIdentity::Reader,
         }
     }
 }
@@ -331,6 +349,10 @@ pub struct BatchImportArgs {
     /// Who runs the ceremony, for the evidence log (default: $USER).
     #[arg(long, value_name = "NAME")]
     operator: Option<String>,
+    /// The vault's throttling window in ms (Azure's is 10000): tests shorten it to match
+    /// kv-emulator's --throttle-window-ms.
+    #[arg(long, hide = true, default_value_t = 10000, value_name = "MS")]
+    pace_window_ms: u64,
     #[command(flatten)]
     pub write: WriteFlags,
     #[command(flatten)]
@@ -383,8 +405,12 @@ impl From<VaultArgs> for ConnectOptions {
             ca_cert: v.ca_cert,
             auth: v.auth.map(AuthMode::from),
             authority_host: v.authority_host,
-            no_verify_challenge_resource: v.no_verify_challenge_resource,
+            emulator_identity: v
+                .emulator_identity
+                .map(EmulatorIdentity::from)
+                .unwrap_or_default(),
             api_version: v.api_version,
+            pace: None,
         }
     }
 }
@@ -422,6 +448,7 @@ impl From<BatchImportArgs> for BatchImportOptions {
             log: a.log,
             report: a.report,
             operator: a.operator,
+            pace_window_ms: a.pace_window_ms,
             write: a.write.options(false),
         }
     }

@@ -206,9 +206,30 @@ impl Document for ShowReport {
 }
 
 /// `show`.
+///
+/// A key that is not there may have been deleted: the deleted key's dates and the fix are
+/// said then (when the vault lets this identity read deleted keys).
 pub async fn show(conn: &ConnectOptions, name: &str, version: Option<&str>) -> Result<ShowReport> {
-    let key = conn.connect()?.get(name, version).await?;
-    Ok(ShowReport { key })
+    let vault = conn.connect()?;
+    match vault.get(name, version).await {
+        Ok(key) => Ok(ShowReport { key }),
+        Err(e @ OnlineError::KeyNotFound { .. }) => match vault.get_deleted(name).await {
+            Ok(Some(d)) => Err(OnlineError::KeyDeleted {
+                name: name.into(),
+                deleted: d.deleted.unwrap_or_else(|| "an unknown date".into()),
+                purge: d
+                    .scheduled_purge
+                    .unwrap_or_else(|| "its scheduled purge date".into()),
+                request_id: crate::error::request_id_suffix(d.request_id.as_deref()),
+            }),
+            Ok(None) => Err(e),
+            Err(other) => {
+                tracing::info!("cannot read the deleted keys ({other}): the key is not found");
+                Err(e)
+            }
+        },
+        Err(e) => Err(e),
+    }
 }
 
 /// What `verify` proves (`byok-online.verify/1`).

@@ -1,10 +1,16 @@
 //! Reaching a vault: its URL, the HTTPS client (extra CA roots, proxy from the environment,
 //! timeouts), the credential, and the SDK's KeyClient.
+//!
+//! The SDK's challenge-resource verification is always on (its default): a vault's 401 must
+//! name a resource whose host is a parent of the vault's. A kv-emulator is reached under its
+//! real-looking URL (`https://NAME.vault.azure.net:PORT`, from its `connection.json`) with the
+//! HTTPS client resolving that host to the emulator's `vault_address`, so it passes the same
+//! check as Azure.
 
 use crate::error::{OnlineError, Result};
 use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
 use azure_core::credentials::{AccessToken, Secret, TokenCredential, TokenRequestOptions};
-use azure_core::http::{ClientOptions, ExponentialRetryOptions, RetryOptions, Transport};
+use azure_core::http::{ClientOptions, Transport};
 use azure_identity::{
     ClientSecretCredential, ClientSecretCredentialOptions, DeveloperToolsCredential,
     ManagedIdentityCredential, WorkloadIdentityCredential,
@@ -12,6 +18,7 @@ use azure_identity::{
 use azure_security_keyvault_keys::{KeyClient, KeyClientOptions};
 use byok_cli_common::files;
 use byok_core::VaultUrl;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,8 +62,22 @@ pub struct ConnectOptions {
     pub ca_cert: Option<PathBuf>,
     pub auth: Option<AuthMode>,
     pub authority_host: Option<String>,
-    pub no_verify_challenge_resource: bool,
+    /// With `emulator`: which of its clients to authenticate as.
+    pub emulator_identity: EmulatorIdentity,
     pub api_version: Option<String>,
+    /// Pacing to the vault's limits (batch-import): every try takes its tokens first, and
+    /// the 429 backoff is scaled like its window. `None`: no pacing.
+    pub pace: Option<Arc<crate::pace::Pacer>>,
+}
+
+/// Which of a kv-emulator's clients to use (testing aid).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum EmulatorIdentity {
+    /// `client_id`: every right on the vault's keys.
+    #[default]
+    Client,
+    /// `reader_client_id`: no role on the vault (RBAC's 403 on every request).
+    Reader,
 }
 
 /// A connected vault.
@@ -105,41 +126,44 @@ impl ConnectOptions {
             .ca_cert
             .clone()
             .or_else(|| emulator.as_ref().map(|c| c.ca_cert.clone()));
-        let http = http_client(ca.as_deref())?;
+        // The emulator's vault host is resolved to its address: no DNS knows it.
+        let resolve = emulator
+            .as_ref()
+            .and_then(|c| c.vault_address.map(|addr| (url.host().to_string(), addr)));
+        let http = http_client(ca.as_deref(), resolve)?;
         let transport = Transport::new(Arc::new(http));
         let authority = self
             .authority_host
             .clone()
             .or_else(|| emulator.as_ref().map(|c| c.authority_host.clone()))
             .or_else(|| env("AZURE_AUTHORITY_HOST"));
-        let credential = match &emulator {
-            Some(conn) => {
+        let credential = match (&emulator, self.auth) {
+            // An explicit --auth picks the credential even with --emulator.
+            (Some(conn), None) => {
+                let (id, secret) =
+                    conn.identity(self.emulator_identity, self.emulator.as_deref())?;
                 tracing::info!("credential: the emulator's client secret (its connection.json)");
                 client_secret(
                     &conn.tenant_id,
-                    &conn.client_id,
-                    &conn.client_secret,
+                    id,
+                    secret,
                     authority.as_deref(),
                     &transport,
                 )?
             }
-            None => credential(
+            _ => credential(
                 self.auth.unwrap_or(AuthMode::Auto),
                 authority.as_deref(),
                 &transport,
             )?,
         };
-        let verify_challenge = !(self.no_verify_challenge_resource || emulator.is_some());
+        // The challenge-resource verification stays at the SDK's default: on.
         let mut options = KeyClientOptions {
-            verify_challenge_resource: Some(verify_challenge),
             client_options: ClientOptions {
                 transport: Some(transport),
-                retry: RetryOptions::exponential(ExponentialRetryOptions {
-                    initial_delay: azure_core::time::Duration::milliseconds(500),
-                    max_retries: 4,
-                    max_total_elapsed: azure_core::time::Duration::seconds(60),
-                    max_delay: azure_core::time::Duration::seconds(30),
-                }),
+                // Microsoft's 429 schedule (1, 2, 4, 8, 16 s): see pace.rs.
+                retry: crate::pace::retry_options(self.pace.as_deref()),
+                per_try_policies: crate::pace::policies(self.pace.as_ref()),
                 ..Default::default()
             },
             ..Default::default()
@@ -174,18 +198,52 @@ fn kv_connection(dir: &Path) -> Result<EmulatorConnection> {
 #[derive(Debug, Clone, serde::Deserialize)]
 struct EmulatorConnection {
     vault_url: String,
+    /// Where the vault URL's host is to be resolved to.
+    #[serde(default)]
+    vault_address: Option<SocketAddr>,
     ca_cert: PathBuf,
     tenant_id: String,
     client_id: String,
     client_secret: String,
+    #[serde(default)]
+    reader_client_id: Option<String>,
+    #[serde(default)]
+    reader_client_secret: Option<String>,
     authority_host: String,
 }
 
-/// The reqwest client the SDK uses: extra CA root, proxy from HTTPS_PROXY/NO_PROXY, timeouts.
-pub fn http_client(ca: Option<&Path>) -> Result<reqwest::Client> {
+impl EmulatorConnection {
+    /// The client id and secret of `identity`.
+    fn identity(&self, identity: EmulatorIdentity, dir: Option<&Path>) -> Result<(&str, &str)> {
+        match identity {
+            EmulatorIdentity::Client => Ok((&self.client_id, &self.client_secret)),
+            EmulatorIdentity::Reader => self
+                .reader_client_id
+                .as_deref()
+                .zip(self.reader_client_secret.as_deref())
+                .ok_or_else(|| OnlineError::Emulator {
+                    path: dir.unwrap_or(Path::new(".")).join("connection.json"),
+                    reason: "it names no reader client (an older kv-emulator wrote it): restart \
+                             kv-emulator to write it anew"
+                        .into(),
+                }),
+        }
+    }
+}
+
+/// The reqwest client the SDK uses: extra CA root, proxy from HTTPS_PROXY/NO_PROXY, timeouts;
+/// `resolve` connects to an address of ours for a host (a kv-emulator's vault host).
+pub fn http_client(
+    ca: Option<&Path>,
+    resolve: Option<(String, SocketAddr)>,
+) -> Result<reqwest::Client> {
     let mut builder = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(120));
+    if let Some((host, addr)) = resolve {
+        tracing::info!("resolving {host} to {addr} (the emulator's connection.json)");
+        builder = builder.resolve(&host, addr);
+    }
     if let Some(path) = ca {
         let pem = files::read_limited(path, MAX_CONFIG_BYTES)?;
         let cert = reqwest::Certificate::from_pem(&pem)

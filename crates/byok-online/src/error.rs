@@ -61,14 +61,76 @@ pub enum OnlineError {
     Service {
         status: u16,
         code: String,
+        /// The `innererror` code, when the vault sent one (`ObjectIsBeingDeleted`, ...).
+        inner: String,
         message: String,
+        /// ` (request id: ...)`, or empty when the response had none.
+        request_id: String,
+    },
+    #[error(
+        "the vault throttled the request (HTTP 429 {code}: {message}) and still did after \
+         backing off {backoff}: the vault is busy with other clients too; run the command again \
+         later (batch-import skips the keys already imported), with a lower --jobs{request_id}"
+    )]
+    Throttled {
+        code: String,
+        message: String,
+        /// The waits, as `1, 2, 4, 8 and 16 s`.
+        backoff: String,
+        request_id: String,
+    },
+    #[error(
+        "the vault refused the request (HTTP 403 ForbiddenByRbac): this identity may not do \
+         {action}; assign it the {role} role on the vault (az role assignment create --role \
+         \"{role}\" --assignee IDENTITY --scope VAULT_RESOURCE_ID; Key Vault Crypto Officer \
+         grants every key action), then wait for the assignment to propagate{request_id}"
+    )]
+    ForbiddenByRbac {
+        action: String,
+        role: &'static str,
+        request_id: String,
+    },
+    #[error(
+        "the vault's access policy does not grant keys {permission} to this identity: add it \
+         with az keyvault set-policy --name VAULT --object-id OBJECT_ID --key-permissions \
+         {permission} (HTTP 403 AccessDenied: {message}){request_id}"
+    )]
+    AccessDenied {
+        permission: String,
+        message: String,
+        request_id: String,
+    },
+    #[error(
+        "the name {name} belongs to a key that is being deleted (HTTP 409 ObjectIsBeingDeleted): \
+         wait a minute or two for the deletion to finish, then recover it (az keyvault key \
+         recover --name {name}) or purge it (az keyvault key purge --name {name}), or choose \
+         another name{request_id}"
+    )]
+    NameBeingDeleted { name: String, request_id: String },
+    #[error(
+        "the name {name} belongs to a deleted key that is still recoverable (HTTP 409 \
+         ObjectIsDeletedButRecoverable): recover it with az keyvault key recover --name {name}, \
+         or purge it with az keyvault key purge --name {name} (gone for good), or choose \
+         another name{request_id}"
+    )]
+    NameDeleted { name: String, request_id: String },
+    #[error(
+        "key {name} was deleted on {deleted} and is recoverable until {purge}: recover it with \
+         az keyvault key recover --name {name}, or purge it (az keyvault key purge --name \
+         {name}){request_id}"
+    )]
+    KeyDeleted {
+        name: String,
+        deleted: String,
+        purge: String,
         request_id: String,
     },
     #[error("cannot reach the vault: {0}")]
     Unreachable(String),
     #[error(
-        "the vault's authentication challenge names another resource than the vault's host ({0}); \
-         for a vault reached by an IP address or a private name, pass --no-verify-challenge-resource"
+        "the vault's authentication challenge names another resource than the vault's host ({0}): \
+         this is not the vault the URL names, or the URL is not the vault's own \
+         (https://NAME.vault.azure.net; for a kv-emulator, pass --emulator STATE_DIR)"
     )]
     ChallengeResource(String),
     #[error("the Azure SDK stopped the request: {0}")]
@@ -80,8 +142,8 @@ pub enum OnlineError {
          safe (it adds a version holding the same key)"
     )]
     ImportInterrupted { name: String, reason: String },
-    #[error("the key {name} was not found in the vault (404 KeyNotFound)")]
-    KeyNotFound { name: String },
+    #[error("the key {name} was not found in the vault (404 KeyNotFound){request_id}")]
+    KeyNotFound { name: String, request_id: String },
     #[error("the KEK {kid} cannot import: {problem}. Nothing was sent")]
     BadKek { kid: String, problem: KekProblem },
     #[error(
@@ -241,38 +303,109 @@ fn service_error(
     error_code: Option<String>,
     raw: Option<&azure_core::http::RawResponse>,
 ) -> OnlineError {
-    let (mut code, mut message, mut request_id) =
-        (error_code.unwrap_or_default(), String::new(), String::new());
-    if let Some(raw) = raw {
-        if let Some(id) =
-            raw.headers()
-                .get_optional_str(&azure_core::http::headers::HeaderName::from_static(
-                    "x-ms-request-id",
-                ))
-        {
-            request_id = format!(" (request id {id})");
+    let id = raw.and_then(|raw| {
+        raw.headers()
+            .get_optional_str(&azure_core::http::headers::HeaderName::from_static(
+                "x-ms-request-id",
+            ))
+            .map(String::from)
+    });
+    let body = raw.and_then(|raw| serde_json::from_slice::<serde_json::Value>(raw.body()).ok());
+    let mut message = String::new();
+    let (mut code, mut inner) = (error_code.unwrap_or_default(), String::new());
+    if let Some(body) = &body {
+        if let Some(c) = body["error"]["code"].as_str() {
+            code = c.to_string();
         }
-        if let Ok(body) = serde_json::from_slice::<serde_json::Value>(raw.body()) {
-            if let Some(c) = body["error"]["code"].as_str() {
-                code = c.to_string();
-            }
-            if let Some(m) = body["error"]["message"].as_str() {
-                message = m.to_string();
-            }
-            if let Some(d) = body["error_description"].as_str() {
-                message = d.to_string();
-            }
+        if let Some(c) = body["error"]["innererror"]["code"].as_str() {
+            inner = c.to_string();
+        }
+        if let Some(m) = body["error"]["message"].as_str() {
+            message = m.to_string();
+        }
+        if let Some(d) = body["error_description"].as_str() {
+            message = d.to_string();
         }
     }
     if message.is_empty() {
         message = err.to_string();
     }
-    OnlineError::Service {
-        status,
-        code,
-        message,
-        request_id,
+    classify(status, code, inner, message, id.as_deref())
+}
+
+/// ` (request id: ID)`, or nothing.
+pub fn request_id_suffix(id: Option<&str>) -> String {
+    id.map(|id| format!(" (request id: {id})"))
+        .unwrap_or_default()
+}
+
+/// The vault's error, as the operator can act on it.
+pub(crate) fn classify(
+    status: u16,
+    code: String,
+    inner: String,
+    message: String,
+    id: Option<&str>,
+) -> OnlineError {
+    let request_id = request_id_suffix(id);
+    // A Managed HSM quotes the id in its message: once is enough.
+    let message = match id {
+        Some(id) => message
+            .replace(&format!(" (Activity ID: {id})"), "")
+            .trim_end()
+            .to_string(),
+        None => message.trim_end().to_string(),
+    };
+    match (status, inner.as_str()) {
+        (429, _) => OnlineError::Throttled {
+            code,
+            message,
+            backoff: backoff_text(),
+            request_id,
+        },
+        (403, "ForbiddenByRbac") => {
+            let action = crate::rbac::action_in_message(&message)
+                .unwrap_or("this key action")
+                .to_string();
+            OnlineError::ForbiddenByRbac {
+                role: crate::rbac::role_for_action(&action),
+                action,
+                request_id,
+            }
+        }
+        (403, "AccessDenied") => OnlineError::AccessDenied {
+            permission: policy_permission(&message).unwrap_or_else(|| "PERMISSION".into()),
+            message,
+            request_id,
+        },
+        _ => OnlineError::Service {
+            status,
+            code,
+            inner,
+            message,
+            request_id,
+        },
     }
+}
+
+/// `1, 2, 4, 8 and 16 s`: what the retry waited (at Azure's window).
+fn backoff_text() -> String {
+    let waits: Vec<String> = crate::pace::backoff_schedule(None)
+        .iter()
+        .map(|d| d.as_secs().to_string())
+        .collect();
+    match waits.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last} s", rest.join(", ")),
+        Some((last, _)) => format!("{last} s"),
+        None => "no retry".into(),
+    }
+}
+
+/// `create` from "does not have keys create permission on key vault ...".
+fn policy_permission(message: &str) -> Option<String> {
+    let rest = &message[message.find("does not have keys ")? + "does not have keys ".len()..];
+    let word = rest.split_whitespace().next()?;
+    Some(word.to_string())
 }
 
 /// The error and those causes its message does not already quote, without a final full stop
@@ -307,6 +440,81 @@ mod tests {
         assert!(msg(1, 2).starts_with("1 of 2 keys failed"));
         assert!(msg(3, 3).starts_with("all 3 keys failed"));
         assert!(msg(1, 1).starts_with("the key failed"));
+    }
+
+    #[test]
+    fn every_vault_error_ends_with_its_request_id() {
+        let id = Some("0e57042c-b600-47ba-bfac-27238ec41a3a");
+        let end = " (request id: 0e57042c-b600-47ba-bfac-27238ec41a3a)";
+        let cases = [
+            (400, "BadParameter", "", "bad"),
+            (
+                429,
+                "Throttled",
+                "",
+                "Request was not processed because too many requests were received. Reason: VaultRequestTypeLimitReached",
+            ),
+            (
+                403,
+                "Forbidden",
+                "ForbiddenByRbac",
+                "Caller is not authorized to perform action on resource.\r\nAction: 'Microsoft.KeyVault/vaults/keys/create/action'\r\nResource: '/x'\r\n",
+            ),
+            (
+                403,
+                "Forbidden",
+                "AccessDenied",
+                "The user, group or application 'appid=x' does not have keys import permission on key vault 'v;location=eastus'.",
+            ),
+            (
+                409,
+                "Conflict",
+                "ObjectIsBeingDeleted",
+                "Key k is currently being deleted.",
+            ),
+        ];
+        for (status, code, inner, message) in cases {
+            let e = classify(status, code.into(), inner.into(), message.into(), id);
+            assert!(e.to_string().ends_with(end), "{e}");
+            let none = classify(status, code.into(), inner.into(), message.into(), None);
+            assert!(!none.to_string().contains("request id"), "{none}");
+        }
+        let e = classify(429, "Throttled".into(), String::new(), "busy".into(), id);
+        assert!(
+            e.to_string().contains("backing off 1, 2, 4, 8 and 16 s"),
+            "{e}"
+        );
+        let e = classify(
+            403,
+            "Forbidden".into(),
+            "ForbiddenByRbac".into(),
+            cases[2].3.into(),
+            id,
+        );
+        assert!(
+            e.to_string().contains("may not do Microsoft.KeyVault/vaults/keys/create/action; assign it the Key Vault Crypto Officer role"),
+            "{e}"
+        );
+        let e = classify(
+            403,
+            "Forbidden".into(),
+            "AccessDenied".into(),
+            cases[3].3.into(),
+            id,
+        );
+        assert!(
+            e.to_string().starts_with("the vault's access policy does not grant keys import to this identity: add it with az keyvault set-policy"),
+            "{e}"
+        );
+        // A Managed HSM's message quotes the id: it is said once.
+        let e = classify(
+            400,
+            "BadParameter".into(),
+            String::new(),
+            "Exportable keys must have release policy (Activity ID: c7e3)".into(),
+            Some("c7e3"),
+        );
+        assert_eq!(e.to_string().matches("c7e3").count(), 1, "{e}");
     }
 
     #[test]

@@ -9,7 +9,9 @@
 //! - [`batch`]: `batch-import`, every key of a manifest, resumably, with the evidence log;
 //! - [`existing`]: `--dry-run`, and what a write does when the key name already exists
 //!   (`--new-version`, or a question on a terminal);
-//! - [`error`]: what can fail, each with its fix and exit code.
+//! - [`pace`]: pacing to the vault's throttling limits, and the 429 backoff;
+//! - [`error`]: what can fail, each with its fix and exit code; [`rbac`]: which role a
+//!   refused action needs.
 //!
 //! Every report is a [`byok_cli_common::Document`]: its JSON form leads with a `schema`
 //! field (`byok-online.import/1`). The command line itself (`cli`) and the human printing
@@ -23,6 +25,8 @@ pub mod connect;
 pub mod error;
 pub mod existing;
 pub mod import;
+pub mod pace;
+pub mod rbac;
 pub mod vault;
 
 pub use error::{OnlineError, Result};

@@ -124,6 +124,13 @@ pub fn batch(r: &BatchImportReport) {
         "batch-import: {} imported, {} already imported{would}, {} failed, in {:.1} s",
         r.imported, r.already_imported, r.failed, r.seconds,
     );
+    field(
+        "throttled",
+        format!(
+            "{} (429 answers from the vault, each retried after a backoff)",
+            r.throttled
+        ),
+    );
     if let Some(p) = &r.report {
         field("report", p.display());
     }

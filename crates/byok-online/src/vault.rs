@@ -130,9 +130,59 @@ impl KeyView {
 
 fn not_found(name: &str, err: OnlineError) -> OnlineError {
     match err {
-        OnlineError::Service { status: 404, .. } => OnlineError::KeyNotFound { name: name.into() },
+        OnlineError::Service {
+            status: 404,
+            request_id,
+            ..
+        } => OnlineError::KeyNotFound {
+            name: name.into(),
+            request_id,
+        },
         other => other,
     }
+}
+
+/// A create or import of a name that a deleted key still holds: 409 Conflict, with the
+/// innererror `ObjectIsBeingDeleted` or `ObjectIsDeletedButRecoverable` (docs/azure-behaviour.md
+/// 1d; the message says the same when the innererror is missing).
+fn deleted_name(name: &str, err: OnlineError) -> OnlineError {
+    match err {
+        OnlineError::Service {
+            status: 409,
+            inner,
+            message,
+            request_id,
+            ..
+        } if inner == "ObjectIsBeingDeleted" || message.contains("is currently being deleted") => {
+            OnlineError::NameBeingDeleted {
+                name: name.into(),
+                request_id,
+            }
+        }
+        OnlineError::Service {
+            status: 409,
+            inner,
+            message,
+            request_id,
+            ..
+        } if inner == "ObjectIsDeletedButRecoverable"
+            || message.contains("deleted but recoverable") =>
+        {
+            OnlineError::NameDeleted {
+                name: name.into(),
+                request_id,
+            }
+        }
+        other => other,
+    }
+}
+
+/// A deleted key, as `GET /deletedkeys/{name}` shows it.
+#[derive(Debug, Clone)]
+pub struct DeletedView {
+    pub deleted: Option<String>,
+    pub scheduled_purge: Option<String>,
+    pub request_id: Option<String>,
 }
 
 /// Logs a response's status and request id (`-v`): the id is what Azure support asks for.
@@ -179,6 +229,34 @@ impl Vault {
         KeyView::from_sdk(key)
     }
 
+    /// `GET /deletedkeys/{name}`: the deleted key, or `None` when the vault has none of that
+    /// name (or not yet: a deletion in progress answers 404 too).
+    pub async fn get_deleted(&self, name: &str) -> Result<Option<DeletedView>> {
+        let what = format!("GET /deletedkeys/{name}");
+        tracing::info!("{what}");
+        let response = match self.keys.get_deleted_key(name, None).await {
+            Ok(r) => r,
+            Err(e) => {
+                return match not_found(name, from_azure(e)) {
+                    OnlineError::KeyNotFound { .. } => Ok(None),
+                    other => Err(other),
+                };
+            }
+        };
+        let request_id = response
+            .headers()
+            .get_optional_str(&HeaderName::from_static("x-ms-request-id"))
+            .map(String::from);
+        let key = logged(&what, response)
+            .into_model()
+            .map_err(|e| OnlineError::BadResponse(e.to_string()))?;
+        Ok(Some(DeletedView {
+            deleted: rfc3339(key.deleted_date),
+            scheduled_purge: rfc3339(key.scheduled_purge_date),
+            request_id,
+        }))
+    }
+
     /// Creates an RSA-HSM key whose only operation is `import`.
     pub async fn create_kek(&self, name: &str, bits: u32) -> Result<KeyView> {
         let params = CreateKeyParameters {
@@ -201,7 +279,7 @@ impl Vault {
                 None,
             )
             .await
-            .map_err(from_azure)?;
+            .map_err(|e| deleted_name(name, from_azure(e)))?;
         let key = logged(&what, response)
             .into_model()
             .map_err(|e| OnlineError::BadResponse(e.to_string()))?;
@@ -255,7 +333,7 @@ impl Vault {
                 None,
             )
             .await
-            .map_err(from_azure)?;
+            .map_err(|e| deleted_name(name, from_azure(e)))?;
         let key = logged(&what, response)
             .into_model()
             .map_err(|e| OnlineError::BadResponse(e.to_string()))?;

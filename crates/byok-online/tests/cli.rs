@@ -487,7 +487,6 @@ async fn bad_input_is_refused_with_a_clear_error() {
                 conn.ca_cert.display().to_string(),
                 "--authority-host".into(),
                 conn.authority_host.clone(),
-                "--no-verify-challenge-resource".into(),
                 "--auth".into(),
                 "client-secret".into(),
                 "show".into(),
@@ -508,20 +507,50 @@ async fn bad_input_is_refused_with_a_clear_error() {
     );
 }
 
+/// The emulator's reader client has no role on the vault: RBAC's 403 (innererror
+/// ForbiddenByRbac) names the action it lacked, and so does the error, with the role to assign.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_identity_without_a_role_is_refused_and_told_the_action() {
+    let env = start().await;
+    let out = env
+        .run(&[
+            "--emulator-identity",
+            "reader",
+            "kek",
+            "create",
+            "--name",
+            "K",
+            "--size",
+            "2048",
+        ])
+        .await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    // Its first request reads the key (keys/read) or creates it (keys/create/action).
+    assert!(
+        err.contains("ForbiddenByRbac") && err.contains("Microsoft.KeyVault/vaults/keys/"),
+        "{err}"
+    );
+    assert!(err.contains("Key Vault Crypto"), "{err}");
+    // The same flags with the emulator's own client work.
+    let out = env
+        .run(&["kek", "create", "--name", "K", "--size", "2048"])
+        .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_secret_from_the_environment_and_a_wrong_one() {
     let env = start().await;
     let conn = env.conn();
+    // The emulator's URL, address and CA from its connection.json; the credential from
+    // --auth (the environment's client secret), with challenge verification on.
     let args = |cmd: &[&str]| {
-        let mut a: Vec<String> = vec![
-            "--vault-url".into(),
-            conn.vault_url.clone(),
-            "--ca-cert".into(),
-            conn.ca_cert.display().to_string(),
-            "--authority-host".into(),
-            conn.authority_host.clone(),
-            "--no-verify-challenge-resource".into(),
-        ];
+        let mut a: Vec<String> = vec!["--emulator".into(), env.state.path().display().to_string()];
         a.extend(cmd.iter().map(|s| s.to_string()));
         a
     };
@@ -535,7 +564,9 @@ async fn client_secret_from_the_environment_and_a_wrong_one() {
     // auto picks the environment's client secret first.
     let out = env
         .run_raw(
-            args(&["kek", "create", "--name", "K", "--size", "2048"]),
+            args(&[
+                "--auth", "auto", "kek", "create", "--name", "K", "--size", "2048",
+            ]),
             vars(&conn.client_secret),
         )
         .await;
@@ -557,11 +588,27 @@ async fn client_secret_from_the_environment_and_a_wrong_one() {
         "{err}"
     );
     assert!(!err.contains("wrong-secret"), "secret in the error: {err}");
-    // Without --no-verify-challenge-resource the SDK refuses the emulator's challenge.
-    let mut strict = args(&["show", "--name", "K"]);
-    strict.retain(|a| a != "--no-verify-challenge-resource");
-    let out = env.run_raw(strict, vars(&conn.client_secret)).await;
+    // Reached by its address, https://127.0.0.1:PORT, the vault's challenge (resource
+    // https://vault.azure.net:PORT) is no parent of the host: the SDK's verification, on,
+    // refuses it before any token is sent.
+    let port = conn.vault_address.unwrap().port();
+    let by_address = vec![
+        "--vault-url".to_string(),
+        format!("https://127.0.0.1:{port}"),
+        "--ca-cert".into(),
+        conn.ca_cert.display().to_string(),
+        "--authority-host".into(),
+        conn.authority_host.clone(),
+        "--auth".into(),
+        "client-secret".into(),
+        "show".into(),
+        "--name".into(),
+        "K".into(),
+    ];
+    let out = env.run_raw(by_address, vars(&conn.client_secret)).await;
+    let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
+    assert!(err.contains("challenge"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -73,7 +73,8 @@ async fn online(args: &[&str], cwd: &std::path::Path, state: &std::path::Path) -
 async fn a_cut_during_import_is_reported_and_a_retry_is_safe() {
     let state = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
-    // The emulator sits behind the proxy: its key ids name the proxy's address.
+    // The emulator sits behind the proxy: its key ids name the proxy's port, and clients
+    // resolve its vault host to the proxy's address.
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let proxy = listener.local_addr().unwrap();
     let emu = kv_emulator::start(kv_emulator::Config {
@@ -83,8 +84,13 @@ async fn a_cut_during_import_is_reported_and_a_retry_is_safe() {
         persist: false,
         token_lifetime_secs: 3600,
         accept_zero_padded_kwp: false,
+        delete_delay_ms: 0,
+        throttle: None,
+        sku: kv_emulator::Sku::Premium,
         fault_status: None,
-        public_url: Some(format!("https://127.0.0.1:{}", proxy.port())),
+        public_url: Some(format!("https://emulator.vault.azure.net:{}", proxy.port())),
+        vault_name: kv_emulator::DEFAULT_VAULT_NAME.into(),
+        public_address: Some(proxy),
     })
     .await
     .unwrap();

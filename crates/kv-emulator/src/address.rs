@@ -3,8 +3,11 @@
 //! its earlier run, since every key id in `state.json` and every `.byok` made for its KEK name
 //! that URL: on another port the emulator would refuse them all as packages for another vault.
 //!
-//! The earlier URL is read from `connection.json`, which each start writes. `--public-url`
-//! turns all of this off: the operator then says which URL the keys answer to.
+//! The earlier URL and address are read from `connection.json`, which each start writes
+//! (`vault_url`, `https://NAME.vault.azure.net:PORT`, and `vault_address`, the `IP:PORT`
+//! it listened on). A restart must serve the same URL: same port, and the same `--vault-name`
+//! and `--flavor`. `--public-url` turns all of this off: the operator then says which URL the
+//! keys answer to.
 
 use crate::state_dir::{CONNECTION_FILE, Connection, STATE_FILE};
 use std::net::{SocketAddr, TcpListener};
@@ -71,6 +74,19 @@ pub enum AddressError {
     )]
     Unknown { reason: String, state: PathBuf },
     #[error(
+        "the keys in {} have key ids naming {url} (an earlier run's vault URL), and so does \
+         every package made for their KEK; this start would serve {now}, where they would all \
+         be refused. Start with the earlier run's --vault-name and --flavor, or --public-url \
+         {url}, or move {} away to start with no keys",
+        state.display(),
+        state.display()
+    )]
+    Renamed {
+        url: String,
+        now: String,
+        state: PathBuf,
+    },
+    #[error(
         "cannot listen on {addr}: port {} is in use. The keys in {} have key ids naming {url}, \
          so this --persist emulator comes back on that port: stop the process that holds port \
          {} (an earlier kv-emulator on this --state-dir?) and start again (or pass --listen \
@@ -90,7 +106,10 @@ pub enum AddressError {
 impl AddressError {
     /// Whether the flags contradict the state directory (nothing was done; exit 2).
     pub fn is_usage(&self) -> bool {
-        matches!(self, Self::Moved { .. } | Self::NotAnAddress { .. })
+        matches!(
+            self,
+            Self::Moved { .. } | Self::NotAnAddress { .. } | Self::Renamed { .. }
+        )
     }
 }
 
@@ -114,8 +133,8 @@ pub fn earlier(
     if !persist || public_url || !state.exists() || !state_dir.join(CONNECTION_FILE).exists() {
         return Ok(None);
     }
-    let url = match Connection::load(state_dir) {
-        Ok(connection) => connection.vault_url,
+    let (url, address) = match Connection::load(state_dir) {
+        Ok(connection) => (connection.vault_url, connection.vault_address),
         // An explicit --listen is the operator's answer; port 0 asks us, and we cannot tell.
         Err(_) if listen.port() != 0 => return Ok(None),
         Err(e) => {
@@ -125,10 +144,12 @@ pub fn earlier(
             });
         }
     };
-    // The URL is https://IP:PORT unless --public-url set it (a host name, perhaps no port).
-    let addr = url
-        .strip_prefix("https://")
-        .and_then(|rest| rest.parse::<SocketAddr>().ok());
+    // `vault_address` is where the URL's host was served; a connection.json from before it
+    // existed has a URL of https://IP:PORT. Neither: an earlier --public-url.
+    let addr = address.or_else(|| {
+        url.strip_prefix("https://")
+            .and_then(|rest| rest.parse::<SocketAddr>().ok())
+    });
     match addr {
         Some(addr) => Ok(Some(Earlier { addr, url, state })),
         None => Err(AddressError::NotAnAddress { url, state }),
@@ -147,6 +168,18 @@ pub fn choose(listen: SocketAddr, earlier: Option<&Earlier>) -> Result<SocketAdd
             url: e.url.clone(),
             state: e.state.clone(),
         }),
+    }
+}
+
+/// Refuses a start whose vault URL is not the one the stored keys name.
+pub fn same_url(earlier: Option<&Earlier>, now: &str) -> Result<(), AddressError> {
+    match earlier {
+        Some(e) if !e.url.eq_ignore_ascii_case(now) => Err(AddressError::Renamed {
+            url: e.url.clone(),
+            now: now.into(),
+            state: e.state.clone(),
+        }),
+        _ => Ok(()),
     }
 }
 

@@ -1,9 +1,25 @@
 //! Token auth like the service's: an OAuth2 client-credentials endpoint that issues signed
-//! JWTs, and the challenge every unauthenticated data-plane request gets.
+//! JWTs, the challenge every unauthenticated data-plane request gets, and RBAC's refusal of a
+//! client with no role.
+//!
+//! Two clients: the one in `connection.json`'s `client_id`, with every right on the keys, and
+//! a reader (`reader_client_id`) with none, as an identity with no role assignment on the
+//! vault. Both get tokens; the reader's data-plane requests are answered `403 Forbidden` with
+//! innererror `ForbiddenByRbac` and the action the request needed (docs/azure-behaviour.md 5b).
+//!
+//! The 401 challenge: `Bearer authorization="AUTHORITY/TENANT", resource="RESOURCE"`, where
+//! RESOURCE is `https://vault.azure.net` or `https://managedhsm.azure.net`, with the vault
+//! URL's port when that is not 443 (see [`crate::challenge_resource`]: the Python SDK compares
+//! the port too, the Rust SDK only the host). A Key Vault's 401 carries
+//! `{"error":{"code":"Unauthorized","message":"AKV10000: ..."}}`; a Managed HSM's has an empty
+//! body (docs/azure-behaviour.md 7c).
 
-use crate::error::ApiError;
+use crate::service::Flavor;
 use crate::state_dir::Identity;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -14,18 +30,51 @@ struct Claims {
     iss: String,
     sub: String,
     tid: String,
+    /// The client's service principal object id.
+    #[serde(default)]
+    oid: String,
+    /// The client (application) id.
+    #[serde(default)]
+    appid: String,
     iat: i64,
     nbf: i64,
     exp: i64,
 }
 
+/// What a client may do on the vault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Every key operation.
+    All,
+    /// No role assignment: every data-plane request is refused with 403.
+    None,
+}
+
+/// A client of the emulator's tenant.
+struct Client {
+    id: String,
+    secret: String,
+    oid: String,
+    role: Role,
+}
+
+/// The vault the tokens are for.
+#[derive(Debug, Clone)]
+pub struct VaultInfo {
+    /// Its name (the host's first label), as a 403 names it.
+    pub name: String,
+    pub flavor: Flavor,
+    /// The challenge's `resource` (the flavor's resource, with the port when not 443).
+    pub challenge_resource: String,
+}
+
 /// The emulator's identity provider and token checker.
 pub struct Auth {
     pub tenant: String,
-    client_id: String,
-    client_secret: String,
+    clients: Vec<Client>,
     /// `https://vault.azure.net` or `https://managedhsm.azure.net`.
     pub resource: String,
+    pub vault: VaultInfo,
     /// `https://127.0.0.1:PORT`: where the token endpoint is.
     pub authority: String,
     signing_key: Vec<u8>,
@@ -57,18 +106,31 @@ fn oauth_error(status: StatusCode, error: &str, code: i32, description: &str) ->
 }
 
 impl Auth {
-    /// The identity provider of `identity`'s tenant, issuing tokens for `resource`.
+    /// The identity provider of `identity`'s tenant, issuing tokens for `vault`.
     pub fn new(
         identity: Identity,
-        resource: String,
+        vault: VaultInfo,
         authority: String,
         token_lifetime: i64,
     ) -> Self {
         Self {
             tenant: identity.tenant_id,
-            client_id: identity.client_id,
-            client_secret: identity.client_secret,
-            resource,
+            clients: vec![
+                Client {
+                    id: identity.client_id,
+                    secret: identity.client_secret,
+                    oid: identity.client_oid,
+                    role: Role::All,
+                },
+                Client {
+                    id: identity.reader_client_id,
+                    secret: identity.reader_client_secret,
+                    oid: identity.reader_oid,
+                    role: Role::None,
+                },
+            ],
+            resource: vault.flavor.resource().into(),
+            vault,
             authority,
             signing_key: identity.signing_key,
             token_lifetime,
@@ -81,7 +143,7 @@ impl Auth {
 
     /// Answers `POST /{tenant}/oauth2/v2.0/token`.
     pub fn issue(&self, tenant: &str, form: &TokenRequest) -> Result<Value, OAuthError> {
-        self.check_client(tenant, form)?;
+        let client = self.check_client(tenant, form)?;
         let scope = form.scope.as_deref().unwrap_or_default();
         let audience = scope
             .split_whitespace()
@@ -99,8 +161,10 @@ impl Auth {
         let claims = Claims {
             aud: audience.trim_end_matches('/').to_string(),
             iss: self.issuer(),
-            sub: self.client_id.clone(),
+            sub: client.id.clone(),
             tid: self.tenant.clone(),
+            oid: client.oid.clone(),
+            appid: client.id.clone(),
             iat: now,
             nbf: now,
             exp: now + self.token_lifetime,
@@ -127,7 +191,7 @@ impl Auth {
     }
 
     /// The tenant, the grant type, and the client's id and secret.
-    fn check_client(&self, tenant: &str, form: &TokenRequest) -> Result<(), OAuthError> {
+    fn check_client(&self, tenant: &str, form: &TokenRequest) -> Result<&Client, OAuthError> {
         if tenant != self.tenant {
             return Err(oauth_error(
                 StatusCode::BAD_REQUEST,
@@ -144,18 +208,22 @@ impl Auth {
                 "AADSTS70003: only client_credentials is supported here.",
             ));
         }
-        if form.client_id.as_deref() != Some(self.client_id.as_str()) {
+        let Some(client) = self
+            .clients
+            .iter()
+            .find(|c| form.client_id.as_deref() == Some(c.id.as_str()))
+        else {
             return Err(oauth_error(
                 StatusCode::BAD_REQUEST,
                 "unauthorized_client",
                 700016,
                 "AADSTS700016: Application not found in the directory.",
             ));
-        }
+        };
         let secret_ok = form
             .client_secret
             .as_deref()
-            .is_some_and(|s| constant_time_eq(s.as_bytes(), self.client_secret.as_bytes()));
+            .is_some_and(|s| constant_time_eq(s.as_bytes(), client.secret.as_bytes()));
         if !secret_ok {
             return Err(oauth_error(
                 StatusCode::UNAUTHORIZED,
@@ -164,32 +232,74 @@ impl Auth {
                 "AADSTS7000215: Invalid client secret provided.",
             ));
         }
-        Ok(())
+        Ok(client)
     }
 
-    /// The 401 a request without a valid token gets.
-    pub fn challenge(&self, message: &str) -> ApiError {
-        let mut err = ApiError::new(StatusCode::UNAUTHORIZED, "Unauthorized", message);
-        err.challenge = Some(format!(
+    /// The `WWW-Authenticate` value of a 401.
+    pub fn challenge_header(&self) -> String {
+        format!(
             "Bearer authorization=\"{}/{}\", resource=\"{}\"",
-            self.authority, self.tenant, self.resource
-        ));
-        err
+            self.authority, self.tenant, self.vault.challenge_resource
+        )
     }
 
-    /// Checks the bearer token of a data-plane request.
-    pub fn check(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+    /// The 401 a request without a valid token gets: a Key Vault's carries the error
+    /// envelope (`{"error":{"code":"Unauthorized","message":...}}`, no innererror); a Managed
+    /// HSM's body is empty (docs/azure-behaviour.md 7c).
+    pub fn challenge(&self, message: &str) -> Response {
+        let body = match self.vault.flavor {
+            Flavor::Vault => {
+                json!({"error": {"code": "Unauthorized", "message": message}}).to_string()
+            }
+            Flavor::ManagedHsm => String::new(),
+        };
+        let mut response = (StatusCode::UNAUTHORIZED, Body::from(body)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
+        if let Ok(value) = HeaderValue::from_str(&self.challenge_header()) {
+            headers.insert(header::WWW_AUTHENTICATE, value);
+        }
+        response
+    }
+
+    /// Checks the bearer token of a data-plane request, then the client's right to it:
+    /// `None` lets it through, `Some` is the 401 or 403 to answer.
+    pub fn authorize(&self, request: &Request) -> Option<Response> {
+        let claims = match self.check(request.headers()) {
+            Ok(claims) => claims,
+            Err(why) => return Some(self.challenge(why)),
+        };
+        let client = self.clients.iter().find(|c| c.id == claims.sub);
+        match client.map(|c| c.role) {
+            Some(Role::All) => None,
+            Some(Role::None) | None => {
+                Some(self.forbidden(&claims, request.method(), request.uri().path()))
+            }
+        }
+    }
+
+    /// The claims of a valid bearer token, or why not (the 401's message).
+    fn check(&self, headers: &HeaderMap) -> Result<Claims, &'static str> {
+        const MISSING: &str = "AKV10000: Request is missing a Bearer or PoP token.";
         let Some(value) = headers.get(header::AUTHORIZATION) else {
-            return Err(self.challenge("AKV10000: Request is missing a Bearer or PoP token."));
+            return Err(MISSING);
         };
         let token = value
             .to_str()
             .ok()
             .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| self.challenge("AKV10000: Request is missing a Bearer or PoP token."))?;
+            .ok_or(MISSING)?;
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
-        validation.set_audience(&[self.resource.as_str()]);
+        // A client that asked for the challenge's resource (with its port) gets that audience.
+        let audiences = [
+            self.resource.as_str(),
+            self.vault.challenge_resource.as_str(),
+        ];
+        validation.set_audience(&audiences);
         validation.set_issuer(&[self.issuer()]);
         validation.set_required_spec_claims(&["exp", "aud", "iss"]);
         match jsonwebtoken::decode::<Claims>(
@@ -197,7 +307,7 @@ impl Auth {
             &DecodingKey::from_secret(&self.signing_key),
             &validation,
         ) {
-            Ok(_) => Ok(()),
+            Ok(data) => Ok(data.claims),
             Err(e) => {
                 use jsonwebtoken::errors::ErrorKind;
                 let why = match e.kind() {
@@ -207,12 +317,146 @@ impl Auth {
                     ErrorKind::InvalidIssuer => "AKV10023: Invalid issuer.",
                     _ => "AKV10000: The token could not be validated.",
                 };
-                Err(self.challenge(why))
+                Err(why)
             }
         }
     }
+
+    /// RBAC's 403 for a client with no role: the body of docs/azure-behaviour.md 5b, with the
+    /// action the request needed.
+    fn forbidden(&self, claims: &Claims, method: &Method, path: &str) -> Response {
+        let action = action(self.vault.flavor, method, path);
+        let name = &self.vault.name;
+        let kind = match self.vault.flavor {
+            Flavor::Vault => "vaults",
+            Flavor::ManagedHsm => "managedHSMs",
+        };
+        let mut resource = format!(
+            "/subscriptions/00000000-0000-0000-0000-000000000000/resourcegroups/kv-emulator/providers/microsoft.keyvault/{kind}/{name}"
+        );
+        if let Some(key) = key_name(path) {
+            resource.push_str(&format!("/keys/{key}"));
+        }
+        let message = format!(
+            "Caller is not authorized to perform action on resource.\r\n\
+             If role assignments, deny assignments or role definitions were changed recently, please observe propagation time.\r\n\
+             Caller: appid={};oid={};iss=https://sts.windows.net/{}/\r\n\
+             Action: '{action}'\r\n\
+             Resource: '{resource}'\r\n\
+             Assignment: (not found)\r\n\
+             DenyAssignmentId: null\r\n\
+             DecisionReason: null \r\n\
+             Vault: {name};location=local\r\n",
+            claims.appid, claims.oid, self.tenant
+        );
+        let body = json!({
+            "error": {
+                "code": "Forbidden",
+                "message": message,
+                "innererror": {"code": "ForbiddenByRbac"},
+            }
+        });
+        (StatusCode::FORBIDDEN, axum::Json(body)).into_response()
+    }
+}
+
+/// The key a data-plane path names (`/keys/{name}...`, `/deletedkeys/{name}...`).
+fn key_name(path: &str) -> Option<&str> {
+    let mut parts = path.trim_start_matches('/').split('/');
+    match (parts.next(), parts.next()) {
+        (Some("keys" | "deletedkeys"), Some(name)) if !name.is_empty() => Some(name),
+        _ => None,
+    }
+}
+
+/// The RBAC data action a request needs: `Microsoft.KeyVault/vaults/keys/read`,
+/// `.../keys/create/action`, `.../keys/import/action`, `.../keys/sign/action`, ... (for a
+/// Managed HSM, `Microsoft.KeyVault/managedHsm/keys/...`).
+pub fn action(flavor: Flavor, method: &Method, path: &str) -> String {
+    let prefix = match flavor {
+        Flavor::Vault => "Microsoft.KeyVault/vaults",
+        Flavor::ManagedHsm => "Microsoft.KeyVault/managedHsm",
+    };
+    let parts: Vec<&str> = path
+        .trim_start_matches('/')
+        .split('/')
+        .filter(|p| !p.is_empty())
+        .collect();
+    let last = parts.last().copied().unwrap_or_default();
+    let deleted = parts.first() == Some(&"deletedkeys");
+    let suffix = match (deleted, method.as_str(), parts.len(), last) {
+        (true, "GET", _, _) => "deletedKeys/read",
+        (true, "DELETE", _, _) => "deletedKeys/delete",
+        (true, _, _, _) => "deletedKeys/recover/action",
+        (false, "GET", _, _) => "keys/read",
+        (false, "PUT", _, _) => "keys/import/action",
+        (false, "PATCH", _, _) => "keys/update/action",
+        (false, "DELETE", _, _) => "keys/delete",
+        (false, _, _, "create") => "keys/create/action",
+        (false, _, n, op) if n >= 3 => match op {
+            "sign" => "keys/sign/action",
+            "verify" => "keys/verify/action",
+            "encrypt" => "keys/encrypt/action",
+            "decrypt" => "keys/decrypt/action",
+            "wrapkey" => "keys/wrap/action",
+            "unwrapkey" => "keys/unwrap/action",
+            _ => "keys/read",
+        },
+        _ => "keys/read",
+    };
+    format!("{prefix}/{suffix}")
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_follow_the_operation() {
+        let v = |m: &str, p: &str| action(Flavor::Vault, &m.parse().unwrap(), p);
+        assert_eq!(
+            v("POST", "/keys/k/create"),
+            "Microsoft.KeyVault/vaults/keys/create/action"
+        );
+        assert_eq!(
+            v("PUT", "/keys/k"),
+            "Microsoft.KeyVault/vaults/keys/import/action"
+        );
+        assert_eq!(v("GET", "/keys/k"), "Microsoft.KeyVault/vaults/keys/read");
+        assert_eq!(v("GET", "/keys"), "Microsoft.KeyVault/vaults/keys/read");
+        assert_eq!(
+            v("DELETE", "/keys/k"),
+            "Microsoft.KeyVault/vaults/keys/delete"
+        );
+        assert_eq!(
+            v("PATCH", "/keys/k/"),
+            "Microsoft.KeyVault/vaults/keys/update/action"
+        );
+        assert_eq!(
+            v("POST", "/keys/k/sign"),
+            "Microsoft.KeyVault/vaults/keys/sign/action"
+        );
+        assert_eq!(
+            v("POST", "/keys/k/0123/unwrapkey"),
+            "Microsoft.KeyVault/vaults/keys/unwrap/action"
+        );
+        assert_eq!(
+            v("POST", "/deletedkeys/k/recover"),
+            "Microsoft.KeyVault/vaults/deletedKeys/recover/action"
+        );
+        assert_eq!(
+            v("DELETE", "/deletedkeys/k"),
+            "Microsoft.KeyVault/vaults/deletedKeys/delete"
+        );
+        assert_eq!(
+            action(Flavor::ManagedHsm, &Method::GET, "/keys/k"),
+            "Microsoft.KeyVault/managedHsm/keys/read"
+        );
+        assert_eq!(key_name("/keys/k/create"), Some("k"));
+        assert_eq!(key_name("/keys"), None);
+    }
 }

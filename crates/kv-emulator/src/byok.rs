@@ -1,4 +1,4 @@
-//! The BYOK half of import: a `key_hsm` blob is the base64 of a `.byok` file, read strictly
+//! The BYOK half of import: a `key_hsm` blob is the base64url of a `.byok` file, read strictly
 //! (byok-core), checked against the KEK it names (this vault's, RSA-HSM, `import` only,
 //! enabled and within its dates), and unwrapped with that KEK's private key. The plaintext
 //! is read as Key Vault parses it (`byok_core::conformance`, the same reading as
@@ -21,8 +21,11 @@ use zeroize::Zeroizing;
 /// cannot be read, which is the emulator's fault.
 #[derive(Debug, thiserror::Error)]
 pub enum ByokError {
-    #[error("key_hsm is not base64: {reason}")]
-    NotBase64 { reason: String },
+    /// The service's wording for a field that is not base64url (docs/azure-behaviour.md
+    /// section 3); for `key_hsm` it is inferred by analogy. Standard base64, padding and
+    /// whitespace are refused (stricter than the SDKs need: they all send base64url).
+    #[error("Content of 'key_hsm' is not base64url.\r\nProperty 'key_hsm' is required.\r\n")]
+    NotBase64,
     #[error("key_hsm is not a valid BYOK package: {reason}")]
     NotAPackage { reason: String },
     #[error(
@@ -129,9 +132,7 @@ pub async fn unwrap_key_hsm(
 }
 
 fn read_package(blob: &str) -> Result<KeyTransferPackage, ByokError> {
-    let bytes = b64::decode_lenient("key_hsm", blob).map_err(|e| ByokError::NotBase64 {
-        reason: e.to_string(),
-    })?;
+    let bytes = b64::decode("key_hsm", blob).map_err(|_| ByokError::NotBase64)?;
     KeyTransferPackage::parse(&bytes).map_err(|e| ByokError::NotAPackage {
         reason: e.to_string(),
     })

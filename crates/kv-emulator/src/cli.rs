@@ -3,7 +3,7 @@
 
 use byok_cli_common::shell::{CompletionsArgs, ManArgs};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use kv_emulator::{Config, Flavor};
+use kv_emulator::{Config, Flavor, Sku, ThrottleConfig, ThrottleLimits};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -28,7 +28,10 @@ pub struct Cli {
 const LONG_ABOUT: &str = "Serve the Key Vault keys API (with BYOK import) over HTTPS on this \
 machine, so a whole ceremony can be rehearsed with no Azure account. It makes a test CA, a \
 server certificate and client credentials in --state-dir, writes STATE_DIR/connection.json \
-(what `byok-online --emulator STATE_DIR` reads) and prints `listening on URL` when it serves. \
+(what `byok-online --emulator STATE_DIR` reads) and prints `listening on https://IP:PORT \
+(vault URL)` when it serves. The vault URL is https://NAME.vault.azure.net:PORT (see \
+--vault-name), which no DNS resolves: clients connect to IP:PORT for it (connection.json's \
+vault_address), so the SDKs' challenge-resource verification stays on. \
 It is not an HSM: keys are held in the clear in memory, or with --persist in \
 STATE_DIR/state.json.";
 
@@ -85,6 +88,50 @@ pub struct ServeArgs {
     /// key ids and the token authority use it instead of https://IP:PORT of --listen.
     #[arg(long, value_name = "URL")]
     public_url: Option<String>,
+    /// With --public-url: the IP:PORT clients resolve its host to (connection.json's
+    /// vault_address); without it, clients resolve the host by DNS.
+    #[arg(long, value_name = "IP:PORT", requires = "public_url")]
+    public_address: Option<SocketAddr>,
+    /// The vault's name: it is served as https://NAME.vault.azure.net:PORT (with --flavor
+    /// managedhsm, https://NAME.managedhsm.azure.net:PORT), which key ids name.
+    #[arg(long, value_name = "NAME", default_value = kv_emulator::DEFAULT_VAULT_NAME)]
+    vault_name: String,
+    /// Fidelity: a deletion (and a recovery) keeps running this long after its 200, as on
+    /// Key Vault (20 s to 2 minutes): GET /deletedkeys/NAME answers 404 and a re-create 409
+    /// meanwhile. 0 is at once, as on Managed HSM.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    delete_delay: u64,
+    /// Fidelity: throttle as Key Vault does: `azure` (the published limits per 10 s: HSM-key
+    /// creates 10, other HSM-key transactions 2,000 units, RSA 3072 costing 4 and RSA 4096
+    /// 8), or `create=N,other=M` for HSM keys (software keys: twice). 429s carry no
+    /// Retry-After.
+    #[arg(long, value_name = "azure|create=N,other=M")]
+    throttle: Option<ThrottleLimits>,
+    /// The window --throttle's limits are per, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    throttle_window_ms: u64,
+    /// The vault's tier: a standard vault refuses HSM keys (RSA-HSM, EC-HSM). Ignored with
+    /// --flavor managedhsm.
+    #[arg(long, value_enum, default_value_t = SkuArg::Premium)]
+    sku: SkuArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SkuArg {
+    /// Software keys only.
+    Standard,
+    /// Software and HSM keys.
+    Premium,
+}
+
+impl From<SkuArg> for Sku {
+    fn from(arg: SkuArg) -> Self {
+        match arg {
+            SkuArg::Standard => Sku::Standard,
+            SkuArg::Premium => Sku::Premium,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -117,6 +164,14 @@ impl ServeArgs {
             accept_zero_padded_kwp: self.accept_zero_padded_kwp,
             fault_status: self.fault_status,
             public_url: self.public_url,
+            vault_name: self.vault_name,
+            public_address: self.public_address,
+            delete_delay_ms: self.delete_delay,
+            throttle: self.throttle.map(|limits| ThrottleConfig {
+                limits,
+                window_ms: self.throttle_window_ms,
+            }),
+            sku: self.sku.into(),
         })
     }
 }

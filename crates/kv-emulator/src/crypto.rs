@@ -338,7 +338,9 @@ fn gcm(
     }
 }
 
-/// Reads a base64url (or base64) field of a request.
+/// Reads a base64url field of a request: unpadded, URL-safe alphabet, no whitespace. Anything
+/// else gets the service's "Content of 'FIELD' is not base64url." (docs/azure-behaviour.md
+/// section 3; for JWK members the wording is inferred by analogy).
 pub fn field(name: &'static str, value: &str) -> ApiResult<Vec<u8>> {
-    b64::decode_lenient(name, value).map_err(|e| ApiError::bad_parameter(e.to_string()))
+    b64::decode(name, value).map_err(|_| ApiError::not_base64url(name))
 }

@@ -4,8 +4,10 @@
 //! - [`routes`]: the keys API subset (create, import incl. `key_hsm`, get, list, update,
 //!   soft delete, recover, purge, sign/verify, encrypt/decrypt, wrap/unwrap) with
 //!   `api-version` checks and the service's error shape ([`error`]);
-//! - [`auth`]: an OAuth2 client-credentials token endpoint issuing signed JWTs, and the
-//!   `401` + `WWW-Authenticate` challenge for requests without a valid token;
+//! - [`auth`]: an OAuth2 client-credentials token endpoint issuing signed JWTs for two
+//!   clients (one with every right, a reader with none, which gets RBAC's `403
+//!   ForbiddenByRbac`), and the `401` + `WWW-Authenticate` challenge for requests without a
+//!   valid token;
 //! - [`service`]: the behaviour, one module per group of operations, with the service's
 //!   rules; [`byok`]: the BYOK unwrap with the KEK private key it holds; [`crypto`]: the
 //!   cryptographic operations of stored keys; [`model`]: stored keys and their JSON;
@@ -13,6 +15,22 @@
 //! - [`state_dir`]: the state directory's files (identity, `connection.json`); [`address`]:
 //!   where it listens (with `--persist`, where its stored keys' ids say it is);
 //!   [`tls`]: a test CA and server certificate made per state directory.
+//!
+//! ## The vault URL and the challenge
+//!
+//! The vault is served under a real-looking URL, `https://NAME.vault.azure.net:PORT` (or
+//! `NAME.managedhsm.azure.net` with `--flavor managedhsm`; NAME from `--vault-name`, default
+//! `emulator`), which no DNS resolves: `connection.json` carries `vault_address`, the `IP:PORT`
+//! clients resolve that host to, and the server certificate names the host. The token
+//! endpoint stays at `https://127.0.0.1:PORT`. So the SDKs' challenge-resource verification
+//! stays on in every client of the emulator.
+//!
+//! The 401 challenge is Azure's: `Bearer authorization="AUTHORITY/TENANT",
+//! resource="https://vault.azure.net"` (`https://managedhsm.azure.net` for a Managed HSM). On
+//! a port other than 443 the resource carries the port, `resource="https://vault.azure.net:PORT"`:
+//! the Python SDK compares the challenge's `netloc` with the request's, port included
+//! (docs/azure-behaviour.md 8c), while the Rust SDK compares host names only (8b) and passes
+//! either way. Tokens for the resource with or without the port are accepted.
 //!
 //! What it proves and what it does not: it checks a `.byok` exactly as this project reads the
 //! format (byok-core) and holds keys in its state directory in the clear. It is not an HSM.
@@ -28,6 +46,7 @@ pub mod routes;
 pub mod service;
 pub mod state_dir;
 pub mod store;
+pub mod throttle;
 pub mod tls;
 
 use byok_core::VaultUrl;
@@ -41,7 +60,9 @@ use tls::{TlsError, TlsMaterial};
 
 pub use address::{AddressError, ListenError};
 pub use service::Flavor;
+pub use service::Sku;
 pub use state_dir::{CONNECTION_FILE, Connection, ConnectionError};
+pub use throttle::{ThrottleConfig, ThrottleLimits};
 
 /// How to start the emulator.
 #[derive(Debug, Clone)]
@@ -57,9 +78,26 @@ pub struct Config {
     /// Fault injection: every authenticated data-plane request gets this HTTP status.
     pub fault_status: Option<u16>,
     /// The URL clients reach the emulator by, when it sits behind a proxy; key ids and the
-    /// auth challenge use it. Default: https://{listen address}.
+    /// token authority use it. Default: https://NAME.vault.azure.net:PORT (see `vault_name`)
+    /// with the token authority at https://{listen address}.
     pub public_url: Option<String>,
+    /// The vault's name: its URL is https://NAME.vault.azure.net:PORT (or
+    /// NAME.managedhsm.azure.net). `emulator` by default ([`DEFAULT_VAULT_NAME`]).
+    pub vault_name: String,
+    /// With `public_url`: the address clients resolve its host to (connection.json's
+    /// `vault_address`). None: DNS resolves it.
+    pub public_address: Option<SocketAddr>,
+    /// How long a deletion (and a recovery) keeps running after its 200, in milliseconds:
+    /// 0 (the default) is at once, as on Managed HSM; Key Vault takes 20 s to 2 minutes.
+    pub delete_delay_ms: u64,
+    /// `--throttle`: Key Vault's published limits, or explicit ones; None: no throttling.
+    pub throttle: Option<ThrottleConfig>,
+    /// The vault's tier (Premium by default); ignored on a Managed HSM.
+    pub sku: Sku,
 }
+
+/// The vault name when none is given.
+pub const DEFAULT_VAULT_NAME: &str = "emulator";
 
 /// A setting that cannot work, whatever the machine.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +109,13 @@ pub enum ConfigError {
     PublicUrl { url: String, source: KidError },
     #[error("--fault-status {status} is not an HTTP error status: pick one from 400 to 599")]
     FaultStatus { status: u16 },
+    #[error(
+        "--vault-name {name}: a vault name is 1 to 63 letters, digits and '-', not starting or \
+         ending with '-' (it becomes NAME.vault.azure.net)"
+    )]
+    VaultName { name: String },
+    #[error("--public-address needs --public-url: without one, the listen address is used")]
+    PublicAddress,
 }
 
 /// Why the emulator did not start.
@@ -109,6 +154,17 @@ impl Config {
     fn validate(&self) -> Result<Option<String>, ConfigError> {
         if let Some(status) = self.fault_status.filter(|s| !(400..=599).contains(s)) {
             return Err(ConfigError::FaultStatus { status });
+        }
+        let name = &self.vault_name;
+        let label_ok = (1..=63).contains(&name.len())
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !name.starts_with('-')
+            && !name.ends_with('-');
+        if !label_ok {
+            return Err(ConfigError::VaultName { name: name.clone() });
+        }
+        if self.public_address.is_some() && self.public_url.is_none() {
+            return Err(ConfigError::PublicAddress);
         }
         self.public_url
             .as_deref()
@@ -163,17 +219,39 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         config.listen,
     )?;
     let listen_addr = address::choose(config.listen, earlier.as_ref())?;
+    if earlier.is_some() {
+        // The earlier run's port: the URL this start serves is known already.
+        let now = named_url(&config.vault_name, config.flavor, listen_addr.port());
+        address::same_url(earlier.as_ref(), &now)?;
+    }
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     state_dir::create(&config.state_dir)?;
-    let tls = TlsMaterial::load_or_create(&config.state_dir)?;
+    let tls = TlsMaterial::load_or_create(
+        &config.state_dir,
+        &cert_names(&config, public_url.as_deref()),
+    )?;
     let identity = Identity::load_or_create(&config.state_dir)?;
     let (listener, addr) =
         address::listen(listen_addr).map_err(|e| address::taken(e, earlier.as_ref()))?;
-    let base = public_url.unwrap_or_else(|| url_of(addr));
-    let connection = Connection::new(&config.state_dir, &identity, &base, config.flavor);
+    let (vault_url, vault_address, authority) = match public_url {
+        Some(url) => (url.clone(), config.public_address, url),
+        None => (
+            named_url(&config.vault_name, config.flavor, addr.port()),
+            Some(addr),
+            url_of(addr),
+        ),
+    };
+    let connection = Connection::new(
+        &config.state_dir,
+        &identity,
+        &vault_url,
+        vault_address,
+        &authority,
+        config.flavor,
+    );
     connection.save(&config.state_dir)?;
     let store = store::Store::open(config.persist.then(|| config.state_dir.join(STATE_FILE)))?;
-    let app = app(&config, identity, store, base);
+    let app = app(&config, identity, store, vault_url, authority);
     let server =
         axum_server::from_tcp_rustls(listener, tls.server_config().await?).map_err(|source| {
             ListenError {
@@ -196,31 +274,84 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     })
 }
 
-/// `https://IP:PORT`, the vault URL of an emulator with no `--public-url`.
-fn url_of(addr: SocketAddr) -> String {
-    match addr.ip() {
-        std::net::IpAddr::V6(ip) => format!("https://[{ip}]:{}", addr.port()),
-        ip => format!("https://{ip}:{}", addr.port()),
+/// `https://IP:PORT`: where the emulator listens, and the token authority of an emulator
+/// with no `--public-url`.
+pub fn url_of(addr: SocketAddr) -> String {
+    format!("https://{addr}")
+}
+
+/// The vault's host: `NAME.vault.azure.net` or `NAME.managedhsm.azure.net`.
+pub fn vault_host(name: &str, flavor: Flavor) -> String {
+    let domain = flavor.resource().trim_start_matches("https://");
+    format!("{}.{domain}", name.to_ascii_lowercase())
+}
+
+/// The vault URL of an emulator with no `--public-url`: `https://NAME.vault.azure.net:PORT`
+/// (no port on 443).
+pub fn named_url(name: &str, flavor: Flavor, port: u16) -> String {
+    match port {
+        443 => format!("https://{}", vault_host(name, flavor)),
+        port => format!("https://{}:{port}", vault_host(name, flavor)),
     }
 }
 
-/// The routes' state: the service over `store`, and the token endpoint, both at `base`.
-fn app(config: &Config, identity: Identity, store: store::Store, base: String) -> routes::App {
+/// The challenge's `resource`: the flavor's resource, with the vault URL's port when it is
+/// not 443. The Python SDK compares the challenge's netloc with the request's, port included
+/// (docs/azure-behaviour.md 8c): `https://vault.azure.net` would fail it for
+/// `https://NAME.vault.azure.net:8443`. The Rust SDK compares host names only (8b) and
+/// passes either way; Azure itself, on 443, sends the resource without a port.
+pub fn challenge_resource(flavor: Flavor, vault_url: &str) -> String {
+    match VaultUrl::parse(vault_url).ok().and_then(|u| u.port()) {
+        Some(port) if port != 443 => format!("{}:{port}", flavor.resource()),
+        _ => flavor.resource().to_string(),
+    }
+}
+
+/// The DNS names the server certificate carries besides localhost: the vault's host, and a
+/// `--public-url`'s host when it is a name.
+fn cert_names(config: &Config, public_url: Option<&str>) -> Vec<String> {
+    let mut names = vec![vault_host(&config.vault_name, config.flavor)];
+    if let Some(url) = public_url.and_then(|u| VaultUrl::parse(u).ok()) {
+        let host = url.host();
+        if host.parse::<std::net::IpAddr>().is_err()
+            && !host.starts_with('[')
+            && !names.iter().any(|n| n == host)
+        {
+            names.push(host.to_string());
+        }
+    }
+    names
+}
+
+/// The routes' state: the service over `store` at `vault_url`, and the token endpoint at
+/// `authority`.
+fn app(
+    config: &Config,
+    identity: Identity,
+    store: store::Store,
+    vault_url: String,
+    authority: String,
+) -> routes::App {
+    let vault = auth::VaultInfo {
+        name: config.vault_name.to_ascii_lowercase(),
+        flavor: config.flavor,
+        challenge_resource: challenge_resource(config.flavor, &vault_url),
+    };
     routes::App {
         service: service::Service {
             store,
-            vault_url: base.clone(),
+            vault_url,
             options: service::Options {
                 flavor: config.flavor,
                 accept_zero_padded_kwp: config.accept_zero_padded_kwp,
+                delete_delay: std::time::Duration::from_millis(config.delete_delay_ms),
+                sku: config.sku,
             },
         },
         fault_status: config.fault_status,
-        auth: auth::Auth::new(
-            identity,
-            config.flavor.resource().into(),
-            base,
-            config.token_lifetime_secs,
-        ),
+        throttle: config
+            .throttle
+            .map(|t| throttle::Throttle::new(t, config.flavor)),
+        auth: auth::Auth::new(identity, vault, authority, config.token_lifetime_secs),
     }
 }

@@ -60,8 +60,12 @@ async fn serve(config: kv_emulator::Config) -> ExitCode {
         Err(e) if e.is_usage() => return fail(e, ExitCode::from(USAGE)),
         Err(e) => return fail(e, ExitCode::FAILURE),
     };
-    // Scripts wait for this line.
-    println!("listening on {}", running.connection.vault_url);
+    // Scripts wait for this line: where it listens, then the vault URL clients use.
+    println!(
+        "listening on {} (vault {})",
+        kv_emulator::url_of(running.addr),
+        running.connection.vault_url
+    );
     let handle = running.handle();
     tokio::spawn(async move {
         tokio::select! {

@@ -1,6 +1,7 @@
 //! Stored keys and the JSON the service returns for them (KeyBundle, DeletedKeyBundle).
 
 use crate::error::{ApiError, ApiResult};
+use crate::service::Flavor;
 use byok_core::KeyOp;
 use byok_core::b64;
 use byok_core::jwk::PublicJwk;
@@ -12,6 +13,18 @@ use zeroize::Zeroizing;
 
 /// Days a deleted key stays recoverable.
 pub const RECOVERABLE_DAYS: i64 = 90;
+
+/// `hsmPlatform` of a vault's HSM keys: a string, as the service sends it (`"2"` on 2026
+/// Premium-vault RSA-HSM keys; docs/azure-behaviour.md 7d).
+pub const HSM_PLATFORM: &str = "2";
+
+/// Where and as which service keys are shown: the vault URL in their ids, and the flavor,
+/// which decides some attributes.
+#[derive(Debug, Clone, Copy)]
+pub struct View<'a> {
+    pub vault_url: &'a str,
+    pub flavor: Flavor,
+}
 
 /// Key attributes as stored; times are Unix seconds.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -25,7 +38,10 @@ pub struct Attributes {
 }
 
 impl Attributes {
-    pub fn to_json(&self) -> Value {
+    /// The attributes JSON of a key of type `kty`. Managed HSM always sends `exportable`
+    /// (false when never set; R-MHSM-OCT); a vault sends it, with `hsmPlatform` as a string,
+    /// on HSM keys (docs/azure-behaviour.md 7d), and on software keys only when set.
+    pub fn to_json(&self, flavor: Flavor, kty: &str) -> Value {
         let mut m = Map::new();
         m.insert("enabled".into(), json!(self.enabled));
         if let Some(nbf) = self.nbf {
@@ -38,8 +54,12 @@ impl Attributes {
         m.insert("updated".into(), json!(self.updated));
         m.insert("recoveryLevel".into(), json!("Recoverable+Purgeable"));
         m.insert("recoverableDays".into(), json!(RECOVERABLE_DAYS));
-        if let Some(e) = self.exportable {
-            m.insert("exportable".into(), json!(e));
+        let vault_hsm_key = flavor == Flavor::Vault && kty.ends_with("-HSM");
+        if flavor == Flavor::ManagedHsm || vault_hsm_key || self.exportable.is_some() {
+            m.insert("exportable".into(), json!(self.exportable.unwrap_or(false)));
+        }
+        if vault_hsm_key {
+            m.insert("hsmPlatform".into(), json!(HSM_PLATFORM));
         }
         Value::Object(m)
     }
@@ -133,11 +153,14 @@ impl KeyVersion {
     }
 
     /// The KeyBundle JSON.
-    pub fn bundle(&self, vault_url: &str, name: &str) -> ApiResult<Value> {
-        let kid = format!("{vault_url}/keys/{name}/{}", self.version);
+    pub fn bundle(&self, view: View<'_>, name: &str) -> ApiResult<Value> {
+        let kid = format!("{}/keys/{name}/{}", view.vault_url, self.version);
         let mut bundle = Map::new();
         bundle.insert("key".into(), self.jwk(&kid)?);
-        bundle.insert("attributes".into(), self.attributes.to_json());
+        bundle.insert(
+            "attributes".into(),
+            self.attributes.to_json(view.flavor, &self.kty),
+        );
         if !self.tags.is_empty() {
             bundle.insert("tags".into(), json!(self.tags));
         }
@@ -148,13 +171,15 @@ impl KeyVersion {
     }
 
     /// The KeyItem JSON used in lists.
-    pub fn item(&self, vault_url: &str, name: &str, with_version: bool) -> Value {
+    pub fn item(&self, view: View<'_>, name: &str, with_version: bool) -> Value {
+        let vault_url = view.vault_url;
         let kid = if with_version {
             format!("{vault_url}/keys/{name}/{}", self.version)
         } else {
             format!("{vault_url}/keys/{name}")
         };
-        let mut item = json!({"kid": kid, "attributes": self.attributes.to_json()});
+        let attributes = self.attributes.to_json(view.flavor, &self.kty);
+        let mut item = json!({"kid": kid, "attributes": attributes});
         if !self.tags.is_empty() {
             item["tags"] = json!(self.tags);
         }
@@ -168,6 +193,25 @@ pub struct KeyEntry {
     pub name: String,
     pub versions: Vec<KeyVersion>,
     pub deleted: Option<Deleted>,
+    /// A deletion or recovery still running (with `--delete-delay`); in memory only: after a
+    /// restart it has finished.
+    #[serde(skip)]
+    pub pending: Option<Pending>,
+}
+
+/// What is still running on a key, and until when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pending {
+    pub kind: PendingKind,
+    pub until: std::time::Instant,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PendingKind {
+    /// Deleted, but not yet a deleted key: `GET /deletedkeys/{name}` still answers 404.
+    Deleting,
+    /// Recovered, but not yet a key again: `GET /keys/{name}` still answers 404.
+    Recovering,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -190,9 +234,17 @@ impl KeyEntry {
             .find(|v| v.version.eq_ignore_ascii_case(version))
     }
 
-    pub fn deleted_bundle(&self, vault_url: &str) -> ApiResult<Value> {
-        let mut bundle = self.latest().bundle(vault_url, &self.name)?;
+    /// What is still running on the key now, if anything.
+    pub fn pending_now(&self) -> Option<PendingKind> {
+        self.pending
+            .filter(|p| std::time::Instant::now() < p.until)
+            .map(|p| p.kind)
+    }
+
+    pub fn deleted_bundle(&self, view: View<'_>) -> ApiResult<Value> {
+        let mut bundle = self.latest().bundle(view, &self.name)?;
         if let Some(d) = &self.deleted {
+            let vault_url = view.vault_url;
             bundle["recoveryId"] = json!(format!("{vault_url}/deletedkeys/{}", self.name));
             bundle["deletedDate"] = json!(d.deleted_date);
             bundle["scheduledPurgeDate"] = json!(d.scheduled_purge_date);

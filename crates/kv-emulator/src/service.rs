@@ -5,6 +5,7 @@
 //! - `deleted`: soft delete, get a deleted key, recover, purge;
 //! - `listing`: keys, one key's versions, deleted keys, paged;
 //! - `operations`: sign, verify, encrypt, decrypt, wrapKey, unwrapKey;
+//! - `throttle` (a sibling module, [`crate::throttle`]) limits requests before they get here;
 //! - `rules`: the service's checks of names, key types, sizes, curves and key operations,
 //!   with its messages; `jwk`: a private key from plain JWK members.
 
@@ -16,7 +17,7 @@ mod operations;
 mod rules;
 
 use crate::error::{ApiError, ApiResult};
-use crate::model::KeyEntry;
+use crate::model::{KeyEntry, PendingKind, View};
 use crate::store::{State, Store};
 
 pub use keys::{CreateRequest, ImportRequest, JwkIn, UpdateRequest};
@@ -47,6 +48,15 @@ impl Flavor {
     }
 }
 
+/// A vault's pricing tier. Only a Premium vault holds HSM keys (`RSA-HSM`, `EC-HSM`); a
+/// Managed HSM has no tier (the setting is ignored there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sku {
+    Standard,
+    #[default]
+    Premium,
+}
+
 /// Behaviour switches.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -55,6 +65,9 @@ pub struct Options {
     /// zero bytes, as SoftHSM 2.6.1's CKM_AES_KEY_WRAP_PAD produces (SoftHSM rehearsals only).
     /// Off by default: Azure's strict parser refuses such packages.
     pub accept_zero_padded_kwp: bool,
+    /// How long a deletion (and a recovery) keeps running after its 200; zero: at once.
+    pub delete_delay: std::time::Duration,
+    pub sku: Sku,
 }
 
 pub struct Service {
@@ -63,12 +76,32 @@ pub struct Service {
     pub options: Options,
 }
 
+impl Service {
+    /// How keys are shown: this vault's URL and flavor.
+    pub fn view(&self) -> View<'_> {
+        View {
+            vault_url: &self.vault_url,
+            flavor: self.options.flavor,
+        }
+    }
+}
+
+/// Whether a key is, right now, a live key (`deleted` false) or a deleted one (`deleted`
+/// true). While a deletion runs the key is neither; while a recovery runs, neither either.
+pub(crate) fn visible(e: &KeyEntry, deleted: bool) -> bool {
+    let pending = e.pending_now();
+    match deleted {
+        false => e.deleted.is_none() && pending != Some(PendingKind::Recovering),
+        true => e.deleted.is_some() && pending != Some(PendingKind::Deleting),
+    }
+}
+
 /// A key by name (names are case-insensitive): a live one, or with `deleted` a soft-deleted one.
 fn entry<'a>(state: &'a State, name: &str, deleted: bool) -> ApiResult<&'a KeyEntry> {
     state
         .keys
         .get(&name.to_ascii_lowercase())
-        .filter(|e| e.deleted.is_some() == deleted)
+        .filter(|e| visible(e, deleted))
         .ok_or_else(|| ApiError::key_not_found(name, None))
 }
 
@@ -76,7 +109,7 @@ fn entry_mut<'a>(state: &'a mut State, name: &str, deleted: bool) -> ApiResult<&
     state
         .keys
         .get_mut(&name.to_ascii_lowercase())
-        .filter(|e| e.deleted.is_some() == deleted)
+        .filter(|e| visible(e, deleted))
         .ok_or_else(|| ApiError::key_not_found(name, None))
 }
 

@@ -1,8 +1,8 @@
 //! The state directory: the files kv-emulator keeps there, and how it reads and writes them.
 //!
 //! - `ca.pem`, `server.pem`, `server.key`: the TLS material ([`crate::tls`]);
-//! - `identity.json`: the tenant, client id, client secret and token-signing key, kept so that
-//!   clients' credentials survive restarts ([`Identity`]);
+//! - `identity.json`: the tenant, the two clients (ids, secrets, object ids) and the
+//!   token-signing key, kept so that clients' credentials survive restarts ([`Identity`]);
 //! - `connection.json`: what a client needs to reach the emulator ([`Connection`]);
 //! - `state.json`: the keys, with `--persist` ([`crate::store`]).
 //!
@@ -98,22 +98,74 @@ pub enum IdentityError {
     Invalid { path: PathBuf, reason: String },
 }
 
-/// The emulator's tenant and its one client, with the key its tokens are signed with.
+/// The emulator's tenant and its two clients, with the key its tokens are signed with: the
+/// client with every right on the vault's keys, and a reader with none, whose data-plane
+/// requests get RBAC's 403 ([`crate::auth`]).
 pub struct Identity {
     pub tenant_id: String,
     pub client_id: String,
     pub client_secret: String,
+    /// The client's service principal object id (a token's `oid`).
+    pub client_oid: String,
+    /// The client with no role on the vault.
+    pub reader_client_id: String,
+    pub reader_client_secret: String,
+    pub reader_oid: String,
     pub signing_key: Vec<u8>,
 }
 
-/// `identity.json` as written.
+/// `identity.json` as written. The object ids and the reader came later: a file without them
+/// gets them made and is written again.
 #[derive(Serialize, Deserialize)]
 struct IdentityFile {
     tenant_id: String,
     client_id: String,
     client_secret: String,
+    #[serde(default)]
+    client_oid: String,
+    #[serde(default)]
+    reader_client_id: String,
+    #[serde(default)]
+    reader_client_secret: String,
+    #[serde(default)]
+    reader_oid: String,
     /// Hex.
     jwt_key: String,
+}
+
+impl IdentityFile {
+    /// Makes the fields an older file lacks; whether it made any.
+    fn complete(&mut self) -> bool {
+        let mut made = false;
+        type Make = fn() -> String;
+        let secret: Make = || random_hex(24);
+        let fields: [(&mut String, Make); 4] = [
+            (&mut self.client_oid, uuid_like),
+            (&mut self.reader_client_id, uuid_like),
+            (&mut self.reader_client_secret, secret),
+            (&mut self.reader_oid, uuid_like),
+        ];
+        for (field, make) in fields {
+            if field.is_empty() {
+                *field = make();
+                made = true;
+            }
+        }
+        made
+    }
+
+    fn into_identity(self, signing_key: Vec<u8>) -> Identity {
+        Identity {
+            tenant_id: self.tenant_id,
+            client_id: self.client_id,
+            client_secret: self.client_secret,
+            client_oid: self.client_oid,
+            reader_client_id: self.reader_client_id,
+            reader_client_secret: self.reader_client_secret,
+            reader_oid: self.reader_oid,
+            signing_key,
+        }
+    }
 }
 
 impl Identity {
@@ -127,32 +179,34 @@ impl Identity {
             path: path.clone(),
             reason,
         };
-        let file: IdentityFile =
+        let mut file: IdentityFile =
             serde_json::from_slice(&read(&path)?).map_err(|e| invalid(e.to_string()))?;
         let signing_key =
             hex::decode(&file.jwt_key).map_err(|e| invalid(format!("jwt_key: {e}")))?;
-        Ok(Self {
-            tenant_id: file.tenant_id,
-            client_id: file.client_id,
-            client_secret: file.client_secret,
-            signing_key,
-        })
+        if file.complete() {
+            write_private(
+                &path,
+                &serde_json::to_vec_pretty(&file).expect("serializes"),
+            )?;
+        }
+        Ok(file.into_identity(signing_key))
     }
 
     fn create(path: &Path) -> Result<Self, IdentityError> {
-        let file = IdentityFile {
+        let mut file = IdentityFile {
             tenant_id: uuid_like(),
             client_id: uuid_like(),
             client_secret: random_hex(24),
+            client_oid: String::new(),
+            reader_client_id: String::new(),
+            reader_client_secret: String::new(),
+            reader_oid: String::new(),
             jwt_key: random_hex(32),
         };
+        file.complete();
         write_private(path, &serde_json::to_vec_pretty(&file).expect("serializes"))?;
-        Ok(Self {
-            signing_key: hex::decode(&file.jwt_key).expect("made as hex"),
-            tenant_id: file.tenant_id,
-            client_id: file.client_id,
-            client_secret: file.client_secret,
-        })
+        let signing_key = hex::decode(&file.jwt_key).expect("made as hex");
+        Ok(file.into_identity(signing_key))
     }
 }
 
@@ -175,14 +229,30 @@ fn uuid_like() -> String {
 }
 
 /// What a client needs to reach the emulator; written to `connection.json`.
+///
+/// `vault_url` is a real-looking `https://NAME.vault.azure.net:PORT` (or
+/// `.managedhsm.azure.net`), which no DNS resolves: a client connects to `vault_address` for
+/// that host (reqwest's `ClientBuilder::resolve`, a patched `getaddrinfo` in Python) and so
+/// keeps the SDKs' challenge-resource verification on. The token endpoint is at
+/// `authority_host`, `https://127.0.0.1:PORT`, by address.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Connection {
     pub vault_url: String,
+    /// Where the vault URL's host is to be resolved to (`IP:PORT`); absent with a
+    /// `--public-url` and no `--public-address` (DNS resolves it then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vault_address: Option<std::net::SocketAddr>,
     pub ca_cert: PathBuf,
     pub tenant_id: String,
     pub client_id: String,
     pub client_secret: String,
+    /// A second client with no role on the vault: the data plane answers it with RBAC's 403.
+    #[serde(default)]
+    pub reader_client_id: String,
+    #[serde(default)]
+    pub reader_client_secret: String,
     pub authority_host: String,
+    /// The token audience (`https://vault.azure.net` or `https://managedhsm.azure.net`).
     pub resource: String,
     pub flavor: String,
 }
@@ -207,15 +277,26 @@ pub enum ConnectionError {
 }
 
 impl Connection {
-    /// The connection to an emulator at `base` (its URL, also the token authority).
-    pub(crate) fn new(state_dir: &Path, identity: &Identity, base: &str, flavor: Flavor) -> Self {
+    /// The connection to an emulator whose vault is `vault_url` (reached at `vault_address`)
+    /// and whose token endpoint is at `authority`.
+    pub(crate) fn new(
+        state_dir: &Path,
+        identity: &Identity,
+        vault_url: &str,
+        vault_address: Option<std::net::SocketAddr>,
+        authority: &str,
+        flavor: Flavor,
+    ) -> Self {
         Self {
-            vault_url: base.into(),
+            vault_url: vault_url.into(),
+            vault_address,
             ca_cert: state_dir.join(CA_FILE),
             tenant_id: identity.tenant_id.clone(),
             client_id: identity.client_id.clone(),
             client_secret: identity.client_secret.clone(),
-            authority_host: base.into(),
+            reader_client_id: identity.reader_client_id.clone(),
+            reader_client_secret: identity.reader_client_secret.clone(),
+            authority_host: authority.into(),
             resource: flavor.resource().into(),
             flavor: flavor.name().into(),
         }
@@ -280,6 +361,25 @@ mod tests {
         assert_eq!(first.client_secret, again.client_secret);
         assert_eq!(first.signing_key, again.signing_key);
         assert_eq!(first.signing_key.len(), 32);
+        assert_ne!(first.client_id, first.reader_client_id);
+        assert_eq!(first.reader_client_secret, again.reader_client_secret);
+        // A file from before the reader existed gets one, kept from then on.
+        let path = dir.path().join(IDENTITY_FILE);
+        let mut old: serde_json::Value = serde_json::from_slice(&read(&path).unwrap()).unwrap();
+        for field in [
+            "client_oid",
+            "reader_client_id",
+            "reader_client_secret",
+            "reader_oid",
+        ] {
+            old.as_object_mut().unwrap().remove(field);
+        }
+        std::fs::write(&path, old.to_string()).unwrap();
+        let upgraded = Identity::load_or_create(dir.path()).unwrap();
+        assert_eq!(upgraded.client_secret, first.client_secret);
+        assert!(!upgraded.reader_client_id.is_empty());
+        let kept = Identity::load_or_create(dir.path()).unwrap();
+        assert_eq!(kept.reader_client_id, upgraded.reader_client_id);
         std::fs::write(dir.path().join(IDENTITY_FILE), "{}").unwrap();
         let broken = Identity::load_or_create(dir.path()).err().unwrap();
         assert!(
@@ -295,8 +395,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let identity = Identity::load_or_create(dir.path()).unwrap();
         for port in [8443, 8444] {
-            let url = format!("https://127.0.0.1:{port}");
-            let conn = Connection::new(dir.path(), &identity, &url, Flavor::Vault);
+            let url = format!("https://emulator.vault.azure.net:{port}");
+            let addr = format!("127.0.0.1:{port}").parse().unwrap();
+            let authority = format!("https://127.0.0.1:{port}");
+            let conn = Connection::new(
+                dir.path(),
+                &identity,
+                &url,
+                Some(addr),
+                &authority,
+                Flavor::Vault,
+            );
             conn.save(dir.path()).unwrap();
             assert_eq!(Connection::load(dir.path()).unwrap(), conn);
         }

@@ -1,7 +1,13 @@
-//! A test CA and a server certificate for localhost / 127.0.0.1 / ::1, made once per state
-//! directory so clients keep trusting the emulator across restarts.
+//! A test CA and a server certificate for the vault's host name (`NAME.vault.azure.net` or
+//! `NAME.managedhsm.azure.net`, plus a `--public-url` host) and for localhost / 127.0.0.1 /
+//! ::1 (the token endpoint is reached by address). Made once per state directory so clients
+//! keep trusting the emulator across restarts; made anew (CA too) when the host names change,
+//! which `server.names` records.
 
 use crate::state_dir::{self, CA_FILE, FileError, SERVER_CERT_FILE, SERVER_KEY_FILE};
+
+/// The host names the server certificate was made for, one a line.
+pub const SERVER_NAMES_FILE: &str = "server.names";
 use axum_server::tls_rustls::RustlsConfig;
 use rcgen::{
     BasicConstraints, Certificate, CertificateParams, DnType, IsCa, Issuer, KeyPair,
@@ -43,14 +49,19 @@ pub struct TlsMaterial {
 }
 
 impl TlsMaterial {
-    /// Loads the material from `dir`, or makes and saves it (with the CA clients trust).
-    pub fn load_or_create(dir: &Path) -> Result<Self, TlsError> {
-        let (ca_path, cert_path, key_path) = (
+    /// Loads the material from `dir` when it was made for `names` (DNS names besides
+    /// localhost), or makes and saves it (with the CA clients trust).
+    pub fn load_or_create(dir: &Path, names: &[String]) -> Result<Self, TlsError> {
+        let (ca_path, cert_path, key_path, names_path) = (
             dir.join(CA_FILE),
             dir.join(SERVER_CERT_FILE),
             dir.join(SERVER_KEY_FILE),
+            dir.join(SERVER_NAMES_FILE),
         );
-        if ca_path.exists() && cert_path.exists() && key_path.exists() {
+        let names_text: String = names.iter().map(|n| format!("{n}\n")).collect();
+        let same_names =
+            names_path.exists() && state_dir::read(&names_path)? == names_text.as_bytes();
+        if same_names && ca_path.exists() && cert_path.exists() && key_path.exists() {
             let text = |p: &Path| -> Result<String, TlsError> {
                 String::from_utf8(state_dir::read(p)?).map_err(|_| TlsError::Unusable {
                     dir: dir.into(),
@@ -64,7 +75,7 @@ impl TlsMaterial {
             });
         }
         let (ca_cert, issuer) = make_ca()?;
-        let (server_cert, server_key) = make_server(&issuer)?;
+        let (server_cert, server_key) = make_server(&issuer, names)?;
         let material = Self {
             dir: dir.into(),
             cert_chain_pem: format!("{}{}", server_cert.pem(), ca_cert.pem()),
@@ -73,6 +84,7 @@ impl TlsMaterial {
         state_dir::write_public(&ca_path, ca_cert.pem().as_bytes())?;
         state_dir::write_public(&cert_path, material.cert_chain_pem.as_bytes())?;
         state_dir::write_private(&key_path, material.key_pem.as_bytes())?;
+        state_dir::write_public(&names_path, names_text.as_bytes())?;
         Ok(material)
     }
 
@@ -99,9 +111,14 @@ fn make_ca() -> Result<(Certificate, Issuer<'static, KeyPair>), rcgen::Error> {
     Ok((cert, Issuer::new(params, key)))
 }
 
-fn make_server(issuer: &Issuer<'static, KeyPair>) -> Result<(Certificate, KeyPair), rcgen::Error> {
+fn make_server(
+    issuer: &Issuer<'static, KeyPair>,
+    names: &[String],
+) -> Result<(Certificate, KeyPair), rcgen::Error> {
     let key = KeyPair::generate()?;
-    let mut params = CertificateParams::new(vec!["localhost".to_string()])?;
+    let mut dns = names.to_vec();
+    dns.push("localhost".to_string());
+    let mut params = CertificateParams::new(dns)?;
     params
         .subject_alt_names
         .push(SanType::IpAddress([127, 0, 0, 1].into()));

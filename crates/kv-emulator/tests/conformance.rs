@@ -8,7 +8,7 @@ mod common;
 use aes_kw::KeyInit;
 use byok_core::target::{Curve, KeyKind};
 use byok_core::{TargetKey, b64};
-use common::{Emu, byok, code, import_body, message};
+use common::{Emu, byok, code, import_body, import_body_crv, message};
 use der::{Decode, Encode};
 use kv_emulator::Flavor;
 use reqwest::Method;
@@ -102,7 +102,7 @@ async fn a_65_byte_p521_scalar_is_refused_even_with_the_rehearsal_flag() {
         );
         // The same key at its full length is imported.
         let full = TargetKey::generate(KeyKind::Ec { curve: Curve::P521 }).unwrap();
-        let body = import_body("EC-HSM", &byok(&kek, full.plaintext()));
+        let body = import_body_crv("EC-HSM", Some("P-521"), &byok(&kek, full.plaintext()));
         let bundle = accepted(&emu, "full", body).await;
         assert_eq!(bundle["key"]["crv"], "P-521");
     }

@@ -158,6 +158,23 @@ async fn a_restart_elsewhere_is_refused_unless_a_public_url_says_where() {
     }
     drop(holder);
 
+    // Another --vault-name: another URL than the keys name, refused before anything is written.
+    let mut cfg = common::config(dir.path(), Flavor::Vault);
+    cfg.persist = true;
+    cfg.vault_name = "other".into();
+    let err = kv_emulator::start(cfg).await.err().unwrap();
+    assert!(err.is_usage(), "{err}");
+    let text = err.to_string();
+    for want in [
+        format!("naming {url}"),
+        format!("serve https://other.vault.azure.net:{}", addr.port()),
+        "--vault-name".to_string(),
+    ] {
+        assert!(text.contains(&want), "{want:?} not in: {text}");
+    }
+    let unchanged = std::fs::read(dir.path().join(kv_emulator::CONNECTION_FILE)).unwrap();
+    assert_eq!(unchanged, connection);
+
     // --public-url is the operator's word on where the keys are: it starts anywhere.
     let public = format!("https://{elsewhere}");
     let running = restart(dir.path(), &elsewhere, Some(&public))
@@ -171,11 +188,13 @@ fn spawn(dir: &Path) -> (Emulator, Connection) {
     let exe = Path::new(env!("CARGO_BIN_EXE_kv-emulator"));
     let child = Emulator::start(exe, dir, &["--persist"]).unwrap_or_else(|e| panic!("{e}"));
     assert!(
-        child.url().starts_with("https://127.0.0.1:"),
+        child.listen_url().starts_with("https://127.0.0.1:"),
         "listening on {}",
-        child.url()
+        child.listen_url()
     );
-    (child, Connection::load(dir).unwrap())
+    let conn = Connection::load(dir).unwrap();
+    assert_eq!(child.url(), conn.vault_url);
+    (child, conn)
 }
 
 async fn fetch_token(http: &reqwest::Client, conn: &Connection) -> String {

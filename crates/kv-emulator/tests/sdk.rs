@@ -1,5 +1,8 @@
 //! The official Azure SDK for Rust against the emulator: KeyClient with ClientSecretCredential
-//! pointed at the emulator's token endpoint, over HTTPS trusting the emulator's CA.
+//! pointed at the emulator's token endpoint, over HTTPS trusting the emulator's CA, with the
+//! SDK's default options: challenge-resource verification on. The vault URL is
+//! `https://emulator.vault.azure.net:PORT`; the transport resolves that host to the emulator's
+//! address (connection.json's `vault_address`).
 
 mod common;
 
@@ -40,8 +43,6 @@ fn client(emu: &common::Emu) -> KeyClient {
         &emu.conn.vault_url,
         credential,
         Some(KeyClientOptions {
-            // The challenge names https://vault.azure.net, which is no parent of 127.0.0.1.
-            verify_challenge_resource: Some(false),
             client_options: ClientOptions {
                 transport: Some(transport),
                 ..Default::default()

@@ -13,8 +13,13 @@ fn config(dir: &std::path::Path) -> Config {
         persist: false,
         token_lifetime_secs: 3600,
         accept_zero_padded_kwp: false,
+        delete_delay_ms: 0,
+        throttle: None,
+        sku: kv_emulator::Sku::Premium,
         fault_status: None,
         public_url: None,
+        vault_name: kv_emulator::DEFAULT_VAULT_NAME.into(),
+        public_address: None,
     }
 }
 
@@ -36,6 +41,8 @@ async fn settings_no_machine_can_serve_are_usage_errors_and_touch_nothing() {
             "--public-url http://proxy.example:8443",
         ),
         (|c| c.fault_status = Some(200), "--fault-status 200"),
+        (|c| c.vault_name = "no.dots".into(), "--vault-name no.dots"),
+        (|c| c.vault_name = "-x".into(), "--vault-name -x"),
     ] {
         let mut cfg = config(&state);
         tweak(&mut cfg);
@@ -65,6 +72,36 @@ async fn a_busy_address_names_the_flag_to_change() {
 }
 
 #[tokio::test]
+async fn the_vault_is_served_under_its_name_and_resolved_to_the_listen_address() {
+    for (flavor, name, domain) in [
+        (Flavor::Vault, "emulator", "vault.azure.net"),
+        (Flavor::ManagedHsm, "Contoso-HSM", "managedhsm.azure.net"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config(dir.path());
+        cfg.flavor = flavor;
+        cfg.vault_name = name.into();
+        let running = kv_emulator::start(cfg).await.unwrap();
+        let conn = kv_emulator::Connection::load(dir.path()).unwrap();
+        let port = running.addr.port();
+        assert_eq!(
+            conn.vault_url,
+            format!("https://{}.{domain}:{port}", name.to_ascii_lowercase())
+        );
+        assert_eq!(conn.vault_address, Some(running.addr));
+        assert_eq!(conn.authority_host, format!("https://127.0.0.1:{port}"));
+        assert_ne!(conn.client_id, conn.reader_client_id);
+        // The certificate names the host: recorded beside it, made anew when it changes.
+        let names = std::fs::read_to_string(dir.path().join("server.names")).unwrap();
+        assert!(
+            names.contains(&format!("{}.{domain}", name.to_ascii_lowercase())),
+            "{names}"
+        );
+        running.shutdown().await;
+    }
+}
+
+#[tokio::test]
 async fn a_public_url_is_what_clients_are_told() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path());
@@ -73,7 +110,18 @@ async fn a_public_url_is_what_clients_are_told() {
     let conn = kv_emulator::Connection::load(dir.path()).unwrap();
     assert_eq!(conn.vault_url, "https://proxy.example:8443");
     assert_eq!(conn.authority_host, conn.vault_url);
+    assert_eq!(conn.vault_address, None);
     assert_eq!(running.connection, conn);
+    running.shutdown().await;
+    // --public-address says where clients resolve the public URL's host.
+    let mut cfg = config(dir.path());
+    cfg.public_url = Some("https://emulator.vault.azure.net:8443".into());
+    cfg.public_address = Some("127.0.0.1:8443".parse().unwrap());
+    let running = kv_emulator::start(cfg).await.unwrap();
+    assert_eq!(
+        running.connection.vault_address,
+        Some("127.0.0.1:8443".parse().unwrap())
+    );
     running.shutdown().await;
 }
 
@@ -158,6 +206,8 @@ fn completions_man_pages_and_help_come_from_the_flags() {
         "--accept-zero-padded-kwp",
         "--fault-status",
         "--public-url",
+        "--public-address",
+        "--vault-name",
         "completions",
         "man",
     ] {
@@ -185,6 +235,16 @@ fn sigterm_stops_it_cleanly() {
         .unwrap();
     assert!(
         line.starts_with("listening on https://127.0.0.1:"),
+        "{line}"
+    );
+    let port = line
+        .trim()
+        .strip_prefix("listening on https://127.0.0.1:")
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap();
+    assert!(
+        line.trim()
+            .ends_with(&format!("(vault https://emulator.vault.azure.net:{port})")),
         "{line}"
     );
     let kill = Command::new("kill")

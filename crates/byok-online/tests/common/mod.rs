@@ -54,6 +54,36 @@ pub async fn start() -> Env {
     start_as(kv_emulator::Flavor::Vault).await
 }
 
+/// A vault that throttles: `limits` as kv-emulator's `--throttle` (`azure`, or
+/// `create=N,other=M`), over a window of `window_ms`.
+pub async fn start_throttled(limits: &str, window_ms: u64) -> Env {
+    let state = tempfile::tempdir().unwrap();
+    let config = kv_emulator::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        state_dir: state.path().to_path_buf(),
+        flavor: kv_emulator::Flavor::Vault,
+        persist: false,
+        token_lifetime_secs: 3600,
+        accept_zero_padded_kwp: false,
+        delete_delay_ms: 0,
+        throttle: Some(kv_emulator::ThrottleConfig {
+            limits: limits.parse().unwrap(),
+            window_ms,
+        }),
+        sku: kv_emulator::Sku::Premium,
+        fault_status: None,
+        public_url: None,
+        vault_name: kv_emulator::DEFAULT_VAULT_NAME.into(),
+        public_address: None,
+    };
+    let emu = kv_emulator::start(config).await.unwrap();
+    Env {
+        _emu: emu,
+        state,
+        work: tempfile::tempdir().unwrap(),
+    }
+}
+
 pub async fn start_as(flavor: kv_emulator::Flavor) -> Env {
     let state = tempfile::tempdir().unwrap();
     let config = kv_emulator::Config {
@@ -63,8 +93,13 @@ pub async fn start_as(flavor: kv_emulator::Flavor) -> Env {
         persist: false,
         token_lifetime_secs: 3600,
         accept_zero_padded_kwp: false,
+        delete_delay_ms: 0,
+        throttle: None,
+        sku: kv_emulator::Sku::Premium,
         fault_status: None,
         public_url: None,
+        vault_name: kv_emulator::DEFAULT_VAULT_NAME.into(),
+        public_address: None,
     };
     let emu = kv_emulator::start(config).await.unwrap();
     Env {
@@ -176,10 +211,14 @@ impl Env {
     ) -> (u16, Value) {
         let conn = self.conn();
         let ca = std::fs::read(&conn.ca_cert).unwrap();
-        let http = reqwest::Client::builder()
-            .tls_certs_only([reqwest::Certificate::from_pem(&ca).unwrap()])
-            .build()
-            .unwrap();
+        let mut builder = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(&ca).unwrap()]);
+        // The vault URL's host (emulator.vault.azure.net) resolves to vault_address only.
+        if let Some(addr) = conn.vault_address {
+            let host = byok_core::VaultUrl::parse(&conn.vault_url).unwrap();
+            builder = builder.resolve(host.host(), addr);
+        }
+        let http = builder.build().unwrap();
         let token: Value = http
             .post(format!(
                 "{}/{}/oauth2/v2.0/token",

@@ -1,13 +1,60 @@
 //! Soft delete, and what a deleted key allows: get, recover, purge.
+//!
+//! With `--delete-delay MS` a deletion keeps running for that long after its 200, as on Key
+//! Vault (20 s to 2 minutes in the recordings; docs/azure-behaviour.md section 1): meanwhile
+//! `GET /deletedkeys/{name}` answers 404 "Deleted Key not found: NAME", a purge answers 409
+//! `ObjectIsBeingDeleted`, and a create or import of the name 409 `ObjectIsBeingDeleted`. A
+//! recovery runs for as long: `GET /keys/{name}` answers 404 until it ends. With no delay
+//! (the default) everything happens at once, as on Managed HSM.
 
 use super::{Service, entry, entry_mut};
-use crate::error::ApiResult;
-use crate::model::{self, Deleted};
+use crate::error::{ApiError, ApiResult};
+use crate::model::{self, Deleted, KeyEntry, Pending, PendingKind};
+use axum::http::StatusCode;
 use serde_json::Value;
 
+/// The 404 while a deletion runs (R-PURGE, R-RESUME: no innererror).
+pub(crate) fn deleted_key_not_found(name: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "KeyNotFound",
+        format!("Deleted Key not found: {name}"),
+    )
+}
+
+/// The 409 for purging while a deletion runs (recorded: docs/azure-behaviour.md 1e).
+fn being_deleted() -> ApiError {
+    ApiError::conflict("Key is currently being deleted.").with_inner("ObjectIsBeingDeleted")
+}
+
 impl Service {
+    /// A deletion or recovery that ends after the configured delay, if there is one.
+    fn pending(&self, kind: PendingKind) -> Option<Pending> {
+        let delay = self.options.delete_delay;
+        (!delay.is_zero()).then(|| Pending {
+            kind,
+            until: std::time::Instant::now() + delay,
+        })
+    }
+
+    /// The deleted key `name`, or the service's answer while its deletion still runs.
+    fn deleted_entry<'a>(
+        state: &'a mut crate::store::State,
+        name: &str,
+    ) -> ApiResult<&'a mut KeyEntry> {
+        let deleting = state
+            .keys
+            .get(&name.to_ascii_lowercase())
+            .is_some_and(|e| e.deleted.is_some() && e.pending_now() == Some(PendingKind::Deleting));
+        if deleting {
+            return Err(being_deleted());
+        }
+        entry_mut(state, name, true)
+    }
+
     /// Soft-deletes a key; it stays recoverable for [`model::RECOVERABLE_DAYS`].
     pub async fn delete(&self, name: &str) -> ApiResult<Value> {
+        let pending = self.pending(PendingKind::Deleting);
         self.store
             .write(|state| {
                 let entry = entry_mut(state, name, false)?;
@@ -16,31 +63,41 @@ impl Service {
                     deleted_date: now,
                     scheduled_purge_date: now + model::RECOVERABLE_DAYS * 86400,
                 });
-                entry.deleted_bundle(&self.vault_url)
+                entry.pending = pending;
+                entry.deleted_bundle(self.view())
             })
             .await
     }
 
     pub async fn get_deleted(&self, name: &str) -> ApiResult<Value> {
         self.store
-            .read(|state| entry(state, name, true)?.deleted_bundle(&self.vault_url))
-            .await
-    }
-
-    pub async fn recover(&self, name: &str) -> ApiResult<Value> {
-        self.store
-            .write(|state| {
-                let entry = entry_mut(state, name, true)?;
-                entry.deleted = None;
-                entry.latest().bundle(&self.vault_url, &entry.name)
+            .read(|state| {
+                entry(state, name, true)
+                    .map_err(|_| deleted_key_not_found(name))?
+                    .deleted_bundle(self.view())
             })
             .await
     }
 
+    /// Recovers a deleted key. While its deletion still runs: 409 `ObjectIsBeingDeleted`,
+    /// as a purge gets (inferred: no recording of a recover that early was found).
+    pub async fn recover(&self, name: &str) -> ApiResult<Value> {
+        let pending = self.pending(PendingKind::Recovering);
+        self.store
+            .write(|state| {
+                let entry = Self::deleted_entry(state, name)?;
+                entry.deleted = None;
+                entry.pending = pending;
+                entry.latest().bundle(self.view(), &entry.name)
+            })
+            .await
+    }
+
+    /// Purges a deleted key (the route answers 204 with no body).
     pub async fn purge(&self, name: &str) -> ApiResult<()> {
         self.store
             .write(|state| {
-                entry(state, name, true)?;
+                Self::deleted_entry(state, name)?;
                 state.keys.remove(&name.to_ascii_lowercase());
                 Ok(())
             })

@@ -2,7 +2,7 @@
 
 use super::{Service, entry_mut, jwk, live, rules};
 use crate::error::{ApiError, ApiResult};
-use crate::model::{self, Attributes, AttributesIn, KeyEntry, KeyVersion};
+use crate::model::{self, Attributes, AttributesIn, KeyEntry, KeyVersion, PendingKind};
 use crate::store::State;
 use byok_core::KeyOp;
 use byok_core::b64;
@@ -75,6 +75,8 @@ impl Service {
     pub async fn create(&self, name: &str, req: CreateRequest) -> ApiResult<Value> {
         rules::name(name)?;
         let (kty, kty_name) = rules::kty(&req.kty, self.options.flavor)?;
+        rules::sku(&kty_name, self.options.flavor, self.options.sku)?;
+        rules::release_policy(req.attributes.as_ref(), req.release_policy.as_ref())?;
         rules::public_exponent(req.public_exponent)?;
         let kind = rules::created_kind(kty, req.key_size, req.crv.as_deref())?;
         let key_ops = rules::requested_ops(req.key_ops.as_deref(), kty)?;
@@ -94,7 +96,18 @@ impl Service {
     /// Imports plain JWK members, or a BYOK `key_hsm` (which makes the key HSM-backed).
     pub async fn import(&self, name: &str, req: ImportRequest) -> ApiResult<Value> {
         rules::name(name)?;
+        if req.key.key_hsm.is_some() {
+            rules::byok_kty(&req.key.kty, req.key.crv.as_deref(), self.options.flavor)?;
+        }
         let (kty, kty_name) = rules::kty(&req.key.kty, self.options.flavor)?;
+        let hsm = req.key.key_hsm.is_some() || req.hsm == Some(true);
+        let stored_kty = if hsm {
+            kty.hsm_name()
+        } else {
+            kty_name.as_str()
+        };
+        rules::sku(stored_kty, self.options.flavor, self.options.sku)?;
+        rules::release_policy(req.attributes.as_ref(), req.release_policy.as_ref())?;
         let (key, byok) = match &req.key.key_hsm {
             Some(blob) => {
                 let crv = req.key.crv.as_deref();
@@ -128,7 +141,7 @@ impl Service {
                 entry
                     .version(version)
                     .ok_or_else(|| ApiError::key_not_found(name, Some(version)))?
-                    .bundle(&self.vault_url, &entry.name)
+                    .bundle(self.view(), &entry.name)
             })
             .await
     }
@@ -150,7 +163,7 @@ impl Service {
                 }
                 .ok_or_else(|| ApiError::key_not_found(name, Some(version)))?;
                 apply_update(v, req)?;
-                v.bundle(&self.vault_url, &display)
+                v.bundle(self.view(), &display)
             })
             .await
     }
@@ -161,7 +174,7 @@ impl Service {
             .write(|state| {
                 let entry = entry_for_new_version(state, name)?;
                 entry.versions.push(version);
-                entry.latest().bundle(&self.vault_url, &entry.name)
+                entry.latest().bundle(self.view(), &entry.name)
             })
             .await
     }
@@ -199,6 +212,9 @@ fn new_version(
 }
 
 /// The entry a new version goes into; a deleted key's name cannot be reused until purged.
+/// The messages are the service's (Azure/azure-sdk-for-cpp `key_client_delete_test_live.cpp`);
+/// the innererror codes are inferred from the secrets client's and the recorded purge
+/// conflict (docs/azure-behaviour.md 1d).
 fn entry_for_new_version<'a>(state: &'a mut State, name: &str) -> ApiResult<&'a mut KeyEntry> {
     let entry = state
         .keys
@@ -207,14 +223,24 @@ fn entry_for_new_version<'a>(state: &'a mut State, name: &str) -> ApiResult<&'a 
             name: name.to_string(),
             versions: Vec::new(),
             deleted: None,
+            pending: None,
         });
-    if entry.deleted.is_some() {
-        return Err(ApiError::conflict(format!(
+    match (entry.deleted.is_some(), entry.pending_now()) {
+        (true, Some(PendingKind::Deleting)) => Err(ApiError::conflict(format!(
+            "Key {name} is currently being deleted and cannot be re-created; retry later."
+        ))
+        .with_inner("ObjectIsBeingDeleted")),
+        (true, _) => Err(ApiError::conflict(format!(
             "Key {name} is currently in a deleted but recoverable state, and its name cannot be \
              reused; in this state, the key can only be recovered or purged."
-        )));
+        ))
+        .with_inner("ObjectIsDeletedButRecoverable")),
+        // Inferred (no recording): a new version while a recovery runs is refused too.
+        (false, Some(PendingKind::Recovering)) => Err(ApiError::conflict(format!(
+            "Key {name} is currently being recovered and cannot be re-created; retry later."
+        ))),
+        _ => Ok(entry),
     }
-    Ok(entry)
 }
 
 fn apply_update(v: &mut KeyVersion, req: UpdateRequest) -> ApiResult<()> {

@@ -1,13 +1,15 @@
 //! Lists, paged: keys (latest version each), one key's versions, deleted keys.
 
-use super::{Service, live};
+use super::{Service, live, visible};
 use crate::error::ApiResult;
 use crate::model::KeyEntry;
 use serde_json::{Value, json};
 
 impl Service {
     /// The items of a list from `skip`, at most `max`, and whether more follow.
-    /// `versions_of` lists one key's versions; otherwise keys, deleted ones if `deleted`.
+    /// `versions_of` lists one key's versions (none for a key that does not exist: the
+    /// service answers 200 with an empty list, docs/azure-behaviour.md 2c); otherwise keys,
+    /// deleted ones if `deleted`. Keys whose deletion or recovery still runs are in neither.
     pub async fn list(
         &self,
         versions_of: Option<&str>,
@@ -18,18 +20,18 @@ impl Service {
         self.store
             .read(|state| {
                 let items: Vec<Value> = match versions_of {
-                    Some(name) => {
-                        let entry = live(state, name)?;
-                        entry
+                    Some(name) => match live(state, name) {
+                        Ok(entry) => entry
                             .versions
                             .iter()
-                            .map(|v| v.item(&self.vault_url, &entry.name, true))
-                            .collect()
-                    }
+                            .map(|v| v.item(self.view(), &entry.name, true))
+                            .collect(),
+                        Err(_) => Vec::new(),
+                    },
                     None => state
                         .keys
                         .values()
-                        .filter(|e| e.deleted.is_some() == deleted)
+                        .filter(|e| visible(e, deleted))
                         .map(|e| self.key_item(e))
                         .collect(),
                 };
@@ -41,7 +43,7 @@ impl Service {
 
     /// A key's item: its latest version, and for a deleted key when and until when.
     fn key_item(&self, entry: &KeyEntry) -> Value {
-        let mut item = entry.latest().item(&self.vault_url, &entry.name, false);
+        let mut item = entry.latest().item(self.view(), &entry.name, false);
         if let Some(d) = &entry.deleted {
             item["recoveryId"] = json!(format!("{}/deletedkeys/{}", self.vault_url, entry.name));
             item["deletedDate"] = json!(d.deleted_date);

@@ -1,4 +1,5 @@
-//! An emulator started in-process on a free port, and a reqwest client that trusts its CA.
+//! An emulator started in-process on a free port, and a reqwest client that trusts its CA and
+//! resolves its vault host (`NAME.vault.azure.net`) to its address.
 #![allow(dead_code)]
 
 use byok_core::package::Generator;
@@ -24,17 +25,32 @@ pub fn config(dir: &std::path::Path, flavor: Flavor) -> Config {
         persist: false,
         token_lifetime_secs: 3600,
         accept_zero_padded_kwp: false,
+        delete_delay_ms: 0,
+        throttle: None,
+        sku: kv_emulator::Sku::Premium,
         fault_status: None,
         public_url: None,
+        vault_name: kv_emulator::DEFAULT_VAULT_NAME.into(),
+        public_address: None,
     }
+}
+
+/// The vault URL's host (`emulator.vault.azure.net`).
+pub fn vault_host(conn: &Connection) -> String {
+    byok_core::VaultUrl::parse(&conn.vault_url)
+        .unwrap()
+        .host()
+        .to_string()
 }
 
 pub fn client(conn: &Connection) -> reqwest::Client {
     let ca = std::fs::read(&conn.ca_cert).unwrap();
-    reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(&ca).unwrap()])
-        .build()
-        .unwrap()
+    let mut builder =
+        reqwest::Client::builder().tls_certs_only([reqwest::Certificate::from_pem(&ca).unwrap()]);
+    if let Some(addr) = conn.vault_address {
+        builder = builder.resolve(&vault_host(conn), addr);
+    }
+    builder.build().unwrap()
 }
 
 impl Emu {
@@ -61,6 +77,21 @@ impl Emu {
     }
 
     pub async fn token_for(&self, resource: &str) -> String {
+        self.token_as(&self.conn.client_id, &self.conn.client_secret, resource)
+            .await
+    }
+
+    /// A token for the reader, the client with no role on the vault.
+    pub async fn reader_token(&self) -> String {
+        self.token_as(
+            &self.conn.reader_client_id,
+            &self.conn.reader_client_secret,
+            &self.conn.resource,
+        )
+        .await
+    }
+
+    pub async fn token_as(&self, id: &str, secret: &str, resource: &str) -> String {
         let resp = self
             .http
             .post(format!(
@@ -69,8 +100,8 @@ impl Emu {
             ))
             .form(&[
                 ("grant_type", "client_credentials"),
-                ("client_id", &self.conn.client_id),
-                ("client_secret", &self.conn.client_secret),
+                ("client_id", id),
+                ("client_secret", secret),
                 ("scope", &format!("{resource}/.default")),
             ])
             .send()
@@ -156,12 +187,22 @@ pub fn byok(bundle: &Value, plaintext: &[u8]) -> Vec<u8> {
 }
 
 /// An import request for a `.byok` file's bytes: a signing key, or for `oct-HSM` a wrapping
-/// key.
+/// key. An `EC-HSM` import names its curve (the BYOK specification requires it): `P-256` here,
+/// see [`import_body_crv`] for another.
 pub fn import_body(kty: &str, file: &[u8]) -> Value {
+    import_body_crv(kty, (kty == "EC-HSM").then_some("P-256"), file)
+}
+
+/// [`import_body`] with `crv` as given (none: no `crv` member).
+pub fn import_body_crv(kty: &str, crv: Option<&str>, file: &[u8]) -> Value {
     let ops = if kty.starts_with("oct") {
         json!(["wrapKey", "unwrapKey"])
     } else {
         json!(["sign", "verify"])
     };
-    json!({"key": {"kty": kty, "key_ops": ops, "key_hsm": b64::encode(file)}, "attributes": {"enabled": true}})
+    let mut body = json!({"key": {"kty": kty, "key_ops": ops, "key_hsm": b64::encode(file)}, "attributes": {"enabled": true}});
+    if let Some(crv) = crv {
+        body["key"]["crv"] = json!(crv);
+    }
+    body
 }
