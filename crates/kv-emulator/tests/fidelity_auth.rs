@@ -5,18 +5,13 @@
 
 mod common;
 
-use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
-use azure_core::credentials::Secret;
-use azure_core::http::{ClientOptions, RequestContent, Transport};
-use azure_identity::{ClientSecretCredential, ClientSecretCredentialOptions};
-use azure_security_keyvault_keys::KeyClient;
+use azure_core::http::RequestContent;
 use azure_security_keyvault_keys::models::{CreateKeyParameters, CurveName, KeyType};
 use base64ct::Encoding;
 use common::Emu;
 use kv_emulator::Flavor;
 use reqwest::Method;
 use serde_json::{Value, json};
-use std::sync::Arc;
 
 /// A request with no token.
 async fn anonymous(emu: &Emu, method: Method, path: &str) -> reqwest::Response {
@@ -94,35 +89,6 @@ async fn a_managed_hsm_401_has_an_empty_body() {
     assert!(resp.bytes().await.unwrap().is_empty());
 }
 
-/// A KeyClient for `url` with the SDK's default options (challenge-resource verification on), its
-/// transport resolving the vault host to the emulator.
-fn sdk_client(emu: &Emu, url: &str) -> KeyClient {
-    let transport = Transport::new(Arc::new(common::client(&emu.conn)));
-    let mut cloud = CustomConfiguration::default();
-    cloud.authority_host = emu.conn.authority_host.clone();
-    let credential = ClientSecretCredential::new(
-        &emu.conn.tenant_id,
-        emu.conn.client_id.clone(),
-        Secret::new(emu.conn.client_secret.clone()),
-        Some(ClientSecretCredentialOptions {
-            client_options: ClientOptions {
-                transport: Some(transport.clone()),
-                cloud: Some(Arc::new(CloudConfiguration::Custom(cloud))),
-                ..Default::default()
-            },
-        }),
-    )
-    .unwrap();
-    let options = azure_security_keyvault_keys::KeyClientOptions {
-        client_options: ClientOptions {
-            transport: Some(transport),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    KeyClient::new(url, credential, Some(options)).unwrap()
-}
-
 /// Source: Azure/azure-sdk-for-rust
 /// `sdk/keyvault/azure_security_keyvault_keys/src/authorizer.rs` (commit 18c8c877),
 /// docs/azure-behaviour.md 8b: with the challenge-resource verification (default on) the request's host
@@ -133,7 +99,7 @@ fn sdk_client(emu: &Emu, url: &str) -> KeyClient {
 async fn the_challenge_passes_the_rust_sdks_resource_verification() {
     for flavor in [Flavor::Vault, Flavor::ManagedHsm] {
         let emu = Emu::start(flavor).await;
-        let client = sdk_client(&emu, &emu.conn.vault_url);
+        let client = common::sdk_client(&emu, &emu.conn.vault_url);
         let params = CreateKeyParameters {
             kty: Some(KeyType::EcHsm),
             curve: Some(CurveName::P256),
@@ -153,7 +119,7 @@ async fn the_challenge_passes_the_rust_sdks_resource_verification() {
         client.get_key("verified", None).await.unwrap();
 
         let by_address = format!("https://127.0.0.1:{}", port(&emu));
-        let err = sdk_client(&emu, &by_address)
+        let err = common::sdk_client(&emu, &by_address)
             .get_key("verified", None)
             .await
             .unwrap_err();

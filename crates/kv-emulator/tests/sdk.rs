@@ -6,57 +6,21 @@
 
 mod common;
 
-use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
-use azure_core::credentials::Secret;
-use azure_core::http::{ClientOptions, RequestContent, Transport};
-use azure_identity::{ClientSecretCredential, ClientSecretCredentialOptions};
+use azure_core::http::RequestContent;
 use azure_security_keyvault_keys::models::{
     CreateKeyParameters, CurveName, ImportKeyParameters, JsonWebKey, KeyClientSignOptions,
     KeyOperation, KeyType, SignParameters, SignatureAlgorithm,
 };
-use azure_security_keyvault_keys::{KeyClient, KeyClientOptions};
 use byok_core::package::Generator;
 use byok_core::target::{Curve, KeyKind};
 use byok_core::{KekPublicKey, KeyId, KeyTransferPackage, TargetKey, wrap};
 use kv_emulator::Flavor;
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
-use std::sync::Arc;
-
-fn client(emu: &common::Emu) -> KeyClient {
-    let transport = Transport::new(Arc::new(common::client(&emu.conn)));
-    let mut cloud = CustomConfiguration::default();
-    cloud.authority_host = emu.conn.authority_host.clone();
-    let credential = ClientSecretCredential::new(
-        &emu.conn.tenant_id,
-        emu.conn.client_id.clone(),
-        Secret::new(emu.conn.client_secret.clone()),
-        Some(ClientSecretCredentialOptions {
-            client_options: ClientOptions {
-                transport: Some(transport.clone()),
-                cloud: Some(Arc::new(CloudConfiguration::Custom(cloud))),
-                ..Default::default()
-            },
-        }),
-    )
-    .unwrap();
-    KeyClient::new(
-        &emu.conn.vault_url,
-        credential,
-        Some(KeyClientOptions {
-            client_options: ClientOptions {
-                transport: Some(transport),
-                ..Default::default()
-            },
-            ..Default::default()
-        }),
-    )
-    .unwrap()
-}
 
 #[tokio::test]
 async fn official_sdk_creates_imports_byok_and_signs() {
     let emu = common::Emu::start(Flavor::Vault).await;
-    let client = client(&emu);
+    let client = common::sdk_client(&emu, &emu.conn.vault_url);
 
     let params = CreateKeyParameters {
         kty: Some(KeyType::RsaHsm),
@@ -162,7 +126,10 @@ async fn official_sdk_creates_imports_byok_and_signs() {
 async fn official_sdk_reports_a_wrong_secret() {
     let mut emu = common::Emu::start(Flavor::Vault).await;
     emu.conn.client_secret = "not-the-secret".into();
-    let err = client(&emu).get_key("anything", None).await.unwrap_err();
+    let err = common::sdk_client(&emu, &emu.conn.vault_url)
+        .get_key("anything", None)
+        .await
+        .unwrap_err();
     assert!(
         err.to_string().contains("7000215") || format!("{err:?}").contains("7000215"),
         "{err:?}"

@@ -206,3 +206,34 @@ pub fn import_body_crv(kty: &str, crv: Option<&str>, file: &[u8]) -> Value {
     }
     body
 }
+
+/// A KeyClient for `url` with the SDK's default options (challenge-resource verification on), its
+/// transport resolving the vault host to the emulator.
+pub fn sdk_client(emu: &Emu, url: &str) -> azure_security_keyvault_keys::KeyClient {
+    let transport = azure_core::http::Transport::new(std::sync::Arc::new(client(&emu.conn)));
+    let mut cloud = azure_core::cloud::CustomConfiguration::default();
+    cloud.authority_host = emu.conn.authority_host.clone();
+    let credential = azure_identity::ClientSecretCredential::new(
+        &emu.conn.tenant_id,
+        emu.conn.client_id.clone(),
+        azure_core::credentials::Secret::new(emu.conn.client_secret.clone()),
+        Some(azure_identity::ClientSecretCredentialOptions {
+            client_options: azure_core::http::ClientOptions {
+                transport: Some(transport.clone()),
+                cloud: Some(std::sync::Arc::new(
+                    azure_core::cloud::CloudConfiguration::Custom(cloud),
+                )),
+                ..Default::default()
+            },
+        }),
+    )
+    .unwrap();
+    let options = azure_security_keyvault_keys::KeyClientOptions {
+        client_options: azure_core::http::ClientOptions {
+            transport: Some(transport),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    azure_security_keyvault_keys::KeyClient::new(url, credential, Some(options)).unwrap()
+}
