@@ -667,6 +667,9 @@ fn forty_bad_inputs_each_fail_clearly_and_leave_nothing() {
             &[
                 "--vault-url",
                 "https://127.0.0.1:9",
+                // Microsoft's backoff at a 100th of its pace: 0.3 s, not 31 s, of retries.
+                "--pace-window-ms",
+                "100",
                 "--auth",
                 "cli",
                 "show",
@@ -712,6 +715,9 @@ fn forty_bad_inputs_each_fail_clearly_and_leave_nothing() {
             state.display().to_string(),
             "--auth".into(),
             "client-secret".into(),
+            // The 429 and 500 are retried on Microsoft's schedule, at a 100th of its pace.
+            "--pace-window-ms".into(),
+            "100".into(),
             "show".into(),
             "--name".into(),
             "KEK".into(),

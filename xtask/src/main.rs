@@ -14,8 +14,8 @@
 //! - `cargo xtask dist [--check]` ([`dist`]): the release artefacts (`.tar.gz`, `.deb`, SBOMs,
 //!   SHA256SUMS) in target/dist/, reproducibly; `--check` builds twice, compares, installs.
 //!
-//! `bench` also starts this binary as hidden children (`__keygen`, `__login`, `__load`), so
-//! what it measures runs in a process of its own. This file only parses and dispatches.
+//! `bench` also starts this binary as hidden children (`__keygen`, `__login`, `__load`,
+//! `__floor`, `__populate`), so what it measures runs in a process of its own. This file only parses and dispatches.
 
 mod bench;
 mod ci;
@@ -27,7 +27,6 @@ mod packages;
 
 use byok_tests::ModuleKind;
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Build and test automation for the BYOK workspace.
@@ -49,8 +48,9 @@ enum Task {
     E2e(E2eArgs),
     /// Build kryoptic 1.5.4 from crates.io into target/kryoptic/ (once; e2e and ci call this)
     Kryoptic,
-    /// Each half against the tools a user would pick instead (target/bench/)
-    Bench,
+    /// Each half against the tools a user would pick instead (target/bench/bench.md); with
+    /// --scale, per-key cost as the token and the vault grow (target/bench/scale.md)
+    Bench(BenchArgs),
     /// The release artefacts in target/dist/: per binary a .tar.gz, a .deb and a CycloneDX
     /// SBOM, and SHA256SUMS; built reproducibly
     Dist(DistArgs),
@@ -60,14 +60,32 @@ enum Task {
     /// bench's child: load the module and log in, nothing else
     #[command(name = "__login", hide = true)]
     Login,
-    /// bench's child: 8 connections of GETs or imports against the emulator for 10 s
+    /// bench's child: GETs, BYOK imports or creates against the emulator
     #[command(name = "__load", hide = true)]
-    Load {
-        state: PathBuf,
-        #[arg(value_parser = ["get", "import"])]
-        mode: String,
-        package: PathBuf,
+    Load(bench::load::LoadArgs),
+    /// bench's child: the PKCS#11 calls byok-offline makes per key, in a loop
+    #[command(name = "__floor", hide = true)]
+    Floor {
+        #[arg(value_enum)]
+        mode: bench::floor::FloorMode,
+        #[command(flatten)]
+        args: bench::floor::FloorArgs,
     },
+    /// bench's child: COUNT AES keys on the token
+    #[command(name = "__populate", hide = true)]
+    Populate(bench::floor::FloorArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Per-key cost at token sizes 0, 1,000 and 5,000 (SoftHSM, kryoptic) against the
+    /// module's floor and the openssl pipeline; the emulator at 0, 10,000 and 100,000 keys,
+    /// in memory and persisted (takes several minutes)
+    #[arg(long)]
+    scale: bool,
+    /// With --scale: only the offline half or only the emulator
+    #[arg(long, value_enum, requires = "scale")]
+    only: Option<bench::scale::Part>,
 }
 
 #[derive(Args)]
@@ -137,16 +155,15 @@ fn main() -> ExitCode {
         Some(Task::Ci) => ci::run(),
         Some(Task::E2e(args)) => e2e_task(args),
         Some(Task::Kryoptic) => kryoptic::run(),
-        Some(Task::Bench) => bench::run(),
+        Some(Task::Bench(args)) if args.scale => bench::scale::run(args.only),
+        Some(Task::Bench(_)) => bench::run(),
         Some(Task::Dist(args)) if args.check => dist::check(args.profile),
         Some(Task::Dist(args)) => dist::run(args.profile),
-        Some(Task::Keygen { kind, count }) => bench::keygen_loop(&kind, count),
-        Some(Task::Login) => bench::login_only(),
-        Some(Task::Load {
-            state,
-            mode,
-            package,
-        }) => bench::load(&state, &mode, &package),
+        Some(Task::Keygen { kind, count }) => bench::floor::keygen_loop(&kind, count),
+        Some(Task::Login) => bench::floor::login_only(),
+        Some(Task::Load(args)) => bench::load::load(&args),
+        Some(Task::Floor { mode, args }) => bench::floor::floor(mode, &args),
+        Some(Task::Populate(args)) => bench::floor::populate(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -41,6 +41,9 @@ struct State {
     unterminated: bool,
     /// The `.byok` hashes the log records, with the events recorded for each.
     recorded: HashSet<(String, Event)>,
+    /// The key names the log records, with the events recorded for each: what a resumed
+    /// batch asks of a package it cannot read.
+    names: HashSet<(String, Event)>,
 }
 
 impl EvidenceLog {
@@ -61,17 +64,22 @@ impl EvidenceLog {
             path: path.into(),
             source,
         })?;
-        let recorded = text
-            .lines()
-            .filter_map(EntryHead::of_line)
-            .filter_map(|h| h.byok_sha256.map(|sha| (sha, h.event)))
-            .collect();
+        let (mut recorded, mut names) = (HashSet::new(), HashSet::new());
+        for head in text.lines().filter_map(EntryHead::of_line) {
+            if let Some(name) = head.key_name {
+                names.insert((name, head.event));
+            }
+            if let Some(sha) = head.byok_sha256 {
+                recorded.insert((sha, head.event));
+            }
+        }
         Ok(Self {
             path: path.into(),
             state: Mutex::new(State {
                 last: evidence::last_line(&text).map(String::from),
                 unterminated: !text.is_empty() && !text.ends_with('\n'),
                 recorded,
+                names,
             }),
             host: host_name(),
             operator: operator.map_or_else(operator_name, String::from),
@@ -98,9 +106,60 @@ impl EvidenceLog {
             .any(|e| state.recorded.contains(&(byok_sha256.to_string(), *e)))
     }
 
+    /// Whether the log records the key named `key_name` under any of `events`.
+    pub fn records_key(&self, key_name: &str, events: &[Event]) -> bool {
+        let state = self.state.lock().expect("evidence log lock");
+        events
+            .iter()
+            .any(|e| state.names.contains(&(key_name.to_string(), *e)))
+    }
+
     /// Appends one entry (time, host, operator, tool and event are added to `fields`) and
     /// syncs it to disk before returning.
     pub fn append(&self, event: Event, fields: Value) -> Result<(), EvidenceError> {
+        self.append_all(vec![(event, fields)])
+    }
+
+    /// Appends the entries in order, chained, with one write and one sync: a batch's group,
+    /// once what they record is durable. On a failure none of them counts as recorded
+    /// ([`records`](Self::records) and [`head`](Self::head) are unchanged); a crash in the
+    /// middle of the write can leave a torn last line, which `log verify` names.
+    pub fn append_all(&self, entries: Vec<(Event, Value)>) -> Result<(), EvidenceError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut state = self.state.lock().expect("evidence log lock");
+        let mut last = state.last.clone();
+        let mut record = String::new();
+        if state.unterminated {
+            record.push('\n');
+        }
+        let mut keys = Vec::with_capacity(entries.len());
+        for (event, fields) in entries {
+            let entry = self.entry(event, fields);
+            let field = |name: &str| entry.get(name).and_then(Value::as_str).map(String::from);
+            keys.push((field("byok_sha256"), field("key_name"), event));
+            let line = evidence::next_line(last.as_deref(), entry);
+            record.push_str(&line);
+            record.push('\n');
+            last = Some(line);
+        }
+        self.write_record(&record)?;
+        state.unterminated = false;
+        state.last = last;
+        for (sha, name, event) in keys {
+            if let Some(sha) = sha {
+                state.recorded.insert((sha, event));
+            }
+            if let Some(name) = name {
+                state.names.insert((name, event));
+            }
+        }
+        Ok(())
+    }
+
+    /// One entry: time, host, operator, tool and event, then `fields`.
+    fn entry(&self, event: Event, fields: Value) -> Map<String, Value> {
         let mut entry = Map::new();
         entry.insert("time".into(), now_rfc3339().into());
         entry.insert("host".into(), self.host.clone().into());
@@ -110,24 +169,7 @@ impl EvidenceLog {
         if let Value::Object(f) = fields {
             entry.extend(f);
         }
-        let sha = entry
-            .get("byok_sha256")
-            .and_then(Value::as_str)
-            .map(String::from);
-        let mut state = self.state.lock().expect("evidence log lock");
-        let line = evidence::next_line(state.last.as_deref(), entry);
-        let record = if state.unterminated {
-            format!("\n{line}\n")
-        } else {
-            format!("{line}\n")
-        };
-        self.write_record(&record)?;
-        state.unterminated = false;
-        if let Some(sha) = sha {
-            state.recorded.insert((sha, event));
-        }
-        state.last = Some(line);
-        Ok(())
+        entry
     }
 
     fn write_record(&self, record: &str) -> Result<(), FileError> {
@@ -230,6 +272,40 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(evidence::verify(&text), Ok(2));
         assert_eq!(text.lines().count(), 2);
+    }
+
+    #[test]
+    fn a_group_is_appended_chained_with_one_write_and_remembered() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.jsonl");
+        let log = EvidenceLog::open(&path, Some("alice")).unwrap();
+        log.append(
+            Event::Packaged,
+            json!({"key_name": "k0", "byok_sha256": "00"}),
+        )
+        .unwrap();
+        log.append_all(Vec::new()).unwrap();
+        log.append_all(vec![
+            (
+                Event::Packaged,
+                json!({"key_name": "k1", "byok_sha256": "11"}),
+            ),
+            (
+                Event::PackageConfirmed,
+                json!({"key_name": "k2", "byok_sha256": "22"}),
+            ),
+        ])
+        .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(evidence::verify(&text), Ok(3));
+        assert_eq!(log.head(), evidence::link_after(evidence::last_line(&text)));
+        for log in [log, EvidenceLog::open(&path, None).unwrap()] {
+            assert!(log.records("11", &[Event::Packaged]));
+            assert!(log.records("22", &[Event::PackageConfirmed]));
+            assert!(log.records_key("k2", &[Event::Packaged, Event::PackageConfirmed]));
+            assert!(!log.records_key("k2", &[Event::Packaged]));
+            assert!(!log.records_key("k3", &[Event::Packaged]));
+        }
     }
 
     #[test]

@@ -490,9 +490,14 @@ impl PemPlan {
     }
 
     pub(crate) fn write(self) -> Result<(PathBuf, PublicKeyFile)> {
+        self.write_with(files::write_new)
+    }
+
+    /// [`PemPlan::write`] with `write` (a batch's defers the sync to its group).
+    pub(crate) fn write_with(self, write: files::WriteNew) -> Result<(PathBuf, PublicKeyFile)> {
         match self.pem {
             Some(pem) => {
-                files::write_new(&self.path, pem.as_bytes(), FileKind::PublicKey)?;
+                write(&self.path, pem.as_bytes(), FileKind::PublicKey)?;
                 tracing::info!(path = %self.path.display(), "public key written");
                 Ok((self.path, PublicKeyFile::Written))
             }

@@ -175,6 +175,16 @@ pub enum OfflineError {
     )]
     PackageForOtherKek { path: PathBuf, kid: String },
     #[error(
+        "{path} does not parse ({reason}), yet the evidence log records key `{key}` as packaged: \
+         the file was damaged after it was recorded. Restore it from a copy (the log names its \
+         SHA-256), or move it and its sidecar away and run the batch with another --dir and --log"
+    )]
+    DamagedPackage {
+        path: PathBuf,
+        key: String,
+        reason: String,
+    },
+    #[error(
         "the HSM key `{label}` is {found}, but the manifest says {expected}: correct the manifest, \
          or name the right key with hsm_label"
     )]

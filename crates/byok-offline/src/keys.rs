@@ -3,6 +3,7 @@
 //! AES proof's challenge.
 
 use crate::error::{OfflineError, Result, ckr_name};
+use crate::index::TokenIndex;
 use crate::token::{SessionObject, TokenSession};
 use byok_core::target::{Curve, KeyKind};
 use byok_core::{KeyOp, TargetPublicKey};
@@ -164,9 +165,21 @@ fn curve_from_params(params: &[u8]) -> Option<Curve> {
     Curve::ALL.into_iter().find(|c| c.oid_der() == params)
 }
 
-/// Finds the target key (private or secret) by label or id.
+/// Finds the target key (private or secret) by label or id, searching the token.
 pub fn find_target(token: &TokenSession, label: Option<&str>, id: Option<&[u8]>) -> Result<Target> {
     let handle = find_one_private(token, label, id)?;
+    target_at(token, handle, PublicAt::Search)
+}
+
+/// Finds the target key labelled `label` in `index` (a batch's): no search of the token.
+pub fn find_target_in(token: &TokenSession, index: &TokenIndex, label: &str) -> Result<Target> {
+    let handle = index.target(label)?;
+    target_at(token, handle, PublicAt::Index(index))
+}
+
+/// The target key at `handle`, checked importable, extractable and sensitive, with its
+/// public key.
+fn target_at(token: &TokenSession, handle: ObjectHandle, public: PublicAt<'_>) -> Result<Target> {
     let object = describe(token, handle)?;
     let kind = object
         .key_kind
@@ -188,7 +201,7 @@ pub fn find_target(token: &TokenSession, label: Option<&str>, id: Option<&[u8]>)
         return Err(OfflineError::NotSensitive(object.label));
     }
     let id = hex::decode(&object.id).unwrap_or_default();
-    let public_key = public_key_of(token, handle, kind, &object.label, &id)?;
+    let public_key = public_key_of(token, handle, kind, &object.label, &id, public)?;
     tracing::info!(label = %object.label, id = %object.id, %kind, "target key found");
     Ok(Target {
         private: handle,
@@ -197,6 +210,15 @@ pub fn find_target(token: &TokenSession, label: Option<&str>, id: Option<&[u8]>)
         kind,
         public_key,
     })
+}
+
+/// Where an EC key's public key object is: found by a search for its `CKA_ID`, in a batch's
+/// index, or known (the key was just generated).
+#[derive(Clone, Copy)]
+enum PublicAt<'a> {
+    Search,
+    Index(&'a TokenIndex),
+    Handle(Option<ObjectHandle>),
 }
 
 /// The one private or secret key with this label and/or id.
@@ -246,6 +268,7 @@ fn public_key_of(
     kind: KeyKind,
     label: &str,
     id: &[u8],
+    public: PublicAt<'_>,
 ) -> Result<Option<TargetPublicKey>> {
     let unreadable = |reason: String| OfflineError::PublicKeyUnreadable {
         label: label.into(),
@@ -274,11 +297,19 @@ fn public_key_of(
             }
         }
         KeyKind::Ec { curve } => {
-            let publics = token.session.find_objects(&[
-                Attribute::Class(ObjectClass::PUBLIC_KEY),
-                Attribute::Id(id.to_vec()),
-            ])?;
-            let handle = publics.first().ok_or_else(|| {
+            let handle = match public {
+                PublicAt::Search => token
+                    .session
+                    .find_objects(&[
+                        Attribute::Class(ObjectClass::PUBLIC_KEY),
+                        Attribute::Id(id.to_vec()),
+                    ])?
+                    .first()
+                    .copied(),
+                PublicAt::Index(index) => index.public_by_id(id),
+                PublicAt::Handle(handle) => handle,
+            };
+            let handle = handle.ok_or_else(|| {
                 unreadable(format!(
                     "no EC public key object with CKA_ID {} beside the private key",
                     hex::encode(id)
@@ -286,7 +317,7 @@ fn public_key_of(
             })?;
             let attrs = token
                 .session
-                .get_attributes(*handle, &[AttributeType::EcPoint])?;
+                .get_attributes(handle, &[AttributeType::EcPoint])?;
             let point = attrs
                 .into_iter()
                 .find_map(|a| match a {
@@ -324,7 +355,8 @@ fn ec_point_to_public_key(
 }
 
 /// Generates the target key inside the token: persistent, private, sensitive, extractable
-/// (the wrap needs it), with usage flags for `spec.ops`.
+/// (the wrap needs it), with usage flags for `spec.ops`. Refused when any object has the
+/// label (a search of the token).
 pub fn generate(token: &TokenSession, spec: &GenerateSpec) -> Result<Target> {
     let kind = spec.kind.check_importable()?;
     KeyOp::check_for_target(kind.kty(), &spec.ops)?;
@@ -335,6 +367,90 @@ pub fn generate(token: &TokenSession, spec: &GenerateSpec) -> Result<Target> {
     {
         return Err(OfflineError::LabelInUse(spec.label.clone()));
     }
+    let (target, _) = generate_unchecked(token, kind, spec)?;
+    Ok(target)
+}
+
+/// [`generate`] for a batch: the label is checked in `index` (and claimed there, so two
+/// sessions never generate under one label), and the new objects join it. With
+/// `beside_lone_public`, a public key of the same kind that is alone under the label (what a
+/// generation killed between its two objects leaves: SoftHSM writes the public one first) is
+/// left as it is, named in a warning, and the key is generated beside it with its own
+/// `CKA_ID`; without, such a key makes the label in use.
+pub fn generate_in(
+    token: &TokenSession,
+    index: &TokenIndex,
+    spec: &GenerateSpec,
+    beside_lone_public: bool,
+) -> Result<Target> {
+    let kind = spec.kind.check_importable()?;
+    KeyOp::check_for_target(kind.kty(), &spec.ops)?;
+    let mut beside = Vec::new();
+    if beside_lone_public {
+        for public in index.lone_public_keys(&spec.label) {
+            if let Some(id) = public_key_of_kind(token, public, kind)? {
+                tracing::warn!(
+                    label = %spec.label,
+                    id = %hex::encode(&id),
+                    "a public key without its private key, as a generation killed half-way \
+                     leaves it: generating the key beside it (delete it when convenient, e.g. \
+                     pkcs11-tool --login --delete-object --type pubkey --id <id>)"
+                );
+                beside.push(public);
+            }
+        }
+    }
+    let claim = index.reserve(&spec.label, &beside)?;
+    let (target, public) = generate_unchecked(token, kind, spec)?;
+    let class = match kind {
+        KeyKind::Oct { .. } => ObjectClass::SECRET_KEY,
+        _ => ObjectClass::PRIVATE_KEY,
+    };
+    let public = public.map(|p| (p, ObjectClass::PUBLIC_KEY));
+    claim.record(
+        [(target.private, class)].into_iter().chain(public),
+        &target.id,
+    );
+    Ok(target)
+}
+
+/// The `CKA_ID` of the public key object `public` when it is of `kind` (same curve, or same
+/// modulus size); `None` for another kind.
+fn public_key_of_kind(
+    token: &TokenSession,
+    public: ObjectHandle,
+    kind: KeyKind,
+) -> Result<Option<Vec<u8>>> {
+    let attrs = token.session.get_attributes(
+        public,
+        &[
+            AttributeType::Id,
+            AttributeType::KeyType,
+            AttributeType::Modulus,
+            AttributeType::EcParams,
+        ],
+    )?;
+    let mut k = KindAttributes::default();
+    let mut id = Vec::new();
+    for attr in attrs {
+        match attr {
+            Attribute::Id(i) => id = i,
+            Attribute::KeyType(t) => k.key_type = Some(t),
+            Attribute::Modulus(m) => k.modulus = Some(m),
+            Attribute::EcParams(p) => k.ec_params = Some(p),
+            _ => {}
+        }
+    }
+    Ok((k.kind() == Some(kind)).then_some(id))
+}
+
+/// Generates the key of `spec` (its label checked by the caller): the target and the handle
+/// of its public key object, if a pair.
+fn generate_unchecked(
+    token: &TokenSession,
+    kind: KeyKind,
+    spec: &GenerateSpec,
+) -> Result<(Target, Option<ObjectHandle>)> {
     let id = if spec.id.is_empty() {
         token.session.generate_random_vec(16)?
     } else {
@@ -346,16 +462,18 @@ pub fn generate(token: &TokenSession, spec: &GenerateSpec) -> Result<Target> {
         ops: &spec.ops,
         persistent: true,
     };
-    let (private, _public) = generate_objects(token, kind, &templates)?;
+    let (private, public) = generate_objects(token, kind, &templates)?;
     tracing::info!(label = %spec.label, id = %hex::encode(&id), %kind, "target key generated");
-    let public_key = public_key_of(token, private, kind, &spec.label, &id)?;
-    Ok(Target {
+    let at = PublicAt::Handle(public);
+    let public_key = public_key_of(token, private, kind, &spec.label, &id, at)?;
+    let target = Target {
         private,
         label: spec.label.clone(),
         id,
         kind,
         public_key,
-    })
+    };
+    Ok((target, public))
 }
 
 /// The label of `check`'s throwaway keys.
@@ -404,7 +522,8 @@ pub fn generate_throwaway(token: &TokenSession, kind: KeyKind) -> Result<Throwaw
     let (private, public) = generate_objects(token, kind, &templates)?;
     let mut objects = vec![SessionObject::new(&token.session, private)];
     objects.extend(public.map(|p| SessionObject::new(&token.session, p)));
-    let public_key = public_key_of(token, private, kind, THROWAWAY_LABEL, &id)?;
+    let at = PublicAt::Handle(public);
+    let public_key = public_key_of(token, private, kind, THROWAWAY_LABEL, &id, at)?;
     Ok(Throwaway {
         target: Target::throwaway(private, id, kind, public_key),
         objects,

@@ -9,6 +9,8 @@
 //! - [`pin`]: where the PIN comes from (a variable, a file or a prompt; never an argument).
 //! - [`log`]: `log verify`: the evidence log's chain, its head, and the head the minutes
 //!   recorded.
+//! - [`index`]: the token's objects read once for `batch`, so no key costs a search.
+//! - [`group`]: `batch`'s durability by group: files synced together, then their log entries.
 //! - [`keys`]: listing keys, generating the target inside the HSM, reading its public key.
 //! - [`wrap_path`]: which wrap the token can do (native `CKM_RSA_AES_KEY_WRAP` or two-step).
 //! - [`package`]: the wrap inside the HSM, the checks on the result, the `.byok` and sidecar.
@@ -27,6 +29,8 @@ pub mod check;
 pub mod commands;
 pub mod edge;
 pub mod error;
+pub mod group;
+pub mod index;
 pub mod keys;
 pub mod log;
 pub mod package;

@@ -39,31 +39,71 @@ pub fn wrap_in_token(
     target: &Target,
     path: WrapPath,
 ) -> Result<Vec<u8>> {
-    let session = &token.session;
-    let kek_object = SessionObject::new(
-        session,
-        session.create_object(&[
-            Attribute::Class(ObjectClass::PUBLIC_KEY),
-            Attribute::KeyType(KeyType::RSA),
-            Attribute::Token(false),
-            Attribute::Private(false),
-            Attribute::Modulus(kek.n_bytes()),
-            Attribute::PublicExponent(kek.e_bytes()),
-            Attribute::Wrap(true),
-            Attribute::Label(b"byok-kek-session".to_vec()),
-        ])?,
-    );
-    let ciphertext = match path {
-        WrapPath::Native => raw.wrap_rsa_aes(
-            session.handle(),
-            kek_object.handle().handle(),
-            target.private.handle(),
-        )?,
-        WrapPath::TwoStep(kwp) => wrap_two_step(token, raw, &kek_object, kek, target, kwp)?,
-    };
-    kek_object.destroy()?;
-    check_ciphertext(&ciphertext, kek, target.kind)?;
+    let session_kek = SessionKek::import(token, kek)?;
+    let ciphertext = session_kek.wrap(token, raw, target, path)?;
+    session_kek.destroy()?;
     Ok(ciphertext)
+}
+
+/// The KEK imported into one session as a public session object, for every wrap that
+/// session makes: a batch imports it once per session, not once per key. It is destroyed
+/// when dropped, on every path (an error, a panic), or by [`SessionKek::destroy`].
+pub struct SessionKek<'s> {
+    object: SessionObject<'s>,
+    kek: KekPublicKey,
+}
+
+impl<'s> SessionKek<'s> {
+    /// `C_CreateObject` of the KEK's public key (`CKA_TOKEN = false`, `CKA_WRAP = true`).
+    pub fn import(token: &'s TokenSession, kek: &KekPublicKey) -> Result<Self> {
+        let session = &token.session;
+        let object = SessionObject::new(
+            session,
+            session.create_object(&[
+                Attribute::Class(ObjectClass::PUBLIC_KEY),
+                Attribute::KeyType(KeyType::RSA),
+                Attribute::Token(false),
+                Attribute::Private(false),
+                Attribute::Modulus(kek.n_bytes()),
+                Attribute::PublicExponent(kek.e_bytes()),
+                Attribute::Wrap(true),
+                Attribute::Label(b"byok-kek-session".to_vec()),
+            ])?,
+        );
+        Ok(Self {
+            object,
+            kek: kek.clone(),
+        })
+    }
+
+    /// Wraps the target under this KEK, in the session it was imported into, and checks the
+    /// result's lengths and structure before anything is written.
+    pub fn wrap(
+        &self,
+        token: &TokenSession,
+        raw: &RawModule,
+        target: &Target,
+        path: WrapPath,
+    ) -> Result<Vec<u8>> {
+        let session = &token.session;
+        let ciphertext = match path {
+            WrapPath::Native => raw.wrap_rsa_aes(
+                session.handle(),
+                self.object.handle().handle(),
+                target.private.handle(),
+            )?,
+            WrapPath::TwoStep(kwp) => {
+                wrap_two_step(token, raw, &self.object, &self.kek, target, kwp)?
+            }
+        };
+        check_ciphertext(&ciphertext, &self.kek, target.kind)?;
+        Ok(ciphertext)
+    }
+
+    /// Destroys the session object now, reporting a failure.
+    pub fn destroy(self) -> Result<()> {
+        self.object.destroy()
+    }
 }
 
 /// `CKM_RSA_AES_KEY_WRAP` in two calls: RFC 5649 of the target under a one-time AES-256 key,
@@ -163,7 +203,8 @@ pub fn sidecar_for(
     }
 }
 
-/// Wraps the target, then writes the `.byok` and its sidecar atomically (never overwriting).
+/// Wraps the target, then writes the `.byok` and its sidecar atomically and durably (never
+/// overwriting).
 pub fn package(
     token: &TokenSession,
     raw: &RawModule,
@@ -174,38 +215,71 @@ pub fn package(
 ) -> Result<PackageReport> {
     let sidecar_out = sidecar::path_for(out);
     files::ensure_absent(&[out, &sidecar_out])?;
-    let ciphertext = wrap_in_token(token, raw, &kek.key, target, path)?;
-    let id = &token.identity;
-    let generator = Generator::this_tool(&id.manufacturer, &id.model, &id.firmware);
-    let package = KeyTransferPackage::new(kek.kid.clone(), ciphertext, &generator)?;
-    let bytes = package.to_json_bytes();
-    // Read back what we are about to write, as the service will.
-    let reread = KeyTransferPackage::parse(&bytes)?;
-    reread.check_against_kek(&kek.key)?;
-    let byok_sha256 = Fingerprint::of_bytes(&bytes);
-    let sidecar = sidecar_for(token, kek, target, byok_sha256);
-    files::write_new(out, &bytes, FileKind::Package)?;
-    if let Err(e) = files::write_new(&sidecar_out, &sidecar.to_json_bytes(), FileKind::Sidecar) {
-        // Neither file, or both: a rerun then finds nothing in its way.
-        let _ = files::remove(out);
-        return Err(e.into());
+    let session_kek = SessionKek::import(token, &kek.key)?;
+    let packager = Packager {
+        token,
+        raw,
+        kek,
+        session_kek: &session_kek,
+        path,
+        write: files::write_new,
+    };
+    let report = packager.package(target, out)?;
+    session_kek.destroy()?;
+    Ok(report)
+}
+
+/// What packaging a key needs: the session, its imported KEK, the wrap path, and how files
+/// are written ([`files::write_new`], or a batch's [`files::write_new_unsynced`], made durable
+/// by group).
+pub struct Packager<'a, 's> {
+    pub token: &'a TokenSession,
+    pub raw: &'a RawModule,
+    pub kek: &'a KekTransfer,
+    pub session_kek: &'a SessionKek<'s>,
+    pub path: WrapPath,
+    pub write: files::WriteNew,
+}
+
+impl Packager<'_, '_> {
+    /// Wraps the target, then writes the `.byok` at `out` and its sidecar (never
+    /// overwriting; neither or both are left).
+    pub fn package(&self, target: &Target, out: &Path) -> Result<PackageReport> {
+        let (token, kek) = (self.token, self.kek);
+        let sidecar_out = sidecar::path_for(out);
+        let ciphertext = self.session_kek.wrap(token, self.raw, target, self.path)?;
+        let id = &token.identity;
+        let generator = Generator::this_tool(&id.manufacturer, &id.model, &id.firmware);
+        let package = KeyTransferPackage::new(kek.kid.clone(), ciphertext, &generator)?;
+        let bytes = package.to_json_bytes();
+        // Read back what we are about to write, as the service will.
+        let reread = KeyTransferPackage::parse(&bytes)?;
+        reread.check_against_kek(&kek.key)?;
+        let byok_sha256 = Fingerprint::of_bytes(&bytes);
+        let sidecar = sidecar_for(token, kek, target, byok_sha256);
+        (self.write)(out, &bytes, FileKind::Package)?;
+        if let Err(e) = (self.write)(&sidecar_out, &sidecar.to_json_bytes(), FileKind::Sidecar) {
+            // Neither file, or both: a rerun then finds nothing in its way.
+            let _ = files::remove(out);
+            return Err(e.into());
+        }
+        tracing::info!(
+            path = %out.display(),
+            sha256 = %byok_sha256.to_hex(),
+            sidecar = %sidecar_out.display(),
+            "package written"
+        );
+        Ok(PackageReport {
+            byok: out.to_path_buf(),
+            sidecar: sidecar_out,
+            kek_kid: kek.kid.to_string(),
+            kek_sha256: kek.key.fingerprint().to_hex(),
+            wrap_path: self.path.to_string(),
+            target_label: target.label.clone(),
+            target_id: hex::encode(&target.id),
+            target_kind: target.kind.to_string(),
+            target_public_key_sha256: target.public_key.as_ref().map(|k| k.fingerprint().to_hex()),
+            byok_sha256: byok_sha256.to_hex(),
+        })
     }
-    tracing::info!(
-        path = %out.display(),
-        sha256 = %byok_sha256.to_hex(),
-        sidecar = %sidecar_out.display(),
-        "package written"
-    );
-    Ok(PackageReport {
-        byok: out.to_path_buf(),
-        sidecar: sidecar_out,
-        kek_kid: kek.kid.to_string(),
-        kek_sha256: kek.key.fingerprint().to_hex(),
-        wrap_path: path.to_string(),
-        target_label: target.label.clone(),
-        target_id: hex::encode(&target.id),
-        target_kind: target.kind.to_string(),
-        target_public_key_sha256: target.public_key.as_ref().map(|k| k.fingerprint().to_hex()),
-        byok_sha256: byok_sha256.to_hex(),
-    })
 }

@@ -1,6 +1,8 @@
 //! No session object (imported KEK, one-time AES key, self-test keys, `check`'s throwaway keys)
-//! outlives a package or a check, on success or on a failure in the middle of the wrap. This
-//! binary holds one test: it sets SOFTHSM2_CONF for the module it loads in-process.
+//! outlives a package or a check, on success or on a failure in the middle of the wrap; a
+//! batch session's KEK lives for its session's keys and no longer, whether the session ends
+//! well, on an error or in a panic. This binary holds one test: it sets SOFTHSM2_CONF for the
+//! module it loads in-process.
 
 mod common;
 
@@ -9,8 +11,9 @@ use byok_core::KeyOp;
 use byok_core::target::Kty;
 use byok_core::target::{Curve, KeyKind};
 use byok_offline::check::{self, Overrides, Verdict};
+use byok_offline::index::TokenIndex;
 use byok_offline::keys::{self, GenerateSpec, Target};
-use byok_offline::package::wrap_in_token;
+use byok_offline::package::{SessionKek, wrap_in_token};
 use byok_offline::pin::PinSource;
 use byok_offline::token::{Module, TokenSelector};
 use byok_offline::wrap_path::{self, KwpMechanism, PadBehaviour, WrapChoice, WrapPath};
@@ -124,4 +127,32 @@ fn no_session_object_survives_success_or_failure() {
     // The library's own check names the problem before any object is made.
     let err = keys::find_target(&token, Some("locked"), None).unwrap_err();
     assert!(err.to_string().contains("not extractable"), "{err}");
+
+    // A batch session: one KEK object for all its keys (targets found through the index, as
+    // a batch finds them), the wrap's AES key gone after each, through a failure too.
+    let index = TokenIndex::read(&token).unwrap();
+    let ok_target = keys::find_target_in(&token, &index, "ok").unwrap();
+    let session_kek = SessionKek::import(&token, &kek.key).unwrap();
+    assert_eq!(token.session_object_count().unwrap(), 1);
+    for _ in 0..3 {
+        let ct = session_kek.wrap(&token, raw, &ok_target, path).unwrap();
+        assert_eq!(ct.len(), 256 + 40);
+        assert_eq!(token.session_object_count().unwrap(), 1, "the KEK only");
+    }
+    let err = session_kek.wrap(&token, raw, &forced, path).unwrap_err();
+    assert!(err.to_string().contains("WrapKey"), "{err}");
+    assert_eq!(token.session_object_count().unwrap(), 1, "the KEK only");
+    session_kek.destroy().unwrap();
+    assert_eq!(token.session_object_count().unwrap(), 0);
+    // A session that stops on an error drops its KEK, and one that panics unwinds it away.
+    drop(SessionKek::import(&token, &kek.key).unwrap());
+    assert_eq!(token.session_object_count().unwrap(), 0);
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _session_kek = SessionKek::import(&token, &kek.key).unwrap();
+        assert_eq!(token.session_object_count().unwrap(), 1);
+        panic!("a worker panics mid-batch");
+    }));
+    assert!(panicked.is_err());
+    assert_eq!(token.session_object_count().unwrap(), 0);
+    assert_eq!(token.object_count().unwrap(), before);
 }

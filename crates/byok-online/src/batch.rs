@@ -26,7 +26,7 @@ use serde::Serialize;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// The report's file name in the batch directory, unless --report names another.
 pub const REPORT_FILE_NAME: &str = "import-report.json";
@@ -44,8 +44,6 @@ pub struct BatchImportOptions {
     pub operator: Option<String>,
     /// `--dry-run`, and `--new-version` ([`OnExisting::AddVersion`]); a batch never asks.
     pub write: WriteOptions,
-    /// The vault's throttling window the pacing assumes, in ms: Azure's is 10000.
-    pub pace_window_ms: u64,
 }
 
 /// What happened to one key of the manifest.
@@ -180,7 +178,7 @@ pub async fn run(conn: &ConnectOptions, opts: &BatchImportOptions) -> Result<Bat
     // One pacer for the whole batch: every request takes its tokens first.
     let pacer = Arc::new(Pacer::for_vault(
         &conn.vault_url()?,
-        Duration::from_millis(opts.pace_window_ms.max(1)),
+        conn.window.unwrap_or(crate::pace::AZURE_WINDOW),
     ));
     for key in &keys {
         pacer.learn(&key.name, key.kind);

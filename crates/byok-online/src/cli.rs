@@ -19,6 +19,7 @@ use byok_online::import::ImportOptions;
 use byok_online::vault::AesGcm;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Create the Key Exchange Key, carry it to the HSM as a file, import the .byok it returns, and
 /// prove the vault holds the HSM's key.
@@ -72,6 +73,11 @@ pub struct VaultArgs {
     /// Key Vault REST API version (default: the SDK's).
     #[arg(long, value_name = "VERSION")]
     api_version: Option<String>,
+    /// Testing aid: the vault's throttling window in ms (Azure's is 10000). batch-import
+    /// paces to it, and every command's 429/5xx backoff (1, 2, 4, 8, 16 s at Azure's window)
+    /// scales with it: tests shorten it, as kv-emulator's --throttle-window-ms.
+    #[arg(long, hide = true, value_name = "MS")]
+    pace_window_ms: Option<u64>,
 }
 
 impl VaultArgs {
@@ -88,6 +94,7 @@ impl VaultArgs {
             authority_host: self.authority_host.or(top.authority_host),
             emulator_identity: self.emulator_identity.or(top.emulator_identity),
             api_version: self.api_version.or(top.api_version),
+            pace_window_ms: self.pace_window_ms.or(top.pace_window_ms),
         }
     }
 }
@@ -349,10 +356,6 @@ pub struct BatchImportArgs {
     /// Who runs the ceremony, for the evidence log (default: $USER).
     #[arg(long, value_name = "NAME")]
     operator: Option<String>,
-    /// The vault's throttling window in ms (Azure's is 10000): tests shorten it to match
-    /// kv-emulator's --throttle-window-ms.
-    #[arg(long, hide = true, default_value_t = 10000, value_name = "MS")]
-    pace_window_ms: u64,
     #[command(flatten)]
     pub write: WriteFlags,
     #[command(flatten)]
@@ -410,6 +413,7 @@ impl From<VaultArgs> for ConnectOptions {
                 .map(EmulatorIdentity::from)
                 .unwrap_or_default(),
             api_version: v.api_version,
+            window: v.pace_window_ms.map(|ms| Duration::from_millis(ms.max(1))),
             pace: None,
         }
     }
@@ -448,7 +452,6 @@ impl From<BatchImportArgs> for BatchImportOptions {
             log: a.log,
             report: a.report,
             operator: a.operator,
-            pace_window_ms: a.pace_window_ms,
             write: a.write.options(false),
         }
     }

@@ -65,6 +65,9 @@ pub struct ConnectOptions {
     /// With `emulator`: which of its clients to authenticate as.
     pub emulator_identity: EmulatorIdentity,
     pub api_version: Option<String>,
+    /// The vault's throttling window, when not Azure's 10 s (tests): the 429/5xx backoff
+    /// scales with it, and batch-import paces to it.
+    pub window: Option<std::time::Duration>,
     /// Pacing to the vault's limits (batch-import): every try takes its tokens first, and
     /// the 429 backoff is scaled like its window. `None`: no pacing.
     pub pace: Option<Arc<crate::pace::Pacer>>,
@@ -162,7 +165,7 @@ impl ConnectOptions {
             client_options: ClientOptions {
                 transport: Some(transport),
                 // Microsoft's 429 schedule (1, 2, 4, 8, 16 s): see pace.rs.
-                retry: crate::pace::retry_options(self.pace.as_deref()),
+                retry: crate::pace::retry_options(self.window),
                 per_try_policies: crate::pace::policies(self.pace.as_ref()),
                 ..Default::default()
             },

@@ -200,10 +200,11 @@ impl Pacer {
 }
 
 /// The SDK's retry: Microsoft's 429 schedule (1, 2, 4, 8, 16 s, then the request fails),
-/// the delays scaled as the pacer's window. The SDK waits `initial_delay * 2^n` (plus up to
-/// 255 ms of jitter) before retry n (from 1), and retries 408, 429 and 5xx the same way.
-pub fn retry_options(pacer: Option<&Pacer>) -> RetryOptions {
-    let ratio = pacer.map_or(1.0, |p| p.ratio);
+/// the delays scaled as the vault's `window` (tests shorten it). The SDK waits
+/// `initial_delay * 2^n` (plus up to 255 ms of jitter) before retry n (from 1), and retries
+/// 408, 429 and 5xx the same way.
+pub fn retry_options(window: Option<Duration>) -> RetryOptions {
+    let ratio = window.map_or(1.0, |w| w.as_secs_f64() / AZURE_WINDOW.as_secs_f64());
     RetryOptions::exponential(ExponentialRetryOptions {
         initial_delay: azure_core::time::Duration::milliseconds(initial_delay_ms(ratio)),
         max_retries: MAX_RETRIES,

@@ -48,7 +48,13 @@ async fn cutting_proxy(listener: TcpListener, upstream: SocketAddr, cut: Arc<Ato
 }
 
 async fn online(args: &[&str], cwd: &std::path::Path, state: &std::path::Path) -> (bool, String) {
-    let mut full = vec!["--emulator".to_string(), state.display().to_string()];
+    // The retries of a cut request run on Microsoft's schedule at a 100th of its pace.
+    let mut full = vec![
+        "--emulator".to_string(),
+        state.display().to_string(),
+        "--pace-window-ms".to_string(),
+        "100".to_string(),
+    ];
     full.extend(args.iter().map(|s| s.to_string()));
     let cwd = cwd.to_path_buf();
     let out = tokio::task::spawn_blocking(move || {

@@ -1,6 +1,6 @@
 //! Where the emulator listens. Usually `--listen` as given (port 0: a free port); but a
 //! `--persist` emulator whose state directory already holds keys comes back at the address of
-//! its earlier run, since every key id in `state.json` and every `.byok` made for its KEK name
+//! its earlier run, since every key id in `state.db` and every `.byok` made for its KEK name
 //! that URL: on another port the emulator would refuse them all as packages for another vault.
 //!
 //! The earlier URL and address are read from `connection.json`, which each start writes
@@ -9,7 +9,7 @@
 //! and `--flavor`. `--public-url` turns all of this off: the operator then says which URL the
 //! keys answer to.
 
-use crate::state_dir::{CONNECTION_FILE, Connection, STATE_FILE};
+use crate::state_dir::{CONNECTION_FILE, Connection, DB_FILE};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 
@@ -122,15 +122,20 @@ pub struct Earlier {
 }
 
 /// The earlier run's address when it binds this start: `--persist`, no `--public-url`, and
-/// keys stored (without `state.json` no key id names any URL, so any port will do).
+/// keys stored (with no key stored no key id names any URL, so any port will do). An empty
+/// `state.db` does not count; a `state.json` still to import does ([`crate::store::holds_keys`]).
 pub fn earlier(
     state_dir: &Path,
     persist: bool,
     public_url: bool,
     listen: SocketAddr,
 ) -> Result<Option<Earlier>, AddressError> {
-    let state = state_dir.join(STATE_FILE);
-    if !persist || public_url || !state.exists() || !state_dir.join(CONNECTION_FILE).exists() {
+    let state = state_dir.join(DB_FILE);
+    if !persist
+        || public_url
+        || !state_dir.join(CONNECTION_FILE).exists()
+        || !crate::store::holds_keys(state_dir)
+    {
         return Ok(None);
     }
     let (url, address) = match Connection::load(state_dir) {

@@ -79,6 +79,9 @@ pub struct Auth {
     pub authority: String,
     signing_key: Vec<u8>,
     token_lifetime: i64,
+    /// What a valid token is, and the key that checks it: made once, not per request.
+    validation: Validation,
+    decoding_key: DecodingKey,
 }
 
 /// The form a client-credentials request posts.
@@ -113,7 +116,8 @@ impl Auth {
         authority: String,
         token_lifetime: i64,
     ) -> Self {
-        Self {
+        let decoding_key = DecodingKey::from_secret(&identity.signing_key);
+        let mut auth = Self {
             tenant: identity.tenant_id,
             clients: vec![
                 Client {
@@ -134,7 +138,26 @@ impl Auth {
             authority,
             signing_key: identity.signing_key,
             token_lifetime,
-        }
+            validation: Validation::new(Algorithm::HS256),
+            decoding_key,
+        };
+        auth.validation = auth.token_validation();
+        auth
+    }
+
+    /// HS256, no leeway, this issuer, and the vault's audience: the resource, or the
+    /// challenge's resource (with its port) for a client that asked for that.
+    fn token_validation(&self) -> Validation {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        let audiences = [
+            self.resource.as_str(),
+            self.vault.challenge_resource.as_str(),
+        ];
+        validation.set_audience(&audiences);
+        validation.set_issuer(&[self.issuer()]);
+        validation.set_required_spec_claims(&["exp", "aud", "iss"]);
+        validation
     }
 
     fn issuer(&self) -> String {
@@ -292,21 +315,7 @@ impl Auth {
             .ok()
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or(MISSING)?;
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 0;
-        // A client that asked for the challenge's resource (with its port) gets that audience.
-        let audiences = [
-            self.resource.as_str(),
-            self.vault.challenge_resource.as_str(),
-        ];
-        validation.set_audience(&audiences);
-        validation.set_issuer(&[self.issuer()]);
-        validation.set_required_spec_claims(&["exp", "aud", "iss"]);
-        match jsonwebtoken::decode::<Claims>(
-            token,
-            &DecodingKey::from_secret(&self.signing_key),
-            &validation,
-        ) {
+        match jsonwebtoken::decode::<Claims>(token, &self.decoding_key, &self.validation) {
             Ok(data) => Ok(data.claims),
             Err(e) => {
                 use jsonwebtoken::errors::ErrorKind;

@@ -7,14 +7,17 @@
 //! the declared curve.
 
 use crate::error::{ApiError, ApiResult};
-use crate::model::{self, KeyVersion};
+use crate::model::{self, KeyEntry, KeyVersion};
 use crate::service::{self, Service};
-use crate::store::State;
+use aws_lc_rs::rsa::{OAEP_SHA1_MGF1SHA1, OaepPrivateDecryptingKey, PrivateDecryptingKey};
 use byok_core::conformance::{self, Defect};
 use byok_core::kek::{KekPolicyError, check_kek_policy};
 use byok_core::target::{Curve, EncodingError, KeyKind, Kty, TargetKey};
+use byok_core::wrap::{self, WrapError};
 use byok_core::{KekPublicKey, KeyId, KeyOp, KeyTransferPackage, b64};
 use pkcs8::DecodePrivateKey;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use zeroize::Zeroizing;
 
 /// Why a `key_hsm` was refused. Each is a `BadParameter` answer, but for a stored KEK that
@@ -110,18 +113,12 @@ pub async fn unwrap_key_hsm(
         }
         .into());
     }
-    let kek = service
-        .store
-        .read(|state| Ok(find_kek(state, &kid).cloned()))
-        .await??;
-    let private = kek_private_key(&kid, &kek)?;
-    let public =
-        KekPublicKey::from_rsa(private.to_public_key()).map_err(|e| ByokError::StoredKek {
-            kid: kid.to_string(),
-            reason: e.to_string(),
-        })?;
+    let entry = service.store.entry(kid.name()).await?;
+    let kek = find_kek(entry, &kid)?;
+    check_kek(&kid, &kek)?;
+    let private = service.keks.get(&kid, &kek)?;
     package
-        .check_against_kek(&public)
+        .check_against_kek(&private.public)
         .map_err(|e| ByokError::DoesNotFit {
             reason: e.to_string(),
         })?;
@@ -139,22 +136,25 @@ fn read_package(blob: &str) -> Result<KeyTransferPackage, ByokError> {
 }
 
 /// The KEK version the package names, in this vault.
-fn find_kek<'a>(state: &'a State, kid: &KeyId) -> Result<&'a KeyVersion, ByokError> {
-    let entry = service::live(state, kid.name()).map_err(|_| ByokError::KekNotFound {
-        kid: kid.to_string(),
-    })?;
+fn find_kek(entry: Option<KeyEntry>, kid: &KeyId) -> Result<KeyVersion, ByokError> {
+    let entry = entry
+        .filter(|e| service::visible(e, false))
+        .ok_or_else(|| ByokError::KekNotFound {
+            kid: kid.to_string(),
+        })?;
     let version = kid.version().unwrap_or_default();
     entry
         .versions
-        .iter()
+        .into_iter()
         .find(|v| v.version.eq_ignore_ascii_case(version))
         .ok_or_else(|| ByokError::KekVersionNotFound {
             kid: kid.to_string(),
         })
 }
 
-/// The KEK's private key, once the key is known to be a usable KEK.
-fn kek_private_key(kid: &KeyId, kek: &KeyVersion) -> Result<rsa::PrivateKey, ByokError> {
+/// Checks the key is a KEK usable now: checked on every import, since a KEK's operations,
+/// `enabled` and dates can change.
+fn check_kek(kid: &KeyId, kek: &KeyVersion) -> Result<(), ByokError> {
     check_kek_policy(
         &kek.kty,
         &KeyOp::names(&kek.key_ops),
@@ -169,28 +169,84 @@ fn kek_private_key(kid: &KeyId, kek: &KeyVersion) -> Result<rsa::PrivateKey, Byo
         .map_err(|e| ByokError::KekUnusable {
             kid: kid.to_string(),
             reason: e.message,
-        })?;
+        })
+}
+
+/// A KEK's private key, parsed for RSA-OAEP decryption (aws-lc), with its public key.
+pub struct ParsedKek {
+    public: KekPublicKey,
+    private: OaepPrivateDecryptingKey,
+}
+
+/// The KEKs' parsed private keys by (lowercase name, lowercase version). A version's
+/// material never changes, so a parse is good until the key is purged; parsing PKCS#8 on
+/// every import cost more than the RSA decryption itself.
+#[derive(Default)]
+pub struct KekCache {
+    keys: Mutex<HashMap<(String, String), Arc<ParsedKek>>>,
+}
+
+impl KekCache {
+    /// The parsed private key of the KEK version `kek` (named by `kid`).
+    fn get(&self, kid: &KeyId, kek: &KeyVersion) -> Result<Arc<ParsedKek>, ByokError> {
+        let slot = (
+            kid.name().to_ascii_lowercase(),
+            kek.version.to_ascii_lowercase(),
+        );
+        if let Some(parsed) = self.lock().get(&slot) {
+            return Ok(parsed.clone());
+        }
+        let parsed = Arc::new(parse_kek(kid, kek)?);
+        self.lock().insert(slot, parsed.clone());
+        Ok(parsed)
+    }
+
+    /// Drops every version of the key `name` (it was purged).
+    pub fn forget(&self, name: &str) {
+        let name = name.to_ascii_lowercase();
+        self.lock().retain(|(n, _), _| *n != name);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Arc<ParsedKek>>> {
+        self.keys.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn parse_kek(kid: &KeyId, kek: &KeyVersion) -> Result<ParsedKek, ByokError> {
     let stored = |reason: String| ByokError::StoredKek {
         kid: kid.to_string(),
         reason,
     };
     let der = kek.plaintext().map_err(|e| stored(e.message))?;
-    rsa::PrivateKey::from_pkcs8_der(&der).map_err(|e| stored(e.to_string()))
+    let rsa = rsa::PrivateKey::from_pkcs8_der(&der).map_err(|e| stored(e.to_string()))?;
+    let public = KekPublicKey::from_rsa(rsa.to_public_key()).map_err(|e| stored(e.to_string()))?;
+    let private = PrivateDecryptingKey::from_pkcs8(&der)
+        .map_err(|e| stored(e.to_string()))
+        .and_then(|k| OaepPrivateDecryptingKey::new(k).map_err(|e| stored(e.to_string())))?;
+    Ok(ParsedKek { public, private })
 }
 
 /// RSA-OAEP then AES key unwrap, off the async threads (RSA decryption takes milliseconds).
-async fn unwrap(
-    package: KeyTransferPackage,
-    kek: rsa::PrivateKey,
-) -> ApiResult<Zeroizing<Vec<u8>>> {
-    let plaintext =
-        tokio::task::spawn_blocking(move || byok_core::wrap::unwrap(package.ciphertext(), &kek))
-            .await
-            .map_err(|e| ApiError::internal(e.to_string()))?
-            .map_err(|e| ByokError::Unwrap {
-                reason: e.to_string(),
-            })?;
+async fn unwrap(package: KeyTransferPackage, kek: Arc<ParsedKek>) -> ApiResult<Zeroizing<Vec<u8>>> {
+    let plaintext = tokio::task::spawn_blocking(move || unwrap_with(package.ciphertext(), &kek))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| ByokError::Unwrap {
+            reason: e.to_string(),
+        })?;
     Ok(plaintext)
+}
+
+/// `byok_core::wrap::unwrap` with aws-lc's RSA-OAEP-SHA-1 (which checks the encoded
+/// message's leading zero octet itself), answering the same errors.
+fn unwrap_with(ciphertext: &[u8], kek: &ParsedKek) -> Result<Zeroizing<Vec<u8>>, WrapError> {
+    let (rsa_part, kwp_part) = wrap::split(ciphertext, kek.public.modulus_len())?;
+    let mut out = Zeroizing::new(vec![0u8; kek.private.min_output_size()]);
+    let aes_key = kek
+        .private
+        .decrypt(&OAEP_SHA1_MGF1SHA1, rsa_part, &mut out, None)
+        .map_err(|_| WrapError::OaepDecrypt)?;
+    wrap::kwp_unwrap(aes_key, kwp_part)
 }
 
 /// Reads the plaintext as Key Vault parses it. With `accept_zero_padded` (SoftHSM rehearsals

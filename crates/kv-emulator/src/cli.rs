@@ -32,8 +32,8 @@ server certificate and client credentials in --state-dir, writes STATE_DIR/conne
 (vault URL)` when it serves. The vault URL is https://NAME.vault.azure.net:PORT (see \
 --vault-name), which no DNS resolves: clients connect to IP:PORT for it (connection.json's \
 vault_address), so the SDKs' challenge-resource verification stays on. \
-It is not an HSM: keys are held in the clear in memory, or with --persist in \
-STATE_DIR/state.json.";
+It is not an HSM: keys are held in the clear in a SQLite database, in memory, or with \
+--persist in STATE_DIR/state.db.";
 
 const AFTER_HELP: &str = "Example:\n  kv-emulator --state-dir ./emu --listen 127.0.0.1:8443 &\n  \
 byok-online --emulator ./emu kek create --name KEKforBYOK\n\n\
@@ -57,14 +57,18 @@ pub struct ServeArgs {
     #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:0")]
     listen: SocketAddr,
     /// Directory for the test CA (ca.pem), the server certificate, the client credentials,
-    /// connection.json and (with --persist) state.json; made if missing, reused if present.
+    /// connection.json and (with --persist) state.db; made if missing, reused if present.
+    /// One emulator at a time serves a directory with --persist.
     #[arg(long, value_name = "DIR", required = true)]
     state_dir: Option<PathBuf>,
     /// Which service to play: a Key Vault (RSA and EC keys) or a Managed HSM (also AES keys).
     #[arg(long, value_enum, default_value_t = FlavorArg::Vault)]
     flavor: FlavorArg,
-    /// Keep keys in STATE_DIR/state.json, on disk before each response, across restarts
-    /// (which then come back at the same URL: see --listen).
+    /// Keep keys in STATE_DIR/state.db (SQLite, WAL, one row per key version), each change
+    /// on disk before its response (concurrent changes share a commit), across restarts
+    /// (which then come back at the same URL: see --listen). A state.json from an older
+    /// kv-emulator is imported once and kept as state.json.imported. Without it, keys are
+    /// in an in-memory database, gone at exit.
     #[arg(long)]
     persist: bool,
     /// Lifetime of issued access tokens, in seconds (a short one tests clients' token

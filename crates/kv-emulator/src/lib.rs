@@ -11,7 +11,8 @@
 //! - [`service`]: the behaviour, one module per group of operations, with the service's
 //!   rules; [`byok`]: the BYOK unwrap with the KEK private key it holds; [`crypto`]: the
 //!   cryptographic operations of stored keys; [`model`]: stored keys and their JSON;
-//! - [`store`]: state in memory, or durable before each response with `--persist`;
+//! - [`store`]: the keys in SQLite: an in-memory database, or with `--persist` `state.db`,
+//!   each change durable before its response;
 //! - [`state_dir`]: the state directory's files (identity, `connection.json`); [`address`]:
 //!   where it listens (with `--persist`, where its stored keys' ids say it is);
 //!   [`tls`]: a test CA and server certificate made per state directory.
@@ -51,7 +52,7 @@ pub mod tls;
 
 use byok_core::VaultUrl;
 use byok_core::kid::KidError;
-use state_dir::{FileError, Identity, IdentityError, STATE_FILE};
+use state_dir::{FileError, Identity, IdentityError};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -186,6 +187,9 @@ pub struct Running {
     pub addr: SocketAddr,
     handle: axum_server::Handle<SocketAddr>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// Kept to close the key database at shutdown, so that a restart in this process finds
+    /// the state directory unlocked even if a connection still holds the routes.
+    app: Arc<routes::App>,
 }
 
 impl Running {
@@ -194,6 +198,7 @@ impl Running {
         self.handle
             .graceful_shutdown(Some(std::time::Duration::from_secs(5)));
         let _ = self.task.await;
+        self.app.service.store.close();
     }
 
     /// Waits until the server stops.
@@ -226,6 +231,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     }
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     state_dir::create(&config.state_dir)?;
+    // First: a state directory another kv-emulator serves is refused before anything in it
+    // is rewritten.
+    let store = store::Store::open(config.persist.then_some(config.state_dir.as_path()))?;
     let tls = TlsMaterial::load_or_create(
         &config.state_dir,
         &cert_names(&config, public_url.as_deref()),
@@ -250,8 +258,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         config.flavor,
     );
     connection.save(&config.state_dir)?;
-    let store = store::Store::open(config.persist.then(|| config.state_dir.join(STATE_FILE)))?;
-    let app = app(&config, identity, store, vault_url, authority);
+    let app = Arc::new(app(&config, identity, store, vault_url, authority));
     let server =
         axum_server::from_tcp_rustls(listener, tls.server_config().await?).map_err(|source| {
             ListenError {
@@ -259,18 +266,26 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 source,
             }
         })?;
+    // TCP_NODELAY: a response (or a pipelined run of them) leaves at once, not after the
+    // client's delayed ACK (40 ms on Linux); pipelined responses go out in one write.
+    let mut server = server.map(|tls| tls.acceptor(axum_server::accept::NoDelayAcceptor::new()));
+    server.http_builder().http1().pipeline_flush(true);
     let handle = axum_server::Handle::new();
     let server = server.handle(handle.clone());
     let normalize =
         tower::util::MapRequestLayer::new(|r: axum::http::Request<_>| routes::normalize(r));
-    let app = tower::Layer::layer(&normalize, routes::router(Arc::new(app)));
-    let task =
-        tokio::spawn(async move { server.serve(axum::ServiceExt::into_make_service(app)).await });
+    let router = tower::Layer::layer(&normalize, routes::router(app.clone()));
+    let task = tokio::spawn(async move {
+        server
+            .serve(axum::ServiceExt::into_make_service(router))
+            .await
+    });
     Ok(Running {
         connection,
         addr,
         handle,
         task,
+        app,
     })
 }
 
@@ -340,6 +355,7 @@ fn app(
     routes::App {
         service: service::Service {
             store,
+            keks: byok::KekCache::default(),
             vault_url,
             options: service::Options {
                 flavor: config.flavor,

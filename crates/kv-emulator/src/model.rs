@@ -112,6 +112,12 @@ pub struct KeyVersion {
     pub release_policy: Option<Value>,
     /// Set when the key came in through BYOK (`key_hsm`).
     pub imported_byok: bool,
+    /// The public members (`n`, `e` or `crv`, `x`, `y`), kept when the version is written so
+    /// that a GET does not parse the private key (an RSA parse costs more than the rest of
+    /// the request). Versions stored before it existed have none: [`KeyVersion::jwk`] derives
+    /// it then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public: Option<PublicJwk>,
 }
 
 impl KeyVersion {
@@ -126,23 +132,46 @@ impl KeyVersion {
             .map_err(|_| ApiError::internal("bad stored material"))
     }
 
+    /// The public members derived from the private material (none for an AES key).
+    pub fn derive_public(&self) -> ApiResult<Option<PublicJwk>> {
+        let kind = self.kind()?;
+        if kind.kty() == Kty::Oct {
+            return Ok(None);
+        }
+        let key = TargetKey::from_plaintext(kind.kty(), &self.plaintext()?)
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        Ok(key.public_key().map(PublicJwk::from_public_key))
+    }
+
+    /// Fills [`KeyVersion::public`] of a version stored before it existed.
+    pub fn fill_public(&mut self) -> ApiResult<()> {
+        if self.public.is_none() {
+            self.public = self.derive_public()?;
+        }
+        Ok(())
+    }
+
     /// The public JWK with `kid`, `kty` and `key_ops` (no private member, ever).
     pub fn jwk(&self, kid: &str) -> ApiResult<Value> {
         let mut jwk = Map::new();
         jwk.insert("kid".into(), json!(kid));
         jwk.insert("kty".into(), json!(self.kty));
         jwk.insert("key_ops".into(), json!(self.key_ops));
-        let kind = self.kind()?;
-        if kind.kty() != Kty::Oct {
-            let key = TargetKey::from_plaintext(kind.kty(), &self.plaintext()?)
-                .map_err(|e| ApiError::internal(e.to_string()))?;
-            let public = PublicJwk::from_public_key(key.public_key().expect("RSA/EC have one"));
+        let derived;
+        let public = match &self.public {
+            Some(public) => Some(public),
+            None => {
+                derived = self.derive_public()?;
+                derived.as_ref()
+            }
+        };
+        if let Some(public) = public {
             for (k, v) in [
-                ("n", public.n),
-                ("e", public.e),
-                ("crv", public.crv),
-                ("x", public.x),
-                ("y", public.y),
+                ("n", &public.n),
+                ("e", &public.e),
+                ("crv", &public.crv),
+                ("x", &public.x),
+                ("y", &public.y),
             ] {
                 if let Some(v) = v {
                     jwk.insert(k.into(), json!(v));

@@ -18,7 +18,7 @@ mod rules;
 
 use crate::error::{ApiError, ApiResult};
 use crate::model::{KeyEntry, PendingKind, View};
-use crate::store::{State, Store};
+use crate::store::Store;
 
 pub use keys::{CreateRequest, ImportRequest, JwkIn, UpdateRequest};
 pub use operations::OperationRequest;
@@ -72,6 +72,8 @@ pub struct Options {
 
 pub struct Service {
     pub store: Store,
+    /// The KEKs' private keys, parsed once per version ([`crate::byok`]).
+    pub keks: crate::byok::KekCache,
     pub vault_url: String,
     pub options: Options,
 }
@@ -89,31 +91,43 @@ impl Service {
 /// Whether a key is, right now, a live key (`deleted` false) or a deleted one (`deleted`
 /// true). While a deletion runs the key is neither; while a recovery runs, neither either.
 pub(crate) fn visible(e: &KeyEntry, deleted: bool) -> bool {
-    let pending = e.pending_now();
+    shown(e.deleted.is_some(), e.pending_now(), deleted)
+}
+
+/// [`visible`] from a key's parts: whether it is deleted, and what still runs on it.
+pub(crate) fn shown(is_deleted: bool, pending: Option<PendingKind>, deleted: bool) -> bool {
     match deleted {
-        false => e.deleted.is_none() && pending != Some(PendingKind::Recovering),
-        true => e.deleted.is_some() && pending != Some(PendingKind::Deleting),
+        false => !is_deleted && pending != Some(PendingKind::Recovering),
+        true => is_deleted && pending != Some(PendingKind::Deleting),
     }
 }
 
-/// A key by name (names are case-insensitive): a live one, or with `deleted` a soft-deleted one.
-fn entry<'a>(state: &'a State, name: &str, deleted: bool) -> ApiResult<&'a KeyEntry> {
-    state
-        .keys
-        .get(&name.to_ascii_lowercase())
+/// The key in `slot` if it is, now, a live one (or with `deleted`, a soft-deleted one).
+fn found(slot: Option<KeyEntry>, name: &str, deleted: bool) -> ApiResult<KeyEntry> {
+    slot.filter(|e| visible(e, deleted))
+        .ok_or_else(|| ApiError::key_not_found(name, None))
+}
+
+/// [`found`] inside a change (on the writer thread).
+fn found_mut<'a>(
+    slot: &'a mut Option<KeyEntry>,
+    name: &str,
+    deleted: bool,
+) -> ApiResult<&'a mut KeyEntry> {
+    slot.as_mut()
         .filter(|e| visible(e, deleted))
         .ok_or_else(|| ApiError::key_not_found(name, None))
 }
 
-fn entry_mut<'a>(state: &'a mut State, name: &str, deleted: bool) -> ApiResult<&'a mut KeyEntry> {
-    state
-        .keys
-        .get_mut(&name.to_ascii_lowercase())
-        .filter(|e| visible(e, deleted))
-        .ok_or_else(|| ApiError::key_not_found(name, None))
-}
+impl Service {
+    /// A key by name (names are case-insensitive): a live one, or with `deleted` a
+    /// soft-deleted one.
+    async fn key(&self, name: &str, deleted: bool) -> ApiResult<KeyEntry> {
+        found(self.store.entry(name).await?, name, deleted)
+    }
 
-/// A key that is not deleted.
-pub(crate) fn live<'a>(state: &'a State, name: &str) -> ApiResult<&'a KeyEntry> {
-    entry(state, name, false)
+    /// A key that is not deleted.
+    pub(crate) async fn live(&self, name: &str) -> ApiResult<KeyEntry> {
+        self.key(name, false).await
+    }
 }

@@ -4,7 +4,10 @@
 //! - `identity.json`: the tenant, the two clients (ids, secrets, object ids) and the
 //!   token-signing key, kept so that clients' credentials survive restarts ([`Identity`]);
 //! - `connection.json`: what a client needs to reach the emulator ([`Connection`]);
-//! - `state.json`: the keys, with `--persist` ([`crate::store`]).
+//! - `state.db` (with its `-wal` and `-shm` files while it is open): the keys, with
+//!   `--persist`, in SQLite ([`crate::store`]);
+//! - `state.json`: the keys as kv-emulator kept them before `state.db`, imported once into a
+//!   new `state.db` and then renamed `state.json.imported`.
 //!
 //! Files holding secrets are created owner-only (0600) before a byte is written to them.
 
@@ -17,8 +20,13 @@ use std::path::{Path, PathBuf};
 pub const CONNECTION_FILE: &str = "connection.json";
 /// The identity file's name in the state directory.
 pub const IDENTITY_FILE: &str = "identity.json";
-/// The keys' file (with `--persist`) in the state directory.
+/// The key database (with `--persist`) in the state directory.
+pub const DB_FILE: &str = "state.db";
+/// The keys' file of kv-emulator versions before [`DB_FILE`]: imported once, then renamed
+/// [`IMPORTED_STATE_FILE`].
 pub const STATE_FILE: &str = "state.json";
+/// What [`STATE_FILE`] is renamed to once imported.
+pub const IMPORTED_STATE_FILE: &str = "state.json.imported";
 /// The test CA's certificate, which clients trust.
 pub const CA_FILE: &str = "ca.pem";
 /// The server's certificate chain.

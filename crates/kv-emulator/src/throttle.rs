@@ -225,19 +225,13 @@ pub async fn cost(service: &Service, method: &Method, path: &str, body: &[u8]) -
             }
         }
         (_, ["keys" | "deletedkeys", name, ..]) => {
-            let name = name.to_ascii_lowercase();
             let stored = service
                 .store
-                .read(|state| {
-                    Ok(state
-                        .keys
-                        .get(&name)
-                        .and_then(|e| e.versions.last())
-                        .map(|v| (v.kty.clone(), v.bits)))
-                })
+                .entry(name)
                 .await
                 .ok()
-                .flatten();
+                .flatten()
+                .and_then(|e| e.versions.last().map(|v| (v.kty.clone(), v.bits)));
             match stored {
                 Some((kty, bits)) => Cost {
                     create: false,

@@ -88,7 +88,9 @@ impl TlsMaterial {
         Ok(material)
     }
 
-    /// The server's TLS configuration.
+    /// The server's TLS configuration: rustls with the process's default provider, which
+    /// [`crate::start`] sets to aws-lc-rs first (axum-server builds its config with the
+    /// default provider), offering h2 and http/1.1 (keep-alive on) over ALPN.
     pub async fn server_config(self) -> Result<RustlsConfig, TlsError> {
         RustlsConfig::from_pem(self.cert_chain_pem.into_bytes(), self.key_pem.into_bytes())
             .await

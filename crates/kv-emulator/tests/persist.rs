@@ -1,6 +1,7 @@
 //! Durability with `--persist`: a clean restart keeps every key at the URL their key ids name
-//! (so packages made before it still import), and a kill -9 in the middle of concurrent
-//! creates loses no key whose response was received.
+//! (so packages made before it still import), a kill -9 in the middle of concurrent creates
+//! or BYOK imports loses no key whose response was received, and a state directory is served
+//! by one emulator at a time.
 
 mod common;
 
@@ -187,6 +188,10 @@ async fn a_restart_elsewhere_is_refused_unless_a_public_url_says_where() {
 fn spawn(dir: &Path) -> (Emulator, Connection) {
     let exe = Path::new(env!("CARGO_BIN_EXE_kv-emulator"));
     let child = Emulator::start(exe, dir, &["--persist"]).unwrap_or_else(|e| panic!("{e}"));
+    spawned(child, dir)
+}
+
+fn spawned(child: Emulator, dir: &Path) -> (Emulator, Connection) {
     assert!(
         child.listen_url().starts_with("https://127.0.0.1:"),
         "listening on {}",
@@ -294,4 +299,216 @@ async fn kill_9_during_concurrent_creates_loses_no_acknowledged_key() {
     child.wait().unwrap();
     println!("kill -9: {} acknowledged creates, {lost} lost", acked.len());
     assert_eq!(lost, 0, "{lost} of {} acknowledged keys lost", acked.len());
+}
+
+/// How many imports the kill test sends, how many acknowledged before the kill, and how many
+/// are in flight at once.
+const IMPORTS: usize = 1000;
+const KILL_AFTER: usize = 300;
+const IN_FLIGHT: usize = 64;
+
+/// `IMPORTS` import bodies (EC P-256 targets wrapped in software under `kek`), with each
+/// target's public `x`; made on every core.
+async fn packages(kek: &Value) -> Vec<(String, Value, String)> {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let per = IMPORTS.div_ceil(threads);
+    let mut makers = Vec::new();
+    for t in 0..threads {
+        let kek = kek.clone();
+        makers.push(tokio::task::spawn_blocking(move || {
+            (t * per..((t + 1) * per).min(IMPORTS))
+                .map(|i| {
+                    let target = TargetKey::generate(KeyKind::Ec { curve: Curve::P256 }).unwrap();
+                    let public =
+                        byok_core::jwk::PublicJwk::from_public_key(target.public_key().unwrap());
+                    let body =
+                        common::import_body("EC-HSM", &common::byok(&kek, target.plaintext()));
+                    (format!("imp{i}"), body, public.x.unwrap())
+                })
+                .collect::<Vec<_>>()
+        }));
+    }
+    let mut all = Vec::new();
+    for m in makers {
+        all.extend(m.await.unwrap());
+    }
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_1000_concurrent_byok_imports_loses_no_acknowledged_import() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, conn) = spawn(dir.path());
+    let http = common::client(&conn);
+    let token = fetch_token(&http, &conn).await;
+    let kek: Value = http
+        .post(format!(
+            "{}/keys/KEK/create?api-version=7.4",
+            conn.vault_url
+        ))
+        .bearer_auth(&token)
+        .json(&json!({"kty": "RSA-HSM", "key_size": 2048, "key_ops": ["import"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bodies = packages(&kek).await;
+    let acknowledged: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let permits = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
+    let mut tasks = Vec::new();
+    for (name, body, x) in bodies {
+        let (http, url, token, acked, permits) = (
+            http.clone(),
+            conn.vault_url.clone(),
+            token.clone(),
+            acknowledged.clone(),
+            permits.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let _permit = permits.acquire().await.unwrap();
+            let resp = http
+                .put(format!("{url}/keys/{name}?api-version=7.4"))
+                .bearer_auth(&token)
+                .json(&body)
+                .send()
+                .await;
+            let Ok(resp) = resp else { return };
+            let status = resp.status();
+            let Ok(answer) = resp.json::<Value>().await else {
+                return;
+            };
+            assert_eq!(status, 200, "{name}: {answer}");
+            assert_eq!(answer["key"]["x"].as_str(), Some(x.as_str()), "{name}");
+            acked.lock().unwrap().push((name, x));
+        }));
+    }
+    // Bounded: the imports end (all answered, or refused once the server is gone) long
+    // before this; the kill comes after KILL_AFTER acknowledgements.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while acknowledged.lock().unwrap().len() < KILL_AFTER {
+        assert!(std::time::Instant::now() < deadline, "imports too slow");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let acked = acknowledged.lock().unwrap().clone();
+    assert!(acked.len() >= KILL_AFTER);
+
+    let (mut child, conn) = spawn(dir.path());
+    let http = common::client(&conn);
+    let token = fetch_token(&http, &conn).await;
+    let mut lost = Vec::new();
+    for (name, x) in &acked {
+        let resp = http
+            .get(format!("{}/keys/{name}?api-version=7.4", conn.vault_url))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        if resp.status() != 200 {
+            lost.push(name.clone());
+            continue;
+        }
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(
+            body["key"]["x"].as_str(),
+            Some(x.as_str()),
+            "{name} changed"
+        );
+        assert_eq!(body["key"]["kty"], "EC-HSM", "{name}");
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    println!(
+        "kill -9: {} of {IMPORTS} imports acknowledged, {} lost",
+        acked.len(),
+        lost.len()
+    );
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged imports lost: {lost:?}",
+        lost.len()
+    );
+}
+
+#[test]
+fn a_second_emulator_on_the_same_state_dir_is_refused_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, _) = spawn(dir.path());
+    let connection = std::fs::read(dir.path().join(kv_emulator::CONNECTION_FILE)).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kv-emulator"))
+        .arg("--state-dir")
+        .arg(dir.path())
+        .arg("--persist")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("state.db is in use by another kv-emulator"),
+        "{err}"
+    );
+    assert!(err.contains("stop that emulator first"), "{err}");
+    // Refused before it rewrote anything the first one's clients read.
+    let unchanged = std::fs::read(dir.path().join(kv_emulator::CONNECTION_FILE)).unwrap();
+    assert_eq!(unchanged, connection);
+    drop(first);
+}
+
+/// A state directory from a kv-emulator that kept its keys in `state.json`: the first start
+/// imports them and keeps the file as `state.json.imported`.
+#[tokio::test]
+async fn keys_in_an_old_state_json_are_imported_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let emu = common::Emu::start_with(dir, |c| c.persist = true).await;
+    let (s, made) = emu
+        .create("old", json!({"kty": "EC", "crv": "P-256"}))
+        .await;
+    assert_eq!(s, 200, "{made}");
+    let common::Emu { running, dir, .. } = emu;
+    running.unwrap().shutdown().await;
+    // The same key as the old file held it: the old `State`, versions without `public`.
+    let version = json!({
+        "version": made["key"]["kid"].as_str().unwrap().rsplit('/').next().unwrap(),
+        "kty": "EC", "bits": 256, "crv": "P-256", "key_ops": ["sign", "verify"],
+        "material": dump_material(dir.path(), "old"),
+        "attributes": {"enabled": true, "nbf": null, "exp": null, "created": 1, "updated": 1,
+                       "exportable": null},
+        "tags": {}, "release_policy": null, "imported_byok": false
+    });
+    let old = json!({"keys": {"old": {"name": "old", "versions": [version], "deleted": null}}});
+    std::fs::remove_file(dir.path().join("state.db")).unwrap();
+    let _ = std::fs::remove_file(dir.path().join("state.db-wal"));
+    let _ = std::fs::remove_file(dir.path().join("state.db-shm"));
+    std::fs::write(dir.path().join("state.json"), old.to_string()).unwrap();
+
+    let emu = common::Emu::start_with(dir, |c| c.persist = true).await;
+    let (s, got) = emu.call(reqwest::Method::GET, "/keys/old", None).await;
+    assert_eq!(s, 200, "{got}");
+    assert_eq!(got["key"]["x"], made["key"]["x"]);
+    assert_eq!(got["key"]["kid"], made["key"]["kid"]);
+    assert!(!emu.dir.path().join("state.json").exists());
+    assert!(emu.dir.path().join("state.json.imported").exists());
+    emu.running.unwrap().shutdown().await;
+}
+
+/// The stored material of a key's latest version, read from the database as a test can.
+fn dump_material(dir: &Path, name: &str) -> String {
+    let conn = rusqlite::Connection::open(dir.join("state.db")).unwrap();
+    let body: String = conn
+        .query_row(
+            "SELECT body FROM versions WHERE name_lc = ?1 ORDER BY seq DESC LIMIT 1",
+            [name],
+            |r| r.get(0),
+        )
+        .unwrap();
+    serde_json::from_str::<Value>(&body).unwrap()["material"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }

@@ -7,7 +7,7 @@
 //! recovery runs for as long: `GET /keys/{name}` answers 404 until it ends. With no delay
 //! (the default) everything happens at once, as on Managed HSM.
 
-use super::{Service, entry, entry_mut};
+use super::{Service, found_mut};
 use crate::error::{ApiError, ApiResult};
 use crate::model::{self, Deleted, KeyEntry, Pending, PendingKind};
 use axum::http::StatusCode;
@@ -37,70 +37,73 @@ impl Service {
         })
     }
 
-    /// The deleted key `name`, or the service's answer while its deletion still runs.
-    fn deleted_entry<'a>(
-        state: &'a mut crate::store::State,
-        name: &str,
-    ) -> ApiResult<&'a mut KeyEntry> {
-        let deleting = state
-            .keys
-            .get(&name.to_ascii_lowercase())
-            .is_some_and(|e| e.deleted.is_some() && e.pending_now() == Some(PendingKind::Deleting));
-        if deleting {
-            return Err(being_deleted());
-        }
-        entry_mut(state, name, true)
-    }
-
     /// Soft-deletes a key; it stays recoverable for [`model::RECOVERABLE_DAYS`].
     pub async fn delete(&self, name: &str) -> ApiResult<Value> {
         let pending = self.pending(PendingKind::Deleting);
-        self.store
-            .write(|state| {
-                let entry = entry_mut(state, name, false)?;
+        let key = name.to_string();
+        let entry = self
+            .store
+            .modify(name, move |slot| {
+                let entry = found_mut(slot, &key, false)?;
                 let now = model::now();
                 entry.deleted = Some(Deleted {
                     deleted_date: now,
                     scheduled_purge_date: now + model::RECOVERABLE_DAYS * 86400,
                 });
                 entry.pending = pending;
-                entry.deleted_bundle(self.view())
+                Ok(entry.clone())
             })
-            .await
+            .await?;
+        entry.deleted_bundle(self.view())
     }
 
     pub async fn get_deleted(&self, name: &str) -> ApiResult<Value> {
-        self.store
-            .read(|state| {
-                entry(state, name, true)
-                    .map_err(|_| deleted_key_not_found(name))?
-                    .deleted_bundle(self.view())
-            })
+        self.key(name, true)
             .await
+            .map_err(|_| deleted_key_not_found(name))?
+            .deleted_bundle(self.view())
     }
 
     /// Recovers a deleted key. While its deletion still runs: 409 `ObjectIsBeingDeleted`,
     /// as a purge gets (inferred: no recording of a recover that early was found).
     pub async fn recover(&self, name: &str) -> ApiResult<Value> {
         let pending = self.pending(PendingKind::Recovering);
-        self.store
-            .write(|state| {
-                let entry = Self::deleted_entry(state, name)?;
+        let key = name.to_string();
+        let (display, latest) = self
+            .store
+            .modify(name, move |slot| {
+                let entry = deleted_entry(slot, &key)?;
                 entry.deleted = None;
                 entry.pending = pending;
-                entry.latest().bundle(self.view(), &entry.name)
+                Ok((entry.name.clone(), entry.latest().clone()))
             })
-            .await
+            .await?;
+        latest.bundle(self.view(), &display)
     }
 
     /// Purges a deleted key (the route answers 204 with no body).
     pub async fn purge(&self, name: &str) -> ApiResult<()> {
+        let key = name.to_string();
         self.store
-            .write(|state| {
-                Self::deleted_entry(state, name)?;
-                state.keys.remove(&name.to_ascii_lowercase());
+            .modify(name, move |slot| {
+                deleted_entry(slot, &key)?;
+                *slot = None;
                 Ok(())
             })
-            .await
+            .await?;
+        // Its versions are gone: a KEK's parsed private key goes with them.
+        self.keks.forget(name);
+        Ok(())
     }
+}
+
+/// The deleted key in `slot`, or the service's answer while its deletion still runs.
+fn deleted_entry<'a>(slot: &'a mut Option<KeyEntry>, name: &str) -> ApiResult<&'a mut KeyEntry> {
+    let deleting = slot
+        .as_ref()
+        .is_some_and(|e| e.deleted.is_some() && e.pending_now() == Some(PendingKind::Deleting));
+    if deleting {
+        return Err(being_deleted());
+    }
+    found_mut(slot, name, true)
 }

@@ -1,9 +1,8 @@
 //! A key's lifecycle: create, import, get, update.
 
-use super::{Service, entry_mut, jwk, live, rules};
+use super::{Service, found_mut, jwk, rules};
 use crate::error::{ApiError, ApiResult};
 use crate::model::{self, Attributes, AttributesIn, KeyEntry, KeyVersion, PendingKind};
-use crate::store::State;
 use byok_core::KeyOp;
 use byok_core::b64;
 use byok_core::target::TargetKey;
@@ -135,48 +134,52 @@ impl Service {
     }
 
     pub async fn get(&self, name: &str, version: &str) -> ApiResult<Value> {
-        self.store
-            .read(|state| {
-                let entry = live(state, name)?;
-                entry
-                    .version(version)
-                    .ok_or_else(|| ApiError::key_not_found(name, Some(version)))?
-                    .bundle(self.view(), &entry.name)
-            })
-            .await
+        let entry = self.live(name).await?;
+        entry
+            .version(version)
+            .ok_or_else(|| ApiError::key_not_found(name, Some(version)))?
+            .bundle(self.view(), &entry.name)
     }
 
     /// Changes a version's operations, attributes, tags or release policy; an empty
     /// `version` is the latest.
     pub async fn update(&self, name: &str, version: &str, req: UpdateRequest) -> ApiResult<Value> {
-        self.store
-            .write(|state| {
-                let entry = entry_mut(state, name, false)?;
+        let (key, wanted) = (name.to_string(), version.to_string());
+        let (display, v) = self
+            .store
+            .modify(name, move |slot| {
+                let entry = found_mut(slot, &key, false)?;
                 let display = entry.name.clone();
-                let v = if version.is_empty() {
+                let v = if wanted.is_empty() {
                     entry.versions.last_mut()
                 } else {
                     entry
                         .versions
                         .iter_mut()
-                        .find(|v| v.version.eq_ignore_ascii_case(version))
+                        .find(|v| v.version.eq_ignore_ascii_case(&wanted))
                 }
-                .ok_or_else(|| ApiError::key_not_found(name, Some(version)))?;
+                .ok_or_else(|| ApiError::key_not_found(&key, Some(&wanted)))?;
                 apply_update(v, req)?;
-                v.bundle(self.view(), &display)
+                Ok((display, v.clone()))
             })
-            .await
+            .await?;
+        v.bundle(self.view(), &display)
     }
 
-    /// Adds a version under `name` (a new key if there is none) and answers its bundle.
+    /// Adds a version under `name` (a new key if there is none) and answers its bundle,
+    /// made once the version is saved (off the writer thread).
     async fn add_version(&self, name: &str, version: KeyVersion) -> ApiResult<Value> {
-        self.store
-            .write(|state| {
-                let entry = entry_for_new_version(state, name)?;
+        let answer = version.clone();
+        let key = name.to_string();
+        let display = self
+            .store
+            .modify(name, move |slot| {
+                let entry = entry_for_new_version(slot, &key)?;
                 entry.versions.push(version);
-                entry.latest().bundle(self.view(), &entry.name)
+                Ok(entry.name.clone())
             })
-            .await
+            .await?;
+        answer.bundle(self.view(), &display)
     }
 }
 
@@ -190,6 +193,10 @@ fn new_version(
     let kind = key.kind();
     let now = model::now();
     let a = properties.attributes.unwrap_or_default();
+    // Kept with the version: a GET then needs no private-key parse.
+    let public = key
+        .public_key()
+        .map(byok_core::jwk::PublicJwk::from_public_key);
     KeyVersion {
         version: model::new_version(),
         kty: kty_name,
@@ -208,6 +215,7 @@ fn new_version(
         tags: properties.tags.unwrap_or_default(),
         release_policy: properties.release_policy,
         imported_byok,
+        public,
     }
 }
 
@@ -215,16 +223,16 @@ fn new_version(
 /// The messages are the service's (Azure/azure-sdk-for-cpp `key_client_delete_test_live.cpp`);
 /// the innererror codes are inferred from the secrets client's and the recorded purge
 /// conflict (docs/azure-behaviour.md 1d).
-fn entry_for_new_version<'a>(state: &'a mut State, name: &str) -> ApiResult<&'a mut KeyEntry> {
-    let entry = state
-        .keys
-        .entry(name.to_ascii_lowercase())
-        .or_insert_with(|| KeyEntry {
-            name: name.to_string(),
-            versions: Vec::new(),
-            deleted: None,
-            pending: None,
-        });
+fn entry_for_new_version<'a>(
+    slot: &'a mut Option<KeyEntry>,
+    name: &str,
+) -> ApiResult<&'a mut KeyEntry> {
+    let entry = slot.get_or_insert_with(|| KeyEntry {
+        name: name.to_string(),
+        versions: Vec::new(),
+        deleted: None,
+        pending: None,
+    });
     match (entry.deleted.is_some(), entry.pending_now()) {
         (true, Some(PendingKind::Deleting)) => Err(ApiError::conflict(format!(
             "Key {name} is currently being deleted and cannot be re-created; retry later."

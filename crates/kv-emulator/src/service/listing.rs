@@ -1,6 +1,6 @@
 //! Lists, paged: keys (latest version each), one key's versions, deleted keys.
 
-use super::{Service, live, visible};
+use super::{Service, shown};
 use crate::error::ApiResult;
 use crate::model::KeyEntry;
 use serde_json::{Value, json};
@@ -17,28 +17,21 @@ impl Service {
         skip: usize,
         max: usize,
     ) -> ApiResult<(Vec<Value>, bool)> {
-        self.store
-            .read(|state| {
-                let items: Vec<Value> = match versions_of {
-                    Some(name) => match live(state, name) {
-                        Ok(entry) => entry
-                            .versions
-                            .iter()
-                            .map(|v| v.item(self.view(), &entry.name, true))
-                            .collect(),
-                        Err(_) => Vec::new(),
-                    },
-                    None => state
-                        .keys
-                        .values()
-                        .filter(|e| visible(e, deleted))
-                        .map(|e| self.key_item(e))
-                        .collect(),
-                };
-                let more = items.len() > skip + max;
-                Ok((items.into_iter().skip(skip).take(max).collect(), more))
-            })
-            .await
+        if let Some(name) = versions_of {
+            let items: Vec<Value> = match self.live(name).await {
+                Ok(entry) => entry
+                    .versions
+                    .iter()
+                    .map(|v| v.item(self.view(), &entry.name, true))
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
+            let more = items.len() > skip + max;
+            return Ok((items.into_iter().skip(skip).take(max).collect(), more));
+        }
+        let keep = |pending| shown(deleted, pending, deleted);
+        let (entries, more) = self.store.page(deleted, skip, max, keep).await?;
+        Ok((entries.iter().map(|e| self.key_item(e)).collect(), more))
     }
 
     /// A key's item: its latest version, and for a deleted key when and until when.

@@ -1,7 +1,7 @@
 //! The cryptographic operations on a stored key: sign, verify, encrypt, decrypt, wrapKey,
 //! unwrapKey. Each needs the operation among the key's `key_ops` and the key usable now.
 
-use super::{Service, live};
+use super::Service;
 use crate::crypto::{self, Material};
 use crate::error::{ApiError, ApiResult};
 use crate::model;
@@ -70,17 +70,11 @@ impl Service {
         version: &str,
         op: KeyOp,
     ) -> ApiResult<(String, Material)> {
-        let (kid, v) = self
-            .store
-            .read(|state| {
-                let entry = live(state, name)?;
-                let v = entry
-                    .version(version)
-                    .ok_or_else(|| ApiError::key_not_found(name, Some(version)))?;
-                let kid = format!("{}/keys/{}/{}", self.vault_url, entry.name, v.version);
-                Ok((kid, v.clone()))
-            })
-            .await?;
+        let entry = self.live(name).await?;
+        let v = entry
+            .version(version)
+            .ok_or_else(|| ApiError::key_not_found(name, Some(version)))?;
+        let kid = format!("{}/keys/{}/{}", self.vault_url, entry.name, v.version);
         if !v.key_ops.contains(&op) {
             return Err(ApiError::forbidden(format!(
                 "Operation {op} is not permitted on this key."

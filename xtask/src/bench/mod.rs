@@ -1,12 +1,17 @@
 //! `cargo xtask bench`: each half measured against what a user would pick instead, side by side
 //! in one run. Figures are printed and written to target/bench/bench.{md,json}; nothing fails on
-//! a number.
+//! a number. `--scale` ([`scale`]) measures how the per-key cost grows with the token's and the
+//! vault's size instead (target/bench/scale.{md,json}).
+//!
+//! The children it starts (this binary again) are in [`floor`] (PKCS#11 loops) and [`load`]
+//! (the emulator's load generator).
+
+pub mod floor;
+pub mod load;
+pub mod scale;
 
 use crate::ci::run_checked;
 use byok_tests::{Emulator, Profile, TestToken};
-use cryptoki::mechanism::Mechanism;
-use cryptoki::object::Attribute;
-use cryptoki::session::Session;
 use serde_json::{Value, json};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -22,6 +27,47 @@ struct Row {
     unit: &'static str,
     baseline: String,
     baseline_value: f64,
+}
+
+/// What a bench run found: ratio rows, peak memory, and free-form tables and notes.
+#[derive(Default)]
+struct Results {
+    rows: Vec<Row>,
+    memory: Vec<(String, u64)>,
+    /// Markdown written after the rows (scale tables, load details).
+    extra: Vec<String>,
+}
+
+impl Results {
+    fn row(
+        &mut self,
+        what: impl Into<String>,
+        value: f64,
+        unit: &'static str,
+        baseline: impl Into<String>,
+        baseline_value: f64,
+    ) {
+        let row = Row {
+            what: what.into(),
+            value,
+            unit,
+            baseline: baseline.into(),
+            baseline_value,
+        };
+        println!(
+            "  {:<62} {:>10.3} {unit:<6} vs {:<48} {:>10.3}  ratio {:.2}",
+            row.what,
+            row.value,
+            row.baseline,
+            row.baseline_value,
+            row.value / row.baseline_value
+        );
+        self.rows.push(row);
+    }
+
+    fn mem(&mut self, what: &str, kb: u64) {
+        self.memory.push((what.to_string(), kb));
+    }
 }
 
 fn mean(v: &[f64]) -> f64 {
@@ -94,8 +140,7 @@ struct Bench {
     dir: PathBuf,
     token: TestToken,
     state: PathBuf,
-    rows: Vec<Row>,
-    memory: Vec<(String, u64)>,
+    results: Results,
 }
 
 impl Bench {
@@ -108,8 +153,7 @@ impl Bench {
             state: dir.join("emulator"),
             dir,
             token,
-            rows: Vec::new(),
-            memory: Vec::new(),
+            results: Results::default(),
         })
     }
 
@@ -147,26 +191,12 @@ impl Bench {
         baseline: impl Into<String>,
         baseline_value: f64,
     ) {
-        let row = Row {
-            what: what.into(),
-            value,
-            unit,
-            baseline: baseline.into(),
-            baseline_value,
-        };
-        println!(
-            "  {:<62} {:>10.3} {unit:<6} vs {:<48} {:>10.3}  ratio {:.2}",
-            row.what,
-            row.value,
-            row.baseline,
-            row.baseline_value,
-            row.value / row.baseline_value
-        );
-        self.rows.push(row);
+        self.results
+            .row(what, value, unit, baseline, baseline_value);
     }
 
     fn mem(&mut self, what: &str, kb: u64) {
-        self.memory.push((what.to_string(), kb));
+        self.results.mem(what, kb);
     }
 
     /// Runs a batch and returns (per-key seconds by kind, wall seconds, peak KiB).
@@ -225,7 +255,7 @@ pub fn run() -> Result<(), String> {
     )?;
     measure_all(&mut b, &emulator)?;
     drop(emulator);
-    write_results(&b, &out_dir, started.elapsed())
+    write_results(&b.results, &out_dir, "bench", started.elapsed())
 }
 
 /// Every measurement, against the running emulator.
@@ -308,91 +338,6 @@ fn keygen_floor(b: &Bench, kind: &str, count: usize) -> Result<Vec<f64>, String>
     serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())
 }
 
-/// The child side of `keygen_floor`.
-pub fn keygen_loop(kind: &str, count: usize) -> Result<(), String> {
-    let s = logged_in_session()?;
-    let mut times = Vec::new();
-    for i in 0..count {
-        let label = format!("floor-{kind}-{i}").into_bytes();
-        let (mechanism, public, private) = key_pair_template(kind, label)?;
-        let t = Instant::now();
-        s.generate_key_pair(&mechanism, &public, &private)
-            .map_err(|e| e.to_string())?;
-        times.push(t.elapsed().as_secs_f64());
-    }
-    println!("{}", serde_json::to_string(&times).expect("numbers"));
-    Ok(())
-}
-
-/// The mechanism and the public and private templates of a token key pair of `kind`
-/// ("EC P-256" or "RSA <bits>") labelled `label`.
-fn key_pair_template(
-    kind: &str,
-    label: Vec<u8>,
-) -> Result<(Mechanism<'static>, Vec<Attribute>, Vec<Attribute>), String> {
-    let common = |private: bool| {
-        vec![
-            Attribute::Token(true),
-            Attribute::Private(private),
-            Attribute::Label(label.clone()),
-        ]
-    };
-    let mut public = common(false);
-    let mut private = common(true);
-    private.extend([
-        Attribute::Sensitive(true),
-        Attribute::Extractable(true),
-        Attribute::Sign(true),
-    ]);
-    let mechanism = match kind {
-        "EC P-256" => {
-            public.extend([
-                Attribute::EcParams(vec![6, 8, 42, 134, 72, 206, 61, 3, 1, 7]),
-                Attribute::Verify(true),
-            ]);
-            Mechanism::EccKeyPairGen
-        }
-        rsa => {
-            let bits: u64 = rsa
-                .trim_start_matches("RSA ")
-                .parse()
-                .map_err(|_| "bad kind")?;
-            public.extend([
-                Attribute::ModulusBits(bits.into()),
-                Attribute::PublicExponent(vec![1, 0, 1]),
-                Attribute::Verify(true),
-            ]);
-            Mechanism::RsaPkcsKeyPairGen
-        }
-    };
-    Ok((mechanism, public, private))
-}
-
-/// The child that only loads the module and logs in: the cold-start floor.
-pub fn login_only() -> Result<(), String> {
-    logged_in_session().map(drop)
-}
-
-/// Loads the SoftHSM module (the kit's path; SOFTHSM2_CONF from the parent) and logs in to
-/// the first token as the user.
-fn logged_in_session() -> Result<Session, String> {
-    use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
-    use cryptoki::session::UserType;
-    let err = |e: cryptoki::error::Error| e.to_string();
-    let p = Pkcs11::new(byok_tests::softhsm_module()).map_err(err)?;
-    p.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
-        .map_err(err)?;
-    let slot = *p
-        .get_slots_with_initialized_token()
-        .map_err(err)?
-        .first()
-        .ok_or("no token")?;
-    let s = p.open_rw_session(slot).map_err(err)?;
-    s.login(UserType::User, Some(&PIN.to_string().into()))
-        .map_err(err)?;
-    Ok(s)
-}
-
 /// How many existing keys `offline_existing` packages.
 const EXISTING: usize = 200;
 
@@ -405,7 +350,7 @@ fn offline_existing(b: &mut Bench) -> Result<(), String> {
     // Software copies: 20 RSA-2048 keys made by openssl, reused round-robin.
     let sw = b.dir.join("software");
     software_keys(b, &sw)?;
-    let mut pipeline = openssl_pipeline(&sw)?;
+    let mut pipeline = openssl_pipeline(&sw, "k", EXISTING)?;
     // byok-core alone, in this process, on the same software keys.
     let mut core = core_alone(b, &sw)?;
     let pipe_ms = median(&mut pipeline) * 1000.0;
@@ -489,12 +434,13 @@ fn software_keys(b: &Bench, sw: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// The openssl CLI pipeline a user would script, per key, on the software keys round-robin.
-fn openssl_pipeline(sw: &Path) -> Result<Vec<f64>, String> {
+/// The openssl CLI pipeline a user would script, per key, on the software keys `KEYS0.pem` ..
+/// `KEYS19.pem` round-robin, with the KEK in `kek.pem`.
+fn openssl_pipeline(sw: &Path, keys: &str, count: usize) -> Result<Vec<f64>, String> {
     let openssl = |args: &[&str]| openssl_in(sw, args);
     let mut pipeline = Vec::new();
-    for i in 0..EXISTING {
-        let k = format!("k{}.pem", i % 20);
+    for i in 0..count {
+        let k = format!("{keys}{}.pem", i % 20);
         let t = Instant::now();
         openssl(&[
             "pkcs8", "-topk8", "-nocrypt", "-in", &k, "-outform", "DER", "-out", "t.der",
@@ -616,9 +562,7 @@ fn cold_start(b: &mut Bench) -> Result<(), String> {
 /// Cold imports against the emulator, and the emulator's throughput under a bounded load.
 fn online(b: &mut Bench, emulator_pid: u32) -> Result<(), String> {
     const RUNS: usize = 30;
-    println!(
-        "\nonline (median of {RUNS} processes; load from a second process, 8 connections, 10 s each):"
-    );
+    println!("\nonline (median of {RUNS} processes; load from a second process, 10 s each):");
     cold_online(b, RUNS)?;
     emulator_load(b)?;
     let status =
@@ -700,173 +644,39 @@ fn wrap_package(
 
 /// The emulator's throughput: GETs against BYOK imports, each from a `__load` child.
 fn emulator_load(b: &mut Bench) -> Result<(), String> {
-    std::fs::copy(b.dir.join("online-0.byok"), b.dir.join("load.byok"))
-        .map_err(|e| e.to_string())?;
-    let load = |mode: &str| -> Result<Value, String> {
-        let out = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
-            .args(["__load"])
-            .arg(&b.state)
-            .arg(mode)
-            .arg(b.dir.join("load.byok"))
-            .output()
-            .map_err(|e| e.to_string())?;
-        if !out.status.success() {
-            return Err(format!("load: {}", String::from_utf8_lossy(&out.stderr)));
-        }
-        serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())
-    };
-    let get = load("get")?;
-    let imp = load("import")?;
-    let rps =
-        |v: &Value| v["requests"].as_f64().unwrap_or(0.0) / v["seconds"].as_f64().unwrap_or(1.0);
-    println!("  load GET: {get}\n  load import: {imp}");
+    let package = b.dir.join("online-0.byok");
+    let package = package.to_str().ok_or("non-UTF-8 path")?;
+    let secs = "10";
+    let connections = load::CONNECTIONS.to_string();
+    let common = ["--seconds", secs, "--connections", &connections];
+    let get = load::child(&b.state, &str_args(&load::get_args(false, secs)))?;
+    let pipelined = load::child(&b.state, &str_args(&load::get_args(true, secs)))?;
+    let imp = load::child(
+        &b.state,
+        &[&["import", "--package", package], &common[..]].concat(),
+    )?;
+    println!("  load GET: {get}\n  load GET, pipelined: {pipelined}\n  load import: {imp}");
     b.row(
-        "kv-emulator BYOK imports/s (8 connections, 10 s)",
-        rps(&imp),
+        format!("kv-emulator BYOK imports/s ({connections} connections, {secs} s)"),
+        load::rate(&imp),
         "req/s",
-        "kv-emulator GET key/s (8 connections, 10 s)",
-        rps(&get),
+        format!("kv-emulator GET key/s ({connections} connections, {secs} s)"),
+        load::rate(&get),
+    );
+    let (c, depth) = load::PIPELINED;
+    b.row(
+        format!("kv-emulator GET key/s, pipelined ({c} connections × {depth} in flight)"),
+        load::rate(&pipelined),
+        "req/s",
+        format!("the same, reqwest ({connections} connections × 1)"),
+        load::rate(&get),
     );
     Ok(())
 }
 
-/// The child side of the load test: `__load STATE_DIR get|import PACKAGE`.
-pub fn load(state: &Path, mode: &str, package: &Path) -> Result<(), String> {
-    let conn: Value = serde_json::from_slice(
-        &std::fs::read(state.join("connection.json")).map_err(|e| e.to_string())?,
-    )
-    .map_err(|e| e.to_string())?;
-    let s = |k: &str| conn[k].as_str().unwrap_or_default().to_string();
-    let ca = std::fs::read(s("ca_cert")).map_err(|e| e.to_string())?;
-    let file = std::fs::read(package).map_err(|e| e.to_string())?;
-    // The package is software_package's EC P-256 target; Key Vault needs crv with EC-HSM.
-    let body = json!({"key": {"kty": "EC-HSM", "crv": "P-256", "key_ops": ["sign", "verify"], "key_hsm": byok_core::b64::encode(&file)}});
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    let token_conn = conn.clone();
-    rt.block_on(async move {
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        // The vault URL's host (emulator.vault.azure.net) resolves only to connection.json's
-        // vault_address.
-        let host = vault_host(&s("vault_url"));
-        let address = s("vault_address").parse::<std::net::SocketAddr>().ok();
-        let client = |_| {
-            let builder = reqwest::Client::builder()
-                .tls_certs_only([reqwest::Certificate::from_pem(&ca).expect("CA")])
-                .pool_max_idle_per_host(1);
-            match address {
-                Some(addr) => builder.resolve(&host, addr),
-                None => builder,
-            }
-            .build()
-            .expect("client")
-        };
-        let token = client_token(&client(0), &token_conn).await?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut tasks = Vec::new();
-        for c in 0..8 {
-            let (http, token, url, body, mode) = (
-                client(c),
-                token.clone(),
-                s("vault_url"),
-                body.clone(),
-                mode.to_string(),
-            );
-            let request = move |http: &reqwest::Client| {
-                if mode == "get" {
-                    http.get(format!("{url}/keys/KEK?api-version=7.4"))
-                } else {
-                    http.put(format!("{url}/keys/load-{c}?api-version=7.4"))
-                        .json(&body)
-                }
-            };
-            tasks.push(tokio::spawn(load_connection(
-                http, token, request, deadline,
-            )));
-        }
-        let started = Instant::now();
-        let (mut ok, mut errors, mut lat) = (0, 0, Vec::new());
-        for t in tasks {
-            let (o, e, l) = t.await.map_err(|e| e.to_string())?;
-            ok += o;
-            errors += e;
-            lat.extend(l);
-        }
-        print_load(mode, ok, errors, started.elapsed().as_secs_f64(), lat);
-        Ok::<(), String>(())
-    })
-}
-
-/// An access token from the emulator's token endpoint, as its connection file's client.
-async fn client_token(http: &reqwest::Client, conn: &Value) -> Result<String, String> {
-    let s = |k: &str| conn[k].as_str().unwrap_or_default().to_string();
-    let token: Value = http
-        .post(format!(
-            "{}/{}/oauth2/v2.0/token",
-            s("authority_host"),
-            s("tenant_id")
-        ))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", &s("client_id")),
-            ("client_secret", &s("client_secret")),
-            ("scope", "https://vault.azure.net/.default"),
-        ])
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .json()
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(token["access_token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string())
-}
-
-/// One connection of `__load`: `request` over and over until `deadline`; successes, errors
-/// and each success's latency.
-async fn load_connection(
-    http: reqwest::Client,
-    token: String,
-    request: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
-    deadline: Instant,
-) -> (u64, u64, Vec<f64>) {
-    let (mut ok, mut errors, mut latencies) = (0u64, 0u64, Vec::new());
-    while Instant::now() < deadline {
-        let t = Instant::now();
-        match request(&http).bearer_auth(&token).send().await {
-            Ok(r) if r.status().is_success() => {
-                let _ = r.bytes().await;
-                ok += 1;
-                latencies.push(t.elapsed().as_secs_f64());
-            }
-            _ => errors += 1,
-        }
-    }
-    (ok, errors, latencies)
-}
-
-/// One JSON line: requests, errors, seconds and latency percentiles of a `__load` run.
-fn print_load(mode: &str, ok: u64, errors: u64, secs: f64, mut lat: Vec<f64>) {
-    lat.sort_by(|a, b| a.total_cmp(b));
-    let pct = |p: f64| {
-        let i = ((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1));
-        lat.get(i).copied().unwrap_or(0.0) * 1000.0
-    };
-    let line = json!({"mode": mode, "requests": ok, "errors": errors, "seconds": secs,
-        "p50_ms": pct(0.5), "p99_ms": pct(0.99)});
-    println!("{line}");
-}
-
-/// The host of an `https://HOST[:PORT]` URL.
-fn vault_host(url: &str) -> String {
-    let authority = url.trim_start_matches("https://");
-    let authority = authority.split('/').next().unwrap_or_default();
-    authority.split(':').next().unwrap_or_default().to_string()
+/// `&str`s of owned arguments.
+fn str_args(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
 }
 
 fn machine() -> String {
@@ -898,7 +708,7 @@ fn machine() -> String {
     format!("{cpu}, {cores} cores, {mem} RAM; SoftHSM {softhsm}; release builds")
 }
 
-fn write_results(b: &Bench, out: &Path, took: Duration) -> Result<(), String> {
+fn write_results(b: &Results, out: &Path, stem: &str, took: Duration) -> Result<(), String> {
     let mut md = String::new();
     md.push_str(&format!(
         "Machine: {}. Bench run took {:.0} s.\n\n",
@@ -922,6 +732,10 @@ fn write_results(b: &Bench, out: &Path, took: Duration) -> Result<(), String> {
     for (what, kb) in &b.memory {
         md.push_str(&format!("| {what} | {kb} |\n"));
     }
+    for extra in &b.extra {
+        md.push('\n');
+        md.push_str(extra);
+    }
     let json = json!({
         "machine": machine(),
         "seconds": took.as_secs_f64(),
@@ -929,8 +743,9 @@ fn write_results(b: &Bench, out: &Path, took: Duration) -> Result<(), String> {
         "peak_memory_kib": b.memory.iter().map(|(w, k)| json!({"what": w, "kib": k})).collect::<Vec<_>>(),
     });
     std::fs::create_dir_all(out).map_err(|e| e.to_string())?;
-    std::fs::write(out.join("bench.md"), &md).map_err(|e| e.to_string())?;
-    let mut f = std::fs::File::create(out.join("bench.json")).map_err(|e| e.to_string())?;
+    std::fs::write(out.join(format!("{stem}.md")), &md).map_err(|e| e.to_string())?;
+    let mut f =
+        std::fs::File::create(out.join(format!("{stem}.json"))).map_err(|e| e.to_string())?;
     f.write_all(
         serde_json::to_string_pretty(&json)
             .expect("json")
@@ -938,8 +753,8 @@ fn write_results(b: &Bench, out: &Path, took: Duration) -> Result<(), String> {
     )
     .map_err(|e| e.to_string())?;
     println!(
-        "\n{md}\nbench: wrote {} and bench.json",
-        out.join("bench.md").display()
+        "\n{md}\nbench: wrote {} and {stem}.json",
+        out.join(format!("{stem}.md")).display()
     );
     Ok(())
 }

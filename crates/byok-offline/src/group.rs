@@ -1,0 +1,280 @@
+//! `batch`'s durability by group: the files of finished keys are made durable together, and
+//! only then are their evidence entries appended (one write, one sync) and their progress lines
+//! printed.
+//!
+//! Syncing each key's three files and its log entry costs several journal commits per key;
+//! a group of up to [`GROUP_KEYS`] keys, or whatever finished within [`GROUP_WAIT`], costs one
+//! filesystem sync, one directory sync and one log sync. The invariant stays the single-key
+//! one: an entry is written only once what it records is durable. What a crash loses is the
+//! last group's entries, never a key: a resumed batch finds the files (complete after a killed
+//! process; perhaps torn after a power loss, which it repackages) or the key on the token (which
+//! it packages, never generates again).
+
+use crate::error::Result;
+use byok_cli_common::evidence::EvidenceLog;
+use byok_cli_common::files;
+use byok_cli_common::progress::Progress;
+use byok_core::evidence::Event;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// At most this many keys wait for their sync.
+pub const GROUP_KEYS: usize = 32;
+/// No key waits longer than this for its sync (when nothing more finishes).
+pub const GROUP_WAIT: Duration = Duration::from_millis(250);
+
+/// A finished key waiting for its group's sync.
+pub struct Finished {
+    /// Its progress line (printed once it is durable and recorded).
+    pub line: String,
+    /// Its evidence entry, if the run has one to add.
+    pub entry: Option<(Event, Value)>,
+    /// The files it wrote with [`files::write_new_unsynced`].
+    pub files: Vec<PathBuf>,
+}
+
+/// The keys finished and not yet durable, filled by the workers and emptied by [`Group::run`].
+pub struct Group<'a> {
+    dir: &'a Path,
+    log: &'a EvidenceLog,
+    progress: &'a Progress,
+    size: usize,
+    wait: Duration,
+    pending: Mutex<Pending>,
+    /// Wakes the committer: a full group, or the close.
+    wake: Condvar,
+    /// Wakes workers waiting for room (see [`Group::add`]).
+    room: Condvar,
+}
+
+#[derive(Default)]
+struct Pending {
+    keys: Vec<Finished>,
+    /// When the oldest waiting key finished.
+    since: Option<Instant>,
+    /// No more keys will come: commit what is left and stop.
+    closed: bool,
+}
+
+impl<'a> Group<'a> {
+    /// Groups of `size` keys or `wait`, writing into `dir` and recording in `log`.
+    pub fn new(
+        dir: &'a Path,
+        log: &'a EvidenceLog,
+        progress: &'a Progress,
+        size: usize,
+        wait: Duration,
+    ) -> Self {
+        Self {
+            dir,
+            log,
+            progress,
+            size: size.max(1),
+            wait,
+            pending: Mutex::new(Pending::default()),
+            wake: Condvar::new(),
+            room: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().expect("group lock")
+    }
+
+    /// A key finished: it waits for its group. While two groups' worth wait already (the
+    /// disk is slower than the token), the worker waits too: what a power loss leaves to
+    /// redo stays bounded.
+    pub fn add(&self, key: Finished) {
+        let mut p = self.lock();
+        while p.keys.len() >= 2 * self.size && !p.closed {
+            p = self.room.wait(p).expect("group lock");
+        }
+        p.since.get_or_insert_with(Instant::now);
+        p.keys.push(key);
+        if p.keys.len() >= self.size {
+            self.wake.notify_all();
+        }
+    }
+
+    /// No more keys will come (the workers have stopped, on success or on an error): what is
+    /// waiting is committed and [`Group::run`] returns.
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.wake.notify_all();
+        self.room.notify_all();
+    }
+
+    /// Commits groups until [`Group::close`] and then the rest; the first failure ends it (the
+    /// keys then waiting are not recorded: a rerun confirms them from their files).
+    pub fn run(&self) -> Result<()> {
+        loop {
+            let (keys, last) = self.next();
+            if let Err(e) = self.commit(keys) {
+                // No worker may wait for room that will never come.
+                self.close();
+                return Err(e);
+            }
+            if last {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Waits for a full group, the oldest key's deadline, or the close; takes the keys, and
+    /// says whether this is the last group.
+    fn next(&self) -> (Vec<Finished>, bool) {
+        let mut p = self.lock();
+        loop {
+            if p.closed || p.keys.len() >= self.size {
+                break;
+            }
+            p = match p.since {
+                None => self.wake.wait(p).expect("group lock"),
+                Some(since) => {
+                    let left = self.wait.saturating_sub(since.elapsed());
+                    if left.is_zero() {
+                        break;
+                    }
+                    self.wake.wait_timeout(p, left).expect("group lock").0
+                }
+            };
+        }
+        p.since = None;
+        self.room.notify_all();
+        (std::mem::take(&mut p.keys), p.closed)
+    }
+
+    /// Makes the keys' files durable, then appends their entries, then prints their lines.
+    fn commit(&self, keys: Vec<Finished>) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let written: Vec<PathBuf> = keys.iter().flat_map(|k| k.files.clone()).collect();
+        let mut entries = Vec::new();
+        let mut lines = Vec::with_capacity(keys.len());
+        for key in keys {
+            entries.extend(key.entry);
+            lines.push(key.line);
+        }
+        // Keys that wrote nothing and record nothing (packaged by an earlier run) need no sync.
+        if !written.is_empty() || !entries.is_empty() {
+            files::sync_group(self.dir, &written)?;
+        }
+        let recorded: Vec<(String, Event)> = entries
+            .iter()
+            .map(|(event, fields)| (fields["key_name"].as_str().unwrap_or("").into(), *event))
+            .collect();
+        tracing::info!(files = written.len(), keys = lines.len(), "group durable");
+        self.log.append_all(entries)?;
+        for (key, event) in recorded {
+            tracing::info!(%key, %event, "evidence appended");
+        }
+        for line in lines {
+            self.progress.step(&line);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn finished(dir: &Path, name: &str) -> Finished {
+        let path = dir.join(name);
+        files::write_new_unsynced(&path, b"x", files::FileKind::Package).unwrap();
+        Finished {
+            line: name.into(),
+            entry: Some((
+                Event::Packaged,
+                json!({"key_name": name, "byok_sha256": name}),
+            )),
+            files: vec![path],
+        }
+    }
+
+    fn entries(log: &Path) -> usize {
+        std::fs::read_to_string(log)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    }
+
+    /// Waits (up to 10 s) until the log holds `n` entries, and says how many it holds.
+    fn await_entries(log: &Path, n: usize) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while entries(log) < n && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        entries(log)
+    }
+
+    #[test]
+    fn a_full_group_is_recorded_before_the_close_and_the_rest_at_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let log_path = dir.path().join("log.jsonl");
+        let log = EvidenceLog::open(&log_path, Some("t")).unwrap();
+        let progress = Progress::new(3);
+        // A long wait: only the size (and the close) may commit.
+        let group = Group::new(dir.path(), &log, &progress, 2, Duration::from_secs(600));
+        // Counts taken inside, asserted outside: a failed assertion must not leave the
+        // committer waiting for a close.
+        let counts = std::thread::scope(|s| {
+            let runner = s.spawn(|| group.run());
+            group.add(finished(dir.path(), "a"));
+            std::thread::sleep(Duration::from_millis(50));
+            let one = entries(&log_path);
+            group.add(finished(dir.path(), "b"));
+            let full = await_entries(&log_path, 2);
+            group.add(finished(dir.path(), "c"));
+            std::thread::sleep(Duration::from_millis(50));
+            let third = entries(&log_path);
+            group.close();
+            runner.join().unwrap().unwrap();
+            (one, full, third)
+        });
+        assert_eq!(
+            counts,
+            (0, 2, 2),
+            "one key is no group; the full one is recorded"
+        );
+        assert_eq!(entries(&log_path), 3, "the rest at the close");
+        assert!(log.records("c", &[Event::Packaged]));
+        let text = std::fs::read_to_string(&log_path).unwrap();
+        assert_eq!(byok_core::evidence::verify(&text), Ok(3));
+    }
+
+    #[test]
+    fn a_lone_key_is_recorded_after_the_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let log_path = dir.path().join("log.jsonl");
+        let log = EvidenceLog::open(&log_path, Some("t")).unwrap();
+        let progress = Progress::new(1);
+        let group = Group::new(dir.path(), &log, &progress, 32, Duration::from_millis(20));
+        let recorded = std::thread::scope(|s| {
+            let runner = s.spawn(|| group.run());
+            group.add(finished(dir.path(), "a"));
+            let recorded = await_entries(&log_path, 1);
+            group.close();
+            runner.join().unwrap().unwrap();
+            recorded
+        });
+        assert_eq!(recorded, 1, "recorded without a close");
+    }
+
+    #[test]
+    fn a_failed_sync_records_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let log_path = dir.path().join("log.jsonl");
+        let log = EvidenceLog::open(&log_path, Some("t")).unwrap();
+        let progress = Progress::new(1);
+        let gone = dir.path().join("gone");
+        let group = Group::new(&gone, &log, &progress, 1, GROUP_WAIT);
+        group.add(finished(dir.path(), "a"));
+        group.close();
+        assert!(group.run().is_err());
+        assert_eq!(entries(&log_path), 0);
+    }
+}

@@ -1,0 +1,381 @@
+//! The module's own floors, which the bench measures byok-offline against: children of
+//! `cargo xtask bench` that make a token's PKCS#11 calls in a loop and nothing else.
+//!
+//! - `__keygen`: SoftHSM key generation alone;
+//! - `__login`: load the module and log in;
+//! - `__floor`: the calls `byok-offline batch` makes per key, with no file, check or log
+//!   ([`FloorMode`]); the C_WrapKey calls go through byok-offline's `RawModule`, as the
+//!   tool's do, since cryptoki cannot name `CKM_AES_KEY_WRAP_KWP`;
+//! - `__populate`: fills a token with AES keys, so that the floors and the tool can be
+//!   measured at a token size.
+
+use super::PIN;
+use byok_core::target::Curve;
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::session::Session;
+use serde_json::json;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// What `__floor` does per key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FloorMode {
+    /// Generate an EC P-256 token key pair (random CKA_ID), read its point, wrap it.
+    Generate,
+    /// Read the token's key objects once (the tool's index), then per key of PREFIX-0..COUNT:
+    /// read it and wrap it.
+    Existing,
+}
+
+/// `__floor`'s and `__populate`'s flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FloorArgs {
+    /// The PKCS#11 module (its token's variables come from the environment).
+    #[arg(long)]
+    pub module: PathBuf,
+    /// The token's label.
+    #[arg(long)]
+    pub token: String,
+    /// The KEK's transfer file (`__floor`).
+    #[arg(long)]
+    pub kek: Option<PathBuf>,
+    /// Keys are PREFIX-0, PREFIX-1, ...
+    #[arg(long)]
+    pub prefix: String,
+    #[arg(long)]
+    pub count: usize,
+}
+
+/// A logged-in session on the token, with the module's raw function list.
+struct Floor {
+    module: byok_offline::token::Module,
+    token: byok_offline::token::TokenSession,
+}
+
+impl Floor {
+    fn open(args: &FloorArgs) -> Result<Self, String> {
+        let err = |e: byok_offline::OfflineError| e.to_string();
+        let init = std::env::var("PKCS11_INIT_ARGS").ok();
+        let module =
+            byok_offline::token::Module::load(&args.module, init.as_deref()).map_err(err)?;
+        let selector = byok_offline::token::TokenSelector::Label(args.token.clone());
+        let token = module
+            .open_with_pin(&selector, &PIN.to_string().into())
+            .map_err(err)?;
+        Ok(Self { module, token })
+    }
+
+    fn session(&self) -> &Session {
+        &self.token.session
+    }
+
+    /// RFC 5649 by the number the token offers: 0x210B, else 0x210A (SoftHSM 2.6.1).
+    fn kwp_mechanism(&self) -> Result<u64, String> {
+        let list = self
+            .module
+            .raw()
+            .mechanism_list(self.token.slot.id())
+            .map_err(|e| e.to_string())?;
+        Ok(if list.contains(&0x210B) {
+            0x210B
+        } else {
+            0x210A
+        })
+    }
+
+    /// The KEK as a session public key object, made once per session as the tool does.
+    fn kek_object(&self, kek: &byok_core::KekPublicKey) -> Result<ObjectHandle, String> {
+        self.session()
+            .create_object(&[
+                Attribute::Class(ObjectClass::PUBLIC_KEY),
+                Attribute::KeyType(KeyType::RSA),
+                Attribute::Token(false),
+                Attribute::Private(false),
+                Attribute::Modulus(kek.n_bytes()),
+                Attribute::PublicExponent(kek.e_bytes()),
+                Attribute::Wrap(true),
+                Attribute::Label(b"byok-kek-session".to_vec()),
+            ])
+            .map_err(|e| e.to_string())
+    }
+
+    /// The two-step wrap: a session AES-256 key, RFC 5649 of the target under it, RSA-OAEP of
+    /// it under the KEK, the AES key destroyed.
+    fn wrap(&self, kwp: u64, kek: ObjectHandle, target: ObjectHandle) -> Result<usize, String> {
+        let s = self.session();
+        let err = |e: byok_offline::OfflineError| e.to_string();
+        let aes = s
+            .generate_key(
+                &Mechanism::AesKeyGen,
+                &[
+                    Attribute::Class(ObjectClass::SECRET_KEY),
+                    Attribute::KeyType(KeyType::AES),
+                    Attribute::Token(false),
+                    Attribute::Private(true),
+                    Attribute::Sensitive(true),
+                    Attribute::Extractable(true),
+                    Attribute::ValueLen(32.into()),
+                    Attribute::Wrap(true),
+                    Attribute::Label(b"byok-aes-session".to_vec()),
+                ],
+            )
+            .map_err(|e| e.to_string())?;
+        let raw = self.module.raw();
+        let kwp_part = raw
+            .wrap_aes_kwp(s.handle(), kwp, aes.handle(), target.handle())
+            .map_err(err)?;
+        let rsa_part = raw
+            .wrap_rsa_oaep_sha1(s.handle(), kek.handle(), aes.handle())
+            .map_err(err)?;
+        s.destroy_object(aes).map_err(|e| e.to_string())?;
+        Ok(kwp_part.len() + rsa_part.len())
+    }
+
+    /// What the tool reads of a key it finds: its description, and its public point.
+    fn read_target(&self, private: ObjectHandle, public: ObjectHandle) -> Result<(), String> {
+        self.session()
+            .get_attributes(private, &DESCRIBE)
+            .map_err(|e| e.to_string())?;
+        self.read_point(public)
+    }
+
+    /// An EC public key's point (all the tool reads of a key pair it has just generated).
+    fn read_point(&self, public: ObjectHandle) -> Result<(), String> {
+        self.session()
+            .get_attributes(public, &[AttributeType::EcPoint])
+            .map_err(|e| e.to_string())
+            .map(drop)
+    }
+}
+
+/// The attributes byok-offline reads to describe a key object.
+const DESCRIBE: [AttributeType; 9] = [
+    AttributeType::Label,
+    AttributeType::Id,
+    AttributeType::Class,
+    AttributeType::KeyType,
+    AttributeType::Modulus,
+    AttributeType::EcParams,
+    AttributeType::ValueLen,
+    AttributeType::Extractable,
+    AttributeType::Sensitive,
+];
+
+/// `__floor`: prints `{"count", "seconds"}`, the per-key loop's wall time (the session, the
+/// KEK object and, for existing keys, the index are made before the clock starts, as the
+/// tool makes them once per batch).
+pub fn floor(mode: FloorMode, args: &FloorArgs) -> Result<(), String> {
+    let f = Floor::open(args)?;
+    let kek_path = args.kek.as_ref().ok_or("__floor needs --kek")?;
+    let text = std::fs::read_to_string(kek_path).map_err(|e| e.to_string())?;
+    let kek = byok_core::KekTransfer::parse(&text).map_err(|e| e.to_string())?;
+    let kwp = f.kwp_mechanism()?;
+    let kek_object = f.kek_object(&kek.key)?;
+    let started;
+    match mode {
+        FloorMode::Generate => {
+            started = Instant::now();
+            for i in 0..args.count {
+                let (private, public) =
+                    generate_ec(f.session(), &format!("{}-{i:03}", args.prefix))?;
+                f.read_point(public)?;
+                f.wrap(kwp, kek_object, private)?;
+            }
+        }
+        FloorMode::Existing => {
+            let index = index(f.session())?;
+            started = Instant::now();
+            for i in 0..args.count {
+                let label = format!("{}-{i:03}", args.prefix);
+                let (private, public) = index
+                    .get(&label)
+                    .copied()
+                    .ok_or_else(|| format!("no key pair labelled {label}"))?;
+                f.read_target(private, public)?;
+                f.wrap(kwp, kek_object, private)?;
+            }
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    f.session()
+        .destroy_object(kek_object)
+        .map_err(|e| e.to_string())?;
+    println!("{}", json!({"count": args.count, "seconds": seconds}));
+    Ok(())
+}
+
+/// An EC P-256 token key pair with the tool's templates (sign/verify, sensitive, extractable)
+/// and a random 16-byte CKA_ID.
+fn generate_ec(s: &Session, label: &str) -> Result<(ObjectHandle, ObjectHandle), String> {
+    let id = s.generate_random_vec(16).map_err(|e| e.to_string())?;
+    let common = |private: bool| {
+        vec![
+            Attribute::Token(true),
+            Attribute::Label(label.as_bytes().to_vec()),
+            Attribute::Id(id.clone()),
+            Attribute::Private(private),
+        ]
+    };
+    let mut public = common(false);
+    public.extend([
+        Attribute::EcParams(Curve::P256.oid_der()),
+        Attribute::Verify(true),
+    ]);
+    let mut private = common(true);
+    private.extend([
+        Attribute::Sensitive(true),
+        Attribute::Extractable(true),
+        Attribute::Sign(true),
+    ]);
+    let (public, private) = s
+        .generate_key_pair(&Mechanism::EccKeyPairGen, &public, &private)
+        .map_err(|e| e.to_string())?;
+    Ok((private, public))
+}
+
+/// The token's objects read once, as the tool's index does: one search, then each object's
+/// class, label and id. Key pairs by label: (private, public).
+fn index(s: &Session) -> Result<HashMap<String, (ObjectHandle, ObjectHandle)>, String> {
+    let mut by_label: HashMap<String, (Option<ObjectHandle>, Option<ObjectHandle>)> =
+        HashMap::new();
+    let err = |e: cryptoki::error::Error| e.to_string();
+    for h in s.find_objects(&[Attribute::Token(true)]).map_err(err)? {
+        let attrs = s
+            .get_attributes(
+                h,
+                &[
+                    AttributeType::Class,
+                    AttributeType::Label,
+                    AttributeType::Id,
+                ],
+            )
+            .map_err(err)?;
+        let (mut class, mut label) = (None, String::new());
+        for a in attrs {
+            match a {
+                Attribute::Class(c) => class = Some(c),
+                Attribute::Label(l) => label = String::from_utf8_lossy(&l).into_owned(),
+                _ => {}
+            }
+        }
+        let slot = by_label.entry(label).or_default();
+        match class {
+            Some(ObjectClass::PRIVATE_KEY) => slot.0 = Some(h),
+            Some(ObjectClass::PUBLIC_KEY) => slot.1 = Some(h),
+            _ => {}
+        }
+    }
+    Ok(by_label
+        .into_iter()
+        .filter_map(|(label, pair)| Some((label, (pair.0?, pair.1?))))
+        .collect())
+}
+
+/// `__populate`: COUNT AES-256 token keys labelled PREFIX-N (a token's size for the bench).
+pub fn populate(args: &FloorArgs) -> Result<(), String> {
+    let f = Floor::open(args)?;
+    for i in 0..args.count {
+        f.session()
+            .generate_key(
+                &Mechanism::AesKeyGen,
+                &[
+                    Attribute::Class(ObjectClass::SECRET_KEY),
+                    Attribute::KeyType(KeyType::AES),
+                    Attribute::Token(true),
+                    Attribute::Private(true),
+                    Attribute::Sensitive(true),
+                    Attribute::ValueLen(32.into()),
+                    Attribute::Label(format!("{}-{i:03}", args.prefix).into_bytes()),
+                ],
+            )
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// The child side of `keygen_floor`.
+pub fn keygen_loop(kind: &str, count: usize) -> Result<(), String> {
+    let s = logged_in_session()?;
+    let mut times = Vec::new();
+    for i in 0..count {
+        let label = format!("floor-{kind}-{i}").into_bytes();
+        let (mechanism, public, private) = key_pair_template(kind, label)?;
+        let t = Instant::now();
+        s.generate_key_pair(&mechanism, &public, &private)
+            .map_err(|e| e.to_string())?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    println!("{}", serde_json::to_string(&times).expect("numbers"));
+    Ok(())
+}
+
+/// The mechanism and the public and private templates of a token key pair of `kind`
+/// ("EC P-256" or "RSA <bits>") labelled `label`.
+fn key_pair_template(
+    kind: &str,
+    label: Vec<u8>,
+) -> Result<(Mechanism<'static>, Vec<Attribute>, Vec<Attribute>), String> {
+    let common = |private: bool| {
+        vec![
+            Attribute::Token(true),
+            Attribute::Private(private),
+            Attribute::Label(label.clone()),
+        ]
+    };
+    let mut public = common(false);
+    let mut private = common(true);
+    private.extend([
+        Attribute::Sensitive(true),
+        Attribute::Extractable(true),
+        Attribute::Sign(true),
+    ]);
+    let mechanism = match kind {
+        "EC P-256" => {
+            public.extend([
+                Attribute::EcParams(vec![6, 8, 42, 134, 72, 206, 61, 3, 1, 7]),
+                Attribute::Verify(true),
+            ]);
+            Mechanism::EccKeyPairGen
+        }
+        rsa => {
+            let bits: u64 = rsa
+                .trim_start_matches("RSA ")
+                .parse()
+                .map_err(|_| "bad kind")?;
+            public.extend([
+                Attribute::ModulusBits(bits.into()),
+                Attribute::PublicExponent(vec![1, 0, 1]),
+                Attribute::Verify(true),
+            ]);
+            Mechanism::RsaPkcsKeyPairGen
+        }
+    };
+    Ok((mechanism, public, private))
+}
+
+/// The child that only loads the module and logs in: the cold-start floor.
+pub fn login_only() -> Result<(), String> {
+    logged_in_session().map(drop)
+}
+
+/// Loads the SoftHSM module (the kit's path; SOFTHSM2_CONF from the parent) and logs in to
+/// the first token as the user.
+fn logged_in_session() -> Result<Session, String> {
+    use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+    use cryptoki::session::UserType;
+    let err = |e: cryptoki::error::Error| e.to_string();
+    let p = Pkcs11::new(byok_tests::softhsm_module()).map_err(err)?;
+    p.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+        .map_err(err)?;
+    let slot = *p
+        .get_slots_with_initialized_token()
+        .map_err(err)?
+        .first()
+        .ok_or("no token")?;
+    let s = p.open_rw_session(slot).map_err(err)?;
+    s.login(UserType::User, Some(&PIN.to_string().into()))
+        .map_err(err)?;
+    Ok(s)
+}
