@@ -42,6 +42,16 @@ impl Progress {
         }
     }
 
+    /// A line about the step under way, which may take a while, without counting a step.
+    pub fn note(&self, message: &str) {
+        let n = self.done.load(Ordering::SeqCst) + 1;
+        let line = format!("[{n:>3}/{}] {message}", self.total);
+        match &self.bar {
+            Some(bar) => bar.set_message(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
     /// Clears the bar (plain lines stay).
     pub fn finish(&self) {
         if let Some(bar) = &self.bar {

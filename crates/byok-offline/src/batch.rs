@@ -9,12 +9,12 @@
 //! ([`SessionKek`]), and files are made durable and recorded by [`Group`] (see there for what
 //! a crash leaves).
 
-use crate::check::{self, Overrides};
+use crate::check::{Held, Overrides, Verdicts};
 use crate::commands::{Connection, KekSource, MAX_INPUT_BYTES, PemPlan, PublicKeyFile};
 use crate::error::{OfflineError, Result};
 use crate::group::{Finished, GROUP_KEYS, GROUP_WAIT, Group};
 use crate::index::LazyIndex;
-use crate::keys::{self, GenerateSpec, Target};
+use crate::keys::{self, GenerateSpec, Origin, Target};
 use crate::package::{self, Packager, SessionKek};
 use crate::raw::RawModule;
 use crate::token::TokenSession;
@@ -106,6 +106,8 @@ struct Shared<'a> {
     path: WrapPath,
     dir: &'a Path,
     log: &'a EvidenceLog,
+    /// The token's verdicts, which an existing key is admitted by once found.
+    verdicts: &'a Verdicts,
     /// The token's objects, read once (when a key first needs them): no key costs a search of
     /// the token.
     index: &'a LazyIndex,
@@ -150,7 +152,13 @@ impl Batch {
         let pin = conn.pin.read()?;
         let first = module.open_with_pin(&conn.token, &pin)?;
         let path = wrap_path::choose(&first, raw, opts.wrap)?;
-        check::require(&first, raw, path, &self.kinds_to_package(), opts.overrides)?;
+        let keys = self.kinds_to_package();
+        let verdicts = Verdicts::check(&first, raw, path, &keys, opts.overrides)?;
+        // Keys to generate are admitted now, before any is made; existing ones once found,
+        // by where the token says they came from.
+        for &(kind, held) in keys.iter().filter(|(_, held)| *held == Held::New) {
+            verdicts.admit(kind, held)?;
+        }
         // Held open to the end: a module may forget its token objects' handles (SoftHSM does)
         // when the application's last session closes, and the index's handles must stay good.
         let _open = first;
@@ -166,6 +174,7 @@ impl Batch {
         let log = EvidenceLog::open(&log_path, opts.operator.as_deref())?;
         let group = Group::new(&opts.out_dir, &log, progress, GROUP_KEYS, GROUP_WAIT);
         let shared = Shared {
+            verdicts: &verdicts,
             raw,
             kek: &self.kek,
             path,
@@ -196,7 +205,9 @@ impl Batch {
 
     /// The kinds of the keys with no readable `.byok` yet (an earlier run's packages need no
     /// wrap; a torn one is packaged again, so its kind is checked).
-    fn kinds_to_package(&self) -> Vec<KeyKind> {
+    /// The kind of each key still to package, and whether it is to be generated (a key an
+    /// earlier run generated is held to the same verdict) or named existing by the manifest.
+    fn kinds_to_package(&self) -> Vec<(KeyKind, Held)> {
         let dir = &self.opts.out_dir;
         self.keys
             .iter()
@@ -204,7 +215,14 @@ impl Batch {
                 let byok = dir.join(byok_core::package::file_name(&k.name));
                 !byok.exists() || read_package(&byok).is_err()
             })
-            .map(|k| k.kind)
+            .flat_map(|k| match k.existing {
+                // Where it came from is known once it is found: both verdicts, then.
+                true => vec![
+                    (k.kind, Held::Existing(Origin::Generated)),
+                    (k.kind, Held::Existing(Origin::Imported)),
+                ],
+                false => vec![(k.kind, Held::New)],
+            })
             .collect()
     }
 }
@@ -435,6 +453,12 @@ impl Worker<'_, '_> {
                 found: target.kind,
                 expected: key.kind,
             });
+        }
+        // A key an earlier run of this batch generated was admitted as a new key is.
+        if key.existing {
+            shared
+                .verdicts
+                .admit(target.kind, Held::Existing(target.origin))?;
         }
         let mut files = Vec::with_capacity(3);
         if let Some(public) = &target.public_key {

@@ -92,9 +92,9 @@ pub enum Command {
     /// BYOK; needs no PIN.
     Tokens(TokensArgs),
     /// Prove the token's wrap of each key kind on throwaway keys (session objects, destroyed
-    /// after): generated in the token, and for RSA/EC also imported encoding edge cases (an EC
-    /// scalar whose top byte is zero, ...), before a ceremony; needs the user PIN. Exits 0
-    /// whatever the verdicts.
+    /// after), with two verdicts: for keys the token generates (EC: until one whose scalar's
+    /// top byte is zero was seen) and for keys imported into it (encoding edge cases made in
+    /// software); needs the user PIN. Exits 0 whatever the verdicts.
     Check(CheckArgs),
     /// List key objects on the token.
     Keys(KeysArgs),
@@ -138,8 +138,9 @@ pub struct CheckArgs {
     /// One kind only (with --size / --curve); default: every kind Key Vault imports.
     #[command(flatten)]
     kind: KindFlags,
-    /// Throwaway keys generated per kind (default: 20 per EC curve, 4 for RSA 2048 and AES, 2
-    /// for RSA 3072 and 4096); the edge cases are imported besides, whatever this says.
+    /// Throwaway keys generated per kind at least (default: 20 per EC curve, 4 for RSA 2048 and
+    /// AES, 2 for RSA 3072 and 4096); EC goes on until a zero top byte was seen (at most 40 on
+    /// P-521, 2,048 on the others), and the edge cases are imported besides.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
     tries: Option<u32>,
     /// Which wrap to prove.

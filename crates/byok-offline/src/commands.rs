@@ -1,6 +1,6 @@
 //! The commands of `byok-offline`, each returning a report the binary prints as text or JSON.
 
-use crate::check::{self, CheckReport, Overrides};
+use crate::check::{self, CheckReport, Held, Overrides};
 use crate::error::{OfflineError, Result};
 use crate::keys::{self, GenerateSpec, KeyObject, Target};
 use crate::package::{self, PackageReport};
@@ -412,7 +412,13 @@ pub fn package(conn: &Connection, opts: &PackageOptions) -> Result<PackageOutcom
     let path = wrap_path::choose(&session, raw, opts.wrap)?;
     let (target, generated, public_key) = match &opts.generate {
         Some(g) => {
-            check::require(&session, raw, path, &[g.spec.kind], opts.overrides)?;
+            check::require(
+                &session,
+                raw,
+                path,
+                &[(g.spec.kind, Held::New)],
+                opts.overrides,
+            )?;
             let (target, report) = generate_in(&session, g)?;
             let public_key = report
                 .public_key
@@ -426,7 +432,8 @@ pub fn package(conn: &Connection, opts: &PackageOptions) -> Result<PackageOutcom
                 .clone()
                 .unwrap_or_else(|| TargetPublicKey::file_name(&name).into());
             let (target, public_key) = existing_target(&session, opts, public_key_out)?;
-            check::require(&session, raw, path, &[target.kind], opts.overrides)?;
+            let held = Held::Existing(target.origin);
+            check::require(&session, raw, path, &[(target.kind, held)], opts.overrides)?;
             let public_key = public_key.map(|pem| pem.write()).transpose()?;
             (target, None, public_key)
         }

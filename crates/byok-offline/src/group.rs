@@ -47,6 +47,11 @@ pub struct Group<'a> {
     wake: Condvar,
     /// Wakes workers waiting for room (see [`Group::add`]).
     room: Condvar,
+    /// Told the number of keys pending and taken each time the committer is about to wait, the lock
+    /// still held: a test that hears it and then takes the lock knows the committer is waiting
+    /// (ordering without sleeps).
+    #[cfg(test)]
+    idle: Option<std::sync::mpsc::Sender<(usize, usize)>>,
 }
 
 #[derive(Default)]
@@ -56,6 +61,9 @@ struct Pending {
     since: Option<Instant>,
     /// No more keys will come: commit what is left and stop.
     closed: bool,
+    /// Keys taken for a commit so far (told to a test's listener).
+    #[cfg(test)]
+    taken: usize,
 }
 
 impl<'a> Group<'a> {
@@ -76,6 +84,8 @@ impl<'a> Group<'a> {
             pending: Mutex::new(Pending::default()),
             wake: Condvar::new(),
             room: Condvar::new(),
+            #[cfg(test)]
+            idle: None,
         }
     }
 
@@ -91,9 +101,13 @@ impl<'a> Group<'a> {
         while p.keys.len() >= 2 * self.size && !p.closed {
             p = self.room.wait(p).expect("group lock");
         }
+        // The first key of a group starts its deadline: the committer, which waits without one
+        // while nothing is pending, must be woken to wait with it, or a lone key would wait for
+        // a full group or the close.
+        let first = p.since.is_none();
         p.since.get_or_insert_with(Instant::now);
         p.keys.push(key);
-        if p.keys.len() >= self.size {
+        if first || p.keys.len() >= self.size {
             self.wake.notify_all();
         }
     }
@@ -131,19 +145,35 @@ impl<'a> Group<'a> {
                 break;
             }
             p = match p.since {
-                None => self.wake.wait(p).expect("group lock"),
+                None => {
+                    self.signal_idle(&p);
+                    self.wake.wait(p).expect("group lock")
+                }
                 Some(since) => {
                     let left = self.wait.saturating_sub(since.elapsed());
                     if left.is_zero() {
                         break;
                     }
+                    self.signal_idle(&p);
                     self.wake.wait_timeout(p, left).expect("group lock").0
                 }
             };
         }
         p.since = None;
+        #[cfg(test)]
+        {
+            p.taken += p.keys.len();
+        }
         self.room.notify_all();
         (std::mem::take(&mut p.keys), p.closed)
+    }
+
+    /// Tells a test's listener that the committer is about to wait (a no-op outside tests).
+    fn signal_idle(&self, _pending: &Pending) {
+        #[cfg(test)]
+        if let Some(idle) = &self.idle {
+            let _ = idle.send((_pending.keys.len(), _pending.taken));
+        }
     }
 
     /// Makes the keys' files durable, then appends their entries, then prints their lines.
@@ -202,13 +232,34 @@ mod tests {
             .unwrap_or(0)
     }
 
-    /// Waits (up to 10 s) until the log holds `n` entries, and says how many it holds.
-    fn await_entries(log: &Path, n: usize) -> usize {
+    /// A group whose committer tells `idle` each time it is about to wait.
+    fn observed<'a>(
+        dir: &'a Path,
+        log: &'a EvidenceLog,
+        progress: &'a Progress,
+        size: usize,
+        wait: Duration,
+    ) -> (Group<'a>, Idle) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut group = Group::new(dir, log, progress, size, wait);
+        group.idle = Some(tx);
+        (group, rx)
+    }
+
+    type Idle = std::sync::mpsc::Receiver<(usize, usize)>;
+
+    /// Returns once the committer waits with `pending` keys and `taken` committed (it told
+    /// `idle` holding the lock, which the caller's next `add` takes only once the wait released
+    /// it; what it told before a spurious wakeup is passed over); false after 10 s, which is a
+    /// committer that never woke, not a slow one.
+    fn waits_with(idle: &Idle, pending: usize, taken: usize) -> bool {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while entries(log) < n && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
+        while let Ok(told) = idle.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            if told == (pending, taken) {
+                return true;
+            }
         }
-        entries(log)
+        false
     }
 
     #[test]
@@ -218,26 +269,28 @@ mod tests {
         let log = EvidenceLog::open(&log_path, Some("t")).unwrap();
         let progress = Progress::new(3);
         // A long wait: only the size (and the close) may commit.
-        let group = Group::new(dir.path(), &log, &progress, 2, Duration::from_secs(600));
+        let (group, idle) = observed(dir.path(), &log, &progress, 2, Duration::from_secs(600));
         // Counts taken inside, asserted outside: a failed assertion must not leave the
         // committer waiting for a close.
         let counts = std::thread::scope(|s| {
             let runner = s.spawn(|| group.run());
+            let mut seen = vec![waits_with(&idle, 0, 0)];
             group.add(finished(dir.path(), "a"));
-            std::thread::sleep(Duration::from_millis(50));
+            seen.push(waits_with(&idle, 1, 0));
             let one = entries(&log_path);
             group.add(finished(dir.path(), "b"));
-            let full = await_entries(&log_path, 2);
+            seen.push(waits_with(&idle, 0, 2));
+            let full = entries(&log_path);
             group.add(finished(dir.path(), "c"));
-            std::thread::sleep(Duration::from_millis(50));
+            seen.push(waits_with(&idle, 1, 2));
             let third = entries(&log_path);
             group.close();
             runner.join().unwrap().unwrap();
-            (one, full, third)
+            (seen, one, full, third)
         });
         assert_eq!(
             counts,
-            (0, 2, 2),
+            (vec![true; 4], 0, 2, 2),
             "one key is no group; the full one is recorded"
         );
         assert_eq!(entries(&log_path), 3, "the rest at the close");
@@ -246,22 +299,27 @@ mod tests {
         assert_eq!(byok_core::evidence::verify(&text), Ok(3));
     }
 
+    /// The committer already waits, with no key pending, when a lone key comes: it must wake
+    /// and commit it once the group's wait is over, before any close.
     #[test]
     fn a_lone_key_is_recorded_after_the_wait() {
         let dir = tempfile::tempdir().unwrap();
         let log_path = dir.path().join("log.jsonl");
         let log = EvidenceLog::open(&log_path, Some("t")).unwrap();
         let progress = Progress::new(1);
-        let group = Group::new(dir.path(), &log, &progress, 32, Duration::from_millis(20));
-        let recorded = std::thread::scope(|s| {
+        let (group, idle) = observed(dir.path(), &log, &progress, 32, Duration::ZERO);
+        let (waiting, recorded) = std::thread::scope(|s| {
             let runner = s.spawn(|| group.run());
+            let waiting = waits_with(&idle, 0, 0);
             group.add(finished(dir.path(), "a"));
-            let recorded = await_entries(&log_path, 1);
+            // Woken by the key, the committer commits it at once (no wait) and waits again.
+            let recorded = waits_with(&idle, 0, 1).then(|| entries(&log_path));
             group.close();
             runner.join().unwrap().unwrap();
-            recorded
+            (waiting, recorded)
         });
-        assert_eq!(recorded, 1, "recorded without a close");
+        assert!(waiting, "the committer waits before the key comes");
+        assert_eq!(recorded, Some(1), "recorded without a close");
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! - [`check`]: the token's conformance per key kind, proved on throwaway keys (`check`, and the
 //!   gate before `package` and `batch`).
 //! - [`commands`]: each command of `byok-offline`, returning the report the binary prints.
-//! - [`edge`]: the encoding edge cases `check` imports (keys made in software, values chosen).
+//! - [`check::edge`]: the encoding edge cases `check` imports (keys made in software, values
+//!   chosen).
 //! - [`batch`]: every key of a manifest, resumably, with several sessions, into the evidence log.
 //! - [`token`]: loading the vendor's module, choosing the token, logging in.
 //! - [`pin`]: where the PIN comes from (a variable, a file or a prompt; never an argument).
@@ -27,7 +28,6 @@
 pub mod batch;
 pub mod check;
 pub mod commands;
-pub mod edge;
 pub mod error;
 pub mod group;
 pub mod index;

@@ -66,7 +66,9 @@ pub fn check(r: &CheckReport) {
     field("wrap_path", &r.wrap_path);
     println!("kinds:");
     for kind in &r.kinds {
-        println!("  {kind}");
+        for line in kind.lines() {
+            println!("  {line}");
+        }
     }
     field("throwaway_keys", r.throwaway_keys);
     field("edge_case_imports", r.edge_case_imports);

@@ -1,8 +1,10 @@
-//! `byok-offline check` and the gate before `package`, through the real binary on the three
-//! tokens CI makes: Debian's SoftHSM 2.6.1 (0x210A zero-pads before RFC 5649), kryoptic 1.5.4
-//! (0x210B; writes an EC scalar without its leading zero bytes: P-521 on about half the keys,
-//! P-256/P-384 on 1 in 256, every time on the edge cases; no secp256k1) and NSS softokn
-//! (0x210B; init string in `PKCS11_INIT_ARGS`, a C_WrapKey size query that under-reports).
+//! `byok-offline check` and the gate before `package`, through the real binary on the tokens
+//! CI makes: Debian's SoftHSM 2.6.1 (0x210A zero-pads before RFC 5649), kryoptic 1.5.4
+//! (0x210B; its generator drops an EC scalar's leading zero bytes: P-521 on about half the
+//! keys, P-256/P-384 on 1 in 256; it writes an imported value as given; no secp256k1) and NSS
+//! softokn (0x210B; init string in `PKCS11_INIT_ARGS`, a C_WrapKey size query that
+//! under-reports; generated scalars at full length, imported values as given). Each kind has
+//! two verdicts: `generated` (keys the token makes) and `imported` (the edge cases).
 
 mod common;
 
@@ -33,7 +35,7 @@ fn check(token: &TestToken, args: &[&str]) -> (Value, BTreeMap<String, Value>) {
     let mut all = vec!["--output", "json", "check"];
     all.extend_from_slice(args);
     let report = ok(&run(token, &all, &[]));
-    assert_eq!(report["schema"], "byok-offline.check/1");
+    assert_eq!(report["schema"], "byok-offline.check/2");
     assert_eq!(report["token"]["label"], token.label());
     let kinds = report["kinds"]
         .as_array()
@@ -44,16 +46,43 @@ fn check(token: &TestToken, args: &[&str]) -> (Value, BTreeMap<String, Value>) {
     (report, kinds)
 }
 
+/// The generated-key verdict of `kind` is `verdict`, its detail holding `detail`.
 fn assert_verdict(kinds: &BTreeMap<String, Value>, kind: &str, verdict: &str, detail: &str) {
-    let k = &kinds[kind];
-    assert_eq!(k["verdict"], verdict, "{kind}: {k}");
+    assert_side(kinds, kind, "generated", verdict, detail);
+}
+
+/// The imported-key verdict of `kind` is `verdict`, its detail holding `detail`.
+fn assert_imported(kinds: &BTreeMap<String, Value>, kind: &str, verdict: &str, detail: &str) {
+    assert_side(kinds, kind, "imported", verdict, detail);
+}
+
+fn assert_side(
+    kinds: &BTreeMap<String, Value>,
+    kind: &str,
+    side: &str,
+    verdict: &str,
+    detail: &str,
+) {
+    let k = &kinds[kind][side];
+    assert_eq!(k["verdict"], verdict, "{kind} {side}: {k}");
     let text = k["detail"].as_str().unwrap();
-    assert!(text.contains(detail), "{kind}: `{detail}` not in {k}");
+    assert!(
+        text.contains(detail),
+        "{kind} {side}: `{detail}` not in {k}"
+    );
+}
+
+/// EC generated keys: at least one had a scalar whose top byte is zero (so the generator's
+/// handling of it was seen), and every one was conformant.
+fn assert_zero_top_byte_seen(kinds: &BTreeMap<String, Value>, kind: &str) {
+    let g = &kinds[kind]["generated"];
+    assert!(g["zero_top_byte"].as_u64().unwrap() >= 1, "{kind}: {g}");
+    assert!(g["tries"].as_u64().unwrap() >= 20, "{kind}: {g}");
 }
 
 /// The edge cases of `kind`: (tried, defective), none untested.
 fn edge_cases(kinds: &BTreeMap<String, Value>, kind: &str) -> (u64, u64) {
-    let e = &kinds[kind]["edge_cases"];
+    let e = &kinds[kind]["imported"];
     assert_eq!(e["untested"], 0, "{kind}: {e}");
     (
         e["tried"].as_u64().unwrap(),
@@ -106,21 +135,28 @@ fn softhsm_zero_padding_is_reported_per_kind_and_aes_needs_no_flag() {
     assert_eq!(kinds.len(), KeyKind::IMPORTABLE.len());
     for kind in ["RSA 2048", "EC P-256", "EC P-521"] {
         assert_verdict(&kinds, kind, "non-conformant", "trailing zero byte");
+        assert_eq!(kinds[kind]["generated"]["one_in"], 1, "{kind}: every key");
     }
     // P-256 and P-521 PKCS#8 lengths are fixed and never a multiple of 8: every key is padded.
-    assert_eq!(kinds["EC P-256"]["defective"], 20);
-    assert_eq!(kinds["EC P-521"]["tries"], 20);
+    assert_eq!(kinds["EC P-256"]["generated"]["defective"], 20);
+    assert_eq!(kinds["EC P-521"]["generated"]["tries"], 20);
     for kind in ["AES 128", "AES 192", "AES 256"] {
         assert_verdict(&kinds, kind, "ok", "");
-        assert_eq!(kinds[kind]["tries"], 4);
+        assert_eq!(kinds[kind]["generated"]["tries"], 4);
+        assert_imported(&kinds, kind, "ok", "raw bytes");
     }
-    // The edge cases: OpenSSL writes any scalar at full length, then 0x210A pads.
+    // OpenSSL writes any scalar at full length, then 0x210A pads (none needed at these lengths):
+    // generated keys with a zero top byte and the imported edge cases come out right.
     for kind in ["EC P-384", "EC P-256K"] {
         assert_verdict(&kinds, kind, "ok", "");
+        assert_zero_top_byte_seen(&kinds, kind);
+        assert_imported(&kinds, kind, "ok", "");
         assert_eq!(edge_cases(&kinds, kind), (4, 0), "{kind}");
     }
     assert_eq!(edge_cases(&kinds, "EC P-256"), (4, 4));
     assert_eq!(edge_cases(&kinds, "EC P-521"), (5, 5));
+    assert_imported(&kinds, "EC P-256", "non-conformant", "trailing zero byte");
+    assert_eq!(kinds["EC P-256"]["imported"]["one_in"], 1);
     assert_eq!(edge_cases(&kinds, "RSA 2048").0, 2);
 
     // Without any flag, AES packages; EC is refused before a key is made, the defect named.
@@ -147,44 +183,43 @@ fn kryoptic_passes_rsa_and_aes_and_its_short_ec_scalars_are_found_every_time() {
     // RSA's edge case (dP a byte short) comes out canonical in both forms.
     for kind in ["RSA 2048", "RSA 3072", "RSA 4096"] {
         assert_eq!(edge_cases(&kinds, kind), (2, 0), "{kind}");
+        assert_imported(&kinds, kind, "ok", "");
     }
-    // kryoptic writes CKA_VALUE as it holds it, and its generator drops the scalar's leading
-    // zero bytes: the edge cases given without them show it on every run, for every curve.
-    for (kind, short) in [
+    // kryoptic's generator drops a scalar's leading zero bytes: the check generates until it
+    // has seen a key whose scalar's top byte is zero, which comes out short on every curve.
+    // kryoptic writes an imported CKA_VALUE as given: short when given short, right in full.
+    for (kind, short, one_in) in [
         (
             "EC P-256",
             "31-byte P-256 scalar; RFC 5915 requires 32 bytes",
+            256,
         ),
         (
             "EC P-384",
             "47-byte P-384 scalar; RFC 5915 requires 48 bytes",
+            256,
         ),
         (
             "EC P-521",
             "65-byte P-521 scalar; RFC 5915 requires 66 bytes",
+            2,
         ),
     ] {
         assert_verdict(&kinds, kind, "non-conformant", short);
-        // Where it showed: always for the edge case (a generated key may show it too, which
-        // puts "in N of 20 throwaway keys" before this; the verdict does not change).
-        assert_verdict(
+        assert_eq!(kinds[kind]["generated"]["one_in"], one_in, "{kind}");
+        assert!(kinds[kind]["generated"]["defective"].as_u64().unwrap() >= 1);
+        assert_imported(&kinds, kind, "non-conformant", short);
+        assert_imported(
             &kinds,
             kind,
             "non-conformant",
-            "for a scalar whose top byte is zero",
+            "only keys imported without their leading zero bytes",
         );
-        assert_verdict(
-            &kinds,
-            kind,
-            "non-conformant",
-            "as the token's generator holds it",
-        );
+        assert_eq!(kinds[kind]["imported"]["one_in"], one_in, "{kind}");
         // Top byte zero and top two bytes zero, each given without them; in full, right.
         let tried = if kind == "EC P-521" { 5 } else { 4 };
         assert_eq!(edge_cases(&kinds, kind), (tried, 2), "{kind}");
     }
-    assert_eq!(kinds["EC P-521"]["tries"], 20);
-    assert!(kinds["EC P-521"]["defective"].as_u64().unwrap() >= 1);
     assert_verdict(&kinds, "EC P-256K", "not supported", "CKR_GENERAL_ERROR");
 
     // A P-256 package is refused before any key is made, on every run.
@@ -239,11 +274,18 @@ fn nss_checks_with_init_args_and_packages_through_the_size_query_retry() {
         "not supported",
         "CKR_DOMAIN_PARAMS_INVALID",
     );
-    // NSS too writes CKA_VALUE as it holds it (a short one comes out short), but its generator
-    // keeps the leading zero bytes: the keys it makes, the only ones packaged, are right.
+    // NSS's generator keeps a scalar's leading zero bytes (seen on a key whose top byte is
+    // zero), so new keys pass; it writes an imported CKA_VALUE as given, so an imported key
+    // given without its leading zeros comes out short: 1 imported key in 256 (P-521: 2).
     for kind in ["EC P-256", "EC P-384", "EC P-521"] {
-        assert_verdict(&kinds, kind, "ok", "generator keeps leading zero bytes");
-        assert_eq!(edge_cases(&kinds, kind).1, 0, "{kind}");
+        assert_zero_top_byte_seen(&kinds, kind);
+        assert_imported(
+            &kinds,
+            kind,
+            "non-conformant",
+            "only keys imported without their leading zero bytes",
+        );
+        assert_eq!(edge_cases(&kinds, kind).1, 2, "{kind}");
     }
     assert_eq!(edge_cases(&kinds, "RSA 4096"), (2, 0));
     // Without the init string the module does not start.
@@ -298,4 +340,140 @@ fn nss_checks_with_init_args_and_packages_through_the_size_query_retry() {
         "again.byok",
     ];
     ok(&run(&token, &again, &[]));
+}
+
+/// `pkcs11-tool ARGS` on `token`, logged in as the user.
+fn pkcs11_tool(token: &TestToken, args: &[&str]) {
+    let out = token
+        .command("pkcs11-tool")
+        .arg("--module")
+        .arg(token.module())
+        .args(["--login", "--pin", token.pin()])
+        .args(args)
+        .output()
+        .expect("pkcs11-tool (apt-get install opensc)");
+    assert!(
+        out.status.success(),
+        "pkcs11-tool {args:?}: {}",
+        stderr(&out)
+    );
+}
+
+/// An existing key is held to the verdict for keys like it, by `CKA_LOCAL`: on kryoptic both
+/// EC verdicts are "non-conformant for 1 key in 256" (its generator drops leading zeros; it
+/// writes an imported value as given), so an existing key of either origin is packaged with a
+/// warning naming its origin and the share, while a new key is refused.
+#[test]
+fn existing_keys_are_held_to_the_verdict_of_their_origin() {
+    let token = TestToken::kryoptic("check-origin", PIN);
+    // A P-256 key made by openssl (its scalar's top byte not zero), imported with pkcs11-tool:
+    // CKA_LOCAL false.
+    let der = loop {
+        let der = byok_tests::openssl(
+            &[
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-outform",
+                "DER",
+            ],
+            token.dir(),
+        );
+        // ECPrivateKey: version 1, then the 32-byte scalar.
+        let at = der.windows(5).position(|w| w == [2, 1, 1, 4, 32]).unwrap();
+        if der[at + 5] != 0 {
+            break der;
+        }
+    };
+    std::fs::write(token.path("imp.der"), &der).unwrap();
+    let public = byok_tests::openssl(
+        &[
+            "pkey", "-inform", "DER", "-in", "imp.der", "-pubout", "-outform", "DER",
+        ],
+        token.dir(),
+    );
+    std::fs::write(token.path("imp.pub.der"), public).unwrap();
+    let object = ["--label", "imp", "--id", "0a0b"];
+    pkcs11_tool(
+        &token,
+        &[
+            &[
+                "--write-object",
+                "imp.der",
+                "--type",
+                "privkey",
+                "--sensitive",
+                "--extractable",
+                "--usage-sign",
+            ][..],
+            &object,
+        ]
+        .concat(),
+    );
+    pkcs11_tool(
+        &token,
+        &[
+            &["--write-object", "imp.pub.der", "--type", "pubkey"][..],
+            &object,
+        ]
+        .concat(),
+    );
+    let keys = ok(&run(&token, &["--output", "json", "keys"], &[]));
+    let imp = keys["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["class"] == "CKO_PRIVATE_KEY")
+        .unwrap()
+        .clone();
+    assert_eq!(imp["local"], false, "{imp}");
+
+    let kek = transfer(&token);
+    let out = run(&token, &["package", "--kek", &kek, "--label", "imp"], &[]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    for needle in [
+        "an existing key imported into the token",
+        "non-conformant for 1 key in 256",
+        "Azure refuses the import",
+    ] {
+        assert!(err.contains(needle), "`{needle}` not in: {err}");
+    }
+    // The package holds exactly the imported key, as Azure reads it.
+    let (kek_private, _) = kek_pair(2048);
+    let bytes = std::fs::read(token.path("KeyTransferPackage-imp.byok")).unwrap();
+    let plain = wrap::unwrap(
+        KeyTransferPackage::parse(&bytes).unwrap().ciphertext(),
+        &kek_private,
+    )
+    .unwrap();
+    let key = read_plaintext_of(KeyKind::Ec { curve: Curve::P256 }, &plain).unwrap();
+    let pem = std::fs::read_to_string(token.path("imp.public.pem")).unwrap();
+    assert_eq!(
+        key.public_key(),
+        Some(&TargetPublicKey::from_pem(&pem).unwrap())
+    );
+    let spki = byok_tests::openssl(
+        &["pkey", "-pubin", "-in", "imp.public.pem", "-outform", "DER"],
+        token.dir(),
+    );
+    assert_eq!(
+        spki,
+        std::fs::read(token.path("imp.pub.der")).unwrap(),
+        "openssl's key"
+    );
+
+    // A key the token generated (CKA_LOCAL true) is held to the generated verdict: a new one
+    // is refused before it is made; an existing one is packaged with that warning.
+    let generate = [
+        "generate", "--label", "own", "--kty", "EC", "--curve", "P-256",
+    ];
+    ok(&run(&token, &generate, &[]));
+    let out = run(&token, &["package", "--kek", &kek, "--label", "own"], &[]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("an existing key the token generated"), "{err}");
+    assert!(err.contains("non-conformant for 1 key in 256"), "{err}");
 }

@@ -67,8 +67,9 @@ fn every_document_leads_with_its_schema() {
     let tokens = document(&hsm, "byok-offline.tokens/1", &["tokens"]);
     assert_eq!(tokens["tokens"][0]["label"], "byok-test");
     let check = ["check", "--kty", "oct", "--size", "128", "--tries", "1"];
-    let check = document(&hsm, "byok-offline.check/1", &check);
-    assert_eq!(check["kinds"][0]["verdict"], "ok");
+    let check = document(&hsm, "byok-offline.check/2", &check);
+    assert_eq!(check["kinds"][0]["generated"]["verdict"], "ok");
+    assert_eq!(check["kinds"][0]["imported"]["verdict"], "ok");
     let generate = ["generate", "--label", "k1", "--kty", "EC"];
     let generated = document(&hsm, "byok-offline.generate/1", &generate);
     assert_eq!(generated["public_key"], "k1.public.pem");

@@ -60,7 +60,11 @@ fn no_session_object_survives_success_or_failure() {
     let p256 = KeyKind::Ec { curve: Curve::P256 };
     let aes = KeyKind::Oct { bits: 128 };
     let report = check::check(&token, raw, WrapChoice::Auto, &[p256, aes], Some(3)).unwrap();
-    let verdicts: Vec<_> = report.kinds.iter().map(|k| k.verdict).collect();
+    let verdicts: Vec<_> = report
+        .kinds
+        .iter()
+        .map(|k| k.generated.judged.verdict)
+        .collect();
     assert_eq!(
         verdicts,
         [Verdict::NonConformant, Verdict::Ok],
@@ -71,7 +75,14 @@ fn no_session_object_survives_success_or_failure() {
     assert_eq!(report.edge_case_imports, 4);
     assert_eq!(token.session_object_count().unwrap(), 0);
     assert_eq!(token.object_count().unwrap(), before);
-    let err = check::require(&token, raw, path, &[p256], Overrides::default()).unwrap_err();
+    let err = check::require(
+        &token,
+        raw,
+        path,
+        &[(p256, check::Held::New)],
+        Overrides::default(),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("trailing zero byte"), "{err}");
     assert_eq!(token.session_object_count().unwrap(), 0);
     assert_eq!(token.object_count().unwrap(), before);
@@ -117,6 +128,7 @@ fn no_session_object_survives_success_or_failure() {
         id: vec![],
         kind: KeyKind::Oct { bits: 256 },
         public_key: None,
+        origin: keys::Origin::Generated,
     };
     let before = token.object_count().unwrap();
     let err = wrap_in_token(&token, raw, &kek.key, &forced, path).unwrap_err();

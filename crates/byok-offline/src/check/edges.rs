@@ -1,76 +1,89 @@
-//! `check`'s encoding edge cases on the token ([`crate::edge`]): each imported as a session
-//! object in each form, wrapped as a real key is, judged, compared with the software key and
-//! destroyed.
+//! The imported-key verdict: `check`'s encoding edge cases ([`super::edge`]) imported into the
+//! token as session objects in each form, wrapped as a real key is, judged, compared with the
+//! software key and destroyed.
 //!
-//! One pattern needs the token's generator to judge: a scalar given without its leading zero
-//! bytes comes out short while the same scalar given at full length comes out right. The token
-//! then writes `CKA_VALUE` as it holds it, and the keys it generates come out short exactly
-//! when its generator holds them without leading zeros (kryoptic, from OpenSSL's big numbers)
-//! and at full length when it keeps them (NSS softokn). That is seen on P-521 throwaway keys,
-//! half of whose scalars have a zero top byte, once per check.
+//! Each edge case is a value a key of the kind has now and then (1 key in 256 has a P-256
+//! scalar whose top byte is zero), so a defect that shows only on such values is stated as that
+//! share of imported keys. A defect that shows on every form (trailing zeros from the wrap) is
+//! one of every key. A token may strip the leading zeros of a value given to it in any form
+//! (openCryptoki 3.27), or write a value as it was given (kryoptic, NSS softokn: a short value
+//! comes out short, a full-length one right); the verdict says which.
 
-use super::{Checker, EdgeCases, Finding, TryOutcome, unsupported_or};
-use crate::edge::{self, EdgeKey};
+use super::edge::{self, EdgeKey};
+use super::report::{Imported, Judged, Verdict, edge_cases};
+use super::run::{
+    Checker, Finding, TryOutcome, ZERO_PADDED, distinct, non_conformant, padded_by_chance,
+};
 use crate::error::{OfflineError, Result};
-use crate::{keys, package};
+use crate::keys;
 use byok_cli_common::progress::Progress;
-use byok_core::conformance::{Defect, Judgement};
-use byok_core::target::{Curve, KeyKind, TargetKey};
+use byok_core::target::{KeyKind, Kty, TargetKey};
 use cryptoki::object::Attribute;
-
-/// At most this many P-521 keys ask the generator: none with a zero top byte in 40 has
-/// probability 2^-40.
-const PROBE_TRIES: usize = 40;
 
 /// One import of an edge case: what it was ("a scalar whose top byte is zero (CKA_VALUE of
 /// 31 bytes)") and how it went.
 type Tried = (String, TryOutcome);
 
 impl Checker<'_> {
-    /// Each edge case of `kind` in each of its forms; defects join `findings`, what the check
-    /// learned about the generator `notes`.
-    pub(super) fn edge_cases(
-        &self,
-        kind: KeyKind,
-        progress: &Progress,
-        findings: &mut Vec<Finding>,
-        notes: &mut Vec<String>,
-    ) -> Result<EdgeCases> {
-        let mut counts = EdgeCases::default();
+    /// Each edge case of `kind` in each of its forms, and the verdict for imported keys.
+    pub(super) fn imported(&self, kind: KeyKind, progress: &Progress) -> Result<Imported> {
+        let mut report = Imported::none_needed();
+        let mut findings = Vec::new();
+        let mut notes = Vec::new();
         let mut step = Step {
             kind,
             planned: edge::planned(kind),
             done: 0,
             progress,
         };
-        let mut as_held = Vec::new();
         for case in edge::edge_keys(kind)? {
+            let one_in = case.one_in;
             let tried = self.case(case, &mut step)?;
-            let written_as_held = written_as_held(&tried);
-            for (i, (what, outcome)) in tried.into_iter().enumerate() {
+            if written_as_given(&tried) {
+                notes.push(
+                    "a value given at its full length comes out right: only keys imported \
+                     without their leading zero bytes are affected",
+                );
+            }
+            for (what, outcome) in tried {
                 match outcome {
-                    TryOutcome::Conformant | TryOutcome::Note(_) => counts.tried += 1,
+                    TryOutcome::Conformant | TryOutcome::Note(_) => report.tried += 1,
                     TryOutcome::Defect(mut f) => {
-                        counts.tried += 1;
+                        report.tried += 1;
+                        report.defective += 1;
+                        f.one_in = if f.value_dependent { one_in } else { 1 };
                         f.edge_case = Some(what);
-                        if written_as_held && i == 0 {
-                            as_held.push(f);
-                        } else {
-                            counts.defective += 1;
-                            findings.push(f);
-                        }
+                        findings.push(f);
                     }
                     TryOutcome::Unsupported(reason) => {
-                        counts.untested += 1;
-                        counts.untested_reason.get_or_insert(reason);
+                        report.untested += 1;
+                        report.untested_reason.get_or_insert(reason);
                     }
                 }
             }
         }
-        if !as_held.is_empty() {
-            self.judge_as_held(as_held, &mut counts, findings, notes)?;
-        }
-        Ok(counts)
+        report.judged = if !findings.is_empty() {
+            let mut judged = non_conformant(&findings, 0);
+            if !notes.is_empty() {
+                judged.detail = format!("{}; {}", judged.detail, distinct(notes.into_iter()));
+            }
+            judged
+        } else if let Some(reason) = &report.untested_reason {
+            let which = match report.tried {
+                0 => "not tested".to_string(),
+                n => format!(
+                    "ok on {}, {} not tested",
+                    edge_cases(n),
+                    edge_cases(report.untested)
+                ),
+            };
+            Judged::other(Verdict::Untested, format!("{which}: {reason}"))
+        } else if self.path == ZERO_PADDED && kind.kty() == Kty::Rsa {
+            padded_by_chance(report.tried)
+        } else {
+            Judged::ok(String::new())
+        };
+        Ok(report)
     }
 
     /// Each form of one edge case, reported on the progress.
@@ -102,7 +115,10 @@ impl Checker<'_> {
             }
             Err(e) => return Err(e),
         };
-        let outcome = match self.wrapped_and_judged(&throwaway.target, "the imported key's")? {
+        let outcome = match self
+            .wrapped_and_judged(&throwaway.target, "the imported key's")?
+            .outcome
+        {
             TryOutcome::Unsupported(reason) => TryOutcome::Unsupported(format!(
                 "the token refused to wrap an imported throwaway key ({reason})"
             )),
@@ -111,104 +127,18 @@ impl Checker<'_> {
         throwaway.destroy()?;
         Ok(outcome)
     }
-
-    /// Short scalars that came from a short `CKA_VALUE` the token wrote as it held it: a
-    /// defect of the keys it generates only if its generator holds scalars so.
-    fn judge_as_held(
-        &self,
-        held: Vec<Finding>,
-        counts: &mut EdgeCases,
-        findings: &mut Vec<Finding>,
-        notes: &mut Vec<String>,
-    ) -> Result<()> {
-        let because = match self.generator_keeps_zeros()? {
-            Ok(true) => {
-                notes.push(
-                    "a short CKA_VALUE comes out short, but the token's generator keeps leading \
-                     zero bytes (seen on P-521), so the keys it generates come out at full length"
-                        .into(),
-                );
-                return Ok(());
-            }
-            Ok(false) => "as the token's generator holds it (seen on P-521)".to_string(),
-            Err(why) => format!(
-                "written as given; whether the token's generator holds scalars so is unknown \
-                 ({why})"
-            ),
-        };
-        for mut f in held {
-            f.edge_case = f.edge_case.map(|what| format!("{what}, {because}"));
-            counts.defective += 1;
-            findings.push(f);
-        }
-        Ok(())
-    }
-
-    /// Whether the token's EC generator keeps a scalar's leading zero bytes (asked once):
-    /// `Ok(true)` keeps them, `Ok(false)` drops them, `Err(why)` could not be seen.
-    fn generator_keeps_zeros(&self) -> Result<std::result::Result<bool, String>> {
-        if let Some(known) = self.generator_keeps_zeros.get() {
-            return Ok(known.clone());
-        }
-        let seen = self.probe_generator()?;
-        tracing::info!(
-            ?seen,
-            "does the token's EC generator keep leading zero bytes"
-        );
-        Ok(self.generator_keeps_zeros.get_or_init(|| seen).clone())
-    }
-
-    /// P-521 throwaway keys until one's scalar has a zero top byte: written in 65 bytes, the
-    /// generator dropped it; in 66, it kept it.
-    fn probe_generator(&self) -> Result<std::result::Result<bool, String>> {
-        const P521: KeyKind = KeyKind::Ec { curve: Curve::P521 };
-        for _ in 0..PROBE_TRIES {
-            let throwaway = match keys::generate_throwaway(self.token, P521) {
-                Ok(t) => t,
-                Err(e) => {
-                    let outcome = unsupported_or(e, "key generation")?;
-                    return Ok(Err(format!("P-521 throwaway keys: {outcome}")));
-                }
-            };
-            let wrapped = package::wrap_in_token(
-                self.token,
-                self.raw,
-                self.kek.public(),
-                &throwaway.target,
-                self.path,
-            );
-            throwaway.destroy()?;
-            let ciphertext = match wrapped {
-                Ok(c) => c,
-                Err(e) => return Ok(Err(format!("a P-521 throwaway key's wrap: {e}"))),
-            };
-            match self.kek.judge(P521, &ciphertext) {
-                Err(Judgement::Defect(Defect::ScalarLength { len, expected, .. }))
-                    if len < expected =>
-                {
-                    return Ok(Ok(false));
-                }
-                Ok(key) if edge::scalar_top_byte(&key) == Some(0) => return Ok(Ok(true)),
-                Ok(_) => {}
-                Err(e) => return Ok(Err(format!("a P-521 throwaway key's wrap: {e}"))),
-            }
-        }
-        Ok(Err(format!(
-            "none of {PROBE_TRIES} P-521 throwaway keys had a scalar whose top byte is zero"
-        )))
-    }
 }
 
-/// A short scalar given without its leading zeros, and the same scalar given in full right:
-/// the token writes `CKA_VALUE` as it holds it.
-fn written_as_held(tried: &[Tried]) -> bool {
+/// A value given without its leading zeros comes out short, and the same value given at full
+/// length comes out right: the token writes a value as it was given.
+fn written_as_given(tried: &[Tried]) -> bool {
     matches!(
         tried,
         [
             (
                 _,
                 TryOutcome::Defect(Finding {
-                    short_scalar: true,
+                    value_dependent: true,
                     ..
                 })
             ),
@@ -239,9 +169,9 @@ impl Step<'_> {
 mod tests {
     use super::*;
 
-    fn defect(short_scalar: bool) -> TryOutcome {
+    fn defect(value_dependent: bool) -> TryOutcome {
         TryOutcome::Defect(Finding {
-            short_scalar,
+            value_dependent,
             ..Finding::other("31-byte P-256 scalar")
         })
     }
@@ -251,15 +181,15 @@ mod tests {
     }
 
     #[test]
-    fn only_a_short_value_short_and_the_full_one_right_asks_the_generator() {
+    fn only_a_short_value_short_and_the_full_one_right_is_written_as_given() {
         use TryOutcome::Conformant;
-        assert!(written_as_held(&tried(vec![defect(true), Conformant])));
-        // Short either way: the token strips the zeros itself, whatever its generator does.
-        assert!(!written_as_held(&tried(vec![defect(true), defect(true)])));
+        assert!(written_as_given(&tried(vec![defect(true), Conformant])));
+        // Short either way: the token strips the zeros itself (openCryptoki).
+        assert!(!written_as_given(&tried(vec![defect(true), defect(true)])));
         // Another defect (trailing zeros), or one form only (P-521's 0x01 key), or refused.
-        assert!(!written_as_held(&tried(vec![defect(false), Conformant])));
-        assert!(!written_as_held(&tried(vec![defect(true)])));
+        assert!(!written_as_given(&tried(vec![defect(false), Conformant])));
+        assert!(!written_as_given(&tried(vec![defect(true)])));
         let refused = TryOutcome::Unsupported("CKR_TEMPLATE_INCONSISTENT".into());
-        assert!(!written_as_held(&tried(vec![defect(true), refused])));
+        assert!(!written_as_given(&tried(vec![defect(true), refused])));
     }
 }

@@ -20,6 +20,9 @@ use zeroize::Zeroizing;
 pub struct EdgeKey {
     /// What makes the key an edge case: "a scalar whose top byte is zero".
     pub what: &'static str,
+    /// How often a key of the kind has such a value: 1 in `one_in` (a P-256 scalar's top byte
+    /// is zero in 1 key in 256).
+    pub one_in: u32,
     pub key: TargetKey,
     pub imports: Vec<Import>,
 }
@@ -30,6 +33,12 @@ pub struct Import {
     /// "CKA_VALUE of 31 bytes", "components without leading zeros".
     pub form: String,
     pub material: Vec<Attribute>,
+}
+
+/// How often a key of `curve` has a scalar whose top byte is zero: 1 in 256, and 1 in 2 on
+/// P-521, whose 66-byte scalar holds a single bit in its top byte.
+pub fn top_byte_zero_one_in(curve: Curve) -> u32 {
+    if curve == Curve::P521 { 2 } else { 256 }
 }
 
 /// How many imports [`edge_keys`] makes for `kind` (AES has no edge case: its key is raw
@@ -47,12 +56,18 @@ pub fn planned(kind: KeyKind) -> usize {
 pub fn edge_keys(kind: KeyKind) -> Result<Vec<EdgeKey>, EncodingError> {
     match kind {
         KeyKind::Ec { curve } => {
+            let top = top_byte_zero_one_in(curve);
             let mut keys = vec![
-                ec_key(curve, &[0], "a scalar whose top byte is zero")?,
-                ec_key(curve, &[0, 0], "a scalar whose top two bytes are zero")?,
+                ec_key(curve, &[0], top, "a scalar whose top byte is zero")?,
+                ec_key(
+                    curve,
+                    &[0, 0],
+                    top * 256,
+                    "a scalar whose top two bytes are zero",
+                )?,
             ];
             if curve == Curve::P521 {
-                keys.push(ec_key(curve, &[1], "a scalar whose top byte is 0x01")?);
+                keys.push(ec_key(curve, &[1], 2, "a scalar whose top byte is 0x01")?);
             }
             Ok(keys)
         }
@@ -87,7 +102,12 @@ fn fixed(bytes: &[u8], len: usize) -> Vec<u8> {
 
 /// A key of `curve` whose scalar starts with `prefix` (and, where the prefix is zeros, whose
 /// next byte is not), the rest random.
-fn ec_key(curve: Curve, prefix: &[u8], what: &'static str) -> Result<EdgeKey, EncodingError> {
+fn ec_key(
+    curve: Curve,
+    prefix: &[u8],
+    one_in: u32,
+    what: &'static str,
+) -> Result<EdgeKey, EncodingError> {
     let len = curve.coordinate_len();
     // The template gives the AlgorithmIdentifier and ECParameters this build writes.
     let template = TargetKey::generate(KeyKind::Ec { curve })?;
@@ -135,7 +155,12 @@ fn ec_key(curve: Curve, prefix: &[u8], what: &'static str) -> Result<EdgeKey, En
         if prefix[0] == 0 {
             imports.push(form(scalar.to_vec()));
         }
-        return Ok(EdgeKey { what, key, imports });
+        return Ok(EdgeKey {
+            what,
+            one_in,
+            key,
+            imports,
+        });
     }
     Err(generate_err(format!(
         "no {curve} scalar starting with {prefix:02x?} in 64 tries"
@@ -205,6 +230,8 @@ fn rsa_key(bits: u32) -> Result<EdgeKey, EncodingError> {
     };
     Ok(EdgeKey {
         what: "an RSA key whose dP is a byte shorter than its primes",
+        // dP, dQ and qInv are each a byte short on 1 key in 256.
+        one_in: 85,
         key: target,
         imports: vec![
             form("components without leading zeros", &|b, _| minimal(b)),

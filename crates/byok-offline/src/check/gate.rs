@@ -1,0 +1,215 @@
+//! The gate before a real package: each key is held to the verdict for keys like it.
+//!
+//! - A key to generate (`package --generate`, `batch`), or an existing key the token generated
+//!   (`CKA_LOCAL` true), is held to the generated-key verdict.
+//! - An existing key imported into the token (`CKA_LOCAL` false), or one whose origin the token
+//!   does not say, is held to the imported-key verdict.
+//!
+//! A refusal before a key is generated costs nothing: the operator picks another token or
+//! kind. An existing key cannot be picked again, so a defect that shows only on some values (1
+//! key in 256 has the awkward scalar) does not refuse it: it is packaged with a warning that
+//! names the share, since for the other 255 the package is exactly right and for that one Azure
+//! refuses the import (nothing is lost: the key stays in the HSM). A defect of every key (the
+//! wrap's trailing zeros, another key) refuses it as it refuses a new key: the package could
+//! never be imported. Refusing the 255 would teach operators to pass `--allow-nonconformant`,
+//! which then lets through what it should not.
+
+use super::report::{Judged, KindReport, Verdict};
+use super::run::{Checker, Sides, ZERO_PADDED, default_tries};
+use crate::error::{OfflineError, Result};
+use crate::keys::Origin;
+use crate::raw::RawModule;
+use crate::token::TokenSession;
+use crate::wrap_path::WrapPath;
+use byok_core::target::KeyKind;
+
+/// The operator's overrides of a refused kind, both for rehearsals only.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// `--allow-zero-padded-kwp`: trailing zero bytes from a zero-padding 0x210A (SoftHSM
+    /// 2.6.1), and nothing else.
+    pub zero_padded_kwp: bool,
+    /// `--allow-nonconformant`: any verdict; a warning names what is let through.
+    pub nonconformant: bool,
+}
+
+/// The key a package is for: one about to be generated, or one the token holds already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Held {
+    New,
+    Existing(Origin),
+}
+
+impl Held {
+    /// Which verdict a key of `kind` is held to. An AES key is raw bytes whatever its origin:
+    /// the generated keys' verdict is its own.
+    fn sides(self, kind: KeyKind) -> Sides {
+        let generated = matches!(self, Held::New | Held::Existing(Origin::Generated))
+            || kind.kty() == byok_core::target::Kty::Oct;
+        Sides {
+            generated,
+            imported: !generated,
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            Held::New => "a key generated in the token",
+            Held::Existing(Origin::Generated) => "an existing key the token generated",
+            Held::Existing(Origin::Imported) => "an existing key imported into the token",
+            Held::Existing(Origin::Unknown) => {
+                "an existing key whose origin the token does not say (no CKA_LOCAL), held to \
+                 the imported-key verdict"
+            }
+        }
+    }
+}
+
+impl KindReport {
+    /// Lets `key` of this kind through to a real package, or refuses it naming the defect and
+    /// the fix.
+    pub fn admit(&self, key: Held, path: WrapPath, overrides: Overrides) -> Result<()> {
+        let judged = match key.sides(self.kind).generated {
+            true => &self.generated.judged,
+            false => &self.imported.judged,
+        };
+        let kind = self.kind;
+        let what = key.what();
+        let zero_padded = path == ZERO_PADDED
+            && judged.verdict == Verdict::NonConformant
+            && judged.only_trailing_zeros;
+        let rare = judged.one_in.is_some_and(|n| n > 1);
+        match judged.verdict {
+            Verdict::Ok => Ok(()),
+            Verdict::Untested => {
+                tracing::warn!(
+                    "{kind}, {what}: the token's wrap of such keys is untested ({}); packaging \
+                     it: a key of this kind with an awkward value may still come out in a form \
+                     Azure refuses",
+                    judged.detail
+                );
+                Ok(())
+            }
+            Verdict::NonConformant if rare && matches!(key, Held::Existing(_)) => {
+                tracing::warn!(
+                    "{kind}, {what}: the token's wrap is non-conformant for {} ({}); packaging \
+                     it: if this key is one of them Azure refuses the import, and the key stays \
+                     in the HSM",
+                    judged.share(),
+                    judged.detail
+                );
+                Ok(())
+            }
+            _ if zero_padded && overrides.zero_padded_kwp => {
+                tracing::warn!(
+                    "--allow-zero-padded-kwp: packaging {kind} although {}; for rehearsals only",
+                    judged.detail
+                );
+                Ok(())
+            }
+            _ if overrides.nonconformant => {
+                tracing::warn!(
+                    "--allow-nonconformant: packaging {kind} although the check found: {} {}; \
+                     Azure may refuse the package; for rehearsals only",
+                    judged.verdict,
+                    judged.detail
+                );
+                Ok(())
+            }
+            _ => Err(refusal(kind, what, judged, zero_padded)),
+        }
+    }
+}
+
+fn refusal(kind: KeyKind, what: &str, judged: &Judged, zero_padded: bool) -> OfflineError {
+    OfflineError::KindRefused {
+        kind,
+        finding: match judged.verdict {
+            Verdict::NotSupported => {
+                format!("the token does not support them ({})", judged.detail)
+            }
+            _ => format!(
+                "the token's wrap of {what} is non-conformant for {} ({})",
+                judged.share(),
+                judged.detail
+            ),
+        },
+        fix: if zero_padded {
+            "For a rehearsal on SoftHSM 2.6.1 (whose 0x210A zero-pads before RFC 5649) pass \
+             --allow-zero-padded-kwp; for a real ceremony use an HSM whose wrap passes the check"
+        } else {
+            "For a real ceremony use an HSM whose wrap of this kind passes the check (for a \
+             rehearsal only, --allow-nonconformant lets it through)"
+        },
+    }
+}
+
+/// The verdicts a run of packages relies on, checked once.
+pub struct Verdicts {
+    path: WrapPath,
+    overrides: Overrides,
+    reports: Vec<KindReport>,
+}
+
+impl Verdicts {
+    /// Checks what `keys` need on `path` (each distinct kind once, default tries, only the
+    /// sides their keys are held to).
+    pub fn check(
+        token: &TokenSession,
+        raw: &RawModule,
+        path: WrapPath,
+        keys: &[(KeyKind, Held)],
+        overrides: Overrides,
+    ) -> Result<Self> {
+        let mut plan: Vec<(KeyKind, usize, Sides)> = Vec::new();
+        for &(kind, held) in keys {
+            let need = held.sides(kind);
+            match plan.iter_mut().find(|(k, ..)| *k == kind) {
+                Some((_, _, sides)) => {
+                    sides.generated |= need.generated;
+                    sides.imported |= need.imported;
+                }
+                None => plan.push((kind, default_tries(kind), need)),
+            }
+        }
+        let reports = if plan.is_empty() {
+            Vec::new()
+        } else {
+            tracing::info!(
+                ?plan,
+                "checking the token on throwaway keys before packaging"
+            );
+            Checker::new(token, raw, path)?.run(&plan)?
+        };
+        Ok(Self {
+            path,
+            overrides,
+            reports,
+        })
+    }
+
+    /// Lets `key` of `kind` through, or refuses it (a kind not checked is refused: a bug).
+    pub fn admit(&self, kind: KeyKind, key: Held) -> Result<()> {
+        let report = self
+            .reports
+            .iter()
+            .find(|r| r.kind == kind)
+            .ok_or_else(|| OfflineError::Usage(format!("{kind} was not checked before use")))?;
+        report.admit(key, self.path, self.overrides)
+    }
+}
+
+/// The gate before a real package: checks what `keys` need, then admits each.
+pub fn require(
+    token: &TokenSession,
+    raw: &RawModule,
+    path: WrapPath,
+    keys: &[(KeyKind, Held)],
+    overrides: Overrides,
+) -> Result<()> {
+    let verdicts = Verdicts::check(token, raw, path, keys, overrides)?;
+    for &(kind, held) in keys {
+        verdicts.admit(kind, held)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,277 @@
+//! What `check` found: per kind, one verdict for the keys the token generates and one for the
+//! keys imported into it, and the report `byok-offline check` prints.
+//!
+//! The two are judged apart because tokens treat them apart. A token's generator may keep a
+//! scalar at its full length while its object store strips the leading zeros of a value it is
+//! given (openCryptoki 3.27), or the other way round (kryoptic 1.5.4): one verdict for both
+//! would refuse a correct ceremony or pass a broken one.
+
+use serde::{Serialize, Serializer};
+use std::fmt;
+
+use byok_core::target::KeyKind;
+
+/// The outcome on one side (generated or imported keys) of one kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Verdict {
+    /// Every throwaway key unwrapped to exactly what Azure reads, and to the token's key.
+    #[serde(rename = "ok")]
+    Ok,
+    /// Imported keys only: the token refused to import (or wrap) the throwaway keys, so
+    /// nothing is known (many vendor HSMs refuse imports).
+    #[serde(rename = "untested")]
+    Untested,
+    /// The token could not generate or wrap the kind (the return code named).
+    #[serde(rename = "not supported")]
+    NotSupported,
+    /// At least one throwaway key unwrapped to something Azure refuses or to another key.
+    #[serde(rename = "non-conformant")]
+    NonConformant,
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Verdict::Ok => "ok",
+            Verdict::Untested => "untested",
+            Verdict::NotSupported => "not supported",
+            Verdict::NonConformant => "non-conformant",
+        })
+    }
+}
+
+/// A verdict with what it rests on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Judged {
+    pub verdict: Verdict,
+    /// Each defect and where it showed (non-conformant), the return code (not supported), why
+    /// nothing was tested (untested), or a note (ok).
+    pub detail: String,
+    /// Non-conformant only: 1 key in `one_in` of the kind meets the defect (1: every key; 256:
+    /// a P-256 key whose scalar's top byte is zero).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub one_in: Option<u32>,
+    /// Every defect found is trailing zero bytes (what `--allow-zero-padded-kwp` covers).
+    #[serde(skip)]
+    pub(super) only_trailing_zeros: bool,
+}
+
+impl Judged {
+    pub(super) fn ok(note: String) -> Self {
+        Self {
+            verdict: Verdict::Ok,
+            detail: note,
+            one_in: None,
+            only_trailing_zeros: false,
+        }
+    }
+
+    pub(super) fn other(verdict: Verdict, detail: String) -> Self {
+        Self {
+            verdict,
+            ..Self::ok(detail)
+        }
+    }
+
+    /// "every key" or "1 in 256 keys".
+    pub fn share(&self) -> String {
+        match self.one_in {
+            None | Some(1) => "every key".into(),
+            Some(n) => format!("1 key in {n}"),
+        }
+    }
+}
+
+/// What the keys the token generates showed: the verdict for `package --generate`, `batch`
+/// generation and existing keys with `CKA_LOCAL` true.
+#[derive(Debug, Clone, Serialize)]
+pub struct Generated {
+    #[serde(flatten)]
+    pub judged: Judged,
+    /// How many throwaway keys were generated in the token.
+    pub tries: usize,
+    /// How many of them were defective.
+    pub defective: usize,
+    /// EC: how many had a scalar whose top byte is zero, the value a token that drops leading
+    /// zeros gets wrong (the check generates until it has seen one, within a bound).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zero_top_byte: Option<usize>,
+}
+
+/// What the encoding edge cases imported into the token showed: the verdict for existing keys
+/// with `CKA_LOCAL` false (or unknown).
+#[derive(Debug, Clone, Serialize)]
+pub struct Imported {
+    #[serde(flatten)]
+    pub judged: Judged,
+    /// Imports wrapped and judged.
+    pub tried: usize,
+    /// How many of them unwrapped to something Azure refuses or to another key.
+    pub defective: usize,
+    /// Imports the token refused to take or to wrap: not tested.
+    pub untested: usize,
+    /// The token's first refusal, when some were not tested.
+    pub untested_reason: Option<String>,
+}
+
+impl Imported {
+    /// AES keys have no edge case (raw bytes of a fixed length); the generated keys say it all.
+    pub(super) fn none_needed() -> Self {
+        Self {
+            judged: Judged::ok("no encoding edge case: an AES key is raw bytes".into()),
+            tried: 0,
+            defective: 0,
+            untested: 0,
+            untested_reason: None,
+        }
+    }
+
+    /// Not checked in this run (the gate checks only the verdict the key is held to).
+    pub(super) fn not_checked() -> Self {
+        Self {
+            judged: Judged::other(Verdict::Untested, "not checked in this run".into()),
+            ..Self::none_needed()
+        }
+    }
+}
+
+/// What the check found for one kind.
+#[derive(Debug, Clone, Serialize)]
+pub struct KindReport {
+    /// `RSA 2048`, `EC P-521`, `AES 256`.
+    #[serde(serialize_with = "display")]
+    pub kind: KeyKind,
+    pub generated: Generated,
+    pub imported: Imported,
+}
+
+fn display<S: Serializer>(kind: &KeyKind, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.collect_str(kind)
+}
+
+impl KindReport {
+    /// A kind on a token with no wrap path: not supported either way.
+    pub(super) fn no_wrap_path(kind: KeyKind, reason: &str) -> Self {
+        let judged = Judged::other(Verdict::NotSupported, reason.to_string());
+        Self {
+            kind,
+            generated: Generated {
+                judged: judged.clone(),
+                tries: 0,
+                defective: 0,
+                zero_top_byte: None,
+            },
+            imported: Imported {
+                judged,
+                ..Imported::none_needed()
+            },
+        }
+    }
+
+    /// The kind's one-line verdicts: "EC P-256: generated keys ok (300 throwaway keys, 1 with a
+    /// zero top byte); imported keys non-conformant for 1 key in 256 (...)".
+    pub fn lines(&self) -> [String; 2] {
+        [
+            format!("{} generated: {}", self.kind, self.generated),
+            format!("{} imported: {}", self.kind, self.imported),
+        ]
+    }
+}
+
+impl fmt::Display for KindReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [generated, imported] = self.lines();
+        write!(f, "{generated}; {imported}")
+    }
+}
+
+impl fmt::Display for Generated {
+    /// `ok (300 throwaway keys, 1 with a zero top byte)`, `non-conformant for 1 key in 256
+    /// (31-byte P-256 scalar; ..., in 1 of 270 throwaway keys)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let j = &self.judged;
+        match j.verdict {
+            Verdict::Ok => {
+                write!(f, "ok ({}", throwaway_keys(self.tries))?;
+                if let Some(zero) = self.zero_top_byte {
+                    write!(f, ", {zero} with a zero top byte")?;
+                }
+                if !j.detail.is_empty() {
+                    write!(f, "; {}", j.detail)?;
+                }
+                f.write_str(")")
+            }
+            Verdict::NonConformant => {
+                write!(f, "non-conformant for {} ({})", j.share(), j.detail)
+            }
+            verdict => write!(f, "{verdict} ({})", j.detail),
+        }
+    }
+}
+
+impl fmt::Display for Imported {
+    /// `ok (4 edge cases)`, `non-conformant for 1 key in 256 (an imported P-256 key whose
+    /// scalar's top byte is zero comes out short: ...)`, `untested (...)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let j = &self.judged;
+        match j.verdict {
+            Verdict::Ok if self.tried == 0 => write!(f, "ok ({})", j.detail),
+            Verdict::Ok => {
+                write!(f, "ok ({}", edge_cases(self.tried))?;
+                if !j.detail.is_empty() {
+                    write!(f, "; {}", j.detail)?;
+                }
+                f.write_str(")")
+            }
+            Verdict::NonConformant => {
+                write!(f, "non-conformant for {} ({})", j.share(), j.detail)
+            }
+            verdict => write!(f, "{verdict} ({})", j.detail),
+        }
+    }
+}
+
+/// "1 throwaway key", "20 throwaway keys".
+pub fn throwaway_keys(n: usize) -> String {
+    match n {
+        1 => "1 throwaway key".into(),
+        n => format!("{n} throwaway keys"),
+    }
+}
+
+/// "1 edge case", "4 edge cases".
+pub(super) fn edge_cases(n: usize) -> String {
+    match n {
+        1 => "1 edge case".into(),
+        n => format!("{n} edge cases"),
+    }
+}
+
+/// What the token says about itself, in the check's report.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckedToken {
+    pub label: String,
+    pub manufacturer: String,
+    pub model: String,
+    pub serial: String,
+    pub firmware: String,
+    pub slot: u64,
+}
+
+/// `byok-offline check`'s report.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckReport {
+    pub token: CheckedToken,
+    /// The path `package` would take, or `none: REASON`.
+    pub wrap_path: String,
+    pub kinds: Vec<KindReport>,
+    /// Throwaway keys generated in all.
+    pub throwaway_keys: usize,
+    /// Edge cases imported, wrapped and judged in all.
+    pub edge_case_imports: usize,
+    pub seconds: f64,
+}
+
+impl byok_cli_common::Document for CheckReport {
+    const SCHEMA: &'static str = "byok-offline.check/2";
+}
