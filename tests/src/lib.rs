@@ -4,8 +4,9 @@
 //! - [`Emulator`]: a `kv-emulator` process, stopped (SIGKILL + wait) on drop.
 //! - [`TestToken`]: a fresh PKCS#11 token in a directory of its own, on one of the
 //!   [`ModuleKind`]s (SoftHSM 2, kryoptic built by `cargo xtask kryoptic`, NSS softokn; each
-//!   module path overridable by a `BYOK_TEST_*_MODULE` variable), with the environment a
-//!   child process needs to reach it.
+//!   module path overridable by a `BYOK_TEST_*_MODULE` variable; and openCryptoki 3.27 in the
+//!   Debian sid root `cargo xtask opencryptoki` makes, see [`opencryptoki`]), with the
+//!   environment a child process needs to reach it.
 //! - [`kek_pair`]: software KEK pairs, made once per size per process.
 //! - [`openssl`], [`stderr`], [`ok`]: the openssl CLI and the outputs of a run.
 //!
@@ -16,12 +17,19 @@
 mod bins;
 mod emulator;
 mod kek;
+pub mod opencryptoki;
 mod token;
 mod tools;
 
 pub use bins::{BINARIES, Profile, bins, build_bins, target_dir, workspace};
 pub use emulator::{Emulator, emulator};
 pub use kek::kek_pair;
+pub use opencryptoki::{
+    OPENCRYPTOKI_CONF, OPENCRYPTOKI_PACKAGES, OPENCRYPTOKI_ROOT_ENV, OPENCRYPTOKI_VERSION,
+    opencryptoki_check_root, opencryptoki_host_ready, opencryptoki_installed_version,
+    opencryptoki_module, opencryptoki_root, opencryptoki_root_default, opencryptoki_root_marker,
+    opencryptoki_version_refusal, sweep_orphaned_daemons,
+};
 pub use token::{
     INIT_ARGS_ENV, KRYOPTIC_MODULE_ENV, MODULE_ENV, ModuleKind, NSS_MODULE_ENV, NSS_TOKEN_LABEL,
     PIN_ENV, SO_PIN, SOFTHSM_MODULE_DEFAULT, SOFTHSM_MODULE_ENV, TestToken, kryoptic_module,

@@ -9,7 +9,12 @@
 //! - NSS softokn (Debian's libnss3): a database made by `certutil -N`, reached through the
 //!   module's init string (`PKCS11_INIT_ARGS`); its token is always "NSS Certificate DB", and
 //!   since the module has two slots, `byok-offline` needs [`TestToken::token_args`].
+//! - openCryptoki 3.27's soft token (Debian sid's, in a root `cargo xtask opencryptoki`
+//!   makes in `target/opencryptoki/`): its own `pkcsslotd`, initialised with `pkcsconf`; every
+//!   program of the token runs inside that root ([`TestToken::command`]; see
+//!   [`crate::opencryptoki`]).
 
+use crate::opencryptoki::{Daemon, opencryptoki_module};
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -82,11 +87,19 @@ pub enum ModuleKind {
     Kryoptic,
     /// NSS softokn from Debian's libnss3 (init string in `PKCS11_INIT_ARGS`).
     Nss,
+    /// openCryptoki 3.27's soft token, in the Debian sid root `cargo xtask opencryptoki`
+    /// makes; the only one with native `CKM_RSA_AES_KEY_WRAP`.
+    OpenCryptoki,
 }
 
 impl ModuleKind {
     /// Every module, in the order the matrix runs them.
-    pub const ALL: [ModuleKind; 3] = [ModuleKind::SoftHsm, ModuleKind::Kryoptic, ModuleKind::Nss];
+    pub const ALL: [ModuleKind; 4] = [
+        ModuleKind::SoftHsm,
+        ModuleKind::Kryoptic,
+        ModuleKind::Nss,
+        ModuleKind::OpenCryptoki,
+    ];
 
     /// A short name for messages.
     pub fn name(self) -> &'static str {
@@ -94,29 +107,38 @@ impl ModuleKind {
             ModuleKind::SoftHsm => "SoftHSM",
             ModuleKind::Kryoptic => "kryoptic",
             ModuleKind::Nss => "NSS softokn",
+            ModuleKind::OpenCryptoki => "openCryptoki",
         }
     }
 
-    /// A name without spaces, for flags and directories (`softhsm`, `kryoptic`, `nss`).
+    /// A name without spaces, for flags and directories (`softhsm`, `kryoptic`, `nss`,
+    /// `opencryptoki`).
     pub fn id(self) -> &'static str {
         match self {
             ModuleKind::SoftHsm => "softhsm",
             ModuleKind::Kryoptic => "kryoptic",
             ModuleKind::Nss => "nss",
+            ModuleKind::OpenCryptoki => "opencryptoki",
         }
     }
 
-    /// The module's shared library.
+    /// The module's shared library (openCryptoki: its path inside the sid root, which only
+    /// a program run by [`TestToken::command`] can load).
     pub fn module(self) -> PathBuf {
         match self {
             ModuleKind::SoftHsm => softhsm_module(),
             ModuleKind::Kryoptic => kryoptic_module(),
             ModuleKind::Nss => nss_module(),
+            ModuleKind::OpenCryptoki => opencryptoki_module(),
         }
     }
 
-    /// The module, or why it is missing and how to get it.
+    /// The module, or why it is missing and how to get it (openCryptoki: the sid root is made,
+    /// holds the pinned version, and the host can run it).
     pub fn present_module(self) -> Result<PathBuf, String> {
+        if self == ModuleKind::OpenCryptoki {
+            return crate::opencryptoki::ready_root().map(|_| opencryptoki_module());
+        }
         let module = self.module();
         if module.exists() {
             return Ok(module);
@@ -133,6 +155,7 @@ impl ModuleKind {
             ModuleKind::Nss => format!(
                 "apt-get install libnss3 libnss3-tools (.ci/run does), or set {NSS_MODULE_ENV}"
             ),
+            ModuleKind::OpenCryptoki => "run `cargo xtask opencryptoki`".to_string(),
         };
         Err(format!(
             "{} is not available: no module at {}; {fix}",
@@ -177,6 +200,9 @@ impl Home {
 pub struct TestToken {
     kind: ModuleKind,
     module: PathBuf,
+    /// openCryptoki's pkcsslotd. Declared before `home` so that it is stopped (on drop, panics
+    /// included) before the directory holding its state is removed.
+    daemon: Option<Daemon>,
     home: Home,
     label: String,
     pin: String,
@@ -221,7 +247,23 @@ impl TestToken {
         Self::init(ModuleKind::Nss, Home::given(dir)?, NSS_TOKEN_LABEL, pin)
     }
 
-    /// A token of `kind` in `dir` (NSS ignores `label`: its token is [`NSS_TOKEN_LABEL`]).
+    /// An openCryptoki soft token `label` with user PIN `pin` (4 to 8 characters) in a new
+    /// temporary directory, with a pkcsslotd of its own (stopped on drop); panics with the
+    /// reason (e.g. "run `cargo xtask opencryptoki`") when the sid root is missing or refused.
+    pub fn opencryptoki(label: &str, pin: &str) -> Self {
+        Self::init(ModuleKind::OpenCryptoki, Home::temp(), label, pin)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// An openCryptoki soft token whose state (`opencryptoki/`) goes into `dir`, which is made
+    /// when missing and kept; `dir` must hold no other openCryptoki token.
+    pub fn opencryptoki_in(dir: &Path, label: &str, pin: &str) -> Result<Self, String> {
+        Self::init(ModuleKind::OpenCryptoki, Home::given(dir)?, label, pin)
+    }
+
+    /// A token of `kind` in `dir` (NSS ignores `label`: its token is [`NSS_TOKEN_LABEL`];
+    /// openCryptoki keeps its state in `dir/opencryptoki/` and takes PINs of 4 to 8
+    /// characters).
     pub fn new_in(kind: ModuleKind, dir: &Path, label: &str, pin: &str) -> Result<Self, String> {
         let label = if kind == ModuleKind::Nss {
             NSS_TOKEN_LABEL
@@ -236,6 +278,7 @@ impl TestToken {
         let mut token = Self {
             kind,
             module,
+            daemon: None,
             home,
             label: label.to_string(),
             pin: pin.to_string(),
@@ -245,6 +288,7 @@ impl TestToken {
             ModuleKind::SoftHsm => token.init_softhsm()?,
             ModuleKind::Kryoptic => token.init_kryoptic()?,
             ModuleKind::Nss => token.init_nss()?,
+            ModuleKind::OpenCryptoki => token.init_opencryptoki()?,
         }
         Ok(token)
     }
@@ -303,6 +347,14 @@ impl TestToken {
         Ok(())
     }
 
+    /// A pkcsslotd of the token's own, then `pkcsconf` sets the label, the SO PIN and the
+    /// user PIN (all on its stdin).
+    fn init_opencryptoki(&mut self) -> Result<(), String> {
+        let root = crate::opencryptoki::ready_root()?;
+        let daemon = self.daemon.insert(Daemon::start(&root, self.home.path())?);
+        daemon.init_token(self.home.path(), &self.label, SO_PIN, &self.pin)
+    }
+
     /// `program` run in the token's directory with its environment, for initialising it.
     fn tool(&self, program: &str) -> Command {
         let mut cmd = Command::new(program);
@@ -323,7 +375,8 @@ impl TestToken {
     }
 
     /// The variables a process needs to find this token (SoftHSM: `SOFTHSM2_CONF`; kryoptic:
-    /// `KRYOPTIC_CONF`; NSS: `PKCS11_INIT_ARGS`).
+    /// `KRYOPTIC_CONF`; NSS: `PKCS11_INIT_ARGS`; openCryptoki: none, but its programs must
+    /// run through [`TestToken::command`]).
     pub fn env(&self) -> &[(&'static str, OsString)] {
         &self.env
     }
@@ -357,6 +410,17 @@ impl TestToken {
         SO_PIN
     }
 
+    /// openCryptoki: the pid of the token's pkcsslotd (the same on the host and in the root).
+    pub fn daemon_pid(&self) -> Option<u32> {
+        self.daemon.as_ref().map(Daemon::pid)
+    }
+
+    /// openCryptoki: the token's state directory (`opencryptoki/` in [`TestToken::dir`], as
+    /// its daemon's namespace mounts it).
+    pub fn state_dir(&self) -> Option<&Path> {
+        self.daemon.as_ref().map(Daemon::state)
+    }
+
     /// The token's directory (its configuration and object store live below it).
     pub fn dir(&self) -> &Path {
         self.home.path()
@@ -371,8 +435,18 @@ impl TestToken {
     /// module's variables (NSS's init string in `PKCS11_INIT_ARGS`), `PKCS11_MODULE`, no
     /// `BYOK_PKCS11_PIN`, stdin closed. It adds no arguments: pass
     /// [`TestToken::token_args`] to `byok-offline` on NSS.
+    ///
+    /// openCryptoki: `program` runs inside the sid root, in the token's daemon's namespaces
+    /// (a launcher script comes first; [`Command::get_program`] is `/bin/sh`). Arguments,
+    /// variables and the directory given to the command reach `program` as usual; the
+    /// directory must be one the daemon's namespace mounts (the token's, the temporary, the
+    /// target directory, the workspace), and a path `program` is given must lie in one too.
+    /// A bare name (`pkcsconf`, `pkcs11-tool`) is looked up in the root.
     pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
-        let mut cmd = Command::new(program);
+        let mut cmd = match &self.daemon {
+            Some(daemon) => daemon.command(program.as_ref()),
+            None => Command::new(program),
+        };
         cmd.current_dir(self.dir())
             .envs(self.env.iter().cloned())
             .env(MODULE_ENV, &self.module)

@@ -14,18 +14,19 @@ use std::time::{Duration, Instant};
 const PYTHON_PACKAGES: [&str; 2] = ["azure-keyvault-keys==4.11.3", "azure-identity==1.27.0"];
 
 /// fmt check, clippy `-D warnings`, `cargo test --workspace`, `e2e` on kryoptic (no
-/// leniency), `e2e --matrix` on every token, `e2e --batch 12` on kryoptic, `dist --check`
-/// (reproducible, installable); then how long each part took.
+/// leniency), `e2e --matrix` on every token, `e2e --batch 12` on NSS softokn, `e2e` on
+/// openCryptoki (native CKM_RSA_AES_KEY_WRAP), `dist --check` (reproducible, installable);
+/// then how long each part took.
 pub fn run() -> Result<(), String> {
     let mut times: Vec<(&str, Duration)> = Vec::new();
     let t = Instant::now();
-    // The tests drive real tokens: SoftHSM, kryoptic (built once into target/kryoptic/) and
-    // NSS softokn.
+    // The tests drive real tokens: SoftHSM, kryoptic (built once into target/kryoptic/), NSS
+    // softokn and openCryptoki (in a Debian sid root made once in target/opencryptoki/).
     for kind in ModuleKind::ALL {
         crate::packages::ensure_token(kind)?;
     }
     times.push((
-        "tokens ready (Debian packages; kryoptic built or cached)",
+        "tokens ready (Debian packages; kryoptic built, openCryptoki root made, or cached)",
         t.elapsed(),
     ));
     let t = Instant::now();
@@ -63,6 +64,13 @@ pub fn run() -> Result<(), String> {
     crate::e2e::run_batch(12, ModuleKind::Nss)?;
     times.push((
         "e2e --batch 12 (NSS softokn, RSA and EC mixed)",
+        t.elapsed(),
+    ));
+    let t = Instant::now();
+    // The one token with native CKM_RSA_AES_KEY_WRAP, no leniency.
+    crate::e2e::run(ModuleKind::OpenCryptoki)?;
+    times.push((
+        "e2e --token opencryptoki (native CKM_RSA_AES_KEY_WRAP, no leniency)",
         t.elapsed(),
     ));
     let t = Instant::now();

@@ -5,6 +5,8 @@
 //! online and offline "workstations" are two directories; the only things that pass between
 //! them are files, copied across. Only SoftHSM 2.6.1 runs with the leniency flags
 //! (`--allow-zero-padded-kwp`, `--accept-zero-padded-kwp`): its RFC 5649 zero-pads RSA/EC keys.
+//! On openCryptoki (`--token opencryptoki`) byok-offline runs inside the token's Debian sid
+//! root and must pick the native `CKM_RSA_AES_KEY_WRAP`; the emulator runs on the host.
 
 use crate::matrix::{Expect, expected};
 use byok_tests::{Emulator, ModuleKind, Profile, TestToken};
@@ -134,9 +136,16 @@ impl Ceremony {
         })?;
         let token = c.token();
         println!(
-            "e2e: token `{}`, module {}",
+            "e2e: token `{}`, module {}{}",
             token.label(),
-            token.module().display()
+            token.module().display(),
+            match token.daemon_pid() {
+                Some(pid) => format!(
+                    " inside {} (pkcsslotd pid {pid})",
+                    byok_tests::opencryptoki_root().display()
+                ),
+                None => String::new(),
+            }
         );
         Ok(c)
     }
@@ -314,7 +323,18 @@ impl Ceremony {
             self.token().kind()
         );
         self.step(&name, |c| {
-            c.offline(&c.package_args(transfer, t))?;
+            let out = c.offline(&c.package_args(transfer, t))?;
+            // byok-offline names the wrap it picked; openCryptoki's must be the native one.
+            if let Some(line) = out
+                .lines()
+                .find(|l| l.trim_start().starts_with("wrap_path"))
+            {
+                let words: Vec<&str> = line.split_whitespace().collect();
+                print!("({}) ", words.join(" "));
+            }
+            if c.token().kind() == ModuleKind::OpenCryptoki {
+                expect(&out, "native CKM_RSA_AES_KEY_WRAP")?;
+            }
             c.carry_package(t)
         })?;
         self.import(emu, flavor, t)

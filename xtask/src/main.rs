@@ -1,14 +1,17 @@
 //! Build and test automation for the workspace (the `cargo xtask` pattern), one module a task:
 //!
 //! - `cargo xtask ci` ([`ci`]): format check, clippy with `-D warnings`, the whole test suite,
-//!   then `e2e` on kryoptic, `e2e --matrix` on every token and `e2e --batch 12` on NSS; the closing
-//!   line counts the tests.
+//!   then `e2e` on kryoptic, `e2e --matrix` on every token, `e2e --batch 12` on NSS and `e2e` on
+//!   openCryptoki; the closing line counts the tests.
 //! - `cargo xtask e2e [--token T] [--matrix | --batch N]` ([`e2e`], [`matrix`]): the whole
 //!   ceremony on one machine, against a fresh token (kryoptic unless `--token` says otherwise)
 //!   and kv-emulator, with the real binaries.
 //! - `cargo xtask kryoptic` ([`kryoptic`]): builds kryoptic from crates.io into
 //!   `target/kryoptic/` once (`ci` and `e2e` call it when they need it); [`packages`] installs
 //!   what the tokens need from Debian.
+//! - `cargo xtask opencryptoki` ([`opencryptoki`]): makes the Debian sid root with
+//!   openCryptoki 3.27 in `target/opencryptoki/root` once (`ci` and `e2e --token
+//!   opencryptoki` call it when they need it).
 //! - `cargo xtask bench` ([`bench`]): each half measured against what a user would pick
 //!   instead; figures in target/bench/.
 //! - `cargo xtask dist [--check]` ([`dist`]): the release artefacts (`.tar.gz`, `.deb`, SBOMs,
@@ -23,6 +26,7 @@ mod dist;
 mod e2e;
 mod kryoptic;
 mod matrix;
+mod opencryptoki;
 mod packages;
 
 use byok_tests::ModuleKind;
@@ -40,14 +44,18 @@ struct Cli {
 #[derive(Subcommand)]
 enum Task {
     /// fmt check, clippy -D warnings, cargo test --workspace, e2e (kryoptic), e2e --matrix
-    /// (every token), e2e --batch 12 (NSS softokn: RSA and EC mixed), dist --check (dist-ci
-    /// profile: two builds compared, .debs installed and run)
+    /// (every token), e2e --batch 12 (NSS softokn: RSA and EC mixed), e2e on openCryptoki
+    /// (native CKM_RSA_AES_KEY_WRAP), dist --check (dist-ci profile: two builds compared,
+    /// .debs installed and run)
     Ci,
     /// The whole BYOK ceremony against a fresh token and kv-emulator (default: kryoptic, RSA
     /// 3072 under a 4096-bit KEK)
     E2e(E2eArgs),
     /// Build kryoptic 1.5.4 from crates.io into target/kryoptic/ (once; e2e and ci call this)
     Kryoptic,
+    /// Make the Debian sid root with openCryptoki 3.27.0-1 in target/opencryptoki/root (as
+    /// root, with mmdebstrap; once; e2e and ci call this)
+    Opencryptoki,
     /// Each half against the tools a user would pick instead (target/bench/bench.md); with
     /// --scale, per-key cost as the token and the vault grow (target/bench/scale.md)
     Bench(BenchArgs),
@@ -90,8 +98,9 @@ struct BenchArgs {
 
 #[derive(Args)]
 struct E2eArgs {
-    /// The token: kryoptic (the default; no leniency), nss, or softhsm (Debian's 2.6.1, which
-    /// needs --allow-zero-padded-kwp for RSA/EC). With --matrix: only this token.
+    /// The token: kryoptic (the default; no leniency), nss, opencryptoki (3.27 in a Debian sid
+    /// root; native CKM_RSA_AES_KEY_WRAP), or softhsm (Debian's 2.6.1, which needs
+    /// --allow-zero-padded-kwp for RSA/EC). With --matrix: only this token.
     #[arg(long, value_enum)]
     token: Option<TokenArg>,
     /// Every RSA/EC kind on a vault and every AES kind on Managed HSM, on every token (no
@@ -120,6 +129,7 @@ enum TokenArg {
     Softhsm,
     Kryoptic,
     Nss,
+    Opencryptoki,
 }
 
 impl From<TokenArg> for ModuleKind {
@@ -128,6 +138,7 @@ impl From<TokenArg> for ModuleKind {
             TokenArg::Softhsm => ModuleKind::SoftHsm,
             TokenArg::Kryoptic => ModuleKind::Kryoptic,
             TokenArg::Nss => ModuleKind::Nss,
+            TokenArg::Opencryptoki => ModuleKind::OpenCryptoki,
         }
     }
 }
@@ -155,6 +166,7 @@ fn main() -> ExitCode {
         Some(Task::Ci) => ci::run(),
         Some(Task::E2e(args)) => e2e_task(args),
         Some(Task::Kryoptic) => kryoptic::run(),
+        Some(Task::Opencryptoki) => opencryptoki::run(),
         Some(Task::Bench(args)) if args.scale => bench::scale::run(args.only),
         Some(Task::Bench(_)) => bench::run(),
         Some(Task::Dist(args)) if args.check => dist::check(args.profile),

@@ -12,14 +12,22 @@ fn needs(kind: ModuleKind) -> (&'static str, &'static [&'static str]) {
         ModuleKind::SoftHsm => ("softhsm2-util", &["softhsm2"]),
         ModuleKind::Kryoptic => ("pkcs11-tool", &["opensc"]),
         ModuleKind::Nss => ("certutil", &["libnss3", "libnss3-tools"]),
+        // The tools run inside the sid root; the host only needs mmdebstrap to make it.
+        ModuleKind::OpenCryptoki => ("mmdebstrap", &["mmdebstrap"]),
         _ => ("true", &[]),
     }
 }
 
-/// Makes a token of `kind` possible: its packages installed, and for kryoptic the module
-/// built (`cargo xtask kryoptic`); then the module is where the kit looks for it.
+/// Makes a token of `kind` possible: its packages installed, for kryoptic the module built
+/// (`cargo xtask kryoptic`), for openCryptoki mmdebstrap installed and the sid root made
+/// (`cargo xtask opencryptoki`); then the module is where the kit looks for it.
 pub fn ensure_token(kind: ModuleKind) -> Result<(), String> {
     let (tool, packages) = needs(kind);
+    if kind == ModuleKind::OpenCryptoki {
+        ensure(packages, "to make the openCryptoki token's Debian sid root")?;
+        crate::opencryptoki::ensure()?;
+        return kind.present_module().map(drop);
+    }
     let module_missing = kind != ModuleKind::Kryoptic && !kind.module().exists();
     if module_missing || !on_path(tool) {
         ensure(packages, &format!("for the {kind} token"))?;
@@ -72,7 +80,7 @@ fn is_root() -> bool {
         .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
 }
 
-fn on_path(program: &str) -> bool {
+pub(crate) fn on_path(program: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(program).is_file()))
 }

@@ -477,3 +477,58 @@ fn existing_keys_are_held_to_the_verdict_of_their_origin() {
     assert!(err.contains("an existing key the token generated"), "{err}");
     assert!(err.contains("non-conformant for 1 key in 256"), "{err}");
 }
+
+/// openCryptoki 3.27's soft token (in its Debian sid root): the native CKM_RSA_AES_KEY_WRAP.
+/// Its generator keeps EC scalars at full length, while its object store strips the leading
+/// zeros of an imported CKA_VALUE in either form: generated keys pass (and are packaged with no
+/// flag), imported keys are non-conformant for the share of keys with such a scalar. One
+/// verdict for both refused every EC kind here.
+#[test]
+fn opencryptoki_wraps_natively_and_passes_its_generated_ec_keys() {
+    // The soft token takes PINs of 4 to 8 characters.
+    let token = TestToken::opencryptoki("check-ock", "ock55210");
+    let (report, kinds) = check(&token, &[]);
+    assert_eq!(report["wrap_path"], "native CKM_RSA_AES_KEY_WRAP");
+    for kind in KeyKind::IMPORTABLE.map(|k| k.to_string()) {
+        assert_verdict(&kinds, &kind, "ok", "");
+    }
+    for kind in ["RSA 2048", "RSA 3072", "RSA 4096"] {
+        assert_imported(&kinds, kind, "ok", "");
+        assert_eq!(edge_cases(&kinds, kind), (2, 0), "{kind}");
+    }
+    for (kind, short, one_in) in [
+        ("EC P-256", "31-byte P-256 scalar", 256),
+        ("EC P-384", "47-byte P-384 scalar", 256),
+        ("EC P-521", "65-byte P-521 scalar", 2),
+        ("EC P-256K", "31-byte P-256K scalar", 256),
+    ] {
+        assert_zero_top_byte_seen(&kinds, kind);
+        assert_imported(&kinds, kind, "non-conformant", short);
+        assert_eq!(kinds[kind]["imported"]["one_in"], one_in, "{kind}");
+        // Both forms short: the token strips the zeros itself, however they are given.
+        assert_eq!(edge_cases(&kinds, kind).1, 4, "{kind}");
+        let detail = kinds[kind]["imported"]["detail"].as_str().unwrap();
+        assert!(!detail.contains("full length comes out right"), "{detail}");
+    }
+
+    // A P-256 key generated and packaged with no flag, exactly what Azure reads.
+    let out = package(&token, "g", &["--kty", "EC", "--curve", "P-256"], &[]);
+    let report = ok(&out);
+    assert_eq!(
+        report["package"]["wrap_path"],
+        "native CKM_RSA_AES_KEY_WRAP"
+    );
+    let (kek_private, _) = kek_pair(2048);
+    let bytes = std::fs::read(token.path("KeyTransferPackage-g.byok")).unwrap();
+    let plain = wrap::unwrap(
+        KeyTransferPackage::parse(&bytes).unwrap().ciphertext(),
+        &kek_private,
+    )
+    .unwrap();
+    let key = read_plaintext_of(KeyKind::Ec { curve: Curve::P256 }, &plain).unwrap();
+    let pem = std::fs::read_to_string(token.path("g.public.pem")).unwrap();
+    assert_eq!(
+        key.public_key(),
+        Some(&TargetPublicKey::from_pem(&pem).unwrap())
+    );
+}

@@ -185,49 +185,41 @@ impl fmt::Display for KindReport {
     }
 }
 
-impl fmt::Display for Generated {
-    /// `ok (300 throwaway keys, 1 with a zero top byte)`, `non-conformant for 1 key in 256
-    /// (31-byte P-256 scalar; ..., in 1 of 270 throwaway keys)`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let j = &self.judged;
-        match j.verdict {
+impl Judged {
+    /// `ok (COUNTS; NOTE)`, `non-conformant for SHARE (DETAIL)`, `VERDICT (DETAIL)`.
+    fn write(&self, f: &mut fmt::Formatter<'_>, counts: Option<String>) -> fmt::Result {
+        match self.verdict {
             Verdict::Ok => {
-                write!(f, "ok ({}", throwaway_keys(self.tries))?;
-                if let Some(zero) = self.zero_top_byte {
-                    write!(f, ", {zero} with a zero top byte")?;
-                }
-                if !j.detail.is_empty() {
-                    write!(f, "; {}", j.detail)?;
-                }
-                f.write_str(")")
+                let note = (!self.detail.is_empty()).then_some(self.detail.clone());
+                let parts: Vec<String> = counts.into_iter().chain(note).collect();
+                write!(f, "ok ({})", parts.join("; "))
             }
             Verdict::NonConformant => {
-                write!(f, "non-conformant for {} ({})", j.share(), j.detail)
+                write!(f, "non-conformant for {} ({})", self.share(), self.detail)
             }
-            verdict => write!(f, "{verdict} ({})", j.detail),
+            verdict => write!(f, "{verdict} ({})", self.detail),
         }
     }
 }
 
-impl fmt::Display for Imported {
-    /// `ok (4 edge cases)`, `non-conformant for 1 key in 256 (an imported P-256 key whose
-    /// scalar's top byte is zero comes out short: ...)`, `untested (...)`.
+impl fmt::Display for Generated {
+    /// `ok (300 throwaway keys, 1 with a zero top byte)`, `non-conformant for 1 key in 256
+    /// (31-byte P-256 scalar; ..., in 1 of 270 throwaway keys)`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let j = &self.judged;
-        match j.verdict {
-            Verdict::Ok if self.tried == 0 => write!(f, "ok ({})", j.detail),
-            Verdict::Ok => {
-                write!(f, "ok ({}", edge_cases(self.tried))?;
-                if !j.detail.is_empty() {
-                    write!(f, "; {}", j.detail)?;
-                }
-                f.write_str(")")
-            }
-            Verdict::NonConformant => {
-                write!(f, "non-conformant for {} ({})", j.share(), j.detail)
-            }
-            verdict => write!(f, "{verdict} ({})", j.detail),
+        let mut counts = throwaway_keys(self.tries);
+        if let Some(zero) = self.zero_top_byte {
+            counts.push_str(&format!(", {zero} with a zero top byte"));
         }
+        self.judged.write(f, Some(counts))
+    }
+}
+
+impl fmt::Display for Imported {
+    /// `ok (4 edge cases)`, `non-conformant for 1 key in 256 (31-byte P-256 scalar; ..., for
+    /// 2 edge cases; ...)`, `untested (...)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let counts = (self.tried > 0).then(|| edge_cases(self.tried));
+        self.judged.write(f, counts)
     }
 }
 
