@@ -13,6 +13,17 @@ use std::time::{Duration, Instant};
 /// independent client.
 const PYTHON_PACKAGES: [&str; 2] = ["azure-keyvault-keys==4.11.3", "azure-identity==1.27.0"];
 
+/// The Azure SDK for JavaScript, pinned and locked in tests/js (package.json,
+/// package-lock.json), installed with `npm ci` into `target/js/node_modules`: the emulator's
+/// MSAL Node test and the JavaScript SDK ceremony (tests/tests/js_sdk.rs) run it.
+const JS_DIR: &str = "tests/js";
+/// The oldest Node the locked packages run on (their `engines`).
+const NODE_MAJOR: u32 = 20;
+
+/// What the minutes' test needs from Debian: the browser that prints them, and the tools
+/// that read the PDF's text and its QR codes.
+const MINUTES_PACKAGES: [&str; 3] = ["chromium", "poppler-utils", "zbar-tools"];
+
 /// fmt check, clippy `-D warnings`, `cargo test --workspace`, `e2e` on kryoptic (no
 /// leniency), `e2e --matrix` on every token, `e2e --batch 12` on NSS softokn, `e2e` on
 /// openCryptoki (native CKM_RSA_AES_KEY_WRAP), `dist --check` (reproducible, installable);
@@ -30,6 +41,13 @@ pub fn run() -> Result<(), String> {
         t.elapsed(),
     ));
     let t = Instant::now();
+    // The minutes are printed to PDF by a real browser and read back by poppler and zbar.
+    crate::packages::ensure(
+        &MINUTES_PACKAGES,
+        "to print the minutes to PDF and read them back",
+    )?;
+    times.push(("chromium, poppler-utils, zbar-tools ready", t.elapsed()));
+    let t = Instant::now();
     cargo(&["fmt", "--all", "--check"])?;
     cargo(&[
         "clippy",
@@ -42,9 +60,18 @@ pub fn run() -> Result<(), String> {
     times.push(("fmt check + clippy", t.elapsed()));
     let t = Instant::now();
     let python = python_venv()?;
+    let npm = Instant::now();
+    let node_modules = node_modules()?;
+    times.push((
+        "JavaScript SDK: npm ci into target/js (or cached)",
+        npm.elapsed(),
+    ));
     let (passed, failed) = cargo_test(
         &["test", "--workspace"],
-        &[("BYOK_PYTHON", python.as_os_str())],
+        &[
+            ("BYOK_PYTHON", python.as_os_str()),
+            ("BYOK_NODE_MODULES", node_modules.as_os_str()),
+        ],
     )?;
     times.push(("cargo test --workspace", t.elapsed()));
     // One closing line for the whole run: cargo prints one per test binary, the last of
@@ -160,6 +187,53 @@ fn python_venv() -> Result<PathBuf, String> {
             .args(PYTHON_PACKAGES),
     )?;
     Ok(python)
+}
+
+/// Installs (once per lock file) tests/js's locked packages into `target/js/node_modules` with
+/// `npm ci`, and returns that directory. Node must be there (`.ci/run` installs Debian's
+/// `nodejs` and `npm` where `node` is missing), at least [`NODE_MAJOR`].
+fn node_modules() -> Result<PathBuf, String> {
+    let version = Command::new("node")
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("node is not installed ({e}): `apt-get install nodejs npm`"))?;
+    let text = String::from_utf8_lossy(&version.stdout);
+    let major: u32 = text
+        .trim()
+        .trim_start_matches('v')
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    if major < NODE_MAJOR {
+        return Err(format!(
+            "node {} is older than {NODE_MAJOR}, which tests/js's packages need",
+            text.trim()
+        ));
+    }
+    let source = byok_tests::workspace().join(JS_DIR);
+    let target = byok_tests::workspace().join("target").join("js");
+    let modules = target.join("node_modules");
+    let lock = std::fs::read(source.join("package-lock.json"))
+        .map_err(|e| format!("{JS_DIR}/package-lock.json: {e}"))?;
+    // npm ci writes node_modules/.package-lock.json: there, and the same lock, is installed.
+    let installed = std::fs::read(target.join("package-lock.json")).ok() == Some(lock.clone())
+        && modules.join(".package-lock.json").exists();
+    if installed {
+        return Ok(modules);
+    }
+    std::fs::create_dir_all(&target).map_err(|e| format!("{}: {e}", target.display()))?;
+    for file in ["package.json", "package-lock.json"] {
+        std::fs::copy(source.join(file), target.join(file))
+            .map_err(|e| format!("{JS_DIR}/{file}: {e}"))?;
+    }
+    eprintln!("xtask: npm ci in {} ({JS_DIR}'s lock)", target.display());
+    run_checked(
+        Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&target),
+    )?;
+    Ok(modules)
 }
 
 /// Runs `cmd` (inheriting stdio) and fails unless it exits 0.

@@ -9,6 +9,7 @@
 //! root and must pick the native `CKM_RSA_AES_KEY_WRAP`; the emulator runs on the host.
 
 use crate::matrix::{Expect, expected};
+use byok_core::evidence::{Event, Logged};
 use byok_tests::{Emulator, ModuleKind, Profile, TestToken};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
@@ -18,6 +19,12 @@ use std::time::{Duration, Instant};
 
 const PIN: &str = "1234";
 const TOKEN_LABEL: &str = "byok-e2e";
+
+/// Where Debian's `chromium` puts the browser `minutes --format pdf` prints with.
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// Each workstation's evidence log, in its directory (the binaries' default).
+pub const LOG: &str = byok_core::evidence::DEFAULT_FILE_NAME;
 
 /// The token `cargo xtask e2e` runs on: conformant, so it needs no leniency flag.
 pub const DEFAULT_TOKEN: ModuleKind = ModuleKind::Kryoptic;
@@ -68,8 +75,11 @@ pub fn run(kind: ModuleKind) -> Result<(), String> {
     let mut summary = Vec::new();
     let emulator = c.start_emulator(&dir.join("emulator-vault"), "vault")?;
     println!("e2e: kv-emulator (vault) at {}", emulator.url());
+    c.check_token(DEFAULT)?;
     c.online_group(&emulator, "vault", DEFAULT, &mut summary)?;
+    c.check_record(&emulator)?;
     drop(emulator);
+    c.minutes(&dir)?;
     println!(
         "\ne2e summary ({:.1} s in all, on {kind}{}):",
         started.elapsed().as_secs_f32(),
@@ -254,6 +264,117 @@ impl Ceremony {
             summary.push(self.prove(emu, t)?);
         }
         Ok(())
+    }
+
+    /// Before the ceremony: `check --log` of each kind the run packages, recorded in the
+    /// offline workstation's log.
+    pub fn check_token(&mut self, targets: &[Target]) -> Result<(), String> {
+        for t in targets {
+            let name = format!("0. offline: check --log {} ({})", LOG, t.kind);
+            self.step(&name, |c| {
+                let mut args = vec!["check", "--log", LOG];
+                args.extend(t.offline_args.iter().filter(|a| **a != "--generate"));
+                c.offline(&args).map(drop)
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The record: each workstation's log verifies, holds every step in order, and no
+    /// secret (the PIN, the client secret, a token, key material) is in any byte of it.
+    pub fn check_record(&mut self, emu: &Emulator) -> Result<(), String> {
+        let connection = emu.state().join("connection.json");
+        let text = std::fs::read_to_string(&connection)
+            .map_err(|e| format!("{}: {e}", connection.display()))?;
+        let json: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", connection.display()))?;
+        let client_secret = json["client_secret"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let pin = self.token().pin().to_string();
+        let (offline, online) = (self.offline.join(LOG), self.online.join(LOG));
+        self.step(
+            "   record: both logs verify, every step in order, no secret",
+            |_| {
+                let secrets = [
+                    ("the PIN", pin.as_str()),
+                    ("the client secret", client_secret.as_str()),
+                ];
+                let n = crate::record::expect_steps(&offline, &crate::record::OFFLINE_STEPS)?;
+                let m = crate::record::expect_steps(&online, &crate::record::ONLINE_STEPS)?;
+                for log in [&offline, &online] {
+                    crate::record::expect_no_secret(log, &secrets)?;
+                }
+                print!("({n} offline entries, {m} online) ");
+                Ok(())
+            },
+        )
+    }
+
+    /// Step 5: the minutes from both logs, as PDF where Chromium is installed (checked with
+    /// poppler's pdftotext and zbar's zbarimg, page 1 left as a PNG), else as HTML (checked
+    /// for the same text); a tampered log refuses to render.
+    pub fn minutes(&mut self, dir: &Path) -> Result<(), String> {
+        let (offline, online) = (self.offline.join(LOG), self.online.join(LOG));
+        let pdf = Path::new(CHROMIUM).exists();
+        let format = if pdf { "pdf" } else { "html" };
+        let out = dir.join(format!("minutes.{format}"));
+        let name = format!("5. minutes: both logs verified and joined, {format} rendered");
+        self.step(&name, |c| {
+            let minutes = |logs: &[&Path], out: &Path| {
+                let mut cmd = Command::new(c.bin.join("byok-online"));
+                cmd.arg("minutes")
+                    .args(logs)
+                    .args(["--witness", "E2E Witness", "--format", format, "--out"])
+                    .arg(out)
+                    .current_dir(&c.online);
+                cmd
+            };
+            capture(&mut minutes(&[&offline, &online], &out))?;
+            let needles = crate::record::expected_in_minutes(&[&offline, &online])?;
+            let heads: Vec<String> = [&offline, &online]
+                .iter()
+                .map(|log| {
+                    let bytes = std::fs::read(log).map_err(|e| e.to_string())?;
+                    byok_core::evidence::read_chain(&bytes)
+                        .map(|chain| chain.head())
+                        .map_err(|e| e.to_string())
+                })
+                .collect::<Result<_, String>>()?;
+            if pdf {
+                let page = crate::record::page_one_png();
+                crate::record::check_minutes_pdf(&out, &needles, &heads, &page)?;
+                print!(
+                    "({} found by pdftotext, heads decoded by zbarimg, page 1: {}) ",
+                    needles.len(),
+                    page.display()
+                );
+            } else {
+                let html = std::fs::read_to_string(&out).map_err(|e| e.to_string())?;
+                if let Some(missing) = needles.iter().find(|n| !html.contains(n.as_str())) {
+                    return Err(format!("{} does not show {missing}", out.display()));
+                }
+                print!("(no Chromium: HTML, {} found) ", needles.len());
+            }
+            // A log edited after the fact: the minutes refuse it and write nothing.
+            let text = std::fs::read_to_string(&online).map_err(|e| e.to_string())?;
+            let tampered = dir.join("tampered-log.jsonl");
+            std::fs::write(&tampered, text.replacen("4096", "2048", 1))
+                .map_err(|e| e.to_string())?;
+            let refused_out = dir.join(format!("tampered-minutes.{format}"));
+            let refused = minutes(&[&offline, &tampered], &refused_out)
+                .output()
+                .map_err(|e| e.to_string())?;
+            if refused.status.code() != Some(3) || refused_out.exists() {
+                return Err(format!(
+                    "minutes of a tampered log: exit {}, file written: {} (want exit 3, none)",
+                    refused.status,
+                    refused_out.exists()
+                ));
+            }
+            Ok(())
+        })
     }
 
     /// Steps 1 and 2: the KEK made in the vault, its transfer file carried offline.
@@ -515,6 +636,10 @@ pub fn run_batch(n: usize, kind: ModuleKind) -> Result<(), String> {
         "    check: the evidence log verifies, and no key was imported twice",
         |c| check_evidence(c, n),
     )?;
+    c.step(
+        &format!("5. minutes of the batch: {n} keys, each packaged, imported and verified"),
+        |c| batch_minutes(c, &dir, n),
+    )?;
     drop(emu);
     println!(
         "\ne2e --batch {n} summary ({:.1} s in all, on {kind}):",
@@ -667,18 +792,47 @@ fn check_evidence(c: &Ceremony, n: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// The batch's minutes (HTML: the single-key e2e proves the PDF path) from the connected
+/// side's logs: its own (the KEK) and the batch's (carried across, then appended to); they
+/// list every key, each verified.
+fn batch_minutes(c: &Ceremony, dir: &Path, n: usize) -> Result<(), String> {
+    let out = dir.join("minutes.html");
+    let mut cmd = Command::new(c.bin.join("byok-online"));
+    cmd.args([
+        "--output",
+        "json",
+        "minutes",
+        LOG,
+        "packages/ceremony-log.jsonl",
+        "--out",
+    ])
+    .arg(&out)
+    .current_dir(&c.online);
+    let report: serde_json::Value = serde_json::from_str(&capture(&mut cmd)?)
+        .map_err(|e| format!("minutes --output json: {e}"))?;
+    let keys = report["keys"].as_array().cloned().unwrap_or_default();
+    let verified = keys.iter().filter(|k| k["verified"] == true).count();
+    if keys.len() != n || verified != n {
+        return Err(format!(
+            "the minutes list {} keys, {verified} verified; want {n} and {n}: {report}",
+            keys.len()
+        ));
+    }
+    print!("({n} keys listed, {verified} verified) ");
+    Ok(())
+}
+
 /// Per key name, how many `imported` and how many `packaged` entries the log holds.
 type EventCounts = (BTreeMap<String, usize>, BTreeMap<String, usize>);
 
 fn event_counts(log: &str) -> Result<EventCounts, String> {
     let mut imported = BTreeMap::<String, usize>::new();
     let mut packaged = BTreeMap::<String, usize>::new();
-    for line in log.lines() {
-        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
-        let name = v["key_name"].as_str().unwrap_or_default().to_string();
-        match v["event"].as_str() {
-            Some("imported") => *imported.entry(name).or_default() += 1,
-            Some("packaged") => *packaged.entry(name).or_default() += 1,
+    for logged in entries(log)? {
+        let name = logged.entry.key_name().unwrap_or_default().to_string();
+        match logged.entry.event() {
+            Event::Imported => *imported.entry(name).or_default() += 1,
+            Event::Packaged => *packaged.entry(name).or_default() += 1,
             _ => {}
         }
     }
@@ -689,18 +843,23 @@ fn event_counts(log: &str) -> Result<EventCounts, String> {
 /// its log entry records the key as confirmed when resumed).
 fn complete_records(log: &str) -> Result<usize, String> {
     let mut recorded = BTreeMap::<String, (bool, bool)>::new();
-    for line in log.lines() {
-        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
+    for logged in entries(log)? {
+        let event = logged.entry.event();
         let entry = recorded
-            .entry(v["key_name"].as_str().unwrap_or_default().to_string())
+            .entry(logged.entry.key_name().unwrap_or_default().to_string())
             .or_default();
-        match v["event"].as_str() {
-            Some("packaged" | "package confirmed") => entry.0 = true,
-            Some("imported" | "import confirmed") => entry.1 = true,
-            _ => {}
-        }
+        entry.0 |= event.records_package();
+        entry.1 |= event.records_import();
     }
     Ok(recorded.values().filter(|(p, i)| *p && *i).count())
+}
+
+/// Every line of a log as its typed entry.
+fn entries(log: &str) -> Result<Vec<Logged>, String> {
+    log.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| Logged::of_line(l).ok_or_else(|| format!("not a known entry: {l}")))
+        .collect()
 }
 
 /// Runs `cmd` and kills it with SIGKILL once it has reported `after` finished keys.

@@ -28,6 +28,7 @@ mod kryoptic;
 mod matrix;
 mod opencryptoki;
 mod packages;
+mod record;
 
 use byok_tests::ModuleKind;
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
@@ -94,6 +95,10 @@ struct BenchArgs {
     /// With --scale: only the offline half or only the emulator
     #[arg(long, value_enum, requires = "scale")]
     only: Option<bench::scale::Part>,
+    /// What `byok-offline check` costs per kind on every token, against one cold `generate`
+    /// of the kind (target/bench/check.md)
+    #[arg(long, conflicts_with = "scale")]
+    check_cost: bool,
 }
 
 #[derive(Args)]
@@ -168,6 +173,7 @@ fn main() -> ExitCode {
         Some(Task::Kryoptic) => kryoptic::run(),
         Some(Task::Opencryptoki) => opencryptoki::run(),
         Some(Task::Bench(args)) if args.scale => bench::scale::run(args.only),
+        Some(Task::Bench(args)) if args.check_cost => bench::check_cost::run(),
         Some(Task::Bench(_)) => bench::run(),
         Some(Task::Dist(args)) if args.check => dist::check(args.profile),
         Some(Task::Dist(args)) => dist::run(args.profile),

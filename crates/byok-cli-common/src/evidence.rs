@@ -5,7 +5,7 @@
 //! claims more than happened; a resumed run appends to the same chain.
 
 use crate::files::{self, FileError, FileKind};
-use byok_core::evidence::{self, EntryHead, Event, ReadChainError};
+use byok_core::evidence::{self, Entry, Event, Logged, ReadChainError};
 use serde_json::{Map, Value};
 use std::collections::HashSet;
 use std::io::Write;
@@ -65,12 +65,13 @@ impl EvidenceLog {
             source,
         })?;
         let (mut recorded, mut names) = (HashSet::new(), HashSet::new());
-        for head in text.lines().filter_map(EntryHead::of_line) {
-            if let Some(name) = head.key_name {
-                names.insert((name, head.event));
+        for logged in text.lines().filter_map(Logged::of_line) {
+            let event = logged.entry.event();
+            if let Some(name) = logged.entry.key_name() {
+                names.insert((name.to_string(), event));
             }
-            if let Some(sha) = head.byok_sha256 {
-                recorded.insert((sha, head.event));
+            if let Some(sha) = logged.entry.byok_sha256() {
+                recorded.insert((sha.to_string(), event));
             }
         }
         Ok(Self {
@@ -114,17 +115,17 @@ impl EvidenceLog {
             .any(|e| state.names.contains(&(key_name.to_string(), *e)))
     }
 
-    /// Appends one entry (time, host, operator, tool and event are added to `fields`) and
-    /// syncs it to disk before returning.
-    pub fn append(&self, event: Event, fields: Value) -> Result<(), EvidenceError> {
-        self.append_all(vec![(event, fields)])
+    /// Appends one entry (time, host, operator, tool and commit go before it) and syncs it to
+    /// disk before returning.
+    pub fn append(&self, entry: Entry) -> Result<(), EvidenceError> {
+        self.append_all(vec![entry])
     }
 
     /// Appends the entries in order, chained, with one write and one sync: a batch's group,
     /// once what they record is durable. On a failure none of them counts as recorded
     /// ([`records`](Self::records) and [`head`](Self::head) are unchanged); a crash in the
     /// middle of the write can leave a torn last line, which `log verify` names.
-    pub fn append_all(&self, entries: Vec<(Event, Value)>) -> Result<(), EvidenceError> {
+    pub fn append_all(&self, entries: Vec<Entry>) -> Result<(), EvidenceError> {
         if entries.is_empty() {
             return Ok(());
         }
@@ -135,11 +136,13 @@ impl EvidenceLog {
             record.push('\n');
         }
         let mut keys = Vec::with_capacity(entries.len());
-        for (event, fields) in entries {
-            let entry = self.entry(event, fields);
-            let field = |name: &str| entry.get(name).and_then(Value::as_str).map(String::from);
-            keys.push((field("byok_sha256"), field("key_name"), event));
-            let line = evidence::next_line(last.as_deref(), entry);
+        for entry in entries {
+            keys.push((
+                entry.byok_sha256().map(String::from),
+                entry.key_name().map(String::from),
+                entry.event(),
+            ));
+            let line = evidence::next_line(last.as_deref(), self.entry(&entry));
             record.push_str(&line);
             record.push('\n');
             last = Some(line);
@@ -158,18 +161,19 @@ impl EvidenceLog {
         Ok(())
     }
 
-    /// One entry: time, host, operator, tool and event, then `fields`.
-    fn entry(&self, event: Event, fields: Value) -> Map<String, Value> {
-        let mut entry = Map::new();
-        entry.insert("time".into(), now_rfc3339().into());
-        entry.insert("host".into(), self.host.clone().into());
-        entry.insert("operator".into(), self.operator.clone().into());
-        entry.insert("tool".into(), byok_core::TOOL_NAME_VERSION.into());
-        entry.insert("event".into(), event.as_str().into());
-        if let Value::Object(f) = fields {
-            entry.extend(f);
-        }
-        entry
+    /// One line's fields: the envelope (time, host, operator, tool, commit), then the
+    /// entry's event and fields.
+    fn entry(&self, entry: &Entry) -> Map<String, Value> {
+        let envelope = evidence::Envelope {
+            time: now_rfc3339(),
+            host: self.host.clone(),
+            operator: self.operator.clone(),
+            tool: byok_core::TOOL_NAME_VERSION.into(),
+            commit: Some(crate::version::COMMIT.into()),
+        };
+        let mut line = as_map(&envelope);
+        line.extend(as_map(entry));
+        line
     }
 
     fn write_record(&self, record: &str) -> Result<(), FileError> {
@@ -193,6 +197,14 @@ impl EvidenceLog {
             files::sync_dir(&self.path)?;
         }
         Ok(())
+    }
+}
+
+/// A struct's JSON fields, in order.
+fn as_map(value: &impl serde::Serialize) -> Map<String, Value> {
+    match serde_json::to_value(value).expect("entries serialize") {
+        Value::Object(map) => map,
+        other => unreachable!("an entry is a JSON object, not {other}"),
     }
 }
 
@@ -245,7 +257,42 @@ pub fn now_rfc3339() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use byok_core::evidence::{Imported, KekRecord, KeyRecord, Packaged, TokenRecord};
+
+    /// A `packaged` (or, `confirmed`, a `package confirmed`) entry of key `name`, package `sha`.
+    fn packaged(name: &str, sha: &str, confirmed: bool) -> Entry {
+        let p = Packaged {
+            key_name: name.into(),
+            key: KeyRecord {
+                hsm_label: name.into(),
+                kind: "EC P-256".into(),
+                ..KeyRecord::default()
+            },
+            generated: Some(true),
+            token: TokenRecord::default(),
+            kek: KekRecord::default(),
+            byok_sha256: sha.into(),
+            wrap_path: None,
+            check_verdict: None,
+            package_file: None,
+        };
+        if confirmed {
+            Entry::PackageConfirmed(p)
+        } else {
+            Entry::Packaged(p)
+        }
+    }
+
+    fn imported(sha: &str) -> Entry {
+        Entry::Imported(Imported {
+            key_name: "k".into(),
+            vault_kid: "kid".into(),
+            byok_sha256: sha.into(),
+            kek_kid: "kek".into(),
+            public_key_sha256: None,
+            verification: "v".into(),
+        })
+    }
 
     #[test]
     fn the_os_account_is_read_from_passwd() {
@@ -261,14 +308,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log.jsonl");
         let log = EvidenceLog::open(&path, Some("alice")).unwrap();
-        log.append(Event::Packaged, json!({"byok_sha256": "aa"}))
-            .unwrap();
+        log.append(packaged("a", "aa", false)).unwrap();
         drop(log);
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::write(&path, text.trim_end()).unwrap();
         let log = EvidenceLog::open(&path, None).unwrap();
-        log.append(Event::Imported, json!({"byok_sha256": "aa"}))
-            .unwrap();
+        log.append(imported("aa")).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(evidence::verify(&text), Ok(2));
         assert_eq!(text.lines().count(), 2);
@@ -279,21 +324,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log.jsonl");
         let log = EvidenceLog::open(&path, Some("alice")).unwrap();
-        log.append(
-            Event::Packaged,
-            json!({"key_name": "k0", "byok_sha256": "00"}),
-        )
-        .unwrap();
+        log.append(packaged("k0", "00", false)).unwrap();
         log.append_all(Vec::new()).unwrap();
         log.append_all(vec![
-            (
-                Event::Packaged,
-                json!({"key_name": "k1", "byok_sha256": "11"}),
-            ),
-            (
-                Event::PackageConfirmed,
-                json!({"key_name": "k2", "byok_sha256": "22"}),
-            ),
+            packaged("k1", "11", false),
+            packaged("k2", "22", true),
         ])
         .unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
@@ -313,15 +348,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log.jsonl");
         let log = EvidenceLog::open(&path, Some("alice")).unwrap();
-        log.append(Event::Packaged, json!({"byok_sha256": "aa"}))
-            .unwrap();
+        log.append(packaged("a", "aa", false)).unwrap();
         assert!(log.records("aa", &[Event::Packaged]));
         assert!(!log.records("aa", &[Event::Imported]));
         drop(log);
         let log = EvidenceLog::open(&path, None).unwrap();
         assert!(log.records("aa", &[Event::Packaged, Event::PackageConfirmed]));
-        log.append(Event::Imported, json!({"byok_sha256": "aa"}))
-            .unwrap();
+        log.append(imported("aa")).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(evidence::verify(&text), Ok(2));
         assert_eq!(log.head(), evidence::link_after(evidence::last_line(&text)));

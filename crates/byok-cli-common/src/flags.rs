@@ -1,6 +1,7 @@
 //! The flags every command of both workstation binaries takes, and the help headings that
 //! group every binary's flags.
 
+use crate::evidence::{EvidenceError, EvidenceLog};
 use crate::output::{Output, OutputFormat, QueryError};
 
 /// Help heading of the output and diagnostics flags.
@@ -46,4 +47,38 @@ pub struct KindFlags {
     /// EC curve: P-256 (default), P-384, P-521 or P-256K.
     #[arg(long)]
     pub curve: Option<String>,
+}
+
+/// `--log` and `--operator`: where a command records what it did, and who did it.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct LogFlags {
+    /// The ceremony's evidence log (default: ceremony-log.jsonl in the current directory: run
+    /// a ceremony's commands from its directory, and each workstation keeps one log).
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<std::path::PathBuf>,
+    /// Who runs the ceremony, for the evidence log (default: $USER, else the OS account).
+    #[arg(long, value_name = "NAME")]
+    pub operator: Option<String>,
+}
+
+impl LogFlags {
+    /// The log file: `--log`, else [`DEFAULT_FILE_NAME`] in the current directory.
+    ///
+    /// [`DEFAULT_FILE_NAME`]: byok_core::evidence::DEFAULT_FILE_NAME
+    pub fn path(&self) -> std::path::PathBuf {
+        self.log
+            .clone()
+            .unwrap_or_else(|| byok_core::evidence::DEFAULT_FILE_NAME.into())
+    }
+
+    /// Opens the log a command appends to, verifying its chain first: a command refuses to
+    /// start on a log it could not append to.
+    pub fn open(&self) -> Result<EvidenceLog, EvidenceError> {
+        EvidenceLog::open(&self.path(), self.operator.as_deref())
+    }
+
+    /// Opens the log only when `--log` was given (`tokens`, `check`: they record on request).
+    pub fn open_if_given(&self) -> Result<Option<EvidenceLog>, EvidenceError> {
+        self.log.as_ref().map(|_| self.open()).transpose()
+    }
 }

@@ -9,6 +9,8 @@
 //! - [`output`]: `--output human|json|table|tsv`, `--query`, the `schema` of every JSON
 //!   document and the error report ([`table`] draws tables); [`flags`]: the flags every
 //!   command takes and the help headings;
+//! - [`minutes`]: `minutes LOG...`: the ceremony's logs joined and rendered for people to
+//!   read and sign (HTML, PDF through headless Chromium, Markdown);
 //! - [`shell`]: `completions <shell>` and `man`; [`version`]: `--version` with the commit;
 //! - [`exit`]: the exit codes scripts can rely on.
 //!
@@ -21,6 +23,7 @@ pub mod exit;
 pub mod files;
 pub mod flags;
 pub mod logging;
+pub mod minutes;
 pub mod output;
 pub mod progress;
 pub mod shell;

@@ -8,9 +8,28 @@ use serde_json::{Map, Value};
 /// The evidence log's file name beside the packages when none is given.
 pub const DEFAULT_FILE_NAME: &str = "ceremony-log.jsonl";
 
-/// What an entry records. The JSON spells them as the `event` field's value.
+mod entries;
+
+pub use entries::{
+    AesChallengeMade, AesProved, CheckedKind, Entry, Envelope, Imported, KekCreated, KekDownloaded,
+    KekRecord, KeyGenerated, KeyRecord, ListedToken, Logged, Packaged, TokenChecked, TokenRecord,
+    TokensListed, Verified,
+};
+
+/// What an entry records ([`Entry`]'s kinds). The JSON spells them as the `event` field's
+/// value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Event {
+    #[serde(rename = "kek created")]
+    KekCreated,
+    #[serde(rename = "kek downloaded")]
+    KekDownloaded,
+    #[serde(rename = "tokens listed")]
+    TokensListed,
+    #[serde(rename = "token checked")]
+    TokenChecked,
+    #[serde(rename = "key generated")]
+    KeyGenerated,
     /// The offline half wrapped a key and wrote its package.
     #[serde(rename = "packaged")]
     Packaged,
@@ -24,23 +43,45 @@ pub enum Event {
     /// imported again.
     #[serde(rename = "import confirmed")]
     ImportConfirmed,
+    #[serde(rename = "verified")]
+    Verified,
+    #[serde(rename = "aes challenge made")]
+    AesChallengeMade,
+    #[serde(rename = "aes proved")]
+    AesProved,
 }
 
 impl Event {
-    pub const ALL: [Event; 4] = [
+    pub const ALL: [Event; 12] = [
+        Event::KekCreated,
+        Event::KekDownloaded,
+        Event::TokensListed,
+        Event::TokenChecked,
+        Event::KeyGenerated,
         Event::Packaged,
         Event::PackageConfirmed,
         Event::Imported,
         Event::ImportConfirmed,
+        Event::Verified,
+        Event::AesChallengeMade,
+        Event::AesProved,
     ];
 
     /// The `event` field's value.
     pub fn as_str(self) -> &'static str {
         match self {
+            Event::KekCreated => "kek created",
+            Event::KekDownloaded => "kek downloaded",
+            Event::TokensListed => "tokens listed",
+            Event::TokenChecked => "token checked",
+            Event::KeyGenerated => "key generated",
             Event::Packaged => "packaged",
             Event::PackageConfirmed => "package confirmed",
             Event::Imported => "imported",
             Event::ImportConfirmed => "import confirmed",
+            Event::Verified => "verified",
+            Event::AesChallengeMade => "aes challenge made",
+            Event::AesProved => "aes proved",
         }
     }
 
@@ -58,24 +99,6 @@ impl Event {
 impl std::fmt::Display for Event {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-/// The fields of one log line that tools read back; the rest is for people.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-pub struct EntryHead {
-    pub event: Event,
-    #[serde(default)]
-    pub key_name: Option<String>,
-    #[serde(default)]
-    pub byok_sha256: Option<String>,
-}
-
-impl EntryHead {
-    /// Reads a line's event, key name and package hash; `None` for a line that is not an
-    /// entry of a known event.
-    pub fn of_line(line: &str) -> Option<Self> {
-        serde_json::from_str(line).ok()
     }
 }
 

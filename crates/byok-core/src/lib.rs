@@ -13,6 +13,8 @@
 //! - [`challenge`]: the AES proof challenge (vault encrypts, HSM decrypts);
 //!   [`signature`]: the vault's signature checked with the HSM's public key.
 //! - [`ops`]: Key Vault key operations and their rules; [`manifest`]: a batch's keys;
+//!   [`limits`]: the service's published request limits (the emulator enforces them, the
+//!   online half paces to them);
 //!   [`evidence`]: the hash-chained ceremony record and its event names.
 //! - [`conformance`]: an unwrapped plaintext read strictly, as Azure parses it, each defect
 //!   named.
@@ -35,6 +37,7 @@ pub mod fingerprint;
 pub mod jwk;
 pub mod kek;
 pub mod kid;
+pub mod limits;
 pub mod manifest;
 pub mod ops;
 pub mod package;

@@ -77,6 +77,65 @@ struct RawHeader {
     enc: String,
 }
 
+/// The members a `.byok` defines (byok-specification.md), at the top and in `header`.
+const TOP_MEMBERS: [&str; 4] = ["schema_version", "header", "ciphertext", "generator"];
+const HEADER_MEMBERS: [&str; 3] = ["kid", "alg", "enc"];
+
+/// Removes the members of `map` not in `known`; their names, prefixed.
+fn drop_unknown(
+    map: &mut serde_json::Map<String, serde_json::Value>,
+    known: &[&str],
+    prefix: &str,
+) -> Vec<String> {
+    let unknown: Vec<String> = map
+        .keys()
+        .filter(|k| !known.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    for k in &unknown {
+        map.remove(k);
+    }
+    unknown
+        .iter()
+        .map(|k| format!("{prefix}{}", shorten(k)))
+        .collect()
+}
+
+/// What [`KeyTransferPackage::parse_tolerant`] let through: a missing `generator`, members the
+/// format does not define.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tolerated {
+    pub no_generator: bool,
+    /// `name` at the top, `header.name` in the header.
+    pub unknown_members: Vec<String>,
+}
+
+impl Tolerated {
+    /// Whether the package was exactly the format.
+    pub fn is_empty(&self) -> bool {
+        !self.no_generator && self.unknown_members.is_empty()
+    }
+
+    /// What was ignored, one phrase each, for a message.
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes: Vec<String> = self
+            .unknown_members
+            .iter()
+            .map(|m| {
+                format!("member `{m}` is not in the .byok format: ignored, as Azure ignores it")
+            })
+            .collect();
+        if self.no_generator {
+            notes.push(
+                "no `generator` member: it is informational (the BYOK specification), so the \
+                 package is read without it"
+                    .into(),
+            );
+        }
+        notes
+    }
+}
+
 /// Who made a package: this tool's version and the source HSM.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Generator {
@@ -180,6 +239,35 @@ impl KeyTransferPackage {
         };
         package.check_plausible_length()?;
         Ok(package)
+    }
+
+    /// Reads a `.byok` from another tool as Azure does: the BYOK specification calls
+    /// `generator` an "informational field", so a package without it is read (with an empty
+    /// generator), and members the format does not define, at the top or in `header`, are
+    /// ignored. Everything else is as strict as [`KeyTransferPackage::parse`]. Returns what
+    /// was tolerated, for the caller to say.
+    pub fn parse_tolerant(bytes: &[u8]) -> Result<(Self, Tolerated), PackageError> {
+        if bytes.len() > MAX_PACKAGE_BYTES {
+            return Err(PackageError::TooLarge { len: bytes.len() });
+        }
+        let json = |e: serde_json::Error| PackageError::Json {
+            reason: e.to_string(),
+        };
+        let mut value: serde_json::Value = serde_json::from_slice(bytes).map_err(json)?;
+        let mut tolerated = Tolerated::default();
+        if let Some(top) = value.as_object_mut() {
+            tolerated.unknown_members = drop_unknown(top, &TOP_MEMBERS, "");
+            if let Some(header) = top.get_mut("header").and_then(|h| h.as_object_mut()) {
+                let unknown = drop_unknown(header, &HEADER_MEMBERS, "header.");
+                tolerated.unknown_members.extend(unknown);
+            }
+            if !top.contains_key("generator") {
+                top.insert("generator".into(), serde_json::Value::from(""));
+                tolerated.no_generator = true;
+            }
+        }
+        let strict = serde_json::to_vec(&value).map_err(json)?;
+        Ok((Self::parse(&strict)?, tolerated))
     }
 
     /// Checks the ciphertext length against the KEK it names.

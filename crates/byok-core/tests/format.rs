@@ -346,3 +346,38 @@ fn jwk_to_spki_and_back() {
     };
     assert!(matches!(off_curve.to_public_key(), Err(JwkError::Key(_))));
 }
+
+/// The tolerant reading a vendor's package gets (the BYOK specification: `generator` is an
+/// "informational field"): no generator, members the format does not define at the top and in
+/// the header, all named; everything else as strict as `parse`.
+#[test]
+fn a_vendor_package_is_read_tolerantly_and_what_was_ignored_is_named() {
+    let mut v = good_package_json();
+    let (strict, none) =
+        KeyTransferPackage::parse_tolerant(&serde_json::to_vec(&v).unwrap()).unwrap();
+    assert!(none.is_empty());
+    assert_eq!(strict, parse(&v).unwrap());
+    v.as_object_mut().unwrap().remove("generator");
+    v["tool"] = json!("vendor");
+    v["header"]["typ"] = json!("JWE");
+    assert!(parse(&v).is_err(), "the strict reading still refuses it");
+    let bytes = serde_json::to_vec_pretty(&v).unwrap();
+    let (package, tolerated) = KeyTransferPackage::parse_tolerant(&bytes).unwrap();
+    assert_eq!(package.generator(), "");
+    assert_eq!(package.ciphertext(), strict.ciphertext());
+    assert!(tolerated.no_generator);
+    assert_eq!(tolerated.unknown_members, ["tool", "header.typ"]);
+    assert_eq!(tolerated.notes().len(), 3);
+    // Not tolerated: another enc, a missing ciphertext, not JSON.
+    v["header"]["enc"] = json!("CKM_RSA_AES_KEY_WRAP_PAD");
+    let bytes = serde_json::to_vec(&v).unwrap();
+    assert!(matches!(
+        KeyTransferPackage::parse_tolerant(&bytes),
+        Err(PackageError::Enc { .. })
+    ));
+    v["header"]["enc"] = json!("CKM_RSA_AES_KEY_WRAP");
+    v.as_object_mut().unwrap().remove("ciphertext");
+    let bytes = serde_json::to_vec(&v).unwrap();
+    assert!(KeyTransferPackage::parse_tolerant(&bytes).is_err());
+    assert!(KeyTransferPackage::parse_tolerant(b"eyJhbGciOiJkaXIifQ..").is_err());
+}

@@ -17,18 +17,18 @@ use crate::index::LazyIndex;
 use crate::keys::{self, GenerateSpec, Origin, Target};
 use crate::package::{self, Packager, SessionKek};
 use crate::raw::RawModule;
+use crate::record;
 use crate::token::TokenSession;
 use crate::wrap_path::{self, WrapChoice, WrapPath};
 use byok_cli_common::evidence::EvidenceLog;
 use byok_cli_common::files::{self, FileKind};
 use byok_cli_common::progress::Progress;
-use byok_core::evidence::{self, Event};
+use byok_core::evidence::{self, Entry, Event};
 use byok_core::manifest::{self, ManifestKey};
 use byok_core::sidecar::{self, Sidecar};
 use byok_core::target::KeyKind;
 use byok_core::{Fingerprint, KekTransfer, KeyTransferPackage, TargetPublicKey};
 use serde::Serialize;
-use serde_json::{Value, json};
 use std::collections::VecDeque;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -384,7 +384,7 @@ impl Worker<'_, '_> {
                 .records(&sha.to_hex(), &[Event::Packaged, Event::PackageConfirmed]);
             // The run that wrote it stopped before its log entry: record it now (once durable:
             // a killed run's files may not have been synced).
-            let entry = (!recorded).then(|| (Event::PackageConfirmed, confirmed(key, kek, &s)));
+            let entry = (!recorded).then(|| record::confirmed(&key.name, kek, &s));
             return Ok(Some(Done::resumed("already packaged", sha, entry, files)));
         }
         // The run stopped between the .byok and its sidecar: rebuild the sidecar from the HSM.
@@ -395,7 +395,7 @@ impl Worker<'_, '_> {
             files::remove(&sidecar_path)?;
         }
         files::write_new_unsynced(&sidecar_path, &s.to_json_bytes(), FileKind::Sidecar)?;
-        let entry = Some((Event::PackageConfirmed, confirmed(key, kek, &s)));
+        let entry = Some(record::confirmed(&key.name, kek, &s));
         Ok(Some(Done::resumed("sidecar restored", sha, entry, files)))
     }
 
@@ -454,12 +454,13 @@ impl Worker<'_, '_> {
                 expected: key.kind,
             });
         }
-        // A key an earlier run of this batch generated was admitted as a new key is.
-        if key.existing {
-            shared
-                .verdicts
-                .admit(target.kind, Held::Existing(target.origin))?;
-        }
+        // A key an earlier run of this batch generated was admitted as a new key is; one the
+        // manifest names existing, by where the token says it came from.
+        let held = match key.existing {
+            true => Held::Existing(target.origin),
+            false => Held::New,
+        };
+        let verdict = shared.verdicts.admit(target.kind, held)?;
         let mut files = Vec::with_capacity(3);
         if let Some(public) = &target.public_key {
             let pem = shared.dir.join(TargetPublicKey::file_name(&key.name));
@@ -475,13 +476,14 @@ impl Worker<'_, '_> {
         }
         let r = self.packager.package(&target, byok)?;
         files.extend([r.byok.clone(), r.sidecar.clone()]);
-        let entry = packaged(session, shared.kek, key, &target, generated, &r);
+        let named = (key.name.as_str(), &target, generated);
+        let entry = record::packaged(session, shared.kek, named, &r, Some(verdict));
         let sha = Fingerprint::from_hex(&r.byok_sha256).expect("hex we wrote");
         Ok(Done {
             outcome: "packaged",
             generated,
             sha,
-            entry: Some((Event::Packaged, entry)),
+            entry: Some(entry),
             files,
         })
     }
@@ -508,7 +510,7 @@ struct Done {
     outcome: &'static str,
     generated: bool,
     sha: Fingerprint,
-    entry: Option<(Event, Value)>,
+    entry: Option<Entry>,
     files: Vec<PathBuf>,
 }
 
@@ -516,7 +518,7 @@ impl Done {
     fn resumed(
         outcome: &'static str,
         sha: Fingerprint,
-        entry: Option<(Event, Value)>,
+        entry: Option<Entry>,
         files: Vec<PathBuf>,
     ) -> Self {
         Self {
@@ -527,50 +529,4 @@ impl Done {
             files,
         }
     }
-}
-
-/// The `package confirmed` entry of a package found on disk, from its sidecar.
-fn confirmed(key: &ManifestKey, kek: &KekTransfer, s: &Sidecar) -> Value {
-    json!({
-        "key_name": key.name,
-        "hsm_label": s.source.label,
-        "hsm_id": s.source.id,
-        "kind": key.kind.to_string(),
-        "token_label": s.source.token_label,
-        "token_serial": s.source.token_serial,
-        "token_firmware": s.source.firmware,
-        "kek_kid": kek.kid.to_string(),
-        "kek_sha256": kek.key.fingerprint().to_hex(),
-        "public_key_sha256": s.public_key.as_ref().map(|p| p.fingerprint().to_hex()),
-        "byok_sha256": s.byok_sha256.to_hex(),
-    })
-}
-
-/// The `packaged` entry of a package made now.
-fn packaged(
-    session: &TokenSession,
-    kek: &KekTransfer,
-    key: &ManifestKey,
-    target: &Target,
-    generated: bool,
-    r: &package::PackageReport,
-) -> Value {
-    let token = &session.identity;
-    json!({
-        "key_name": key.name,
-        "hsm_label": target.label,
-        "hsm_id": hex::encode(&target.id),
-        "generated": generated,
-        "kind": key.kind.to_string(),
-        "token_label": token.label,
-        "token_serial": token.serial,
-        "token_manufacturer": token.manufacturer,
-        "token_model": token.model,
-        "token_firmware": token.firmware,
-        "kek_kid": kek.kid.to_string(),
-        "kek_sha256": kek.key.fingerprint().to_hex(),
-        "public_key_sha256": r.target_public_key_sha256,
-        "byok_sha256": r.byok_sha256,
-        "wrap_path": r.wrap_path,
-    })
 }

@@ -5,9 +5,10 @@
 //! The module, token and PIN flags are taken before the subcommand (`byok-offline --token X
 //! keys`, as the README shows) and after it (`byok-offline keys --token X`); the
 //! subcommand's win. They are not `global`, so the commands that never touch a token
-//! (`inspect`, `log verify`, `completions`, `man`) do not list them.
+//! (`inspect`, `log verify`, `minutes`, `completions`, `man`) do not list them.
 
-use byok_cli_common::flags::TOKEN_HEADING;
+use byok_cli_common::flags::{LogFlags, TOKEN_HEADING};
+use byok_cli_common::minutes::MinutesArgs;
 use byok_cli_common::shell::{CompletionsArgs, ManArgs};
 use byok_cli_common::version::LONG_VERSION;
 use byok_cli_common::{GlobalFlags, KindFlags};
@@ -111,6 +112,9 @@ pub enum Command {
         #[command(subcommand)]
         command: LogCommand,
     },
+    /// Render the ceremony's minutes from its evidence logs (this side's and the connected
+    /// side's): one document to print, sign and file. Exit 3 when a log's chain is broken.
+    Minutes(MinutesArgs),
     /// Validate a .byok and show its header, without any key.
     Inspect(InspectArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -123,6 +127,33 @@ pub enum Command {
 pub struct TokensArgs {
     #[command(flatten)]
     pub token: TokenArgs,
+    /// Record the verdict in this evidence log (the ceremony's: ceremony-log.jsonl in its
+    /// directory); without it nothing is recorded.
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+    /// Who runs the ceremony, for the evidence log (default: $USER, else the OS account).
+    #[arg(long, value_name = "NAME", requires = "log")]
+    pub operator: Option<String>,
+}
+
+impl TokensArgs {
+    /// The evidence log to record in, when `--log` was given.
+    pub fn log(&self) -> LogFlags {
+        LogFlags {
+            log: self.log.clone(),
+            operator: self.operator.clone(),
+        }
+    }
+}
+
+impl CheckArgs {
+    /// The evidence log to record in, when `--log` was given.
+    pub fn log(&self) -> LogFlags {
+        LogFlags {
+            log: self.log.clone(),
+            operator: self.operator.clone(),
+        }
+    }
 }
 
 #[derive(Args)]
@@ -135,6 +166,13 @@ pub struct KeysArgs {
 pub struct CheckArgs {
     #[command(flatten)]
     pub connection: ConnectionArgs,
+    /// Record the verdict in this evidence log (the ceremony's: ceremony-log.jsonl in its
+    /// directory); without it nothing is recorded.
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+    /// Who runs the ceremony, for the evidence log (default: $USER, else the OS account).
+    #[arg(long, value_name = "NAME", requires = "log")]
+    pub operator: Option<String>,
     /// One kind only (with --size / --curve); default: every kind Key Vault imports.
     #[command(flatten)]
     kind: KindFlags,
@@ -190,6 +228,8 @@ pub struct KeySpecArgs {
 pub struct GenerateArgs {
     #[command(flatten)]
     pub connection: ConnectionArgs,
+    #[command(flatten)]
+    pub log: LogFlags,
     /// Label of the new key (must not be in use).
     #[arg(long)]
     label: String,
@@ -204,6 +244,8 @@ pub struct GenerateArgs {
 pub struct PackageArgs {
     #[command(flatten)]
     pub connection: ConnectionArgs,
+    #[command(flatten)]
+    pub log: LogFlags,
     /// The KEK transfer file from `byok-online kek download`.
     #[arg(long, value_name = "PATH", required_unless_present = "kek_pem", conflicts_with_all = ["kek_pem", "kid"])]
     kek: Option<PathBuf>,
@@ -238,6 +280,8 @@ pub struct PackageArgs {
 pub struct ProveAesArgs {
     #[command(flatten)]
     pub connection: ConnectionArgs,
+    #[command(flatten)]
+    pub log: LogFlags,
     /// The AES key's label.
     #[arg(long)]
     pub label: String,
@@ -615,7 +659,7 @@ mod tests {
                 .map(|a| a.get_id().to_string())
                 .collect()
         };
-        for name in ["inspect", "log verify", "completions", "man"] {
+        for name in ["inspect", "log verify", "minutes", "completions", "man"] {
             let args = args_of(name);
             for flag in [
                 "module",

@@ -5,9 +5,11 @@ use crate::error::{OfflineError, Result};
 use crate::keys::{self, GenerateSpec, KeyObject, Target};
 use crate::package::{self, PackageReport};
 use crate::pin::PinSource;
+use crate::record;
 use crate::token::{Module, TokenIdentity, TokenSelector, TokenSession};
 use crate::wrap_path::{self, Capabilities, KwpMechanism, PadBehaviour, WrapChoice, WrapPath};
 use byok_cli_common::Document;
+use byok_cli_common::evidence::EvidenceLog;
 use byok_cli_common::files::{self, FileKind};
 use byok_core::challenge::AesChallenge;
 use byok_core::sidecar;
@@ -81,7 +83,7 @@ impl Document for TokensReport {
 
 /// `tokens`: every token, or the one `--token`/`--slot` names (an error listing the tokens
 /// present when it is not there), each with its verdict on BYOK; no login.
-pub fn tokens(conn: &Connection) -> Result<TokensReport> {
+pub fn tokens(conn: &Connection, log: Option<&EvidenceLog>) -> Result<TokensReport> {
     let module = conn.load()?;
     let found = match &conn.token {
         TokenSelector::Only => module.tokens()?,
@@ -106,6 +108,9 @@ pub fn tokens(conn: &Connection) -> Result<TokensReport> {
             }
         }
         out.push(report);
+    }
+    if let Some(log) = log {
+        log.append(record::tokens_listed(&out, module.file()))?;
     }
     Ok(TokensReport { tokens: out })
 }
@@ -170,10 +175,19 @@ pub struct CheckOptions {
     pub wrap: WrapChoice,
 }
 
-/// `check`: the token's conformance for each kind, on throwaway keys.
-pub fn check(conn: &Connection, opts: &CheckOptions) -> Result<CheckReport> {
+/// `check`: the token's conformance for each kind, on throwaway keys; recorded in `log` when
+/// one is given.
+pub fn check(
+    conn: &Connection,
+    opts: &CheckOptions,
+    log: Option<&EvidenceLog>,
+) -> Result<CheckReport> {
     let (module, session) = conn.open()?;
-    check::check(&session, module.raw(), opts.wrap, &opts.kinds, opts.tries)
+    let report = check::check(&session, module.raw(), opts.wrap, &opts.kinds, opts.tries)?;
+    if let Some(log) = log {
+        log.append(record::token_checked(&report, module.file()))?;
+    }
+    Ok(report)
 }
 
 /// `keys`: the key objects on the token.
@@ -262,9 +276,16 @@ fn generate_in(session: &TokenSession, opts: &GenerateOptions) -> Result<(Target
     Ok((target, report))
 }
 
-pub fn generate(conn: &Connection, opts: &GenerateOptions) -> Result<GenerateReport> {
+/// `generate`, recorded in `log` once the key and its public key file exist.
+pub fn generate(
+    conn: &Connection,
+    opts: &GenerateOptions,
+    log: &EvidenceLog,
+) -> Result<GenerateReport> {
     let (_module, session) = conn.open()?;
-    Ok(generate_in(&session, opts)?.1)
+    let (target, report) = generate_in(&session, opts)?;
+    log.append(record::key_generated(&session, &target))?;
+    Ok(report)
 }
 
 /// Where the KEK comes from.
@@ -393,7 +414,11 @@ impl Document for PackageOutcome {
 /// touched, the output paths are checked, an existing target's kind and public key file are
 /// checked, and the token's wrap of the target's kind is proved on throwaway keys
 /// ([`check::require`]), all before any key is made or file written.
-pub fn package(conn: &Connection, opts: &PackageOptions) -> Result<PackageOutcome> {
+pub fn package(
+    conn: &Connection,
+    opts: &PackageOptions,
+    log: &EvidenceLog,
+) -> Result<PackageOutcome> {
     let kek = opts.kek.load()?;
     let name = opts
         .generate
@@ -410,9 +435,9 @@ pub fn package(conn: &Connection, opts: &PackageOptions) -> Result<PackageOutcom
     let (module, session) = conn.open()?;
     let raw = module.raw();
     let path = wrap_path::choose(&session, raw, opts.wrap)?;
-    let (target, generated, public_key) = match &opts.generate {
+    let (target, generated, public_key, verdict) = match &opts.generate {
         Some(g) => {
-            check::require(
+            let verdict = check::require(
                 &session,
                 raw,
                 path,
@@ -424,7 +449,7 @@ pub fn package(conn: &Connection, opts: &PackageOptions) -> Result<PackageOutcom
                 .public_key
                 .clone()
                 .map(|p| (p, PublicKeyFile::Written));
-            (target, Some(report), public_key)
+            (target, Some(report), public_key, verdict)
         }
         None => {
             let public_key_out = opts
@@ -433,12 +458,16 @@ pub fn package(conn: &Connection, opts: &PackageOptions) -> Result<PackageOutcom
                 .unwrap_or_else(|| TargetPublicKey::file_name(&name).into());
             let (target, public_key) = existing_target(&session, opts, public_key_out)?;
             let held = Held::Existing(target.origin);
-            check::require(&session, raw, path, &[(target.kind, held)], opts.overrides)?;
+            let verdict =
+                check::require(&session, raw, path, &[(target.kind, held)], opts.overrides)?;
             let public_key = public_key.map(|pem| pem.write()).transpose()?;
-            (target, None, public_key)
+            (target, None, public_key, verdict)
         }
     };
     let package = package::package(&session, raw, &kek, &target, path, &out)?;
+    let key = (target.label.as_str(), &target, generated.is_some());
+    let verdict = verdict.into_iter().next();
+    log.append(record::packaged(&session, &kek, key, &package, verdict))?;
     let (public_key, public_key_file) = public_key.unzip();
     Ok(PackageOutcome {
         generated,
@@ -528,7 +557,12 @@ impl Document for ProofReport {
 /// `prove-aes`: decrypts the vault's challenge with the HSM's AES key; equal SHA-256 of the
 /// plaintext proves the vault holds the same key. The plaintext (a random value made for the
 /// proof) is zeroized.
-pub fn prove_aes(conn: &Connection, label: &str, challenge_path: &Path) -> Result<ProofReport> {
+pub fn prove_aes(
+    conn: &Connection,
+    label: &str,
+    challenge_path: &Path,
+    log: &EvidenceLog,
+) -> Result<ProofReport> {
     let bytes = files::read_limited(challenge_path, MAX_INPUT_BYTES)?;
     let challenge = AesChallenge::parse(&bytes).map_err(|source| OfflineError::Challenge {
         path: challenge_path.into(),
@@ -542,6 +576,13 @@ pub fn prove_aes(conn: &Connection, label: &str, challenge_path: &Path) -> Resul
             label: label.into(),
         });
     }
+    log.append(record::aes_proved(
+        &session,
+        label,
+        &challenge.kid,
+        &Fingerprint::of_bytes(&bytes).to_hex(),
+        "the HSM's key decrypted the vault's AES-GCM challenge: the vault holds the HSM's key",
+    ))?;
     Ok(ProofReport {
         label: label.into(),
         vault_kid: challenge.kid,

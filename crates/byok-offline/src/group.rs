@@ -14,8 +14,7 @@ use crate::error::Result;
 use byok_cli_common::evidence::EvidenceLog;
 use byok_cli_common::files;
 use byok_cli_common::progress::Progress;
-use byok_core::evidence::Event;
-use serde_json::Value;
+use byok_core::evidence::{Entry, Event};
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -30,7 +29,7 @@ pub struct Finished {
     /// Its progress line (printed once it is durable and recorded).
     pub line: String,
     /// Its evidence entry, if the run has one to add.
-    pub entry: Option<(Event, Value)>,
+    pub entry: Option<Entry>,
     /// The files it wrote with [`files::write_new_unsynced`].
     pub files: Vec<PathBuf>,
 }
@@ -194,7 +193,7 @@ impl<'a> Group<'a> {
         }
         let recorded: Vec<(String, Event)> = entries
             .iter()
-            .map(|(event, fields)| (fields["key_name"].as_str().unwrap_or("").into(), *event))
+            .map(|e| (e.key_name().unwrap_or_default().into(), e.event()))
             .collect();
         tracing::info!(files = written.len(), keys = lines.len(), "group durable");
         self.log.append_all(entries)?;
@@ -211,17 +210,29 @@ impl<'a> Group<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use byok_core::evidence::{KekRecord, KeyRecord, Packaged, TokenRecord};
 
     fn finished(dir: &Path, name: &str) -> Finished {
         let path = dir.join(name);
         files::write_new_unsynced(&path, b"x", files::FileKind::Package).unwrap();
+        let entry = Entry::Packaged(Packaged {
+            key_name: name.into(),
+            key: KeyRecord {
+                hsm_label: name.into(),
+                kind: "EC P-256".into(),
+                ..KeyRecord::default()
+            },
+            generated: Some(true),
+            token: TokenRecord::default(),
+            kek: KekRecord::default(),
+            byok_sha256: name.into(),
+            wrap_path: None,
+            check_verdict: None,
+            package_file: None,
+        });
         Finished {
             line: name.into(),
-            entry: Some((
-                Event::Packaged,
-                json!({"key_name": name, "byok_sha256": name}),
-            )),
+            entry: Some(entry),
             files: vec![path],
         }
     }

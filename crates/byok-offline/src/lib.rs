@@ -17,6 +17,7 @@
 //! - [`package`]: the wrap inside the HSM, the checks on the result, the `.byok` and sidecar.
 //! - [`raw`]: the PKCS#11 calls cryptoki cannot make (`C_GetMechanismList`, every
 //!   `C_WrapKey`) and the module's init arguments (the only `unsafe` code).
+//! - [`record`]: the evidence entries each command appends (token, KEK, key, verdicts).
 //! - [`error`]: one error per cause, each naming its fix, and its exit code.
 //!
 //! Files, the evidence log appender, progress and exit codes are `byok-cli-common`'s, shared
@@ -36,6 +37,7 @@ pub mod log;
 pub mod package;
 pub mod pin;
 pub mod raw;
+pub mod record;
 pub mod token;
 pub mod wrap_path;
 

@@ -6,6 +6,7 @@ mod print;
 
 use byok_cli_common::files::FileError;
 use byok_cli_common::logging;
+use byok_cli_common::minutes::{MinutesArgs, MinutesError};
 use byok_cli_common::output::Output;
 use byok_cli_common::progress::Progress;
 use byok_offline::batch::Batch;
@@ -20,7 +21,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.global.verbose);
     match cli.global.output() {
-        Ok(out) => out.finish(run(cli, &out)),
+        Ok(out) => match cli.command {
+            Command::Minutes(a) => out.finish(minutes(&a, &out)),
+            command => out.finish(run(Cli { command, ..cli }, &out)),
+        },
         // The error document still goes out in the format asked for.
         Err(e) => Output::new(cli.global.output, None)
             .expect("no query to check")
@@ -33,31 +37,36 @@ fn run(cli: Cli, out: &Output) -> Result<()> {
     let connect = |args: ConnectionArgs| args.or(top.clone()).into_connection();
     match cli.command {
         Command::Tokens(a) => {
+            let log = a.log().open_if_given()?;
             let conn = a.token.or(top.token_args()).into_connection();
-            out.print(&commands::tokens(&conn)?, print::tokens);
+            out.print(&commands::tokens(&conn, log.as_ref())?, print::tokens);
         }
         Command::Check(a) => {
+            let log = a.log().open_if_given()?;
             let conn = connect(a.connection.clone())?;
-            out.print(&commands::check(&conn, &a.try_into()?)?, print::check);
+            let report = commands::check(&conn, &a.try_into()?, log.as_ref())?;
+            out.print(&report, print::check);
         }
         Command::Keys(a) => {
             let conn = connect(a.connection)?;
             out.print(&commands::list_keys(&conn)?, print::keys);
         }
         Command::Generate(a) => {
+            let log = a.log.open()?;
             let conn = connect(a.connection.clone())?;
-            out.print(
-                &commands::generate(&conn, &a.try_into()?)?,
-                print::generated,
-            );
+            let report = commands::generate(&conn, &a.try_into()?, &log)?;
+            out.print(&report, print::generated);
         }
         Command::Package(a) => {
+            let log = a.log.open()?;
             let conn = connect(a.connection.clone())?;
-            out.print(&commands::package(&conn, &a.try_into()?)?, print::packaged);
+            let report = commands::package(&conn, &a.try_into()?, &log)?;
+            out.print(&report, print::packaged);
         }
         Command::ProveAes(a) => {
+            let log = a.log.open()?;
             let conn = connect(a.connection)?;
-            let proof = commands::prove_aes(&conn, &a.label, &a.challenge)?;
+            let proof = commands::prove_aes(&conn, &a.label, &a.challenge, &log)?;
             out.print(&proof, print::proof);
         }
         Command::Batch(a) => {
@@ -74,6 +83,7 @@ fn run(cli: Cli, out: &Output) -> Result<()> {
             let report = log::verify(&a.file, a.expect_head.as_deref())?;
             out.print(&report, print::log);
         }
+        Command::Minutes(_) => unreachable!("main runs minutes"),
         Command::Inspect(a) => out.print(&commands::inspect(&a.file)?, print::inspect),
         Command::Completions(a) => a
             .run(Cli::command())
@@ -86,6 +96,13 @@ fn run(cli: Cli, out: &Output) -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// `minutes`: byok-cli-common's, reported under this binary's schema.
+fn minutes(args: &MinutesArgs, out: &Output) -> std::result::Result<(), MinutesError> {
+    let report = byok_cli_common::minutes::run(args, "byok-offline")?;
+    out.print(&print::Minutes(report), print::minutes);
     Ok(())
 }
 

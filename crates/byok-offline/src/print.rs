@@ -3,6 +3,7 @@
 //! script queries (`--query`).
 
 use byok_cli_common::Document;
+use byok_cli_common::minutes::MinutesReport;
 use byok_offline::batch::BatchReport;
 use byok_offline::check::CheckReport;
 use byok_offline::commands::{
@@ -177,6 +178,30 @@ pub fn inspect(report: &InspectReport) {
     field("fits_kek_bits", fits.join(", "));
     field("generator", &r.generator);
     field("sha256", &r.sha256);
+}
+
+/// `minutes`: the file written and each log's head (byok-cli-common's report).
+#[derive(Serialize)]
+#[serde(transparent)]
+pub struct Minutes(pub MinutesReport);
+
+impl Document for Minutes {
+    const SCHEMA: &'static str = "byok-offline.minutes/1";
+}
+
+pub fn minutes(Minutes(r): &Minutes) {
+    println!(
+        "wrote {} ({}, {} keys packaged, {} imported, {} verified)",
+        r.file.display(),
+        r.format.as_str(),
+        r.packaged,
+        r.imported,
+        r.verified
+    );
+    for log in &r.logs {
+        println!("{}: {} entries", log.path.display(), log.entries);
+        field("  head", &log.head);
+    }
 }
 
 /// `man --dir`: the pages written.

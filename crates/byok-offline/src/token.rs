@@ -9,13 +9,43 @@ use cryptoki::object::{Attribute, ObjectHandle};
 use cryptoki::session::{Session, UserType};
 use cryptoki::slot::{Slot, TokenInfo};
 use serde::Serialize;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 /// A loaded and initialised PKCS#11 module, and its function list for the calls cryptoki
 /// cannot make ([`RawModule`]).
 pub struct Module {
     pkcs11: Pkcs11,
     raw: RawModule,
+    file: Arc<ModuleFile>,
+}
+
+/// The module's library file, for the evidence log: its path and, once asked, its SHA-256
+/// (which build of the vendor's code ran). Hashed only when an entry needs it.
+#[derive(Debug)]
+pub struct ModuleFile {
+    path: PathBuf,
+    sha256: OnceLock<Option<String>>,
+}
+
+/// The largest module file hashed for the record (vendor libraries are tens of MB).
+const MAX_MODULE_BYTES: u64 = 1 << 30;
+
+impl ModuleFile {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The SHA-256 (hex) of the library file, `None` when it cannot be read.
+    pub fn sha256(&self) -> Option<&str> {
+        self.sha256
+            .get_or_init(|| {
+                byok_cli_common::files::read_limited(&self.path, MAX_MODULE_BYTES)
+                    .ok()
+                    .map(|bytes| byok_core::Fingerprint::of_bytes(&bytes).to_hex())
+            })
+            .as_deref()
+    }
 }
 
 /// Which token to use.
@@ -77,7 +107,16 @@ impl Module {
             .initialize(raw::initialize_args(init_args)?)
             .map_err(|e| OfflineError::ModuleInit(OfflineError::from(e).to_string()))?;
         let raw = RawModule::open(path)?;
-        Ok(Self { pkcs11, raw })
+        let file = Arc::new(ModuleFile {
+            path: path.to_path_buf(),
+            sha256: OnceLock::new(),
+        });
+        Ok(Self { pkcs11, raw, file })
+    }
+
+    /// The library file, for the record.
+    pub fn file(&self) -> &Arc<ModuleFile> {
+        &self.file
     }
 
     /// The module's own function list, for `C_GetMechanismList` and `C_WrapKey`.
@@ -194,6 +233,7 @@ impl Module {
             session,
             slot,
             identity,
+            module: self.file.clone(),
         })
     }
 }
@@ -203,9 +243,30 @@ pub struct TokenSession {
     pub session: Session,
     pub slot: Slot,
     pub identity: TokenIdentity,
+    pub module: Arc<ModuleFile>,
+}
+
+impl TokenIdentity {
+    /// The token and `module`, as the evidence log records them.
+    pub fn record(&self, module: &ModuleFile) -> byok_core::evidence::TokenRecord {
+        byok_core::evidence::TokenRecord {
+            label: self.label.clone(),
+            manufacturer: self.manufacturer.clone(),
+            model: self.model.clone(),
+            serial: self.serial.clone(),
+            firmware: self.firmware.clone(),
+            module: Some(module.path().display().to_string()),
+            module_sha256: module.sha256().map(String::from),
+        }
+    }
 }
 
 impl TokenSession {
+    /// The token and its module, as the evidence log records them.
+    pub fn record(&self) -> byok_core::evidence::TokenRecord {
+        self.identity.record(&self.module)
+    }
+
     /// Every object this session can see (token objects and session objects).
     pub fn object_count(&self) -> Result<usize> {
         Ok(self.session.find_objects(&[])?.len())

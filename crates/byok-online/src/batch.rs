@@ -17,13 +17,12 @@ use byok_cli_common::evidence::EvidenceLog;
 use byok_cli_common::files::{self, FileKind};
 use byok_cli_common::progress::Progress;
 use byok_cli_common::{Document, Output};
-use byok_core::evidence::{self, Event};
+use byok_core::evidence::{self, Entry, Event};
 use byok_core::manifest::{self, ManifestKey};
 use byok_core::sidecar::Sidecar;
 use byok_core::{package, sidecar};
 use futures::StreamExt;
 use serde::Serialize;
-use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -318,24 +317,35 @@ async fn recorded(
             verification: "not verified in a dry run".into(),
         });
     }
-    let verification = match &sidecar.public_key {
+    let (verification, verified) = match &sidecar.public_key {
         Some(public) => {
             let r = verify_in(ctx.vault, &key.name, None, public).await?;
-            format!("public key equal, {} signature verified", r.algorithm)
+            let text = format!("public key equal, {} signature verified", r.algorithm);
+            (text, Some(crate::record::verified(&key.name, &r)))
         }
-        None => "not applicable (AES: prove with prove-aes)".to_string(),
+        None => (
+            "not applicable (AES: prove with prove-aes)".to_string(),
+            None,
+        ),
     };
-    ctx.log.append(
-        event,
-        json!({
-            "key_name": key.name,
-            "vault_kid": kid,
-            "byok_sha256": sidecar.byok_sha256.to_hex(),
-            "kek_kid": sidecar.kek_kid,
-            "public_key_sha256": sidecar.public_key.as_ref().map(|p| p.fingerprint().to_hex()),
-            "verification": verification,
-        }),
-    )?;
+    let imported = evidence::Imported {
+        key_name: key.name.clone(),
+        vault_kid: kid.clone(),
+        byok_sha256: sidecar.byok_sha256.to_hex(),
+        kek_kid: sidecar.kek_kid.clone(),
+        public_key_sha256: sidecar
+            .public_key
+            .as_ref()
+            .map(|p| p.fingerprint().to_hex()),
+        verification: verification.clone(),
+    };
+    let imported = match event {
+        Event::ImportConfirmed => Entry::ImportConfirmed(imported),
+        _ => Entry::Imported(imported),
+    };
+    // The import and its proof, recorded together once both happened.
+    ctx.log
+        .append_all(std::iter::once(imported).chain(verified).collect())?;
     Ok(Done {
         outcome,
         new_version,

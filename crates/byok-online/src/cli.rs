@@ -2,11 +2,12 @@
 //!
 //! The vault and credential flags are taken before the subcommand (`byok-online --vault-name
 //! V show ...`, as before) and after it (`byok-online show --vault-name V ...`), the latter
-//! winning; only the commands that reach a vault take them, so `inspect --help`,
+//! winning; only the commands that reach a vault take them, so `inspect --help`, `minutes`,
 //! `completions` and `man` do not list them. Their environment fallbacks are read by
 //! `ConnectOptions`, only when no flag names the vault, so they never compete with a flag.
 
-use byok_cli_common::flags::VAULT_HEADING;
+use byok_cli_common::flags::{LogFlags, VAULT_HEADING};
+use byok_cli_common::minutes::MinutesArgs;
 use byok_cli_common::shell::{CompletionsArgs, ManArgs};
 use byok_cli_common::{GlobalFlags, KindFlags};
 use byok_core::KeyOp;
@@ -64,12 +65,17 @@ pub struct VaultArgs {
     #[arg(long, value_name = "PEM")]
     ca_cert: Option<PathBuf>,
     /// Credential: auto tries the environment's client secret, workload identity, managed
-    /// identity, then az/azd.
+    /// identity (only when the instance-metadata endpoint answers a 1 s probe), then az/azd,
+    /// and keeps the first that gives a token; -v shows each step and its time.
     #[arg(long, value_enum)]
     auth: Option<AuthArg>,
     /// Entra ID authority host, for sovereign clouds and emulators [env: AZURE_AUTHORITY_HOST]
     #[arg(long, value_name = "URL")]
     authority_host: Option<String>,
+    /// Testing aid: send managed identity's instance-metadata requests (auto's probe and the
+    /// token requests) to http://HOST:PORT instead of http://169.254.169.254.
+    #[arg(long, hide = true, value_name = "URL")]
+    imds_endpoint: Option<String>,
     /// Key Vault REST API version (default: the SDK's).
     #[arg(long, value_name = "VERSION")]
     api_version: Option<String>,
@@ -92,6 +98,7 @@ impl VaultArgs {
             ca_cert: self.ca_cert.or(top.ca_cert),
             auth: self.auth.or(top.auth),
             authority_host: self.authority_host.or(top.authority_host),
+            imds_endpoint: self.imds_endpoint.or(top.imds_endpoint),
             emulator_identity: self.emulator_identity.or(top.emulator_identity),
             api_version: self.api_version.or(top.api_version),
             pace_window_ms: self.pace_window_ms.or(top.pace_window_ms),
@@ -119,11 +126,13 @@ impl From<EmulatorIdentityArg> for EmulatorIdentity {
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum AuthArg {
-    /// The environment's client secret, workload identity, managed identity, then az/azd.
+    /// The environment's client secret, workload identity, managed identity (when the
+    /// instance-metadata endpoint answers a 1 s probe), then az/azd; the first that works is
+    /// kept.
     Auto,
     /// az or azd, logged in.
     Cli,
-    /// The managed identity of this machine.
+    /// The managed identity of this machine (no probe; the SDK's full retries).
     ManagedIdentity,
     /// AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET.
     ClientSecret,
@@ -149,6 +158,10 @@ pub enum Command {
     BatchImport(BatchImportArgs),
     /// Show a key's properties.
     Show(ShowArgs),
+    /// Render the ceremony's minutes from its evidence logs (this side's and the air-gapped
+    /// side's): one document to print, sign and file; no network. Exit 3 when a log's chain
+    /// is broken.
+    Minutes(MinutesArgs),
     /// Validate a .byok and show its header (no network).
     Inspect(InspectArgs),
     /// Print a shell completion script.
@@ -210,6 +223,8 @@ pub struct KekCreateArgs {
     #[command(flatten)]
     pub write: WriteFlags,
     #[command(flatten)]
+    pub log: LogFlags,
+    #[command(flatten)]
     pub vault: VaultArgs,
 }
 
@@ -227,6 +242,8 @@ pub struct KekDownloadArgs {
     /// transfer (the file byok-offline reads), or the public key alone as pem or der.
     #[arg(long, value_enum, default_value_t = FormatArg::Transfer)]
     pub format: FormatArg,
+    #[command(flatten)]
+    pub log: LogFlags,
     #[command(flatten)]
     pub vault: VaultArgs,
 }
@@ -253,6 +270,8 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "PEM")]
     pub public_key: PathBuf,
     #[command(flatten)]
+    pub log: LogFlags,
+    #[command(flatten)]
     pub vault: VaultArgs,
 }
 
@@ -270,6 +289,8 @@ pub struct ProveAesArgs {
     /// The challenge file to carry to the HSM side.
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
+    #[command(flatten)]
+    pub log: LogFlags,
     #[command(flatten)]
     pub vault: VaultArgs,
 }
@@ -332,6 +353,8 @@ pub struct ImportArgs {
     expect_public_key: Option<PathBuf>,
     #[command(flatten)]
     pub write: WriteFlags,
+    #[command(flatten)]
+    pub log: LogFlags,
     #[command(flatten)]
     pub vault: VaultArgs,
 }
@@ -408,6 +431,7 @@ impl From<VaultArgs> for ConnectOptions {
             ca_cert: v.ca_cert,
             auth: v.auth.map(AuthMode::from),
             authority_host: v.authority_host,
+            imds_endpoint: v.imds_endpoint,
             emulator_identity: v
                 .emulator_identity
                 .map(EmulatorIdentity::from)
@@ -529,7 +553,7 @@ mod tests {
                 arg.get_id()
             );
         }
-        for local in ["inspect", "completions", "man"] {
+        for local in ["inspect", "minutes", "completions", "man"] {
             let sub = cmd.find_subcommand(local).unwrap();
             assert!(
                 sub.get_arguments().all(|a| a.get_id() != "vault_name"),

@@ -7,14 +7,9 @@
 //! HTTPS client resolving that host to the emulator's `vault_address`, so it passes the same
 //! check as Azure.
 
+use crate::credential::{Imds, client_secret, credential};
 use crate::error::{OnlineError, Result};
-use azure_core::cloud::{CloudConfiguration, CustomConfiguration};
-use azure_core::credentials::{AccessToken, Secret, TokenCredential, TokenRequestOptions};
 use azure_core::http::{ClientOptions, Transport};
-use azure_identity::{
-    ClientSecretCredential, ClientSecretCredentialOptions, DeveloperToolsCredential,
-    ManagedIdentityCredential, WorkloadIdentityCredential,
-};
 use azure_security_keyvault_keys::{KeyClient, KeyClientOptions};
 use byok_cli_common::files;
 use byok_core::VaultUrl;
@@ -23,34 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Which credential to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthMode {
-    /// Environment client secret, workload identity, managed identity, then az / azd.
-    Auto,
-    Cli,
-    ManagedIdentity,
-    ClientSecret,
-    WorkloadIdentity,
-}
-
-impl AuthMode {
-    /// What `-v` says about the credential chosen.
-    fn describe(self) -> &'static str {
-        match self {
-            AuthMode::Auto => {
-                "auto: the environment's client secret, workload identity, managed identity, \
-                 then az / azd"
-            }
-            AuthMode::Cli => "az / azd (developer tools)",
-            AuthMode::ManagedIdentity => "managed identity",
-            AuthMode::ClientSecret => {
-                "client secret from AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET"
-            }
-            AuthMode::WorkloadIdentity => "workload identity",
-        }
-    }
-}
+pub use crate::credential::AuthMode;
 
 /// Everything needed to build a client.
 #[derive(Debug, Clone, Default)]
@@ -62,6 +30,9 @@ pub struct ConnectOptions {
     pub ca_cert: Option<PathBuf>,
     pub auth: Option<AuthMode>,
     pub authority_host: Option<String>,
+    /// Testing aid: where managed identity's instance-metadata endpoint is, instead of
+    /// `http://169.254.169.254` (`--imds-endpoint`).
+    pub imds_endpoint: Option<String>,
     /// With `emulator`: which of its clients to authenticate as.
     pub emulator_identity: EmulatorIdentity,
     pub api_version: Option<String>,
@@ -140,6 +111,7 @@ impl ConnectOptions {
             .clone()
             .or_else(|| emulator.as_ref().map(|c| c.authority_host.clone()))
             .or_else(|| env("AZURE_AUTHORITY_HOST"));
+        let imds = Imds::new(self.imds_endpoint.as_deref())?;
         let credential = match (&emulator, self.auth) {
             // An explicit --auth picks the credential even with --emulator.
             (Some(conn), None) => {
@@ -158,6 +130,7 @@ impl ConnectOptions {
                 self.auth.unwrap_or(AuthMode::Auto),
                 authority.as_deref(),
                 &transport,
+                &imds,
             )?,
         };
         // The challenge-resource verification stays at the SDK's default: on.
@@ -256,141 +229,4 @@ pub fn http_client(
     builder
         .build()
         .map_err(|e| OnlineError::Http(e.to_string()))
-}
-
-fn cloud(authority: Option<&str>) -> Option<Arc<CloudConfiguration>> {
-    authority.map(|host| {
-        let mut custom = CustomConfiguration::default();
-        custom.authority_host = host.to_string();
-        Arc::new(CloudConfiguration::Custom(custom))
-    })
-}
-
-fn client_secret(
-    tenant: &str,
-    client_id: &str,
-    secret: &str,
-    authority: Option<&str>,
-    transport: &Transport,
-) -> Result<Arc<dyn TokenCredential>> {
-    let credential = ClientSecretCredential::new(
-        tenant,
-        client_id.to_string(),
-        Secret::new(secret.to_string()),
-        Some(ClientSecretCredentialOptions {
-            client_options: ClientOptions {
-                transport: Some(transport.clone()),
-                cloud: cloud(authority),
-                ..Default::default()
-            },
-        }),
-    )
-    .map_err(|e| OnlineError::CredentialSetup {
-        mode: "client-secret",
-        reason: e.to_string(),
-    })?;
-    Ok(credential)
-}
-
-fn env_client_secret(
-    authority: Option<&str>,
-    transport: &Transport,
-) -> Option<Result<Arc<dyn TokenCredential>>> {
-    let (tenant, id, secret) = (
-        std::env::var("AZURE_TENANT_ID").ok()?,
-        std::env::var("AZURE_CLIENT_ID").ok()?,
-        std::env::var("AZURE_CLIENT_SECRET").ok()?,
-    );
-    Some(client_secret(&tenant, &id, &secret, authority, transport))
-}
-
-fn credential(
-    mode: AuthMode,
-    authority: Option<&str>,
-    transport: &Transport,
-) -> Result<Arc<dyn TokenCredential>> {
-    let fail = |mode: &'static str| {
-        move |e: azure_core::Error| OnlineError::CredentialSetup {
-            mode,
-            reason: e.to_string(),
-        }
-    };
-    tracing::info!("credential: {}", mode.describe());
-    match mode {
-        AuthMode::ClientSecret => env_client_secret(authority, transport).unwrap_or_else(|| {
-            Err(OnlineError::CredentialSetup {
-                mode: "client-secret",
-                reason: "set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET".into(),
-            })
-        }),
-        AuthMode::WorkloadIdentity => {
-            let c: Arc<dyn TokenCredential> =
-                WorkloadIdentityCredential::new(None).map_err(fail("workload-identity"))?;
-            Ok(c)
-        }
-        AuthMode::ManagedIdentity => {
-            let c: Arc<dyn TokenCredential> =
-                ManagedIdentityCredential::new(None).map_err(fail("managed-identity"))?;
-            Ok(c)
-        }
-        AuthMode::Cli => {
-            let c: Arc<dyn TokenCredential> =
-                DeveloperToolsCredential::new(None).map_err(fail("cli"))?;
-            Ok(c)
-        }
-        AuthMode::Auto => {
-            let mut sources: Vec<(&'static str, Arc<dyn TokenCredential>)> = Vec::new();
-            if let Some(c) = env_client_secret(authority, transport) {
-                sources.push(("environment client secret", c?));
-            }
-            if std::env::var_os("AZURE_FEDERATED_TOKEN_FILE").is_some()
-                && let Ok(c) = WorkloadIdentityCredential::new(None)
-            {
-                sources.push(("workload identity", c));
-            }
-            if let Ok(c) = ManagedIdentityCredential::new(None) {
-                sources.push(("managed identity", c));
-            }
-            if let Ok(c) = DeveloperToolsCredential::new(None) {
-                sources.push(("az / azd", c));
-            }
-            Ok(Arc::new(Chain { sources }))
-        }
-    }
-}
-
-/// Tries each source in order; the first that returns a token wins.
-struct Chain {
-    sources: Vec<(&'static str, Arc<dyn TokenCredential>)>,
-}
-
-impl std::fmt::Debug for Chain {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let names: Vec<_> = self.sources.iter().map(|(n, _)| *n).collect();
-        write!(f, "Chain({names:?})")
-    }
-}
-
-#[async_trait::async_trait]
-impl TokenCredential for Chain {
-    async fn get_token(
-        &self,
-        scopes: &[&str],
-        options: Option<TokenRequestOptions<'_>>,
-    ) -> azure_core::Result<AccessToken> {
-        let mut errors = Vec::new();
-        for (name, source) in &self.sources {
-            match source.get_token(scopes, options.clone()).await {
-                Ok(token) => {
-                    tracing::info!("credential: {name} gave the token (--auth auto)");
-                    return Ok(token);
-                }
-                Err(e) => errors.push(format!("{name}: {e}")),
-            }
-        }
-        Err(azure_core::Error::with_message(
-            azure_core::error::ErrorKind::Credential,
-            format!("no credential worked (--auth auto): {}", errors.join("; ")),
-        ))
-    }
 }

@@ -73,6 +73,11 @@ pub struct ImportReport {
     pub public_key_check: String,
     /// The imported key as the vault shows it; null in a dry run.
     pub key: Option<KeyView>,
+    /// What the check before the upload ignored in a package from another tool (a missing
+    /// `generator`, members the format does not define), as Azure ignores them; absent when
+    /// nothing was.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub package_ignored: Vec<String>,
 }
 
 impl Document for ImportReport {
@@ -96,6 +101,8 @@ pub struct ImportPlan {
     expires: Option<OffsetDateTime>,
     exportable: bool,
     release_policy: Option<KeyReleasePolicy>,
+    /// What reading the package tolerated ([`byok_core::package::Tolerated::notes`]).
+    ignored: Vec<String>,
 }
 
 /// `import`: every local check first (nothing is sent if one fails), then the KEK and the
@@ -129,6 +136,7 @@ pub async fn import(
         byok_sha256: sha,
         public_key_check: "not checked (dry run: nothing was imported)".into(),
         key: None,
+        package_ignored: plan.ignored.clone(),
     };
     if !write.dry_run {
         let key = plan.send(&vault).await?;
@@ -144,7 +152,13 @@ impl ImportPlan {
     pub fn prepare(opts: &ImportOptions, vault: &VaultUrl) -> Result<ImportPlan> {
         byok_core::kid::validate_key_name(&opts.name)?;
         let bytes = files::read_limited(&opts.byok_file, MAX_PACKAGE_BYTES as u64)?;
-        let package = KeyTransferPackage::parse(&bytes)?;
+        // A vendor tool's package may lack the informational `generator` or carry members
+        // of its own: Azure reads it, so the check does too, and says what it ignored.
+        let (package, tolerated) = KeyTransferPackage::parse_tolerant(&bytes)?;
+        let ignored = tolerated.notes();
+        for note in &ignored {
+            tracing::warn!("package {}: {note}", opts.byok_file.display());
+        }
         check_vault(&package, vault)?;
         let byok_sha256 = Fingerprint::of_bytes(&bytes);
         let sidecar = read_sidecar(opts, &byok_sha256)?;
@@ -197,6 +211,7 @@ impl ImportPlan {
             expires: parse_time("--expires", opts.expires.as_deref())?,
             exportable: opts.exportable,
             release_policy,
+            ignored,
         })
     }
 

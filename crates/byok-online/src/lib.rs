@@ -2,6 +2,8 @@
 //!
 //! - [`connect`]: the vault URL, the HTTPS client (extra CA roots, proxy, timeouts), the
 //!   `azure_identity` credential and the SDK's `KeyClient`;
+//! - [`credential`]: `--auth`, and `auto`'s chain (managed identity only when the
+//!   instance-metadata endpoint answers a 1 s probe; the credential that worked is kept);
 //! - [`vault`]: the vault's operations (create the KEK, read a key, import a `.byok` with
 //!   `key_hsm`, sign, encrypt) and a key as this tool shows it;
 //! - [`import`]: `import`, as a plan checked without the network and then uploaded;
@@ -22,11 +24,13 @@
 pub mod batch;
 pub mod commands;
 pub mod connect;
+pub mod credential;
 pub mod error;
 pub mod existing;
 pub mod import;
 pub mod pace;
 pub mod rbac;
+pub mod record;
 pub mod vault;
 
 pub use error::{OnlineError, Result};

@@ -1,12 +1,16 @@
 //! Pacing to the vault's published limits, and what a 429 costs.
 //!
-//! Key Vault counts, per vault and per 10 seconds, HSM-key creates and imports (10) apart
-//! from every other HSM-key transaction (2,000 for RSA 2048 and EC, 500 for RSA 3072, 250
-//! for RSA 4096, enforced on the weighted sum); a Managed HSM creates 1 key per second
-//! (docs/azure-behaviour.md, 6a). A [`Pacer`] holds one bucket per class: a token is spent
-//! before each request is sent (every try, the SDK's retries included) and comes back one
-//! window (and a small margin) after it was spent, so no window of the vault's, fixed or
-//! sliding, ever sees more than the limit from this client.
+//! The limits are [`byok_core::limits`], the one table kv-emulator's `--throttle azure`
+//! enforces too (Learn "Azure Key Vault service limits", docs/azure-behaviour.md 6a). A Key
+//! Vault counts, per vault and per 10 seconds, creates and imports in one budget (10 HSM-key
+//! creates) and every other key transaction in ONE weighted budget, HSM and software keys
+//! alike (2,000 HSM-key transactions on RSA 2048 and EC keys, 500 on RSA 3072, 250 on RSA
+//! 4096, enforced on the weighted sum). A Managed HSM limits, per second, key creation (1),
+//! deletion (10), purge (10) and reads (1,100), each apart, and not cryptographic operations.
+//! A [`Pacer`] holds one bucket per budget: a token is spent before each request is sent
+//! (every try, the SDK's retries included) and comes back one window (and a small margin)
+//! after it was spent, so no window of the vault's, fixed or sliding, ever sees more than the
+//! limit from this client.
 //!
 //! Azure's 429 carries no Retry-After. The SDK's retry policy retries it; [`retry_options`]
 //! gives it Microsoft's schedule (wait 1, 2, 4, 8, then 16 s, then give up), scaled like the
@@ -18,6 +22,7 @@ use azure_core::http::{
 };
 use byok_core::VaultUrl;
 use byok_core::kid::VaultKind;
+use byok_core::limits::{self, MhsmOperation};
 use byok_core::target::KeyKind;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,35 +32,27 @@ use std::time::{Duration, Instant};
 /// Key Vault's throttling window.
 pub const AZURE_WINDOW: Duration = Duration::from_secs(10);
 
-/// Key Vault: HSM-key creates and imports per window.
-const KV_CREATE: u32 = 10;
-/// Key Vault: other HSM-key transactions per window, in RSA-2048 units.
-const KV_OTHER: u32 = 2000;
-/// Managed HSM: creates per second; other transactions per second (the slowest one, RSA
-/// sign, so that any mix stays under every per-operation limit).
-const MHSM_CREATE: u32 = 1;
-const MHSM_OTHER: u32 = 160;
-
 /// What a request counts against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Class {
-    /// A key create or import.
+    /// A key create or import (on a Key Vault: an HSM key's, this tool's only kind).
     Create,
-    /// Anything else, weighted by the key's type (RSA 2048 and EC 1, RSA 3072 4, RSA 4096 8).
+    /// Anything else on a Key Vault, weighted by the key's type ([`weight`]).
     Other { weight: u32 },
+    /// A Managed HSM operation its limits count.
+    Mhsm(MhsmOperation),
+    /// Not limited (a Managed HSM's cryptographic operations, a recovery).
+    Free,
 }
 
-/// The weight of one transaction on a key of `kind`, in RSA-2048 units (2,000 / its limit).
+/// The weight of one transaction on an HSM key of `kind`, in the vault's units (4,000 / the
+/// table's limit: RSA 2048 and EC 2, RSA 3072 8, RSA 4096 16).
 pub fn weight(kind: KeyKind) -> u32 {
-    match kind {
-        KeyKind::Rsa { bits } if bits > 3072 => 8,
-        KeyKind::Rsa { bits } if bits > 2048 => 4,
-        _ => 1,
-    }
+    limits::kv_other_cost(kind, true)
 }
 
 /// A key whose type is not known yet weighs as an RSA 4096 key (the default KEK).
-const UNKNOWN_WEIGHT: u32 = 8;
+const UNKNOWN_WEIGHT: u32 = 16;
 
 /// At most `limit` units spent in any `window`: each spending comes back `window` later.
 #[derive(Debug)]
@@ -104,11 +101,30 @@ impl Bucket {
     }
 }
 
+/// A vault's buckets: a Key Vault's two weighted ones, or a Managed HSM's per operation.
+#[derive(Debug)]
+enum Buckets {
+    Vault {
+        create: Mutex<Bucket>,
+        other: Mutex<Bucket>,
+    },
+    ManagedHsm {
+        /// Create, delete, purge, get: in [`MHSM_OPERATIONS`]' order.
+        ops: [Mutex<Bucket>; 4],
+    },
+}
+
+const MHSM_OPERATIONS: [MhsmOperation; 4] = [
+    MhsmOperation::Create,
+    MhsmOperation::Delete,
+    MhsmOperation::Purge,
+    MhsmOperation::Get,
+];
+
 /// The buckets of one vault, shared by every request of a batch.
 #[derive(Debug)]
 pub struct Pacer {
-    create: Mutex<Bucket>,
-    other: Mutex<Bucket>,
+    buckets: Buckets,
     /// The window asked for over Azure's 10 s: scales the 429 backoff too.
     ratio: f64,
     /// Each key name's weight, from the manifest.
@@ -118,28 +134,28 @@ pub struct Pacer {
 
 impl Pacer {
     /// The limits of `vault`'s kind, over `window` (Azure's is [`AZURE_WINDOW`]; tests use
-    /// a shorter one, as the emulator's `--throttle-window-ms`).
+    /// a shorter one, as the emulator's `--throttle-window-ms`; a Managed HSM's second is a
+    /// tenth of it).
     pub fn for_vault(vault: &VaultUrl, window: Duration) -> Self {
         let ratio = window.as_secs_f64() / AZURE_WINDOW.as_secs_f64();
         // Tokens come back a little late: requests do not arrive at the vault exactly
         // as far apart as they left.
         let margin = |w: Duration| w + w / 50;
-        let (create, other) = match vault.kind() {
+        let buckets = match vault.kind() {
             VaultKind::ManagedHsm => {
                 let second = margin(window / 10);
-                (
-                    Bucket::new(MHSM_CREATE, second),
-                    Bucket::new(MHSM_OTHER, second),
-                )
+                Buckets::ManagedHsm {
+                    ops: MHSM_OPERATIONS
+                        .map(|op| Mutex::new(Bucket::new(limits::mhsm_per_second(op), second))),
+                }
             }
-            _ => (
-                Bucket::new(KV_CREATE, margin(window)),
-                Bucket::new(KV_OTHER, margin(window)),
-            ),
+            _ => Buckets::Vault {
+                create: Mutex::new(Bucket::new(limits::KV_CREATE_UNITS, margin(window))),
+                other: Mutex::new(Bucket::new(limits::KV_OTHER_UNITS, margin(window))),
+            },
         };
         Self {
-            create: Mutex::new(create),
-            other: Mutex::new(other),
+            buckets,
             ratio,
             weights: Mutex::new(HashMap::new()),
             throttled: AtomicUsize::new(0),
@@ -154,11 +170,25 @@ impl Pacer {
             .insert(name.to_string(), weight(kind));
     }
 
+    /// The bucket `class` spends from, and how much; None when it is not limited.
+    fn bucket(&self, class: Class) -> Option<(&Mutex<Bucket>, u32)> {
+        match (&self.buckets, class) {
+            (Buckets::Vault { create, .. }, Class::Create) => {
+                Some((create, limits::kv_create_cost(true)))
+            }
+            (Buckets::Vault { other, .. }, Class::Other { weight }) => Some((other, weight)),
+            (Buckets::ManagedHsm { ops }, Class::Mhsm(op)) => {
+                let i = MHSM_OPERATIONS.iter().position(|o| *o == op)?;
+                Some((&ops[i], 1))
+            }
+            _ => None,
+        }
+    }
+
     /// Waits until `class` may be sent, and spends it.
     pub async fn take(&self, class: Class) {
-        let (bucket, cost) = match class {
-            Class::Create => (&self.create, 1),
-            Class::Other { weight } => (&self.other, weight),
+        let Some((bucket, cost)) = self.bucket(class) else {
+            return;
         };
         loop {
             let wait = bucket
@@ -179,10 +209,21 @@ impl Pacer {
 
     /// The class of a request, from its method and path.
     pub fn classify(&self, method: Method, path: &str) -> Class {
+        let method_name = match method {
+            Method::Get => "GET",
+            Method::Put => "PUT",
+            Method::Post => "POST",
+            Method::Delete => "DELETE",
+            Method::Patch => "PATCH",
+            _ => "",
+        };
+        if let Buckets::ManagedHsm { .. } = self.buckets {
+            return limits::mhsm_operation(method_name, path).map_or(Class::Free, Class::Mhsm);
+        }
         let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-        match (method, segments.as_slice()) {
-            (Method::Put, ["keys", _]) => Class::Create,
-            (Method::Post, ["keys", _, "create"]) => Class::Create,
+        match (method_name, segments.as_slice()) {
+            ("PUT", ["keys", _]) => Class::Create,
+            ("POST", ["keys", _, "create"]) => Class::Create,
             (_, ["keys", name, ..]) => Class::Other {
                 weight: self
                     .weights
@@ -324,13 +365,14 @@ mod tests {
     #[test]
     fn weights_add_up_on_the_sum() {
         let t0 = Instant::now();
-        let mut b = Bucket::new(2000, W);
-        // 248 RSA 4096 transactions (8 each) and 16 RSA 2048 ones fill it exactly.
+        let mut b = Bucket::new(limits::KV_OTHER_UNITS, W);
+        // 248 RSA 4096 HSM-key transactions and 16 RSA 2048 ones fill it exactly (the page's
+        // example).
         for _ in 0..248 {
-            b.try_take(t0, 8).unwrap();
+            b.try_take(t0, weight(KeyKind::Rsa { bits: 4096 })).unwrap();
         }
         for _ in 0..16 {
-            b.try_take(t0, 1).unwrap();
+            b.try_take(t0, weight(KeyKind::Rsa { bits: 2048 })).unwrap();
         }
         assert_eq!(b.try_take(t0, 1), Err(W));
         let kv = Pacer::for_vault(&VaultUrl::parse("https://v.vault.azure.net").unwrap(), W);
@@ -340,27 +382,45 @@ mod tests {
         assert_eq!(kv.classify(Method::Post, "/keys/KEK/create"), Class::Create);
         assert_eq!(
             kv.classify(Method::Get, "/keys/ec/"),
-            Class::Other { weight: 1 }
+            Class::Other { weight: 2 }
         );
         assert_eq!(
             kv.classify(Method::Post, "/keys/r3/abc/sign"),
-            Class::Other { weight: 4 }
+            Class::Other { weight: 8 }
         );
         assert_eq!(
             kv.classify(Method::Get, "/keys/KEK/v1"),
-            Class::Other { weight: 8 }
+            Class::Other { weight: 16 }
         );
     }
 
     #[test]
-    fn a_managed_hsm_creates_one_key_a_second() {
+    fn a_managed_hsm_paces_each_operation_per_second_and_not_crypto() {
         let hsm = VaultUrl::parse("https://h.managedhsm.azure.net").unwrap();
         let pacer = Pacer::for_vault(&hsm, AZURE_WINDOW);
-        let mut create = pacer.create.lock().unwrap();
+        assert_eq!(
+            pacer.classify(Method::Put, "/keys/k"),
+            Class::Mhsm(MhsmOperation::Create)
+        );
+        assert_eq!(
+            pacer.classify(Method::Delete, "/deletedkeys/k"),
+            Class::Mhsm(MhsmOperation::Purge)
+        );
+        assert_eq!(pacer.classify(Method::Post, "/keys/k/v/sign"), Class::Free);
+        let (create, cost) = pacer.bucket(Class::Mhsm(MhsmOperation::Create)).unwrap();
+        let mut create = create.lock().unwrap();
         let t0 = Instant::now();
-        create.try_take(t0, 1).unwrap();
-        let wait = create.try_take(t0, 1).unwrap_err();
+        create.try_take(t0, cost).unwrap();
+        let wait = create.try_take(t0, cost).unwrap_err();
         assert!(wait >= Duration::from_secs(1) && wait < Duration::from_millis(1100));
+        drop(create);
+        let (get, _) = pacer.bucket(Class::Mhsm(MhsmOperation::Get)).unwrap();
+        let mut get = get.lock().unwrap();
+        for _ in 0..1100 {
+            get.try_take(t0, 1).unwrap();
+        }
+        assert!(get.try_take(t0, 1).is_err());
+        assert!(pacer.bucket(Class::Free).is_none());
     }
 
     #[test]

@@ -2,12 +2,15 @@
 //! document. A labelled line is labelled with its JSON field's name, so what a person reads
 //! is what a script queries.
 
+use byok_cli_common::Document;
+use byok_cli_common::minutes::MinutesReport;
 use byok_online::batch::BatchImportReport;
 use byok_online::commands::{
     ChallengeReport, InspectReport, KekReport, ManReport, ShowReport, VerifyReport,
 };
 use byok_online::import::ImportReport;
 use byok_online::vault::KeyView;
+use serde::Serialize;
 use std::fmt::Display;
 
 /// `name:` padded to one column (the longest name, `signature_verified:`, and a space),
@@ -80,6 +83,9 @@ pub fn import(r: &ImportReport) {
     }
     field("byok_sha256", &r.byok_sha256);
     field("public_key_check", &r.public_key_check);
+    for note in &r.package_ignored {
+        field("package_ignored", note);
+    }
     dry_run_note(r.dry_run);
 }
 
@@ -157,6 +163,30 @@ pub fn inspect(r: &InspectReport) {
     field("fits_kek_bits", fits.join(", "));
     field("generator", &p.generator);
     field("sha256", &p.sha256);
+}
+
+/// `minutes`: the file written and each log's head (byok-cli-common's report).
+#[derive(Serialize)]
+#[serde(transparent)]
+pub struct Minutes(pub MinutesReport);
+
+impl Document for Minutes {
+    const SCHEMA: &'static str = "byok-online.minutes/1";
+}
+
+pub fn minutes(Minutes(r): &Minutes) {
+    println!(
+        "wrote {} ({}, {} keys packaged, {} imported, {} verified)",
+        r.file.display(),
+        r.format.as_str(),
+        r.packaged,
+        r.imported,
+        r.verified
+    );
+    for log in &r.logs {
+        println!("{}: {} entries", log.path.display(), log.entries);
+        field("  head", &log.head);
+    }
 }
 
 pub fn man(r: &ManReport) {

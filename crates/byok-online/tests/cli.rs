@@ -709,8 +709,10 @@ async fn batch_import_is_resumable_and_refuses_foreign_keys() {
     let report = env.json(&batch).await;
     assert_eq!(report["already_imported"], 2);
     let log = std::fs::read_to_string(env.path("pkgs/ceremony-log.jsonl")).unwrap();
-    assert_eq!(byok_core::evidence::verify(&log), Ok(5));
+    // Five imports or confirmations, each followed by its signature proof.
+    assert_eq!(byok_core::evidence::verify(&log), Ok(10));
     assert_eq!(log.matches("\"event\":\"imported\"").count(), 2);
+    assert_eq!(log.matches("\"event\":\"verified\"").count(), 5);
 }
 
 /// The key names of a batch report, in their order.

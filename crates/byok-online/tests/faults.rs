@@ -93,6 +93,7 @@ async fn a_cut_during_import_is_reported_and_a_retry_is_safe() {
         delete_delay_ms: 0,
         throttle: None,
         sku: kv_emulator::Sku::Premium,
+        legacy_rsa_exponent: false,
         fault_status: None,
         public_url: Some(format!("https://emulator.vault.azure.net:{}", proxy.port())),
         vault_name: kv_emulator::DEFAULT_VAULT_NAME.into(),

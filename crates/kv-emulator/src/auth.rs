@@ -13,6 +13,15 @@
 //! the port too, the Rust SDK only the host). A Key Vault's 401 carries
 //! `{"error":{"code":"Unauthorized","message":"AKV10000: ..."}}`; a Managed HSM's has an empty
 //! body (docs/azure-behaviour.md 7c).
+//!
+//! Entra ID's side (docs/azure-behaviour.md 10): the tenant's discovery document with every
+//! member Entra's has, `jwks_uri` naming a JWKS with the token-signing key ([`signing`]), and
+//! access tokens as Entra issues them for Key Vault: RS256 with `kid` and `x5t` in the header,
+//! v1 claims (`iss` `https://sts.windows.net/{tenant}/`, `ver` `1.0`, `appid`, `oid`, `sub`
+//! equal to `oid` for an application). A refused token gets the service's 401 texts
+//! (`AKV10022: Invalid audience. ...`, `AKV10032: Invalid issuer. ...`, `[TokenExpired] ...`).
+
+pub mod signing;
 
 use crate::service::Flavor;
 use crate::state_dir::Identity;
@@ -20,25 +29,38 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, Header, Validation};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+/// An access token's claims, as Entra ID's v1 tokens for Key Vault carry them.
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
     aud: String,
     iss: String,
-    sub: String,
-    tid: String,
-    /// The client's service principal object id.
-    #[serde(default)]
-    oid: String,
-    /// The client (application) id.
-    #[serde(default)]
-    appid: String,
     iat: i64,
     nbf: i64,
     exp: i64,
+    /// The client (application) id.
+    #[serde(default)]
+    appid: String,
+    /// `1`: the client proved itself with a secret.
+    #[serde(default)]
+    appidacr: String,
+    #[serde(default)]
+    idp: String,
+    /// The client's service principal object id.
+    #[serde(default)]
+    oid: String,
+    /// For an application's token, its object id.
+    #[serde(default)]
+    sub: String,
+    tid: String,
+    /// A unique token id.
+    #[serde(default)]
+    uti: String,
+    #[serde(default)]
+    ver: String,
 }
 
 /// What a client may do on the vault.
@@ -77,11 +99,11 @@ pub struct Auth {
     pub vault: VaultInfo,
     /// `https://127.0.0.1:PORT`: where the token endpoint is.
     pub authority: String,
-    signing_key: Vec<u8>,
+    signer: signing::Signer,
     token_lifetime: i64,
-    /// What a valid token is, and the key that checks it: made once, not per request.
+    /// What a valid token is (signature, lifetime): made once, not per request. The issuer
+    /// and audience are checked after it, to answer the service's messages.
     validation: Validation,
-    decoding_key: DecodingKey,
 }
 
 /// The form a client-credentials request posts.
@@ -115,9 +137,9 @@ impl Auth {
         vault: VaultInfo,
         authority: String,
         token_lifetime: i64,
-    ) -> Self {
-        let decoding_key = DecodingKey::from_secret(&identity.signing_key);
-        let mut auth = Self {
+    ) -> Result<Self, signing::SigningKeyError> {
+        let signer = signing::Signer::new(&identity.token_key, &identity.token_cert)?;
+        Ok(Self {
             tenant: identity.tenant_id,
             clients: vec![
                 Client {
@@ -136,32 +158,31 @@ impl Auth {
             resource: vault.flavor.resource().into(),
             vault,
             authority,
-            signing_key: identity.signing_key,
+            signer,
             token_lifetime,
-            validation: Validation::new(Algorithm::HS256),
-            decoding_key,
-        };
-        auth.validation = auth.token_validation();
-        auth
+            validation: token_validation(),
+        })
     }
 
-    /// HS256, no leeway, this issuer, and the vault's audience: the resource, or the
-    /// challenge's resource (with its port) for a client that asked for that.
-    fn token_validation(&self) -> Validation {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 0;
-        let audiences = [
-            self.resource.as_str(),
-            self.vault.challenge_resource.as_str(),
-        ];
-        validation.set_audience(&audiences);
-        validation.set_issuer(&[self.issuer()]);
-        validation.set_required_spec_claims(&["exp", "aud", "iss"]);
-        validation
+    /// The issuer of the access tokens: Entra ID's v1 issuer, which Key Vault expects
+    /// (docs/azure-behaviour.md 10c: "Expected one of https://sts.windows.net/{tenant}/").
+    pub fn token_issuer(&self) -> String {
+        format!("https://sts.windows.net/{}/", self.tenant)
     }
 
-    fn issuer(&self) -> String {
+    /// The discovery document's issuer: `{authority}/{tenant}/v2.0`.
+    pub fn issuer(&self) -> String {
         format!("{}/{}/v2.0", self.authority, self.tenant)
+    }
+
+    /// The tenant's JWKS: the one signing key.
+    pub fn jwks(&self) -> Value {
+        json!({"keys": [self.signer.jwk(&self.issuer())]})
+    }
+
+    /// The kid the tokens carry.
+    pub fn kid(&self) -> &str {
+        &self.signer.kid
     }
 
     /// Answers `POST /{tenant}/oauth2/v2.0/token`.
@@ -183,28 +204,31 @@ impl Auth {
         let now = crate::model::now();
         let claims = Claims {
             aud: audience.trim_end_matches('/').to_string(),
-            iss: self.issuer(),
-            sub: client.id.clone(),
-            tid: self.tenant.clone(),
-            oid: client.oid.clone(),
-            appid: client.id.clone(),
+            iss: self.token_issuer(),
             iat: now,
             nbf: now,
             exp: now + self.token_lifetime,
+            appid: client.id.clone(),
+            appidacr: "1".into(),
+            idp: self.token_issuer(),
+            oid: client.oid.clone(),
+            sub: client.oid.clone(),
+            tid: self.tenant.clone(),
+            uti: crate::routes::request_id().replace('-', ""),
+            ver: "1.0".into(),
         };
-        let token = jsonwebtoken::encode(
-            &Header::new(Algorithm::HS256),
-            &claims,
-            &EncodingKey::from_secret(&self.signing_key),
-        )
-        .map_err(|_| {
-            oauth_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                0,
-                "signing failed",
-            )
-        })?;
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(self.signer.kid.clone());
+        header.x5t = Some(self.signer.kid.clone());
+        let token =
+            jsonwebtoken::encode(&header, &claims, &self.signer.encoding).map_err(|_| {
+                oauth_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    0,
+                    "signing failed",
+                )
+            })?;
         Ok(json!({
             "token_type": "Bearer",
             "expires_in": self.token_lifetime,
@@ -293,9 +317,9 @@ impl Auth {
     pub fn authorize(&self, request: &Request) -> Option<Response> {
         let claims = match self.check(request.headers()) {
             Ok(claims) => claims,
-            Err(why) => return Some(self.challenge(why)),
+            Err(why) => return Some(self.challenge(&why)),
         };
-        let client = self.clients.iter().find(|c| c.id == claims.sub);
+        let client = self.clients.iter().find(|c| c.id == claims.appid);
         match client.map(|c| c.role) {
             Some(Role::All) => None,
             Some(Role::None) | None => {
@@ -305,30 +329,53 @@ impl Auth {
     }
 
     /// The claims of a valid bearer token, or why not (the 401's message).
-    fn check(&self, headers: &HeaderMap) -> Result<Claims, &'static str> {
+    fn check(&self, headers: &HeaderMap) -> Result<Claims, String> {
         const MISSING: &str = "AKV10000: Request is missing a Bearer or PoP token.";
         let Some(value) = headers.get(header::AUTHORIZATION) else {
-            return Err(MISSING);
+            return Err(MISSING.into());
         };
         let token = value
             .to_str()
             .ok()
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or(MISSING)?;
-        match jsonwebtoken::decode::<Claims>(token, &self.decoding_key, &self.validation) {
-            Ok(data) => Ok(data.claims),
-            Err(e) => {
-                use jsonwebtoken::errors::ErrorKind;
-                let why = match e.kind() {
-                    ErrorKind::ExpiredSignature => "AKV10032: Token expired.",
-                    ErrorKind::InvalidAudience => "AKV10022: Invalid audience.",
-                    ErrorKind::InvalidSignature => "AKV10031: Invalid token signature.",
-                    ErrorKind::InvalidIssuer => "AKV10023: Invalid issuer.",
-                    _ => "AKV10000: The token could not be validated.",
-                };
-                Err(why)
-            }
+        let claims =
+            match jsonwebtoken::decode::<Claims>(token, &self.signer.decoding, &self.validation) {
+                Ok(data) => data.claims,
+                Err(e) => {
+                    use jsonwebtoken::errors::ErrorKind;
+                    return Err(match e.kind() {
+                        // microsoft/confidential-sidecar-containers (docs/azure-behaviour.md 10c).
+                        ErrorKind::ExpiredSignature => {
+                            "[TokenExpired] Error validating token: 'S2S12086'.".into()
+                        }
+                        // Inferred: no recording of these two was found.
+                        ErrorKind::InvalidSignature => "AKV10031: Invalid token signature.".into(),
+                        _ => "AKV10000: The token could not be validated.".into(),
+                    });
+                }
+            };
+        // The service's texts (docs/azure-behaviour.md 10c): AKV10032 lists the issuers it
+        // trusts ("Expected one of A, B, found C."), AKV10022 the audience ("Expected A,
+        // found: B.").
+        let issuer = self.token_issuer();
+        if claims.iss != issuer {
+            return Err(format!(
+                "AKV10032: Invalid issuer. Expected one of {issuer}, found {}.",
+                claims.iss
+            ));
         }
+        let audiences = [
+            self.resource.as_str(),
+            self.vault.challenge_resource.as_str(),
+        ];
+        if !audiences.contains(&claims.aud.trim_end_matches('/')) {
+            return Err(format!(
+                "AKV10022: Invalid audience. Expected {}, found: {}.",
+                self.resource, claims.aud
+            ));
+        }
+        Ok(claims)
     }
 
     /// RBAC's 403 for a client with no role: the body of docs/azure-behaviour.md 5b, with the
@@ -378,14 +425,15 @@ fn key_name(path: &str) -> Option<&str> {
     }
 }
 
-/// The RBAC data action a request needs: `Microsoft.KeyVault/vaults/keys/read`,
-/// `.../keys/create/action`, `.../keys/import/action`, `.../keys/sign/action`, ... (for a
-/// Managed HSM, `Microsoft.KeyVault/managedHsm/keys/...`).
+/// The RBAC data action a request needs, by Learn's list of the provider's operations
+/// (docs/azure-behaviour.md 5d). A vault: `Microsoft.KeyVault/vaults/keys/read` (deleted keys
+/// too: vaults have no `deletedKeys` actions), `.../keys/create/action`, `.../keys/import/action`,
+/// `.../keys/update/action`, `.../keys/delete`, `.../keys/recover/action`, `.../keys/purge/action`,
+/// `.../keys/sign/action`, ... A Managed HSM: `Microsoft.KeyVault/managedHsm/keys/read/action`,
+/// `.../keys/write/action`, `.../keys/create`, `.../keys/import/action`, `.../keys/delete`,
+/// `.../keys/deletedKeys/read/action`, `.../keys/deletedKeys/recover/action`,
+/// `.../keys/deletedKeys/delete`, `.../keys/sign/action`, ...
 pub fn action(flavor: Flavor, method: &Method, path: &str) -> String {
-    let prefix = match flavor {
-        Flavor::Vault => "Microsoft.KeyVault/vaults",
-        Flavor::ManagedHsm => "Microsoft.KeyVault/managedHsm",
-    };
     let parts: Vec<&str> = path
         .trim_start_matches('/')
         .split('/')
@@ -393,27 +441,55 @@ pub fn action(flavor: Flavor, method: &Method, path: &str) -> String {
         .collect();
     let last = parts.last().copied().unwrap_or_default();
     let deleted = parts.first() == Some(&"deletedkeys");
-    let suffix = match (deleted, method.as_str(), parts.len(), last) {
-        (true, "GET", _, _) => "deletedKeys/read",
-        (true, "DELETE", _, _) => "deletedKeys/delete",
-        (true, _, _, _) => "deletedKeys/recover/action",
-        (false, "GET", _, _) => "keys/read",
-        (false, "PUT", _, _) => "keys/import/action",
-        (false, "PATCH", _, _) => "keys/update/action",
-        (false, "DELETE", _, _) => "keys/delete",
-        (false, _, _, "create") => "keys/create/action",
-        (false, _, n, op) if n >= 3 => match op {
-            "sign" => "keys/sign/action",
-            "verify" => "keys/verify/action",
-            "encrypt" => "keys/encrypt/action",
-            "decrypt" => "keys/decrypt/action",
-            "wrapkey" => "keys/wrap/action",
-            "unwrapkey" => "keys/unwrap/action",
-            _ => "keys/read",
-        },
-        _ => "keys/read",
+    let operation = || match last {
+        "sign" => Some("keys/sign/action"),
+        "verify" => Some("keys/verify/action"),
+        "encrypt" => Some("keys/encrypt/action"),
+        "decrypt" => Some("keys/decrypt/action"),
+        "wrapkey" => Some("keys/wrap/action"),
+        "unwrapkey" => Some("keys/unwrap/action"),
+        _ => None,
+    };
+    let (prefix, suffix) = match flavor {
+        Flavor::Vault => (
+            "Microsoft.KeyVault/vaults",
+            match (deleted, method.as_str(), last) {
+                (true, "GET", _) => "keys/read",
+                (true, "DELETE", _) => "keys/purge/action",
+                (true, _, _) => "keys/recover/action",
+                (false, "GET", _) => "keys/read",
+                (false, "PUT", _) => "keys/import/action",
+                (false, "PATCH", _) => "keys/update/action",
+                (false, "DELETE", _) => "keys/delete",
+                (false, _, "create") => "keys/create/action",
+                _ => operation().unwrap_or("keys/read"),
+            },
+        ),
+        Flavor::ManagedHsm => (
+            "Microsoft.KeyVault/managedHsm",
+            match (deleted, method.as_str(), last) {
+                (true, "GET", _) => "keys/deletedKeys/read/action",
+                (true, "DELETE", _) => "keys/deletedKeys/delete",
+                (true, _, _) => "keys/deletedKeys/recover/action",
+                (false, "GET", _) => "keys/read/action",
+                (false, "PUT", _) => "keys/import/action",
+                (false, "PATCH", _) => "keys/write/action",
+                (false, "DELETE", _) => "keys/delete",
+                (false, _, "create") => "keys/create",
+                _ => operation().unwrap_or("keys/read/action"),
+            },
+        ),
     };
     format!("{prefix}/{suffix}")
+}
+
+/// RS256, no leeway, `exp` required; the issuer and audience are checked after it.
+fn token_validation() -> Validation {
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.leeway = 0;
+    validation.validate_aud = false;
+    validation.set_required_spec_claims(&["exp", "aud", "iss"]);
+    validation
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -425,46 +501,44 @@ mod tests {
     use super::*;
 
     #[test]
-    fn actions_follow_the_operation() {
+    fn actions_are_learns_names() {
         let v = |m: &str, p: &str| action(Flavor::Vault, &m.parse().unwrap(), p);
-        assert_eq!(
-            v("POST", "/keys/k/create"),
-            "Microsoft.KeyVault/vaults/keys/create/action"
-        );
-        assert_eq!(
-            v("PUT", "/keys/k"),
-            "Microsoft.KeyVault/vaults/keys/import/action"
-        );
-        assert_eq!(v("GET", "/keys/k"), "Microsoft.KeyVault/vaults/keys/read");
-        assert_eq!(v("GET", "/keys"), "Microsoft.KeyVault/vaults/keys/read");
-        assert_eq!(
-            v("DELETE", "/keys/k"),
-            "Microsoft.KeyVault/vaults/keys/delete"
-        );
-        assert_eq!(
-            v("PATCH", "/keys/k/"),
-            "Microsoft.KeyVault/vaults/keys/update/action"
-        );
-        assert_eq!(
-            v("POST", "/keys/k/sign"),
-            "Microsoft.KeyVault/vaults/keys/sign/action"
-        );
-        assert_eq!(
-            v("POST", "/keys/k/0123/unwrapkey"),
-            "Microsoft.KeyVault/vaults/keys/unwrap/action"
-        );
-        assert_eq!(
-            v("POST", "/deletedkeys/k/recover"),
-            "Microsoft.KeyVault/vaults/deletedKeys/recover/action"
-        );
-        assert_eq!(
-            v("DELETE", "/deletedkeys/k"),
-            "Microsoft.KeyVault/vaults/deletedKeys/delete"
-        );
-        assert_eq!(
-            action(Flavor::ManagedHsm, &Method::GET, "/keys/k"),
-            "Microsoft.KeyVault/managedHsm/keys/read"
-        );
+        let kv = "Microsoft.KeyVault/vaults/keys";
+        for (m, p, want) in [
+            ("POST", "/keys/k/create", "create/action"),
+            ("PUT", "/keys/k", "import/action"),
+            ("GET", "/keys/k", "read"),
+            ("GET", "/keys", "read"),
+            ("DELETE", "/keys/k", "delete"),
+            ("PATCH", "/keys/k/", "update/action"),
+            ("POST", "/keys/k/sign", "sign/action"),
+            ("POST", "/keys/k/0123/unwrapkey", "unwrap/action"),
+            ("GET", "/deletedkeys/k", "read"),
+            ("GET", "/deletedkeys", "read"),
+            ("POST", "/deletedkeys/k/recover", "recover/action"),
+            ("DELETE", "/deletedkeys/k", "purge/action"),
+        ] {
+            assert_eq!(v(m, p), format!("{kv}/{want}"), "{m} {p}");
+        }
+        let h = |m: &str, p: &str| action(Flavor::ManagedHsm, &m.parse().unwrap(), p);
+        let hsm = "Microsoft.KeyVault/managedHsm/keys";
+        for (m, p, want) in [
+            ("POST", "/keys/k/create", "create"),
+            ("PUT", "/keys/k", "import/action"),
+            ("GET", "/keys/k", "read/action"),
+            ("PATCH", "/keys/k/v", "write/action"),
+            ("DELETE", "/keys/k", "delete"),
+            ("POST", "/keys/k/v/wrapkey", "wrap/action"),
+            ("GET", "/deletedkeys/k", "deletedKeys/read/action"),
+            (
+                "POST",
+                "/deletedkeys/k/recover",
+                "deletedKeys/recover/action",
+            ),
+            ("DELETE", "/deletedkeys/k", "deletedKeys/delete"),
+        ] {
+            assert_eq!(h(m, p), format!("{hsm}/{want}"), "{m} {p}");
+        }
         assert_eq!(key_name("/keys/k/create"), Some("k"));
         assert_eq!(key_name("/keys"), None);
     }

@@ -128,11 +128,16 @@ pub async fn unwrap_key_hsm(
     Ok(key)
 }
 
+/// The package in `key_hsm`, read as Azure reads a vendor tool's: `generator` is
+/// informational (the BYOK specification), so a package without it, or with members the
+/// format does not define, is read, the rest as strictly as ever (docs/azure-behaviour.md 4b).
 fn read_package(blob: &str) -> Result<KeyTransferPackage, ByokError> {
     let bytes = b64::decode("key_hsm", blob).map_err(|_| ByokError::NotBase64)?;
-    KeyTransferPackage::parse(&bytes).map_err(|e| ByokError::NotAPackage {
-        reason: e.to_string(),
-    })
+    KeyTransferPackage::parse_tolerant(&bytes)
+        .map(|(package, _)| package)
+        .map_err(|e| ByokError::NotAPackage {
+            reason: e.to_string(),
+        })
 }
 
 /// The KEK version the package names, in this vault.

@@ -105,10 +105,11 @@ pub struct ServeArgs {
     /// meanwhile. 0 is at once, as on Managed HSM.
     #[arg(long, value_name = "MS", default_value_t = 0)]
     delete_delay: u64,
-    /// Fidelity: throttle as Key Vault does: `azure` (the published limits per 10 s: HSM-key
-    /// creates 10, other HSM-key transactions 2,000 units, RSA 3072 costing 4 and RSA 4096
-    /// 8), or `create=N,other=M` for HSM keys (software keys: twice). 429s carry no
-    /// Retry-After.
+    /// Fidelity: throttle as the service does: `azure` (the published limits: a vault, per
+    /// 10 s, 10 HSM-key or 20 software-key creates, and ONE weighted budget of 2,000 RSA 2048
+    /// HSM-key or 4,000 software-key transactions, RSA 3072 costing 4 and RSA 4096 8 times as
+    /// much; a Managed HSM, per second, 1 create, 10 deletes, 10 purges, 1,100 reads), or
+    /// `create=N,other=M` for HSM keys (software keys cost half). 429s carry no Retry-After.
     #[arg(long, value_name = "azure|create=N,other=M")]
     throttle: Option<ThrottleLimits>,
     /// The window --throttle's limits are per, in milliseconds.
@@ -119,6 +120,10 @@ pub struct ServeArgs {
     /// --flavor managedhsm.
     #[arg(long, value_enum, default_value_t = SkuArg::Premium)]
     sku: SkuArg,
+    /// Fidelity: answer RSA keys' public exponent as "AAEAAQ" (65537 in four bytes, a leading
+    /// zero kept), as vaults did for keys made in 2020-2022, instead of today's "AQAB".
+    #[arg(long)]
+    legacy_rsa_exponent: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -176,6 +181,7 @@ impl ServeArgs {
                 window_ms: self.throttle_window_ms,
             }),
             sku: self.sku.into(),
+            legacy_rsa_exponent: self.legacy_rsa_exponent,
         })
     }
 }

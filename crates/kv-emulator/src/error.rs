@@ -47,14 +47,23 @@ impl ApiError {
         ))
     }
 
+    /// The 404 for a key (or version) that is not there, with the service's whole text
+    /// (R-RESUME and the Azure/azure-sdk-for-cpp live tests, docs/azure-behaviour.md 1c).
     pub fn key_not_found(name: &str, version: Option<&str>) -> Self {
-        let message = match version {
-            Some(v) if !v.is_empty() => {
-                format!("A key with (name/id) {name}/{v} was not found in this key vault.")
-            }
-            _ => format!("A key with (name/id) {name} was not found in this key vault."),
+        let id = match version {
+            Some(v) if !v.is_empty() => format!("{name}/{v}"),
+            _ => name.to_string(),
         };
-        Self::new(StatusCode::NOT_FOUND, "KeyNotFound", message)
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "KeyNotFound",
+            format!(
+                "A key with (name/id) {id} was not found in this key vault. If you recently \
+                 deleted this key you may be able to recover it using the correct recovery \
+                 command. For help resolving this issue, please see \
+                 https://go.microsoft.com/fwlink/?linkid=2125182"
+            ),
+        )
     }
 
     pub fn forbidden(message: impl Into<String>) -> Self {

@@ -95,6 +95,9 @@ pub struct Config {
     pub throttle: Option<ThrottleConfig>,
     /// The vault's tier (Premium by default); ignored on a Managed HSM.
     pub sku: Sku,
+    /// Serve RSA keys' public exponent as `AAEAAQ` (four bytes, a leading zero), as vaults
+    /// answered in 2020–2022, instead of today's `AQAB`.
+    pub legacy_rsa_exponent: bool,
 }
 
 /// The vault name when none is given.
@@ -258,7 +261,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         config.flavor,
     );
     connection.save(&config.state_dir)?;
-    let app = Arc::new(app(&config, identity, store, vault_url, authority));
+    let app = Arc::new(app(&config, identity, store, vault_url, authority)?);
     let server =
         axum_server::from_tcp_rustls(listener, tls.server_config().await?).map_err(|source| {
             ListenError {
@@ -346,13 +349,20 @@ fn app(
     store: store::Store,
     vault_url: String,
     authority: String,
-) -> routes::App {
+) -> Result<routes::App, IdentityError> {
     let vault = auth::VaultInfo {
         name: config.vault_name.to_ascii_lowercase(),
         flavor: config.flavor,
         challenge_resource: challenge_resource(config.flavor, &vault_url),
     };
-    routes::App {
+    let auth =
+        auth::Auth::new(identity, vault, authority, config.token_lifetime_secs).map_err(|e| {
+            IdentityError::Invalid {
+                path: config.state_dir.join(state_dir::IDENTITY_FILE),
+                reason: format!("token_signing_key: {e}"),
+            }
+        })?;
+    Ok(routes::App {
         service: service::Service {
             store,
             keks: byok::KekCache::default(),
@@ -362,12 +372,13 @@ fn app(
                 accept_zero_padded_kwp: config.accept_zero_padded_kwp,
                 delete_delay: std::time::Duration::from_millis(config.delete_delay_ms),
                 sku: config.sku,
+                padded_rsa_exponent: config.legacy_rsa_exponent,
             },
         },
         fault_status: config.fault_status,
         throttle: config
             .throttle
             .map(|t| throttle::Throttle::new(t, config.flavor)),
-        auth: auth::Auth::new(identity, vault, authority, config.token_lifetime_secs),
-    }
+        auth,
+    })
 }

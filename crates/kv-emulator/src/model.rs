@@ -24,7 +24,16 @@ pub const HSM_PLATFORM: &str = "2";
 pub struct View<'a> {
     pub vault_url: &'a str,
     pub flavor: Flavor,
+    /// `--legacy-rsa-exponent`: RSA keys' `e` as `AAEAAQ` (65537 in four bytes, a leading
+    /// zero kept), as vaults answered in 2020–2022, not `AQAB`.
+    pub padded_rsa_exponent: bool,
 }
+
+/// 65537 as current vaults send it (minimal big-endian), and as older ones did: four bytes,
+/// a leading zero kept (Azure/azure-sdk-for-js recordings of 2020–2022, docs/azure-behaviour.md
+/// 7h).
+pub const E_MINIMAL: &str = "AQAB";
+pub const E_PADDED: &str = "AAEAAQ";
 
 /// Key attributes as stored; times are Unix seconds.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -151,8 +160,9 @@ impl KeyVersion {
         Ok(())
     }
 
-    /// The public JWK with `kid`, `kty` and `key_ops` (no private member, ever).
-    pub fn jwk(&self, kid: &str) -> ApiResult<Value> {
+    /// The public JWK with `kid`, `kty` and `key_ops` (no private member, ever); with
+    /// `padded_e`, an RSA exponent of 65537 as [`E_PADDED`].
+    pub fn jwk(&self, kid: &str, padded_e: bool) -> ApiResult<Value> {
         let mut jwk = Map::new();
         jwk.insert("kid".into(), json!(kid));
         jwk.insert("kty".into(), json!(self.kty));
@@ -174,6 +184,10 @@ impl KeyVersion {
                 ("y", &public.y),
             ] {
                 if let Some(v) = v {
+                    let v = match (k, v.as_str()) {
+                        ("e", E_MINIMAL) if padded_e => E_PADDED,
+                        _ => v.as_str(),
+                    };
                     jwk.insert(k.into(), json!(v));
                 }
             }
@@ -185,7 +199,7 @@ impl KeyVersion {
     pub fn bundle(&self, view: View<'_>, name: &str) -> ApiResult<Value> {
         let kid = format!("{}/keys/{name}/{}", view.vault_url, self.version);
         let mut bundle = Map::new();
-        bundle.insert("key".into(), self.jwk(&kid)?);
+        bundle.insert("key".into(), self.jwk(&kid, view.padded_rsa_exponent)?);
         bundle.insert(
             "attributes".into(),
             self.attributes.to_json(view.flavor, &self.kty),
@@ -194,7 +208,10 @@ impl KeyVersion {
             bundle.insert("tags".into(), json!(self.tags));
         }
         if let Some(policy) = &self.release_policy {
-            bundle.insert("release_policy".into(), policy.clone());
+            bundle.insert(
+                "release_policy".into(),
+                crate::service::release_policy_json(policy),
+            );
         }
         Ok(Value::Object(bundle))
     }
@@ -222,8 +239,8 @@ pub struct KeyEntry {
     pub name: String,
     pub versions: Vec<KeyVersion>,
     pub deleted: Option<Deleted>,
-    /// A deletion or recovery still running (with `--delete-delay`); in memory only: after a
-    /// restart it has finished.
+    /// A deletion or recovery still running (with `--delete-delay`); not in the version rows
+    /// but in the store's `pending` table, so that with `--persist` it survives a restart.
     #[serde(skip)]
     pub pending: Option<Pending>,
 }

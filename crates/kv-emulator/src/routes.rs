@@ -34,6 +34,11 @@ pub const API_VERSIONS: [&str; 9] = [
     "7.6-preview.2",
 ];
 
+/// The newest version in [`API_VERSIONS`], which the unknown-version error names (the
+/// service names its own newest: "Consider using the latest supported version (7.1).",
+/// docs/azure-behaviour.md 7e).
+pub const LATEST_API_VERSION: &str = "2025-07-01";
+
 /// Largest request body: 1 MiB.
 pub const MAX_BODY: usize = 1024 * 1024;
 
@@ -63,7 +68,7 @@ fn api_version(q: &HashMap<String, String>) -> ApiResult<&str> {
         )),
         Some(v) if API_VERSIONS.contains(&v.as_str()) => Ok(v),
         Some(v) => Err(ApiError::bad_parameter(format!(
-            "The specified version ({v}) is not recognized. Consider using the latest supported version (7.6)."
+            "The specified version ({v}) is not recognized. Consider using the latest supported version ({LATEST_API_VERSION})."
         ))),
     }
 }
@@ -96,7 +101,9 @@ pub fn request_id() -> String {
 async fn response_details(State(app): Shared, request: Request, next: Next) -> Response {
     let id = request_id();
     let path = request.uri().path();
-    let data_plane = !(path.contains("/oauth2/") || path.contains("/.well-known/"));
+    let data_plane = !(path.contains("/oauth2/")
+        || path.contains("/.well-known/")
+        || path.contains("/discovery/"));
     let flavor = app.service.options.flavor;
     let mut response = next.run(request).await;
     if let Some(error) = response.extensions_mut().remove::<ApiError>()
@@ -134,7 +141,14 @@ async fn throttled(app: &App, request: Request, next: Next) -> Response {
         )
         .into_response();
     };
-    let cost = throttle::cost(&app.service, &parts.method, parts.uri.path(), &bytes).await;
+    let cost = throttle::cost(
+        limiter,
+        &app.service,
+        &parts.method,
+        parts.uri.path(),
+        &bytes,
+    )
+    .await;
     if !limiter.admit(cost) {
         return throttle::throttled().into_response();
     }
@@ -199,6 +213,7 @@ pub fn router(app: Arc<App>) -> Router {
             "/{tenant}/v2.0/.well-known/openid-configuration",
             get(openid_configuration),
         )
+        .route("/{tenant}/discovery/v2.0/keys", get(jwks))
         .merge(data)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -238,22 +253,92 @@ async fn not_found() -> ApiError {
     )
 }
 
+/// `POST /{tenant}/oauth2/v2.0/token`: the client's id and secret in the form
+/// (`client_secret_post`) or in `Authorization: Basic` (`client_secret_basic`, RFC 6749
+/// 2.3.1: each form-urlencoded, then base64).
 async fn token(
     State(app): Shared,
     Path(tenant): Path<String>,
-    Form(form): Form<TokenRequest>,
+    headers: axum::http::HeaderMap,
+    Form(mut form): Form<TokenRequest>,
 ) -> Response {
+    if let Some((id, secret)) = basic_credentials(&headers) {
+        form.client_id.get_or_insert(id);
+        form.client_secret.get_or_insert(secret);
+    }
     match app.auth.issue(&tenant, &form) {
         Ok(body) => Json(body).into_response(),
         Err(e) => e.into_response(),
     }
 }
 
-/// OpenID discovery, which MSAL-based clients (the Python and .NET SDKs) read first.
+/// The client id and secret of an `Authorization: Basic` header.
+fn basic_credentials(headers: &axum::http::HeaderMap) -> Option<(String, String)> {
+    use base64ct::Encoding;
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let encoded = value.strip_prefix("Basic ")?.trim();
+    let decoded = base64ct::Base64::decode_vec(encoded).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (id, secret) = text.split_once(':')?;
+    let unescape = |s: &str| -> Option<String> {
+        let form: HashMap<String, String> =
+            axum::extract::Query::try_from_uri(&format!("/?v={s}").parse().ok()?)
+                .ok()?
+                .0;
+        form.get("v").cloned()
+    };
+    Some((unescape(id)?, unescape(secret)?))
+}
+
+/// The tenant's OpenID discovery document, which MSAL reads before its first token request.
+/// Entra ID's members in its order (a 2021 recording of
+/// `login.microsoftonline.com/{tenant}/v2.0/.well-known/openid-configuration`, docs/azure-behaviour.md
+/// 10a), the tenant's endpoints pointing at the emulator: MSAL Node refuses a document without
+/// `authorization_endpoint`, `token_endpoint`, `issuer` and `jwks_uri`. The emulator serves the
+/// token endpoint and the JWKS; the other endpoints are named, not served.
 async fn openid_configuration(
     State(app): Shared,
     Path(tenant): Path<String>,
 ) -> ApiResult<Json<Value>> {
+    known_tenant(&app, &tenant)?;
+    let base = format!("{}/{tenant}", app.auth.authority);
+    Ok(Json(json!({
+        "token_endpoint": format!("{base}/oauth2/v2.0/token"),
+        "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+        "jwks_uri": format!("{base}/discovery/v2.0/keys"),
+        "response_modes_supported": ["query", "fragment", "form_post"],
+        "subject_types_supported": ["pairwise"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+        "scopes_supported": ["openid", "profile", "email", "offline_access"],
+        "issuer": app.auth.issuer(),
+        "request_uri_parameter_supported": false,
+        "userinfo_endpoint": "https://graph.microsoft.com/oidc/userinfo",
+        "authorization_endpoint": format!("{base}/oauth2/v2.0/authorize"),
+        "device_authorization_endpoint": format!("{base}/oauth2/v2.0/devicecode"),
+        "http_logout_supported": true,
+        "frontchannel_logout_supported": true,
+        "end_session_endpoint": format!("{base}/oauth2/v2.0/logout"),
+        "claims_supported": [
+            "sub", "iss", "cloud_instance_name", "cloud_instance_host_name",
+            "cloud_graph_host_name", "msgraph_host", "aud", "exp", "iat", "auth_time", "acr",
+            "nonce", "preferred_username", "name", "tid", "ver", "at_hash", "c_hash", "email"
+        ],
+        "tenant_region_scope": "NA",
+        "cloud_instance_name": "microsoftonline.com",
+        "cloud_graph_host_name": "graph.windows.net",
+        "msgraph_host": "graph.microsoft.com",
+        "rbac_url": "https://pas.windows.net",
+    })))
+}
+
+/// The tenant's JWKS (`jwks_uri`): the key the access tokens are signed with, by its `kid`.
+async fn jwks(State(app): Shared, Path(tenant): Path<String>) -> ApiResult<Json<Value>> {
+    known_tenant(&app, &tenant)?;
+    Ok(Json(app.auth.jwks()))
+}
+
+fn known_tenant(app: &App, tenant: &str) -> ApiResult<()> {
     if tenant != app.auth.tenant {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -261,16 +346,7 @@ async fn openid_configuration(
             "AADSTS90002: Tenant not found.",
         ));
     }
-    let base = format!("{}/{tenant}", app.auth.authority);
-    Ok(Json(json!({
-        "issuer": format!("{base}/v2.0"),
-        "token_endpoint": format!("{base}/oauth2/v2.0/token"),
-        "authorization_endpoint": format!("{base}/oauth2/v2.0/authorize"),
-        "device_authorization_endpoint": format!("{base}/oauth2/v2.0/devicecode"),
-        "token_endpoint_auth_methods_supported": ["client_secret_post"],
-        "response_types_supported": ["token"],
-        "tenant_region_scope": null,
-    })))
+    Ok(())
 }
 
 async fn create(

@@ -22,6 +22,7 @@ use crate::store::Store;
 
 pub use keys::{CreateRequest, ImportRequest, JwkIn, UpdateRequest};
 pub use operations::OperationRequest;
+pub use rules::release_policy_json;
 
 /// Which service the emulator plays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +69,8 @@ pub struct Options {
     /// How long a deletion (and a recovery) keeps running after its 200; zero: at once.
     pub delete_delay: std::time::Duration,
     pub sku: Sku,
+    /// Serve RSA keys' `e` as `AAEAAQ`, as vaults did in 2020–2022 (`--legacy-rsa-exponent`).
+    pub padded_rsa_exponent: bool,
 }
 
 pub struct Service {
@@ -84,6 +87,7 @@ impl Service {
         View {
             vault_url: &self.vault_url,
             flavor: self.options.flavor,
+            padded_rsa_exponent: self.options.padded_rsa_exponent,
         }
     }
 }

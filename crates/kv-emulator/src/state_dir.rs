@@ -119,7 +119,10 @@ pub struct Identity {
     pub reader_client_id: String,
     pub reader_client_secret: String,
     pub reader_oid: String,
-    pub signing_key: Vec<u8>,
+    /// The RSA 2048 key tokens are signed with (PKCS#8 DER), and its self-signed certificate
+    /// (DER), which the tenant's JWKS publishes ([`crate::auth::signing`]).
+    pub token_key: Vec<u8>,
+    pub token_cert: Vec<u8>,
 }
 
 /// `identity.json` as written. The object ids and the reader came later: a file without them
@@ -137,14 +140,28 @@ struct IdentityFile {
     reader_client_secret: String,
     #[serde(default)]
     reader_oid: String,
-    /// Hex.
+    /// The HS256 key of kv-emulator versions before RS256 tokens (hex): kept in an older
+    /// file, no longer used.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     jwt_key: String,
+    /// The token-signing key, PKCS#8 DER in base64url; made for an older file.
+    #[serde(default)]
+    token_signing_key: String,
+    /// Its self-signed certificate, DER in base64url.
+    #[serde(default)]
+    token_signing_cert: String,
 }
 
 impl IdentityFile {
     /// Makes the fields an older file lacks; whether it made any.
-    fn complete(&mut self) -> bool {
+    fn complete(&mut self) -> Result<bool, String> {
         let mut made = false;
+        if self.token_signing_key.is_empty() || self.token_signing_cert.is_empty() {
+            let (key, cert) = crate::auth::signing::make().map_err(|e| e.to_string())?;
+            self.token_signing_key = byok_core::b64::encode(&key);
+            self.token_signing_cert = byok_core::b64::encode(&cert);
+            made = true;
+        }
         type Make = fn() -> String;
         let secret: Make = || random_hex(24);
         let fields: [(&mut String, Make); 4] = [
@@ -159,11 +176,19 @@ impl IdentityFile {
                 made = true;
             }
         }
-        made
+        Ok(made)
     }
 
-    fn into_identity(self, signing_key: Vec<u8>) -> Identity {
-        Identity {
+    /// The identity; the token key and certificate decoded (`what` names a bad one).
+    fn into_identity(self) -> Result<Identity, String> {
+        fn decode(what: &'static str, text: &str) -> Result<Vec<u8>, String> {
+            byok_core::b64::decode(what, text).map_err(|e| format!("{what}: {e}"))
+        }
+        let token_key = decode("token_signing_key", &self.token_signing_key)?;
+        let token_cert = decode("token_signing_cert", &self.token_signing_cert)?;
+        crate::auth::signing::Signer::new(&token_key, &token_cert)
+            .map_err(|e| format!("token_signing_key: {e}"))?;
+        Ok(Identity {
             tenant_id: self.tenant_id,
             client_id: self.client_id,
             client_secret: self.client_secret,
@@ -171,8 +196,9 @@ impl IdentityFile {
             reader_client_id: self.reader_client_id,
             reader_client_secret: self.reader_client_secret,
             reader_oid: self.reader_oid,
-            signing_key,
-        }
+            token_key,
+            token_cert,
+        })
     }
 }
 
@@ -189,15 +215,13 @@ impl Identity {
         };
         let mut file: IdentityFile =
             serde_json::from_slice(&read(&path)?).map_err(|e| invalid(e.to_string()))?;
-        let signing_key =
-            hex::decode(&file.jwt_key).map_err(|e| invalid(format!("jwt_key: {e}")))?;
-        if file.complete() {
+        if file.complete().map_err(&invalid)? {
             write_private(
                 &path,
                 &serde_json::to_vec_pretty(&file).expect("serializes"),
             )?;
         }
-        Ok(file.into_identity(signing_key))
+        file.into_identity().map_err(invalid)
     }
 
     fn create(path: &Path) -> Result<Self, IdentityError> {
@@ -209,12 +233,17 @@ impl Identity {
             reader_client_id: String::new(),
             reader_client_secret: String::new(),
             reader_oid: String::new(),
-            jwt_key: random_hex(32),
+            jwt_key: String::new(),
+            token_signing_key: String::new(),
+            token_signing_cert: String::new(),
         };
-        file.complete();
+        let invalid = |reason: String| IdentityError::Invalid {
+            path: path.into(),
+            reason,
+        };
+        file.complete().map_err(invalid)?;
         write_private(path, &serde_json::to_vec_pretty(&file).expect("serializes"))?;
-        let signing_key = hex::decode(&file.jwt_key).expect("made as hex");
-        Ok(file.into_identity(signing_key))
+        file.into_identity().map_err(invalid)
     }
 }
 
@@ -367,8 +396,8 @@ mod tests {
         let first = Identity::load_or_create(dir.path()).unwrap();
         let again = Identity::load_or_create(dir.path()).unwrap();
         assert_eq!(first.client_secret, again.client_secret);
-        assert_eq!(first.signing_key, again.signing_key);
-        assert_eq!(first.signing_key.len(), 32);
+        assert_eq!(first.token_key, again.token_key);
+        assert_eq!(first.token_cert, again.token_cert);
         assert_ne!(first.client_id, first.reader_client_id);
         assert_eq!(first.reader_client_secret, again.reader_client_secret);
         // A file from before the reader existed gets one, kept from then on.
@@ -379,6 +408,8 @@ mod tests {
             "reader_client_id",
             "reader_client_secret",
             "reader_oid",
+            "token_signing_key",
+            "token_signing_cert",
         ] {
             old.as_object_mut().unwrap().remove(field);
         }
@@ -386,8 +417,10 @@ mod tests {
         let upgraded = Identity::load_or_create(dir.path()).unwrap();
         assert_eq!(upgraded.client_secret, first.client_secret);
         assert!(!upgraded.reader_client_id.is_empty());
+        assert_ne!(upgraded.token_key, first.token_key);
         let kept = Identity::load_or_create(dir.path()).unwrap();
         assert_eq!(kept.reader_client_id, upgraded.reader_client_id);
+        assert_eq!(kept.token_key, upgraded.token_key);
         std::fs::write(dir.path().join(IDENTITY_FILE), "{}").unwrap();
         let broken = Identity::load_or_create(dir.path()).err().unwrap();
         assert!(

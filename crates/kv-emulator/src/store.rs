@@ -8,7 +8,8 @@
 //!   changes waiting for it into one commit, each in its own savepoint;
 //! - one row per key and one per key version ([`db`]): a write saves the rows it changed,
 //!   so its cost does not grow with the number of keys, and opening a database loads none;
-//! - a deletion or recovery still running (`--delete-delay`) is kept in memory only;
+//! - a deletion or recovery still running (`--delete-delay`) is kept in memory and, with
+//!   `--persist`, in the `pending` table, so it goes on running across a restart;
 //! - a `state.json` from an older kv-emulator is imported once ([`migrate`]).
 
 mod db;
@@ -87,7 +88,12 @@ impl Store {
         let path = location.path.clone();
         let conn = location.open_writer().map_err(|e| open_error(&path, e))?;
         prepare(&conn, dir, &path)?;
+        // Deletions and recoveries a persisted run left running go on where they were.
+        conn.execute_batch(db::PENDING_SCHEMA)
+            .map_err(|e| open_error(&path, e))?;
         let pendings = Pendings::default();
+        *pendings.lock().unwrap_or_else(|e| e.into_inner()) =
+            db::load_pendings(&conn).map_err(|e| open_error(&path, e))?;
         let writer = Writer::start(conn, pendings.clone()).map_err(|e| StoreError::Open {
             path: path.clone(),
             reason: format!("cannot start its writer thread: {e}"),

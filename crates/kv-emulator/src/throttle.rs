@@ -1,41 +1,36 @@
-//! Throttling by Key Vault's published limits (`--throttle`), off by default.
+//! Throttling by Key Vault's and Managed HSM's published limits (`--throttle`), off by
+//! default. The table is [`byok_core::limits`] (Learn "Azure Key Vault service limits",
+//! docs/azure-behaviour.md 6a), which byok-online's pacing reads too.
 //!
-//! The table (MicrosoftDocs/azure-docs `includes/key-vault-limits.md`, the Learn page
-//! https://learn.microsoft.com/en-us/azure/key-vault/general/service-limits; survey section
-//! 6a), per vault and per window of 10 seconds:
+//! A vault (per 10 s window): ONE budget of 4,000 units for every key transaction that is not
+//! a create, HSM and software keys alike ("only one of the following ... 4,000 RSA 2,048-bit
+//! software-key GET transactions; 2,000 RSA 2,048-bit HSM-key GET transactions; 250 RSA
+//! 4,096-bit HSM-key GET transactions; 248 ... and 16 ..."): a transaction costs 4,000 / its
+//! limit (RSA 2048 or EC software key 1, HSM key 2; RSA 3072 4 / 8; RSA 4096 8 / 16). Creates
+//! and imports share one budget of 20 units (software 1, HSM 2). A request that names no stored
+//! key (a list, a missing key) costs what an RSA 2048 HSM-key transaction does (inferred: the
+//! table does not say).
 //!
-//! | key type                | HSM create | HSM other | software create | software other |
-//! |-------------------------|-----------:|----------:|----------------:|---------------:|
-//! | RSA 2048, EC (any)      |         10 |     2,000 |              20 |          4,000 |
-//! | RSA 3072                |         10 |       500 |              20 |          1,000 |
-//! | RSA 4096                |         10 |       250 |              20 |            500 |
+//! A Managed HSM (`--throttle azure`, per second): Create Key 1 (imports too), Delete Key 10,
+//! Purge Key 10, Get Key Information 1,100, each counted apart; nothing else ("Managed HSM does
+//! not throttle on cryptographic operation transactions", scaling guidance).
 //!
-//! "The throttling thresholds are weighted, and enforcement is on their sum": the emulator
-//! keeps one budget per column in units of the cheapest kind, and a transaction on an RSA
-//! 3072 key costs 4 units, on an RSA 4096 key 8 (so 250 RSA 4096 GETs use the whole 2,000).
-//! Creates and imports cost 1 unit of the create budget. A request that names no stored key
-//! (a list, a key that does not exist) costs 1 unit of the HSM "other" budget (inferred: the
-//! table does not say; the smaller budget is the stricter choice).
-//!
-//! `--throttle create=N,other=M` replaces the HSM column's limits (for tests, with the same
-//! weights); the software column gets twice them, the table's ratio. `--throttle-window-ms`
-//! scales the window (default 10,000 ms).
+//! `--throttle create=N,other=M` replaces a vault's limits (for tests, with the same weights):
+//! N HSM-key creates and M units of HSM-key transactions (an RSA 2048 HSM-key GET is 1 of
+//! them) per window, software keys costing half; a Managed HSM gets the same, all its keys
+//! being HSM keys. `--throttle-window-ms` scales the window (default 10,000 ms; a Managed
+//! HSM's second is a tenth of it).
 //!
 //! A throttled request gets 429 `Throttled` "... Reason: VaultRequestTypeLimitReached" with no
 //! `Retry-After` (vcsjones/AzureSignTool #219, dotnet/sign #403; survey 6b), and does not
 //! count towards the limits ("Failed requests that return a 429 do not count towards the
 //! throttle limits", MicrosoftDocs/azure-security-docs
 //! `articles/key-vault/general/overview-throttling.md`).
-//!
-//! Managed HSM's limits are per second and per HSM instance (the same include): with
-//! `--throttle azure` the emulator limits key creation (create and import) to 1 per tenth of
-//! the window (1 per second by default) and nothing else, since "Managed HSM does not throttle
-//! on cryptographic operation transactions" (scaling guidance). Explicit limits apply to a
-//! Managed HSM as given, all keys counting as HSM keys.
 
 use crate::error::ApiError;
 use crate::service::{Flavor, Service};
 use axum::http::{Method, StatusCode};
+use byok_core::limits::{self, MhsmOperation};
 use serde_json::Value;
 use std::collections::VecDeque;
 use std::str::FromStr;
@@ -97,7 +92,7 @@ pub fn throttled() -> ApiError {
 
 /// One budget: at most `limit` units in any `window`.
 #[derive(Debug)]
-struct Budget {
+pub struct Budget {
     limit: u64,
     window: Duration,
     spent: VecDeque<(Instant, u64)>,
@@ -132,97 +127,122 @@ impl Budget {
 
 /// What a request costs: which budget, and how many units.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cost {
-    pub create: bool,
-    pub hsm: bool,
-    pub units: u64,
+pub enum Cost {
+    /// A vault's create budget.
+    Create(u64),
+    /// A vault's budget of every other key transaction.
+    Other(u64),
+    /// A Managed HSM operation its page limits per second (one each).
+    Mhsm(MhsmOperation),
+    /// Not limited.
+    Free,
 }
 
-/// The running limiter: HSM create, HSM other, software create, software other.
+/// The running limiter.
 #[derive(Debug)]
-pub struct Throttle {
-    budgets: Mutex<[Budget; 4]>,
+pub enum Throttle {
+    /// Weighted budgets per window: creates, and everything else.
+    Weighted { budgets: Mutex<[Budget; 2]> },
+    /// Managed HSM's per-second limits, per operation: create, delete, purge, get.
+    PerOperation { budgets: Mutex<[Budget; 4]> },
 }
+
+const MHSM_OPERATIONS: [MhsmOperation; 4] = [
+    MhsmOperation::Create,
+    MhsmOperation::Delete,
+    MhsmOperation::Purge,
+    MhsmOperation::Get,
+];
 
 impl Throttle {
     pub fn new(config: ThrottleConfig, flavor: Flavor) -> Self {
         let window = Duration::from_millis(config.window_ms.max(1));
-        let unlimited = || Budget::new(u64::MAX / 2, window);
-        let budgets = match (config.limits, flavor) {
-            (ThrottleLimits::Azure, Flavor::Vault) => [
-                Budget::new(10, window),
-                Budget::new(2000, window),
-                Budget::new(20, window),
-                Budget::new(4000, window),
-            ],
-            (ThrottleLimits::Azure, Flavor::ManagedHsm) => [
-                Budget::new(1, (window / 10).max(Duration::from_millis(1))),
-                unlimited(),
-                unlimited(),
-                unlimited(),
-            ],
-            (ThrottleLimits::Explicit { create, other }, _) => [
-                Budget::new(create.into(), window),
-                Budget::new(other.into(), window),
-                Budget::new(u64::from(create) * 2, window),
-                Budget::new(u64::from(other) * 2, window),
-            ],
-        };
-        Self {
-            budgets: Mutex::new(budgets),
+        match (config.limits, flavor) {
+            (ThrottleLimits::Azure, Flavor::Vault) => Self::Weighted {
+                budgets: Mutex::new([
+                    Budget::new(limits::KV_CREATE_UNITS.into(), window),
+                    Budget::new(limits::KV_OTHER_UNITS.into(), window),
+                ]),
+            },
+            (ThrottleLimits::Azure, Flavor::ManagedHsm) => {
+                // Per second: a tenth of the (scaled) 10 s window.
+                let second = (window / 10).max(Duration::from_millis(1));
+                Self::PerOperation {
+                    budgets: Mutex::new(
+                        MHSM_OPERATIONS
+                            .map(|op| Budget::new(limits::mhsm_per_second(op).into(), second)),
+                    ),
+                }
+            }
+            // N HSM-key creates and M HSM-key units: in the table's units, twice each.
+            (ThrottleLimits::Explicit { create, other }, _) => Self::Weighted {
+                budgets: Mutex::new([
+                    Budget::new(u64::from(create) * 2, window),
+                    Budget::new(u64::from(other) * 2, window),
+                ]),
+            },
+        }
+    }
+
+    /// Whether a request of this cost may go on at `now` (and if so, it is counted).
+    fn admit_at(&self, cost: Cost, now: Instant) -> bool {
+        match (self, cost) {
+            (_, Cost::Free) => true,
+            (Self::Weighted { budgets }, Cost::Create(units)) => lock(budgets)[0].spend(units, now),
+            (Self::Weighted { budgets }, Cost::Other(units)) => lock(budgets)[1].spend(units, now),
+            (Self::Weighted { budgets }, Cost::Mhsm(_)) => lock(budgets)[1].spend(2, now),
+            (Self::PerOperation { budgets }, Cost::Mhsm(op)) => {
+                let i = MHSM_OPERATIONS.iter().position(|o| *o == op).unwrap_or(0);
+                lock(budgets)[i].spend(1, now)
+            }
+            (Self::PerOperation { .. }, _) => true,
         }
     }
 
     /// Whether a request of this cost may go on (and if so, it is counted).
     pub fn admit(&self, cost: Cost) -> bool {
-        let index = match (cost.hsm, cost.create) {
-            (true, true) => 0,
-            (true, false) => 1,
-            (false, true) => 2,
-            (false, false) => 3,
+        self.admit_at(cost, Instant::now())
+    }
+
+    /// Whether this limiter counts Managed HSM operations (not a vault's weighted units).
+    pub fn per_operation(&self) -> bool {
+        matches!(self, Self::PerOperation { .. })
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What a data-plane request costs on `limiter`, from its method, path and body, and the key
+/// it names.
+pub async fn cost(
+    limiter: &Throttle,
+    service: &Service,
+    method: &Method,
+    path: &str,
+    body: &[u8],
+) -> Cost {
+    if limiter.per_operation() {
+        return match limits::mhsm_operation(method.as_str(), path) {
+            Some(op) => Cost::Mhsm(op),
+            None => Cost::Free,
         };
-        let mut budgets = self.budgets.lock().unwrap_or_else(|e| e.into_inner());
-        budgets[index].spend(cost.units, Instant::now())
     }
-}
-
-/// Units of a transaction on a key of this type: the table's "other" limits are 2,000 for RSA
-/// 2048 and EC, 500 for RSA 3072 and 250 for RSA 4096.
-pub fn weight(kty: &str, bits: u32) -> u64 {
-    if kty.starts_with("RSA") {
-        match bits {
-            0..=2048 => 1,
-            2049..=3072 => 4,
-            _ => 8,
-        }
-    } else {
-        1
-    }
-}
-
-/// What a data-plane request costs, from its method, path and body, and the key it names.
-pub async fn cost(service: &Service, method: &Method, path: &str, body: &[u8]) -> Cost {
     let mhsm = service.options.flavor == Flavor::ManagedHsm;
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let json = || serde_json::from_slice::<Value>(body).unwrap_or(Value::Null);
     let hsm_kty = |v: &Value| v.as_str().is_some_and(|k| k.ends_with("-HSM"));
+    let create = |hsm: bool| Cost::Create(limits::kv_create_cost(hsm).into());
     match (method, segments.as_slice()) {
-        (&Method::POST, ["keys", _, "create"]) => Cost {
-            create: true,
-            hsm: mhsm || hsm_kty(&json()["kty"]),
-            units: 1,
-        },
+        (&Method::POST, ["keys", _, "create"]) => create(mhsm || hsm_kty(&json()["kty"])),
         (&Method::PUT, ["keys", _]) => {
             let v = json();
-            let hsm = mhsm
-                || hsm_kty(&v["key"]["kty"])
-                || v["Hsm"] == Value::Bool(true)
-                || v["key"]["key_hsm"].is_string();
-            Cost {
-                create: true,
-                hsm,
-                units: 1,
-            }
+            create(
+                mhsm || hsm_kty(&v["key"]["kty"])
+                    || v["Hsm"] == Value::Bool(true)
+                    || v["key"]["key_hsm"].is_string(),
+            )
         }
         (_, ["keys" | "deletedkeys", name, ..]) => {
             let stored = service
@@ -231,27 +251,20 @@ pub async fn cost(service: &Service, method: &Method, path: &str, body: &[u8]) -
                 .await
                 .ok()
                 .flatten()
-                .and_then(|e| e.versions.last().map(|v| (v.kty.clone(), v.bits)));
+                .and_then(|e| e.versions.last().map(|v| (v.kind().ok(), v.kty.clone())));
             match stored {
-                Some((kty, bits)) => Cost {
-                    create: false,
-                    hsm: mhsm || kty.ends_with("-HSM"),
-                    units: weight(&kty, bits),
-                },
-                None => Cost {
-                    create: false,
-                    hsm: true,
-                    units: 1,
-                },
+                Some((Some(kind), kty)) => {
+                    Cost::Other(limits::kv_other_cost(kind, mhsm || kty.ends_with("-HSM")).into())
+                }
+                _ => Cost::Other(UNKNOWN_COST),
             }
         }
-        _ => Cost {
-            create: false,
-            hsm: true,
-            units: 1,
-        },
+        _ => Cost::Other(UNKNOWN_COST),
     }
 }
+
+/// A transaction on no stored key costs what an RSA 2048 HSM-key one does.
+const UNKNOWN_COST: u64 = 2;
 
 #[cfg(test)]
 mod tests {
@@ -289,8 +302,57 @@ mod tests {
         assert_eq!(b.spent.len(), 2);
         // After the window, the budget is back.
         assert!(b.spend(16, now + Duration::from_secs(60)));
-        assert_eq!(weight("RSA-HSM", 4096), 8);
-        assert_eq!(weight("RSA", 3072), 4);
-        assert_eq!(weight("EC-HSM", 384), 1);
+    }
+
+    #[test]
+    fn a_vault_has_one_budget_for_hsm_and_software_keys() {
+        let config = ThrottleConfig {
+            limits: ThrottleLimits::Azure,
+            window_ms: 10_000,
+        };
+        let t = Throttle::new(config, Flavor::Vault);
+        let now = Instant::now();
+        // 248 RSA 4096 HSM-key GETs (16 each) and 16 RSA 2048 HSM-key GETs (2 each) fill it:
+        // then not one RSA 2048 software-key GET is left.
+        for _ in 0..248 {
+            assert!(t.admit_at(Cost::Other(16), now));
+        }
+        for _ in 0..16 {
+            assert!(t.admit_at(Cost::Other(2), now));
+        }
+        assert!(!t.admit_at(Cost::Other(1), now));
+        // Creates have their own budget: 10 HSM-key creates, then no software-key create.
+        for _ in 0..10 {
+            assert!(t.admit_at(Cost::Create(2), now));
+        }
+        assert!(!t.admit_at(Cost::Create(1), now));
+    }
+
+    #[test]
+    fn a_managed_hsm_limits_each_operation_per_second() {
+        let config = ThrottleConfig {
+            limits: ThrottleLimits::Azure,
+            window_ms: 10_000,
+        };
+        let t = Throttle::new(config, Flavor::ManagedHsm);
+        let now = Instant::now();
+        let op = Cost::Mhsm;
+        assert!(t.admit_at(op(MhsmOperation::Create), now));
+        assert!(!t.admit_at(op(MhsmOperation::Create), now));
+        for _ in 0..10 {
+            assert!(t.admit_at(op(MhsmOperation::Delete), now));
+            assert!(t.admit_at(op(MhsmOperation::Purge), now));
+        }
+        assert!(!t.admit_at(op(MhsmOperation::Delete), now));
+        assert!(!t.admit_at(op(MhsmOperation::Purge), now));
+        for _ in 0..1100 {
+            assert!(t.admit_at(op(MhsmOperation::Get), now));
+        }
+        assert!(!t.admit_at(op(MhsmOperation::Get), now));
+        assert!(t.admit_at(Cost::Free, now));
+        // A second later, each is back.
+        let later = now + Duration::from_secs(1);
+        assert!(t.admit_at(op(MhsmOperation::Create), later));
+        assert!(t.admit_at(op(MhsmOperation::Get), later));
     }
 }

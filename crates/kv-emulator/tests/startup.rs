@@ -16,6 +16,7 @@ fn config(dir: &std::path::Path) -> Config {
         delete_delay_ms: 0,
         throttle: None,
         sku: kv_emulator::Sku::Premium,
+        legacy_rsa_exponent: false,
         fault_status: None,
         public_url: None,
         vault_name: kv_emulator::DEFAULT_VAULT_NAME.into(),

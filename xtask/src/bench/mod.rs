@@ -6,6 +6,7 @@
 //! The children it starts (this binary again) are in [`floor`] (PKCS#11 loops) and [`load`]
 //! (the emulator's load generator).
 
+pub mod check_cost;
 pub mod floor;
 pub mod load;
 pub mod scale;

@@ -66,9 +66,19 @@ impl Held {
 }
 
 impl KindReport {
-    /// Lets `key` of this kind through to a real package, or refuses it naming the defect and
-    /// the fix.
-    pub fn admit(&self, key: Held, path: WrapPath, overrides: Overrides) -> Result<()> {
+    /// Lets `key` of this kind through to a real package, returning the verdict it was
+    /// admitted by (for the evidence log), or refuses it naming the defect and the fix.
+    pub fn admit(&self, key: Held, path: WrapPath, overrides: Overrides) -> Result<String> {
+        self.judge(key, path, overrides)?;
+        let [generated, imported] = self.lines();
+        let line = match key.sides(self.kind).generated {
+            true => generated,
+            false => imported,
+        };
+        Ok(line)
+    }
+
+    fn judge(&self, key: Held, path: WrapPath, overrides: Overrides) -> Result<()> {
         let judged = match key.sides(self.kind).generated {
             true => &self.generated.judged,
             false => &self.imported.judged,
@@ -188,8 +198,9 @@ impl Verdicts {
         })
     }
 
-    /// Lets `key` of `kind` through, or refuses it (a kind not checked is refused: a bug).
-    pub fn admit(&self, kind: KeyKind, key: Held) -> Result<()> {
+    /// Lets `key` of `kind` through (the verdict it was admitted by), or refuses it (a kind
+    /// not checked is refused: a bug).
+    pub fn admit(&self, kind: KeyKind, key: Held) -> Result<String> {
         let report = self
             .reports
             .iter()
@@ -199,17 +210,17 @@ impl Verdicts {
     }
 }
 
-/// The gate before a real package: checks what `keys` need, then admits each.
+/// The gate before a real package: checks what `keys` need, then admits each; the verdicts
+/// they were admitted by, in order.
 pub fn require(
     token: &TokenSession,
     raw: &RawModule,
     path: WrapPath,
     keys: &[(KeyKind, Held)],
     overrides: Overrides,
-) -> Result<()> {
+) -> Result<Vec<String>> {
     let verdicts = Verdicts::check(token, raw, path, keys, overrides)?;
-    for &(kind, held) in keys {
-        verdicts.admit(kind, held)?;
-    }
-    Ok(())
+    keys.iter()
+        .map(|&(kind, held)| verdicts.admit(kind, held))
+        .collect()
 }

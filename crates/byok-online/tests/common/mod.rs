@@ -71,6 +71,7 @@ pub async fn start_throttled(limits: &str, window_ms: u64) -> Env {
             window_ms,
         }),
         sku: kv_emulator::Sku::Premium,
+        legacy_rsa_exponent: false,
         fault_status: None,
         public_url: None,
         vault_name: kv_emulator::DEFAULT_VAULT_NAME.into(),
@@ -96,6 +97,7 @@ pub async fn start_as(flavor: kv_emulator::Flavor) -> Env {
         delete_delay_ms: 0,
         throttle: None,
         sku: kv_emulator::Sku::Premium,
+        legacy_rsa_exponent: false,
         fault_status: None,
         public_url: None,
         vault_name: kv_emulator::DEFAULT_VAULT_NAME.into(),
@@ -288,5 +290,46 @@ impl Env {
             "kek.transfer",
         ])
         .await;
+    }
+}
+
+/// A vault emulator on `state` with `tweak` applied to its configuration (`persist`, the
+/// legacy RSA exponent, ...), and `work` to run the binary in; with `persist`, a restart on the
+/// same directories finds the keys and the URL again ([`Env::stop`]).
+pub async fn start_on(
+    state: tempfile::TempDir,
+    work: tempfile::TempDir,
+    tweak: impl FnOnce(&mut kv_emulator::Config),
+) -> Env {
+    let mut config = kv_emulator::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        state_dir: state.path().to_path_buf(),
+        flavor: kv_emulator::Flavor::Vault,
+        persist: false,
+        token_lifetime_secs: 3600,
+        accept_zero_padded_kwp: false,
+        delete_delay_ms: 0,
+        throttle: None,
+        sku: kv_emulator::Sku::Premium,
+        legacy_rsa_exponent: false,
+        fault_status: None,
+        public_url: None,
+        vault_name: kv_emulator::DEFAULT_VAULT_NAME.into(),
+        public_address: None,
+    };
+    tweak(&mut config);
+    let emu = kv_emulator::start(config).await.unwrap();
+    Env {
+        _emu: emu,
+        state,
+        work,
+    }
+}
+
+impl Env {
+    /// Stops the emulator; its state and work directories, for [`start_on`].
+    pub async fn stop(self) -> (tempfile::TempDir, tempfile::TempDir) {
+        self._emu.shutdown().await;
+        (self.state, self.work)
     }
 }

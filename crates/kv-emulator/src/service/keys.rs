@@ -75,7 +75,14 @@ impl Service {
         rules::name(name)?;
         let (kty, kty_name) = rules::kty(&req.kty, self.options.flavor)?;
         rules::sku(&kty_name, self.options.flavor, self.options.sku)?;
-        rules::release_policy(req.attributes.as_ref(), req.release_policy.as_ref())?;
+        let first = self.first_version(name).await?;
+        let flavor = self.options.flavor;
+        rules::release_policy(
+            flavor,
+            req.attributes.as_ref(),
+            req.release_policy.as_ref(),
+            first,
+        )?;
         rules::public_exponent(req.public_exponent)?;
         let kind = rules::created_kind(kty, req.key_size, req.crv.as_deref())?;
         let key_ops = rules::requested_ops(req.key_ops.as_deref(), kty)?;
@@ -106,7 +113,14 @@ impl Service {
             kty_name.as_str()
         };
         rules::sku(stored_kty, self.options.flavor, self.options.sku)?;
-        rules::release_policy(req.attributes.as_ref(), req.release_policy.as_ref())?;
+        let first = self.first_version(name).await?;
+        let flavor = self.options.flavor;
+        rules::release_policy(
+            flavor,
+            req.attributes.as_ref(),
+            req.release_policy.as_ref(),
+            first,
+        )?;
         let (key, byok) = match &req.key.key_hsm {
             Some(blob) => {
                 let crv = req.key.crv.as_deref();
@@ -131,6 +145,11 @@ impl Service {
         };
         let version = new_version(kty_name, key_ops, &key, properties, byok);
         self.add_version(name, version).await
+    }
+
+    /// Whether a create or import of `name` would make its first version.
+    async fn first_version(&self, name: &str) -> ApiResult<bool> {
+        Ok(self.store.entry(name).await?.is_none())
     }
 
     pub async fn get(&self, name: &str, version: &str) -> ApiResult<Value> {
@@ -169,14 +188,20 @@ impl Service {
     /// Adds a version under `name` (a new key if there is none) and answers its bundle,
     /// made once the version is saved (off the writer thread).
     async fn add_version(&self, name: &str, version: KeyVersion) -> ApiResult<Value> {
-        let answer = version.clone();
         let key = name.to_string();
-        let display = self
+        let (display, answer) = self
             .store
             .modify(name, move |slot| {
                 let entry = entry_for_new_version(slot, &key)?;
-                entry.versions.push(version);
-                Ok(entry.name.clone())
+                let mut version = version;
+                // A new version of an exportable key keeps the key's release policy when the
+                // request gives none (the policy is required on the first version only).
+                if version.release_policy.is_none() && version.attributes.exportable == Some(true) {
+                    version.release_policy =
+                        entry.versions.last().and_then(|v| v.release_policy.clone());
+                }
+                entry.versions.push(version.clone());
+                Ok((entry.name.clone(), version))
             })
             .await?;
         answer.bundle(self.view(), &display)

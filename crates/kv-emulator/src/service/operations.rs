@@ -75,10 +75,12 @@ impl Service {
             .version(version)
             .ok_or_else(|| ApiError::key_not_found(name, Some(version)))?;
         let kid = format!("{}/keys/{}/{}", self.vault_url, entry.name, v.version);
+        // The service's 403: innererror KeyOperationForbidden (docs/azure-behaviour.md 7f).
         if !v.key_ops.contains(&op) {
             return Err(ApiError::forbidden(format!(
                 "Operation {op} is not permitted on this key."
-            )));
+            ))
+            .with_inner("KeyOperationForbidden"));
         }
         v.attributes.usable_at(model::now())?;
         let material = Material::from_plaintext(v.kind()?, &v.plaintext()?)?;

@@ -56,19 +56,85 @@ pub fn sku(stored_kty: &str, flavor: Flavor, sku: Sku) -> ApiResult<()> {
     Ok(())
 }
 
-/// An exportable key needs a release policy, and only an exportable key may have one; the
-/// messages are Managed HSM's (R-MHSM-NOPOLICY and its sibling recording,
-/// docs/azure-behaviour.md 7b). `exportable` left out counts as false (stricter).
-pub fn release_policy(attributes: Option<&AttributesIn>, policy: Option<&Value>) -> ApiResult<()> {
+/// An exportable key needs a release policy, and only an exportable key may have one. A
+/// vault answers "AKV.SKR.1004: Exportable keys must have release policy." and "AKV.SKR.1005:
+/// Non-exportable keys must not have release policy." (Azure/azure-sdk-for-js recordings of
+/// Dec 2021, docs/azure-behaviour.md 7b); a Managed HSM the older texts without code or full
+/// stop (R-MHSM-NOPOLICY). The policy is required on a key's first version only: a new
+/// version of an exportable key keeps the policy it has (`first_version` false). `exportable`
+/// left out counts as false (stricter).
+pub fn release_policy(
+    flavor: Flavor,
+    attributes: Option<&AttributesIn>,
+    policy: Option<&Value>,
+    first_version: bool,
+) -> ApiResult<()> {
     let exportable = attributes.and_then(|a| a.exportable).unwrap_or(false);
-    match (exportable, policy.is_some()) {
-        (true, false) => Err(ApiError::bad_parameter(
+    let (missing, forbidden) = match flavor {
+        Flavor::Vault => (
+            "AKV.SKR.1004: Exportable keys must have release policy.",
+            "AKV.SKR.1005: Non-exportable keys must not have release policy.",
+        ),
+        Flavor::ManagedHsm => (
             "Exportable keys must have release policy",
-        )),
-        (false, true) => Err(ApiError::bad_parameter(
             "Non-exportable keys must not have release policy",
-        )),
+        ),
+    };
+    match (exportable, policy.is_some()) {
+        (true, false) if first_version => Err(ApiError::bad_parameter(missing)),
+        (false, true) => Err(ApiError::bad_parameter(forbidden)),
         _ => Ok(()),
+    }
+}
+
+/// A release policy as the service answers it (Azure/azure-sdk-for-js recordings of Dec 2021
+/// and Jan 2022, docs/azure-behaviour.md 7g): `contentType` added
+/// (`application/json; charset=utf-8` when the request gave none), `data` decoded and
+/// serialised again in the service's member order (`version`, `anyOf`; `authority`,
+/// `allOf`; `claim`, `equals`; the rest after), and `immutable` echoed when the request set
+/// it. A `data` that is not base64url of JSON is answered as given.
+pub fn release_policy_json(policy: &Value) -> Value {
+    let content_type = policy
+        .get("contentType")
+        .cloned()
+        .unwrap_or_else(|| Value::from("application/json; charset=utf-8"));
+    let data = policy.get("data").cloned().unwrap_or(Value::Null);
+    let data = data
+        .as_str()
+        .and_then(|d| byok_core::b64::decode("data", d).ok())
+        .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+        .map(|json| {
+            Value::from(byok_core::b64::encode(
+                reordered(json).to_string().as_bytes(),
+            ))
+        })
+        .unwrap_or(data);
+    let mut out = serde_json::Map::new();
+    out.insert("contentType".into(), content_type);
+    out.insert("data".into(), data);
+    if let Some(immutable) = policy.get("immutable") {
+        out.insert("immutable".into(), immutable.clone());
+    }
+    Value::Object(out)
+}
+
+/// `value` with every object's members in the policy grammar's order.
+fn reordered(value: Value) -> Value {
+    const ORDER: [&str; 6] = ["version", "anyOf", "authority", "allOf", "claim", "equals"];
+    match value {
+        Value::Object(map) => {
+            let rank = |k: &str| ORDER.iter().position(|o| *o == k).unwrap_or(ORDER.len());
+            let mut members: Vec<(String, Value)> = map.into_iter().collect();
+            members.sort_by_key(|(k, _)| rank(k));
+            Value::Object(
+                members
+                    .into_iter()
+                    .map(|(k, v)| (k, reordered(v)))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(reordered).collect()),
+        other => other,
     }
 }
 

@@ -36,6 +36,83 @@ const SCHEMA: &str = "
     CREATE UNIQUE INDEX IF NOT EXISTS versions_by_id ON versions (name_lc, version);
 ";
 
+/// Deletions and recoveries still running (`--delete-delay`), so that with `--persist` they
+/// survive a restart: the key's kind of pending change and when it ends (Unix milliseconds).
+/// Added after schema 1 without changing it: made when missing, which an older kv-emulator
+/// ignores.
+pub const PENDING_SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS pending (
+        name_lc TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        until_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+";
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// Writes (or with None removes) the pending change of a key.
+pub fn save_pending(
+    conn: &Connection,
+    name_lc: &str,
+    pending: Option<&crate::model::Pending>,
+) -> rusqlite::Result<()> {
+    use crate::model::PendingKind;
+    let Some(p) = pending else {
+        conn.prepare_cached("DELETE FROM pending WHERE name_lc = ?1")?
+            .execute([name_lc])?;
+        return Ok(());
+    };
+    let left = p.until.saturating_duration_since(std::time::Instant::now());
+    let kind = match p.kind {
+        PendingKind::Deleting => "deleting",
+        PendingKind::Recovering => "recovering",
+    };
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO pending (name_lc, kind, until_ms) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![name_lc, kind, unix_ms() + left.as_millis() as i64])?;
+    Ok(())
+}
+
+/// The pending changes that have not ended yet, by lowercase name (ended ones are removed).
+pub fn load_pendings(
+    conn: &Connection,
+) -> rusqlite::Result<std::collections::HashMap<String, crate::model::Pending>> {
+    use crate::model::{Pending, PendingKind};
+    let now = unix_ms();
+    conn.execute("DELETE FROM pending WHERE until_ms <= ?1", [now])?;
+    let mut stmt = conn.prepare("SELECT name_lc, kind, until_ms FROM pending")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    })?;
+    let mut map = std::collections::HashMap::new();
+    for row in rows {
+        let (name, kind, until) = row?;
+        let kind = match kind.as_str() {
+            "deleting" => PendingKind::Deleting,
+            _ => PendingKind::Recovering,
+        };
+        let left = Duration::from_millis((until - now).max(0) as u64);
+        map.insert(
+            name,
+            Pending {
+                kind,
+                until: std::time::Instant::now() + left,
+            },
+        );
+    }
+    Ok(map)
+}
+
 /// Where the database is: `state.db` (with `--persist`), or a private one in a temporary
 /// directory in memory (`/dev/shm` where there is one), removed when the store closes.
 ///

@@ -157,7 +157,17 @@ fn run_job(
         rollback();
         return Some(answer);
     }
-    match crate::store::db::save_change(conn, &name_lc, before.as_ref(), slot.as_ref()) {
+    let before_pending = before.as_ref().and_then(|e| e.pending);
+    let after_pending = slot.as_ref().and_then(|e| e.pending);
+    let saved = crate::store::db::save_change(conn, &name_lc, before.as_ref(), slot.as_ref())
+        .and_then(|()| {
+            // The pending change is saved with the key, so a restart finds it still running.
+            if before_pending != after_pending {
+                crate::store::db::save_pending(conn, &name_lc, after_pending.as_ref())?;
+            }
+            Ok(())
+        });
+    match saved {
         Ok(()) => {
             let _ = conn.execute_batch("RELEASE job");
             overlay.insert(name_lc, slot.and_then(|e| e.pending));

@@ -28,6 +28,7 @@ pub fn config(dir: &std::path::Path, flavor: Flavor) -> Config {
         delete_delay_ms: 0,
         throttle: None,
         sku: kv_emulator::Sku::Premium,
+        legacy_rsa_exponent: false,
         fault_status: None,
         public_url: None,
         vault_name: kv_emulator::DEFAULT_VAULT_NAME.into(),
