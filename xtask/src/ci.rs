@@ -85,7 +85,10 @@ pub fn run() -> Result<(), String> {
     times.push(("e2e (kryoptic, no leniency)", t.elapsed()));
     let t = Instant::now();
     crate::matrix::run(ModuleKind::ALL.to_vec())?;
-    times.push(("e2e --matrix (SoftHSM, kryoptic, NSS softokn)", t.elapsed()));
+    times.push((
+        "e2e --matrix (SoftHSM, kryoptic, NSS softokn, openCryptoki)",
+        t.elapsed(),
+    ));
     let t = Instant::now();
     // NSS softokn makes RSA and EC conformantly (kryoptic only RSA), so the batch mixes kinds.
     crate::e2e::run_batch(12, ModuleKind::Nss)?;

@@ -181,6 +181,25 @@ pub struct MinutesReport {
     pub seconds: f64,
 }
 
+impl MinutesReport {
+    /// The human output of both binaries' `minutes`: the file written, then each log with its
+    /// entry count and head (what the paper copy shows).
+    pub fn print_human(&self) {
+        println!(
+            "wrote {} ({}, {} keys packaged, {} imported, {} verified)",
+            self.file.display(),
+            self.format.as_str(),
+            self.packaged,
+            self.imported,
+            self.verified
+        );
+        for log in &self.logs {
+            println!("{}: {} entries", log.path.display(), log.entries);
+            println!("  head: {}", log.head);
+        }
+    }
+}
+
 /// A log as the minutes record it.
 #[derive(Debug, Serialize)]
 pub struct LogSummary {

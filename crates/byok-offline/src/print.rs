@@ -190,18 +190,7 @@ impl Document for Minutes {
 }
 
 pub fn minutes(Minutes(r): &Minutes) {
-    println!(
-        "wrote {} ({}, {} keys packaged, {} imported, {} verified)",
-        r.file.display(),
-        r.format.as_str(),
-        r.packaged,
-        r.imported,
-        r.verified
-    );
-    for log in &r.logs {
-        println!("{}: {} entries", log.path.display(), log.entries);
-        field("  head", &log.head);
-    }
+    r.print_human();
 }
 
 /// `man --dir`: the pages written.
