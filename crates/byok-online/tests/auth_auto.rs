@@ -16,7 +16,7 @@
 mod common;
 
 use common::{Env, start};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -119,24 +119,7 @@ async fn emulator_token(env: &Env) -> String {
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap();
-    let body: Value = http
-        .post(format!(
-            "{}/{}/oauth2/v2.0/token",
-            conn.authority_host, conn.tenant_id
-        ))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("client_id", conn.client_id.as_str()),
-            ("client_secret", conn.client_secret.as_str()),
-            ("scope", &format!("{}/.default", conn.resource)),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    body["access_token"].as_str().unwrap().to_string()
+    env.token(&http).await
 }
 
 fn in_an_hour() -> i64 {

@@ -84,20 +84,9 @@ async fn a_cut_during_import_is_reported_and_a_retry_is_safe() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let proxy = listener.local_addr().unwrap();
     let emu = kv_emulator::start(kv_emulator::Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        state_dir: state.path().into(),
-        flavor: kv_emulator::Flavor::Vault,
-        persist: false,
-        token_lifetime_secs: 3600,
-        accept_zero_padded_kwp: false,
-        delete_delay_ms: 0,
-        throttle: None,
-        sku: kv_emulator::Sku::Premium,
-        legacy_rsa_exponent: false,
-        fault_status: None,
         public_url: Some(format!("https://emulator.vault.azure.net:{}", proxy.port())),
-        vault_name: kv_emulator::DEFAULT_VAULT_NAME.into(),
         public_address: Some(proxy),
+        ..kv_emulator::Config::new(state.path())
     })
     .await
     .unwrap();

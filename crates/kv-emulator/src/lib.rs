@@ -153,6 +153,28 @@ impl StartError {
 }
 
 impl Config {
+    /// The defaults: a vault on a free loopback port, state in `state_dir`, in memory, tokens
+    /// valid an hour, nothing lenient, no throttling, no fault, Premium, `emulator` as its name.
+    /// Callers change the fields they need.
+    pub fn new(state_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            state_dir: state_dir.into(),
+            flavor: Flavor::Vault,
+            persist: false,
+            token_lifetime_secs: 3600,
+            accept_zero_padded_kwp: false,
+            fault_status: None,
+            public_url: None,
+            vault_name: DEFAULT_VAULT_NAME.into(),
+            public_address: None,
+            delete_delay_ms: 0,
+            throttle: None,
+            sku: Sku::Premium,
+            legacy_rsa_exponent: false,
+        }
+    }
+
     /// Checks the settings no machine could make work; returns `public_url` as a vault URL
     /// (lowercase host, no trailing `/`) when one is set.
     fn validate(&self) -> Result<Option<String>, ConfigError> {

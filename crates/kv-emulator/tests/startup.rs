@@ -6,22 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 fn config(dir: &std::path::Path) -> Config {
-    Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        state_dir: dir.to_path_buf(),
-        flavor: Flavor::Vault,
-        persist: false,
-        token_lifetime_secs: 3600,
-        accept_zero_padded_kwp: false,
-        delete_delay_ms: 0,
-        throttle: None,
-        sku: kv_emulator::Sku::Premium,
-        legacy_rsa_exponent: false,
-        fault_status: None,
-        public_url: None,
-        vault_name: kv_emulator::DEFAULT_VAULT_NAME.into(),
-        public_address: None,
-    }
+    Config::new(dir)
 }
 
 async fn start_err(config: Config) -> StartError {

@@ -59,23 +59,11 @@ pub async fn start() -> Env {
 pub async fn start_throttled(limits: &str, window_ms: u64) -> Env {
     let state = tempfile::tempdir().unwrap();
     let config = kv_emulator::Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        state_dir: state.path().to_path_buf(),
-        flavor: kv_emulator::Flavor::Vault,
-        persist: false,
-        token_lifetime_secs: 3600,
-        accept_zero_padded_kwp: false,
-        delete_delay_ms: 0,
         throttle: Some(kv_emulator::ThrottleConfig {
             limits: limits.parse().unwrap(),
             window_ms,
         }),
-        sku: kv_emulator::Sku::Premium,
-        legacy_rsa_exponent: false,
-        fault_status: None,
-        public_url: None,
-        vault_name: kv_emulator::DEFAULT_VAULT_NAME.into(),
-        public_address: None,
+        ..kv_emulator::Config::new(state.path())
     };
     let emu = kv_emulator::start(config).await.unwrap();
     Env {
@@ -88,20 +76,8 @@ pub async fn start_throttled(limits: &str, window_ms: u64) -> Env {
 pub async fn start_as(flavor: kv_emulator::Flavor) -> Env {
     let state = tempfile::tempdir().unwrap();
     let config = kv_emulator::Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        state_dir: state.path().to_path_buf(),
         flavor,
-        persist: false,
-        token_lifetime_secs: 3600,
-        accept_zero_padded_kwp: false,
-        delete_delay_ms: 0,
-        throttle: None,
-        sku: kv_emulator::Sku::Premium,
-        legacy_rsa_exponent: false,
-        fault_status: None,
-        public_url: None,
-        vault_name: kv_emulator::DEFAULT_VAULT_NAME.into(),
-        public_address: None,
+        ..kv_emulator::Config::new(state.path())
     };
     let emu = kv_emulator::start(config).await.unwrap();
     Env {
@@ -204,6 +180,11 @@ impl Env {
         package_for(&t.kid, &t.key, target, &self.path(file), sidecar)
     }
 
+    /// The emulator client's token for the vault, from its token endpoint (client credentials).
+    pub async fn token(&self, http: &reqwest::Client) -> String {
+        client_token(http, &self.conn()).await
+    }
+
     /// A REST call straight to the emulator (not through byok-online): what the vault holds.
     pub async fn rest(
         &self,
@@ -221,26 +202,10 @@ impl Env {
             builder = builder.resolve(host.host(), addr);
         }
         let http = builder.build().unwrap();
-        let token: Value = http
-            .post(format!(
-                "{}/{}/oauth2/v2.0/token",
-                conn.authority_host, conn.tenant_id
-            ))
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", conn.client_id.as_str()),
-                ("client_secret", conn.client_secret.as_str()),
-                ("scope", &format!("{}/.default", conn.resource)),
-            ])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let token = client_token(&http, &conn).await;
         let mut request = http
             .request(method, format!("{}{path}?api-version=7.4", conn.vault_url))
-            .bearer_auth(token["access_token"].as_str().unwrap());
+            .bearer_auth(token);
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -301,22 +266,7 @@ pub async fn start_on(
     work: tempfile::TempDir,
     tweak: impl FnOnce(&mut kv_emulator::Config),
 ) -> Env {
-    let mut config = kv_emulator::Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        state_dir: state.path().to_path_buf(),
-        flavor: kv_emulator::Flavor::Vault,
-        persist: false,
-        token_lifetime_secs: 3600,
-        accept_zero_padded_kwp: false,
-        delete_delay_ms: 0,
-        throttle: None,
-        sku: kv_emulator::Sku::Premium,
-        legacy_rsa_exponent: false,
-        fault_status: None,
-        public_url: None,
-        vault_name: kv_emulator::DEFAULT_VAULT_NAME.into(),
-        public_address: None,
-    };
+    let mut config = kv_emulator::Config::new(state.path());
     tweak(&mut config);
     let emu = kv_emulator::start(config).await.unwrap();
     Env {
@@ -332,4 +282,26 @@ impl Env {
         self._emu.shutdown().await;
         (self.state, self.work)
     }
+}
+
+/// A token of the emulator's client for the vault: client credentials at its token endpoint.
+async fn client_token(http: &reqwest::Client, conn: &kv_emulator::Connection) -> String {
+    let body: Value = http
+        .post(format!(
+            "{}/{}/oauth2/v2.0/token",
+            conn.authority_host, conn.tenant_id
+        ))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", conn.client_id.as_str()),
+            ("client_secret", conn.client_secret.as_str()),
+            ("scope", &format!("{}/.default", conn.resource)),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["access_token"].as_str().unwrap().to_string()
 }

@@ -19,20 +19,8 @@ pub struct Emu {
 
 pub fn config(dir: &std::path::Path, flavor: Flavor) -> Config {
     Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        state_dir: dir.to_path_buf(),
         flavor,
-        persist: false,
-        token_lifetime_secs: 3600,
-        accept_zero_padded_kwp: false,
-        delete_delay_ms: 0,
-        throttle: None,
-        sku: kv_emulator::Sku::Premium,
-        legacy_rsa_exponent: false,
-        fault_status: None,
-        public_url: None,
-        vault_name: kv_emulator::DEFAULT_VAULT_NAME.into(),
-        public_address: None,
+        ..Config::new(dir)
     }
 }
 
