@@ -61,6 +61,13 @@ pub fn build_bins(profile: Profile) -> Result<PathBuf, String> {
 }
 
 /// The three debug binaries, built once; panics when the build fails.
+///
+/// `BYOK_TEST_BIN_DIR` names another directory holding the three binaries (an older build, or a
+/// release's artefacts): the suites then run against those, which is how a test is shown to fail
+/// on the code it guards against.
 pub fn bins() -> PathBuf {
+    if let Some(dir) = std::env::var_os("BYOK_TEST_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
     build_bins(Profile::Debug).unwrap_or_else(|e| panic!("{e}"))
 }

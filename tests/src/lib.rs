@@ -9,6 +9,9 @@
 //!   environment a child process needs to reach it.
 //! - [`kek_pair`]: software KEK pairs, made once per size per process.
 //! - [`openssl`], [`stderr`], [`ok`]: the openssl CLI and the outputs of a run.
+//! - [`hostile`]: a TLS server with canned answers (redirects, hostile error text), a
+//!   plain-HTTP listener that counts who reaches it, and tokens signed with the emulator's key.
+//! - [`tidy`]: the repository's house rules, which tests/tests/tidy.rs applies to every file.
 //!
 //! The crates' integration tests (`crates/*/tests`), the workspace tests (`tests/tests`) and
 //! `cargo xtask` use it; byok-core's own tests keep their small copy, since byok-core is a
@@ -16,8 +19,10 @@
 
 mod bins;
 mod emulator;
+pub mod hostile;
 mod kek;
 pub mod opencryptoki;
+pub mod tidy;
 mod token;
 mod tools;
 

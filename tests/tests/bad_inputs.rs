@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use byok_tests::{MODULE_ENV, PIN_ENV, TestToken, bins, emulator, softhsm_module};
+use byok_tests::{MODULE_ENV, PIN_ENV, TestToken, bins, emulator};
 
 const PIN: &str = "bad-inputs-Pin-4471";
 
@@ -105,7 +105,7 @@ fn forty_bad_inputs_each_fail_clearly_and_leave_nothing() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    make_locked_keys(token.env());
+    make_locked_keys(&token);
     let byok_text = std::fs::read_to_string(work.join("KeyTransferPackage-good.byok")).unwrap();
     let byok: serde_json::Value = serde_json::from_str(&byok_text).unwrap();
     let write = |name: &str, text: &str| std::fs::write(work.join(name), text).unwrap();
@@ -834,53 +834,35 @@ fn forty_bad_inputs_each_fail_clearly_and_leave_nothing() {
     println!("bad inputs: {} tried, {} passed", cases.len(), cases.len());
 }
 
-/// A non-extractable and a non-sensitive key, made directly over PKCS#11.
-fn make_locked_keys(env: &[(&'static str, std::ffi::OsString)]) {
-    use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
-    use cryptoki::mechanism::Mechanism;
-    use cryptoki::object::{Attribute, KeyType, ObjectClass};
-    use cryptoki::session::UserType;
-    // The module reads SOFTHSM2_CONF at C_Initialize; run in a child process so this test's
-    // own environment stays untouched.
-    if std::env::var_os("BYOK_BAD_INPUTS_MAKE_KEYS").is_none() {
-        let status = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "make_keys_helper", "--nocapture"])
-            .env("BYOK_BAD_INPUTS_MAKE_KEYS", "1")
-            .envs(env.iter().cloned())
-            .status()
-            .unwrap();
-        assert!(status.success());
-        return;
-    }
-    let p = Pkcs11::new(softhsm_module()).unwrap();
-    p.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
-        .unwrap();
-    let slot = p.get_slots_with_initialized_token().unwrap()[0];
-    let s = p.open_rw_session(slot).unwrap();
-    s.login(UserType::User, Some(&PIN.to_string().into()))
-        .unwrap();
-    for (label, extractable, sensitive) in [("locked", false, true), ("plain", true, false)] {
-        s.generate_key(
-            &Mechanism::AesKeyGen,
-            &[
-                Attribute::Class(ObjectClass::SECRET_KEY),
-                Attribute::KeyType(KeyType::AES),
-                Attribute::Token(true),
-                Attribute::Private(true),
-                Attribute::Extractable(extractable),
-                Attribute::Sensitive(sensitive),
-                Attribute::ValueLen(32.into()),
-                Attribute::Label(label.as_bytes().to_vec()),
-            ],
-        )
-        .unwrap();
-    }
-}
-
-/// Runs only as the child of `make_locked_keys`.
-#[test]
-fn make_keys_helper() {
-    if std::env::var_os("BYOK_BAD_INPUTS_MAKE_KEYS").is_some() {
-        make_locked_keys(&[]);
+/// A non-extractable and a non-sensitive AES key, made by OpenSC's `pkcs11-tool` (a client we
+/// did not write) and shown by it to carry the attributes the cases rely on.
+fn make_locked_keys(token: &TestToken) {
+    // pkcs11-tool prints the key's access flags: "sensitive, always sensitive, never
+    // extractable, local" for the locked key, "extractable, local" for the plain one.
+    let expected = |locked: bool, access: &str| match locked {
+        true => access.contains("sensitive") && access.contains("never extractable"),
+        false => !access.contains("sensitive") && access.contains("extractable"),
+    };
+    for (label, flag, locked) in [
+        ("locked", "--sensitive", true),
+        ("plain", "--extractable", false),
+    ] {
+        let out = token
+            .command("pkcs11-tool")
+            .arg("--module")
+            .arg(token.module())
+            .args(["--login", "--pin", PIN, "--keygen", "--key-type", "AES:32"])
+            .args(["--label", label, flag])
+            .output()
+            .unwrap_or_else(|e| panic!("pkcs11-tool: {e}; install it: apt-get install opensc"));
+        let shown = String::from_utf8_lossy(&out.stdout);
+        let access = shown
+            .lines()
+            .find(|l| l.trim_start().starts_with("Access:"));
+        assert!(
+            out.status.success() && access.is_some_and(|a| expected(locked, a)),
+            "pkcs11-tool --keygen --label {label} {flag}: {shown}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

@@ -1,7 +1,7 @@
-//! `cargo xtask ci`: the test command the README gives and `.ci/run` runs; and the helpers
-//! that run cargo and other commands for every task.
+//! `cargo xtask ci`: the test command the README gives and `.ci/run` runs.
 
 use crate::e2e::DEFAULT_TOKEN;
+use crate::util::{cargo, cargo_bin, run_checked};
 use byok_tests::ModuleKind;
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
@@ -29,95 +29,123 @@ const MINUTES_PACKAGES: [&str; 3] = ["chromium", "poppler-utils", "zbar-tools"];
 /// openCryptoki (native CKM_RSA_AES_KEY_WRAP), `dist --check` (reproducible, installable);
 /// then how long each part took.
 pub fn run() -> Result<(), String> {
-    let mut times: Vec<(&str, Duration)> = Vec::new();
-    let t = Instant::now();
-    // The tests drive real tokens: SoftHSM, kryoptic (built once into target/kryoptic/), NSS
-    // softokn and openCryptoki (in a Debian sid root made once in target/opencryptoki/).
-    for kind in ModuleKind::ALL {
-        crate::packages::ensure_token(kind)?;
-    }
-    times.push((
-        "tokens ready (Debian packages; kryoptic built, openCryptoki root made, or cached)",
-        t.elapsed(),
-    ));
-    let t = Instant::now();
-    // The minutes are printed to PDF by a real browser and read back by poppler and zbar.
-    crate::packages::ensure(
-        &MINUTES_PACKAGES,
-        "to print the minutes to PDF and read them back",
-    )?;
-    times.push(("chromium, poppler-utils, zbar-tools ready", t.elapsed()));
-    let t = Instant::now();
-    cargo(&["fmt", "--all", "--check"])?;
-    cargo(&[
-        "clippy",
-        "--workspace",
-        "--all-targets",
-        "--",
-        "-D",
-        "warnings",
-    ])?;
-    times.push(("fmt check + clippy", t.elapsed()));
-    let t = Instant::now();
-    let python = python_venv()?;
-    let npm = Instant::now();
-    let node_modules = node_modules()?;
-    times.push((
-        "JavaScript SDK: npm ci into target/js (or cached)",
-        npm.elapsed(),
-    ));
-    let (passed, failed) = cargo_test(
-        &["test", "--workspace"],
-        &[
-            ("BYOK_PYTHON", python.as_os_str()),
-            ("BYOK_NODE_MODULES", node_modules.as_os_str()),
-        ],
-    )?;
-    times.push(("cargo test --workspace", t.elapsed()));
+    let mut times = Times::default();
+    prerequisites(&mut times)?;
+    times.time("fmt check + clippy", || {
+        cargo(&["fmt", "--all", "--check"])?;
+        cargo(&[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ])
+    })?;
+    let (passed, failed) = tests(&mut times)?;
     // One closing line for the whole run: cargo prints one per test binary, the last of
     // which (doc-tests) often counts none.
     println!("ci: {passed} passed, {failed} failed");
     if failed > 0 {
         return Err(format!("{failed} tests failed"));
     }
-    let t = Instant::now();
-    crate::e2e::run(DEFAULT_TOKEN)?;
-    times.push(("e2e (kryoptic, no leniency)", t.elapsed()));
-    let t = Instant::now();
-    crate::matrix::run(ModuleKind::ALL.to_vec())?;
-    times.push((
-        "e2e --matrix (SoftHSM, kryoptic, NSS softokn, openCryptoki)",
-        t.elapsed(),
-    ));
-    let t = Instant::now();
-    // NSS softokn makes RSA and EC conformantly (kryoptic only RSA), so the batch mixes kinds.
-    crate::e2e::run_batch(12, ModuleKind::Nss)?;
-    times.push((
-        "e2e --batch 12 (NSS softokn, RSA and EC mixed)",
-        t.elapsed(),
-    ));
-    let t = Instant::now();
-    // The one token with native CKM_RSA_AES_KEY_WRAP, no leniency.
-    crate::e2e::run(ModuleKind::OpenCryptoki)?;
-    times.push((
-        "e2e --token opencryptoki (native CKM_RSA_AES_KEY_WRAP, no leniency)",
-        t.elapsed(),
-    ));
-    let t = Instant::now();
+    ceremonies(&mut times)?;
     // Two cold builds of both binaries: the dist-ci profile (unoptimised, same flags and
     // packaging) keeps them to minutes; `cargo xtask dist` makes the release ones.
-    crate::dist::check(crate::dist::DistProfile::DistCi)?;
-    times.push((
+    times.time(
         "dist --check (dist-ci: built in two trees, SHA256SUMS equal; .debs installed and run)",
-        t.elapsed(),
-    ));
+        || crate::dist::check(crate::dist::DistProfile::DistCi),
+    )?;
     println!("\nci: time per part");
-    for (part, took) in &times {
+    for (part, took) in &times.0 {
         println!("  {:>6.0} s  {part}", took.as_secs_f32());
     }
     // The closing count once more, after the e2e output, for whoever reads the log's end.
     println!("ci: {passed} passed, {failed} failed");
     Ok(())
+}
+
+/// How long each part of the run took, in order.
+#[derive(Default)]
+struct Times(Vec<(&'static str, Duration)>);
+
+impl Times {
+    /// Runs `part`, noting how long it took under `label`.
+    fn time<T>(
+        &mut self,
+        label: &'static str,
+        part: impl FnOnce() -> Result<T, String>,
+    ) -> Result<T, String> {
+        let t = Instant::now();
+        let out = part()?;
+        self.0.push((label, t.elapsed()));
+        Ok(out)
+    }
+}
+
+/// The tokens and the programs the tests drive, made or installed once.
+fn prerequisites(times: &mut Times) -> Result<(), String> {
+    // The tests drive real tokens: SoftHSM, kryoptic (built once into target/kryoptic/), NSS
+    // softokn and openCryptoki (in a Debian sid root made once in target/opencryptoki/).
+    times.time(
+        "tokens ready (Debian packages; kryoptic built, openCryptoki root made, or cached)",
+        || {
+            ModuleKind::ALL
+                .into_iter()
+                .try_for_each(crate::tokens::ensure_token)
+        },
+    )?;
+    // The minutes are printed to PDF by a real browser and read back by poppler and zbar.
+    times.time("chromium, poppler-utils, zbar-tools ready", || {
+        crate::packages::ensure(
+            &MINUTES_PACKAGES,
+            "to print the minutes to PDF and read them back",
+        )
+    })?;
+    // tests/tests/hostile_files.rs kills a run at one exact rename with strace, and gives
+    // a run a terminal with `script` (Debian's bsdutils, built from util-linux).
+    times.time("strace, bsdutils ready", || {
+        let why = "for tests/tests/hostile_files.rs";
+        crate::packages::ensure(&["strace", "util-linux", "bsdutils"], why)
+    })
+}
+
+/// `cargo test --workspace` with the Python and JavaScript SDKs at hand: (passed, failed).
+fn tests(times: &mut Times) -> Result<(u64, u64), String> {
+    let python = python_venv()?;
+    let node_modules = times.time(
+        "JavaScript SDK: npm ci into target/js (or cached)",
+        node_modules,
+    )?;
+    times.time("cargo test --workspace", || {
+        cargo_test(
+            &["test", "--workspace"],
+            &[
+                ("BYOK_PYTHON", python.as_os_str()),
+                ("BYOK_NODE_MODULES", node_modules.as_os_str()),
+            ],
+        )
+    })
+}
+
+/// The ceremonies end to end: on kryoptic, on every token, a batch, and the native wrap.
+fn ceremonies(times: &mut Times) -> Result<(), String> {
+    times.time("e2e (kryoptic, no leniency)", || {
+        crate::e2e::run(DEFAULT_TOKEN)
+    })?;
+    times.time(
+        "e2e --matrix (SoftHSM, kryoptic, NSS softokn, openCryptoki)",
+        || crate::matrix::run(ModuleKind::ALL.to_vec()),
+    )?;
+    // NSS softokn makes RSA and EC conformantly (kryoptic only RSA), so the batch mixes kinds.
+    times.time("e2e --batch 12 (NSS softokn, RSA and EC mixed)", || {
+        crate::e2e::run_batch(12, ModuleKind::Nss)
+    })?;
+    // The one token with native CKM_RSA_AES_KEY_WRAP, no leniency.
+    times.time(
+        "e2e --token opencryptoki (native CKM_RSA_AES_KEY_WRAP, no leniency)",
+        || crate::e2e::run(ModuleKind::OpenCryptoki),
+    )
 }
 
 /// Runs `cargo test`, echoing its output, and adds up its `test result:` lines.
@@ -237,34 +265,4 @@ fn node_modules() -> Result<PathBuf, String> {
             .current_dir(&target),
     )?;
     Ok(modules)
-}
-
-/// Runs `cmd` (inheriting stdio) and fails unless it exits 0.
-pub fn run_checked(cmd: &mut Command) -> Result<(), String> {
-    let status = cmd
-        .status()
-        .map_err(|e| format!("could not run {cmd:?}: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("{cmd:?} failed ({status})"))
-    }
-}
-
-fn cargo_bin() -> String {
-    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
-}
-
-fn cargo(args: &[&str]) -> Result<(), String> {
-    let cargo = cargo_bin();
-    eprintln!("xtask: cargo {}", args.join(" "));
-    let status = Command::new(&cargo)
-        .args(args)
-        .status()
-        .map_err(|e| format!("could not run {cargo}: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("`cargo {}` failed ({status})", args.join(" ")))
-    }
 }

@@ -8,8 +8,8 @@
 //! Debian 12 has 3.0). It needs Debian's libclang-dev (bindgen), libssl-dev, libsqlite3-dev
 //! and pkg-config. None of kryoptic's code is kept in this repository.
 
-use crate::ci::run_checked;
 use crate::packages;
+use crate::util::run_checked;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;

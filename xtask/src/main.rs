@@ -21,14 +21,18 @@
 //! `__floor`, `__populate`), so what it measures runs in a process of its own. This file only parses and dispatches.
 
 mod bench;
+mod ceremony;
 mod ci;
 mod dist;
 mod e2e;
+mod expectations;
 mod kryoptic;
 mod matrix;
 mod opencryptoki;
 mod packages;
 mod record;
+mod tokens;
+mod util;
 
 use byok_tests::ModuleKind;
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};

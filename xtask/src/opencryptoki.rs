@@ -10,8 +10,8 @@
 //! owners its daemon needs. A marker file written last tells a finished root from a half-made
 //! one, which is made again.
 
-use crate::ci::run_checked;
 use crate::packages;
+use crate::util::run_checked;
 use byok_tests::{
     OPENCRYPTOKI_CONF, OPENCRYPTOKI_PACKAGES, OPENCRYPTOKI_VERSION, opencryptoki_check_root,
     opencryptoki_host_ready, opencryptoki_root, opencryptoki_root_default,
@@ -77,19 +77,7 @@ fn make(root: &Path) -> Result<(), String> {
     if !packages::on_path("mmdebstrap") {
         return Err("mmdebstrap is not on PATH: apt-get install mmdebstrap".into());
     }
-    if root.exists() {
-        if let Some(mount) = mount_under(root) {
-            return Err(format!(
-                "{} is half made and {mount} is mounted in it: unmount it, then run again",
-                root.display()
-            ));
-        }
-        println!(
-            "opencryptoki: {} is half made; making it again",
-            root.display()
-        );
-        std::fs::remove_dir_all(root).map_err(|e| format!("{}: {e}", root.display()))?;
-    }
+    remove_half_made(root)?;
     let parent = root.parent().expect("the root sits in target/opencryptoki");
     std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
     let mirror = std::env::var(MIRROR_ENV)
@@ -160,6 +148,24 @@ fn make(root: &Path) -> Result<(), String> {
         root.display()
     );
     Ok(())
+}
+
+/// Removes what an interrupted `make` left at `root`, unless something is still mounted there.
+fn remove_half_made(root: &Path) -> Result<(), String> {
+    if !root.exists() {
+        return Ok(());
+    }
+    if let Some(mount) = mount_under(root) {
+        return Err(format!(
+            "{} is half made and {mount} is mounted in it: unmount it, then run again",
+            root.display()
+        ));
+    }
+    println!(
+        "opencryptoki: {} is half made; making it again",
+        root.display()
+    );
+    std::fs::remove_dir_all(root).map_err(|e| format!("{}: {e}", root.display()))
 }
 
 /// A mount point at or under `root` in this process's namespace, if any.

@@ -1,7 +1,7 @@
 //! What an e2e ceremony left in its evidence logs: each side's chain verifies, every step is
 //! recorded in order, and no secret is in any byte of either log.
 
-use byok_core::evidence::{self, Event, Logged};
+use byok_core::evidence::{self, Entry, Event, Logged};
 use std::path::Path;
 
 /// The events a single-key ceremony records on each side, in order.
@@ -50,6 +50,58 @@ pub fn expect_steps(path: &Path, steps: &[Event]) -> Result<usize, String> {
         }
     }
     Ok(entries.len())
+}
+
+/// The offline log holds [`OFFLINE_STEPS`] in order, and each package reused the check made
+/// up front ([`expect_packages_reused`]); the number of entries.
+pub fn expect_offline_steps(path: &Path) -> Result<usize, String> {
+    expect_packages_reused(path)?;
+    expect_steps(path, &OFFLINE_STEPS)
+}
+
+/// `package`'s output, once it says it reused the verdict step 0 recorded (no throwaway key).
+pub fn reused_check(out: String) -> Result<String, String> {
+    crate::util::expect(&out, "reused: no throwaway key made")?;
+    Ok(out)
+}
+
+/// Every `packaged` entry cites the `token checked` entry before it that admitted its key,
+/// reused (recorded by `check --log`, not run by the package itself): the ceremony checked its
+/// token once. The number of packages.
+pub fn expect_packages_reused(path: &Path) -> Result<usize, String> {
+    let entries = read(path)?;
+    let mut packages = 0;
+    for (i, logged) in entries.iter().enumerate() {
+        let Entry::Packaged(p) = &logged.entry else {
+            continue;
+        };
+        let at = format!(
+            "{} entry {} (package of {})",
+            path.display(),
+            i + 1,
+            p.key_name
+        );
+        let cited = p
+            .check_entry
+            .as_ref()
+            .ok_or_else(|| format!("{at} cites no check"))?;
+        if !cited.reused {
+            return Err(format!(
+                "{at} checked the token itself: no recorded verdict was reused"
+            ));
+        }
+        let before = cited.entry <= i;
+        match entries.get(cited.entry.wrapping_sub(1)).map(|l| &l.entry) {
+            Some(Entry::TokenChecked(_)) if before => packages += 1,
+            _ => {
+                return Err(format!(
+                    "{at} cites entry {}, which is not a check before it",
+                    cited.entry
+                ));
+            }
+        }
+    }
+    Ok(packages)
 }
 
 /// No byte of the log holds any of `secrets` (PIN, client secret), a bearer token (a JWT
@@ -238,6 +290,62 @@ mod tests {
         assert!(err.contains("`imported`"), "{err}");
         let err = expect_steps(&path, &[Event::Verified; 3]).unwrap_err();
         assert!(err.contains("after its first 2 entries"), "{err}");
+    }
+
+    fn packaged(cites: Option<(usize, bool)>) -> Entry {
+        Entry::Packaged(byok_core::evidence::Packaged {
+            key_name: "k".into(),
+            key: Default::default(),
+            generated: Some(true),
+            token: Default::default(),
+            kek: Default::default(),
+            byok_sha256: "ab".into(),
+            wrap_path: None,
+            check_verdict: Some("ok".into()),
+            check_entry: cites.map(|(entry, reused)| byok_core::evidence::CheckEntryRef {
+                entry,
+                time: "t".into(),
+                sha256: "cd".into(),
+                reused,
+            }),
+            package_file: None,
+        })
+    }
+
+    fn checked() -> Entry {
+        Entry::TokenChecked(byok_core::evidence::TokenChecked {
+            token: Default::default(),
+            wrap_path: "native".into(),
+            kinds: Vec::new(),
+            throwaway_keys: 2,
+            edge_case_imports: 2,
+        })
+    }
+
+    #[test]
+    fn a_package_must_cite_a_reused_check_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = log(dir.path(), &[checked(), packaged(Some((1, true)))], "");
+        assert_eq!(expect_packages_reused(&good), Ok(1));
+        for (entries, why) in [
+            (vec![checked(), packaged(None)], "cites no check"),
+            (
+                vec![checked(), packaged(Some((1, false)))],
+                "checked the token itself",
+            ),
+            (
+                vec![verified(), packaged(Some((1, true)))],
+                "not a check before it",
+            ),
+            (
+                vec![packaged(Some((2, true))), checked()],
+                "not a check before it",
+            ),
+        ] {
+            let path = log(dir.path(), &entries, "");
+            let err = expect_packages_reused(&path).unwrap_err();
+            assert!(err.contains(why), "{err}");
+        }
     }
 
     #[test]

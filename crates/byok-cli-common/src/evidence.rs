@@ -27,6 +27,10 @@ pub enum EvidenceError {
     File(#[from] FileError),
 }
 
+/// The largest evidence log read before appending: the bound `byok-offline log verify` reads
+/// with.
+pub const MAX_LOG_BYTES: u64 = 1 << 30;
+
 /// An append-only, hash-chained JSON-lines log, safe to share between threads and tasks.
 pub struct EvidenceLog {
     path: PathBuf,
@@ -47,18 +51,15 @@ struct State {
 }
 
 impl EvidenceLog {
-    /// Opens the log at `path`, or starts one; an existing log must verify first.
+    /// Opens the log at `path`, or starts one; an existing log must verify first. A symbolic
+    /// link at `path` (dangling or not) is refused: appends never go through one.
     pub fn open(path: &Path, operator: Option<&str>) -> Result<Self, EvidenceError> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => text,
+        if files::is_symlink(path) {
+            return Err(FileError::Symlink { path: path.into() }.into());
+        }
+        let text = match std::fs::symlink_metadata(path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => {
-                return Err(FileError::Read {
-                    path: path.into(),
-                    reason: e.to_string(),
-                }
-                .into());
-            }
+            _ => files::read_text_limited(path, MAX_LOG_BYTES)?,
         };
         evidence::verify(&text).map_err(|source| EvidenceError::Chain {
             path: path.into(),
@@ -181,16 +182,8 @@ impl EvidenceLog {
             path: self.path.clone(),
             reason: e.to_string(),
         };
-        let created = !self.path.exists();
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .map_err(err)?;
-        if created {
-            // Set after creation: a mode given at open time is masked by the umask.
-            files::set_mode(&file, FileKind::EvidenceLog.mode()).map_err(err)?;
-        }
+        // Never through a symbolic link put there since `open`, and only a regular file.
+        let (mut file, created) = files::open_append(&self.path, FileKind::EvidenceLog)?;
         file.write_all(record.as_bytes()).map_err(err)?;
         file.sync_all().map_err(err)?;
         if created {
@@ -274,6 +267,7 @@ mod tests {
             byok_sha256: sha.into(),
             wrap_path: None,
             check_verdict: None,
+            check_entry: None,
             package_file: None,
         };
         if confirmed {

@@ -5,13 +5,36 @@
 //! [`write_new`]); the directory is synced after the rename, so a crash leaves either no file
 //! or the whole one.
 //!
+//! Nothing here writes through a symbolic link: an output name that is a link, dangling or
+//! not, is refused ([`ensure_absent`], and the no-replace rename itself), and the evidence log
+//! is appended to only through a descriptor opened with `O_NOFOLLOW` ([`open_append`]).
+//! Whoever prepares a directory on removable media cannot make this tool create or append to
+//! a file elsewhere.
+//!
+//! Every read of an operator-supplied file goes through [`read_limited`]: the file is opened
+//! without blocking, the opened descriptor must be a regular file (a FIFO would hang the read,
+//! a device such as `/dev/zero` never ends), and the bytes are counted as they are read, so a
+//! size the file system reports (0 for devices) bounds nothing.
+//!
+//! Temporary files are named `.byok-tmp-<pid>-<random>`; [`remove_stale_temps`] removes those
+//! of processes no longer running (a run killed before its rename) from the directory a file
+//! is written to ([`write_new`], [`replace`]; a batch once, at its start).
+//!
 //! A batch that writes many files defers the syncs ([`write_new_unsynced`]) and makes a group
 //! of files durable at once ([`sync_group`]): one filesystem sync instead of two per file.
 //! Until then a power loss may leave such a file empty or torn (never a temporary file under
 //! its name half-renamed); the batch records nothing about a file before its group is synced.
 
+mod read;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
+
+use read::kind_of;
+pub use read::{read_limited, read_limited_or_pipe, read_text_limited};
+
+/// The prefix of every temporary file this tool makes; the process id follows.
+const TEMP_PREFIX: &str = ".byok-tmp-";
 
 /// Why a file could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -20,19 +43,25 @@ pub enum FileError {
         "{path} already exists; this tool never overwrites a file: move it away or pass another --out"
     )]
     Exists { path: PathBuf },
+    #[error(
+        "{path} is a symbolic link; this tool never writes through one (it could point \
+         anywhere): remove the link, or pass another path"
+    )]
+    Symlink { path: PathBuf },
+    #[error(
+        "cannot read {path}: it is {kind}, not a regular file; copy the file onto this \
+         workstation's disk and name the copy"
+    )]
+    NotRegular { path: PathBuf, kind: &'static str },
     #[error("cannot write {path}: {reason}")]
     Write { path: PathBuf, reason: String },
     #[error("cannot read {path}: {reason}")]
     Read { path: PathBuf, reason: String },
     #[error(
-        "cannot read {path}: {size} bytes is far too large for this file (the limit is {limit}); \
+        "cannot read {path}: it holds more than {limit} bytes, far too many for this file; \
          check that it is the right file"
     )]
-    TooLarge {
-        path: PathBuf,
-        size: u64,
-        limit: u64,
-    },
+    TooLarge { path: PathBuf, limit: u64 },
 }
 
 /// The kinds of file the workstation binaries write, each with its mode.
@@ -81,21 +110,45 @@ impl FileKind {
     }
 }
 
-/// Fails if any of `paths` exists: checked before work whose result could not be written.
+/// Fails if any of `paths` exists, or is a symbolic link (dangling or not): checked before
+/// work whose result could not be written, such as a key generated on the token.
 pub fn ensure_absent(paths: &[&Path]) -> Result<(), FileError> {
-    match paths.iter().find(|p| p.exists()) {
-        Some(path) => Err(FileError::Exists {
-            path: path.to_path_buf(),
-        }),
+    for path in paths {
+        // symlink_metadata: a dangling link does not "exist" to `Path::exists`, yet the
+        // write would fail on it after the work was done.
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(FileError::Symlink { path: path.into() });
+            }
+            Ok(_) => return Err(FileError::Exists { path: path.into() }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(write_error(path, &e)),
+        }
+    }
+    Ok(())
+}
+
+/// Fails if any of `paths` is a symbolic link (dangling or not); files that exist are let
+/// be. For outputs a resumed run may find already written.
+pub fn refuse_symlinks(paths: &[&Path]) -> Result<(), FileError> {
+    match paths.iter().find(|p| is_symlink(p)) {
+        Some(path) => Err(FileError::Symlink { path: path.into() }),
         None => Ok(()),
     }
+}
+
+/// Whether `path` is a symbolic link (a dangling one included).
+pub fn is_symlink(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
 }
 
 /// How a new file is written: [`write_new`] or [`write_new_unsynced`].
 pub type WriteNew = fn(&Path, &[u8], FileKind) -> Result<(), FileError>;
 
 /// Writes a new file; fails with [`FileError::Exists`] if `path` exists, leaving it untouched.
+/// A killed run's temporary files in the directory are removed first ([`remove_stale_temps`]).
 pub fn write_new(path: &Path, bytes: &[u8], kind: FileKind) -> Result<(), FileError> {
+    remove_stale_temps(parent_dir(path))?;
     persist_new(temp(path, bytes, kind, true)?, path)?;
     sync_dir(path)
 }
@@ -131,10 +184,14 @@ pub fn sync_group(dir: &Path, written: &[PathBuf]) -> Result<(), FileError> {
     Ok(())
 }
 
-/// Renames `tmp` to `path` unless `path` exists.
+/// Renames `tmp` to `path` unless `path` exists. The rename (`renameat2` with
+/// `RENAME_NOREPLACE`, or `link`) fails on any name taken, a symbolic link included: it never
+/// follows one.
 fn persist_new(tmp: tempfile::NamedTempFile, path: &Path) -> Result<(), FileError> {
     tmp.persist_noclobber(path).map_err(|e| {
-        if e.error.kind() == std::io::ErrorKind::AlreadyExists {
+        if e.error.kind() == std::io::ErrorKind::AlreadyExists && is_symlink(path) {
+            FileError::Symlink { path: path.into() }
+        } else if e.error.kind() == std::io::ErrorKind::AlreadyExists {
             FileError::Exists { path: path.into() }
         } else {
             write_error(path, &e.error)
@@ -144,8 +201,13 @@ fn persist_new(tmp: tempfile::NamedTempFile, path: &Path) -> Result<(), FileErro
 }
 
 /// Replaces a file (or makes it) atomically: readers see the old or the new whole file.
-/// For files a rerun rewrites, such as a report.
+/// For files a rerun rewrites, such as a report. A symbolic link at `path` is refused: the
+/// rename would replace the link, not write through it, but a link there is not ours.
 pub fn replace(path: &Path, bytes: &[u8], kind: FileKind) -> Result<(), FileError> {
+    if is_symlink(path) {
+        return Err(FileError::Symlink { path: path.into() });
+    }
+    remove_stale_temps(parent_dir(path))?;
     let tmp = temp(path, bytes, kind, true)?;
     tmp.persist(path).map_err(|e| write_error(path, &e.error))?;
     sync_dir(path)
@@ -156,22 +218,110 @@ pub fn remove(path: &Path) -> Result<(), FileError> {
     std::fs::remove_file(path).map_err(|e| write_error(path, &e))
 }
 
-/// Reads a whole file of at most `limit` bytes.
-pub fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, FileError> {
-    let meta = std::fs::metadata(path).map_err(|e| read_error(path, &e))?;
-    if meta.len() > limit {
-        return Err(FileError::TooLarge {
+/// Opens the file at `path` for appending, creating it with `kind`'s mode if it is absent:
+/// never through a symbolic link (`O_NOFOLLOW`), and only a regular file (checked on the
+/// opened descriptor). Returns the file and whether it was created.
+pub fn open_append(path: &Path, kind: FileKind) -> Result<(std::fs::File, bool), FileError> {
+    let err = |e: &dyn std::fmt::Display| write_error(path, e);
+    let mut options = std::fs::OpenOptions::new();
+    options.append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+        options.custom_flags(flags.bits() as i32);
+    }
+    // Created only if absent (O_EXCL), so that "created" is known, not guessed.
+    let (file, created) = match options.clone().create_new(true).open(path) {
+        Ok(file) => (file, true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            (options.open(path).map_err(|e| link_or(path, e))?, false)
+        }
+        Err(e) => return Err(link_or(path, e)),
+    };
+    let meta = file.metadata().map_err(|e| err(&e))?;
+    if !meta.is_file() {
+        return Err(FileError::NotRegular {
             path: path.into(),
-            size: meta.len(),
-            limit,
+            kind: kind_of(&meta),
         });
     }
-    std::fs::read(path).map_err(|e| read_error(path, &e))
+    if created {
+        // Set after creation: a mode given at open time is masked by the umask.
+        set_mode(&file, kind.mode()).map_err(|e| err(&e))?;
+    }
+    Ok((file, created))
 }
 
-/// Reads a whole UTF-8 file of at most `limit` bytes.
-pub fn read_text_limited(path: &Path, limit: u64) -> Result<String, FileError> {
-    String::from_utf8(read_limited(path, limit)?).map_err(|e| read_error(path, &e))
+/// The error of an open with `O_NOFOLLOW`: a link at the name fails it with `ELOOP` (and with
+/// `EEXIST` under `O_CREAT | O_EXCL`, dangling or not).
+fn link_or(path: &Path, e: std::io::Error) -> FileError {
+    if is_symlink(path) {
+        FileError::Symlink { path: path.into() }
+    } else {
+        write_error(path, &e)
+    }
+}
+
+/// Removes from `dir` the temporary files of runs of this tool that are no longer running
+/// (`.byok-tmp-<pid>-…` whose process is gone): what a run killed between writing a file and
+/// renaming it leaves. Another running process's files, and every other name, are left alone.
+/// Returns the names removed.
+pub fn remove_stale_temps(dir: &Path) -> Result<Vec<PathBuf>, FileError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(write_error(dir, &e)),
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(temp_owner) else {
+            continue;
+        };
+        // Only plain files: a link or directory under our prefix is not ours.
+        if !entry.file_type().is_ok_and(|t| t.is_file()) || process_running(pid) {
+            continue;
+        }
+        // A leftover that cannot be removed (another user's, read-only media) must not stop
+        // the write this cleanup comes before: it is named and left.
+        let path = entry.path();
+        match remove(&path) {
+            Ok(()) => removed.push(path),
+            Err(e) => crate::say_err!("warning: left a stale temporary file: {e}"),
+        }
+    }
+    Ok(removed)
+}
+
+/// The process id in a temporary file's name `.byok-tmp-<pid>-<random>`.
+fn temp_owner(name: &str) -> Option<u32> {
+    let (pid, random) = name.strip_prefix(TEMP_PREFIX)?.split_once('-')?;
+    (!random.is_empty()).then_some(())?;
+    pid.parse().ok().filter(|&p| p > 0)
+}
+
+/// Whether a process with this id exists (signal 0: sends nothing).
+#[cfg(target_os = "linux")]
+fn process_running(pid: u32) -> bool {
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return false;
+    };
+    match rustix::process::test_kill_process(pid) {
+        Ok(()) => true,
+        // It exists, and belongs to someone else.
+        Err(rustix::io::Errno::PERM) => true,
+        Err(_) => false,
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn process_running(_: u32) -> bool {
+    // Without a way to ask, every temporary file may be another run's: keep it.
+    true
 }
 
 /// The directory a path's file lives in (`.` for a bare name).
@@ -190,8 +340,10 @@ fn temp(
     sync: bool,
 ) -> Result<tempfile::NamedTempFile, FileError> {
     let err = |e: &dyn std::fmt::Display| write_error(path, e);
+    // The process id in the name tells a later run whether the file is a dead run's.
+    let prefix = format!("{TEMP_PREFIX}{}-", std::process::id());
     let mut tmp = tempfile::Builder::new()
-        .prefix(".byok-tmp-")
+        .prefix(&prefix)
         .tempfile_in(parent_dir(path))
         .map_err(|e| err(&e))?;
     tmp.write_all(bytes).map_err(|e| err(&e))?;
@@ -289,19 +441,49 @@ mod tests {
         ));
     }
 
+    #[cfg(unix)]
     #[test]
-    fn reads_are_bounded() {
+    fn no_write_or_append_goes_through_a_symlink() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("big");
-        std::fs::write(&path, vec![b'x'; 100]).unwrap();
-        assert!(matches!(
-            read_limited(&path, 99),
-            Err(FileError::TooLarge { size: 100, .. })
-        ));
-        assert_eq!(read_limited(&path, 100).unwrap().len(), 100);
-        assert!(matches!(
-            read_limited(&dir.path().join("none"), 10),
-            Err(FileError::Read { .. })
-        ));
+        let victim = dir.path().join("victim");
+        let dangling = dir.path().join("out.byok");
+        std::os::unix::fs::symlink(&victim, &dangling).unwrap();
+        let refused = |r: Result<(), FileError>| {
+            assert!(matches!(r, Err(FileError::Symlink { .. })), "{r:?}");
+        };
+        refused(ensure_absent(&[&dangling]));
+        refused(write_new(&dangling, b"x", FileKind::Package));
+        refused(write_new_unsynced(&dangling, b"x", FileKind::Package));
+        refused(replace(&dangling, b"x", FileKind::Report));
+        refused(open_append(&dangling, FileKind::EvidenceLog).map(|_| ()));
+        assert!(!victim.exists());
+        std::fs::write(&victim, "").unwrap();
+        refused(open_append(&dangling, FileKind::EvidenceLog).map(|_| ()));
+        assert_eq!(std::fs::read(&victim).unwrap(), b"");
+        // A plain name: created once with the log's mode, then appended to.
+        let log = dir.path().join("log.jsonl");
+        assert!(open_append(&log, FileKind::EvidenceLog).unwrap().1);
+        assert!(!open_append(&log, FileKind::EvidenceLog).unwrap().1);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn only_dead_runs_temporary_files_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let names = [
+            format!(".byok-tmp-{dead}-AbC123"),
+            format!(".byok-tmp-{}-AbC123", std::process::id()),
+            ".byok-tmp-notes".to_string(),
+            "KeyTransferPackage-k.byok".to_string(),
+        ];
+        for name in &names {
+            std::fs::write(dir.path().join(name), "").unwrap();
+        }
+        let removed = remove_stale_temps(dir.path()).unwrap();
+        assert_eq!(removed, [dir.path().join(&names[0])]);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 3);
     }
 }

@@ -11,8 +11,10 @@
 //!   command takes and the help headings;
 //! - [`minutes`]: `minutes LOG...`: the ceremony's logs joined and rendered for people to
 //!   read and sign (HTML, PDF through headless Chromium, Markdown);
+//! - [`process`]: core dumps off, and secrets out of the environment, first thing in `main`;
 //! - [`shell`]: `completions <shell>` and `man`; [`version`]: `--version` with the commit;
-//! - [`exit`]: the exit codes scripts can rely on.
+//! - [`exit`]: the exit codes scripts can rely on;
+//! - [`terminal`]: strings from files and servers escaped before they reach a terminal.
 //!
 //! It links no HTTP client, TLS stack, async runtime or PKCS#11 library: the air-gapped
 //! binary depends on it.
@@ -25,9 +27,11 @@ pub mod flags;
 pub mod logging;
 pub mod minutes;
 pub mod output;
+pub mod process;
 pub mod progress;
 pub mod shell;
 pub mod table;
+pub mod terminal;
 pub mod version;
 
 pub use exit::ExitKind;

@@ -40,8 +40,38 @@ pub fn init(verbose: u8) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(colour_on_stderr())
-        .with_writer(std::io::stderr)
+        .with_writer(|| EscapingStderr(std::io::stderr()))
         .init();
+}
+
+/// stderr, with the C0 control bytes a log line must not carry (a carriage return that
+/// overwrites the line, a bell, a backspace) written as `\xHH`. A line may quote a file or a
+/// server; tracing-subscriber already escapes ESC, DEL and C1 in the fields and messages it
+/// formats, and the ESC of its own colours must pass, so ESC, newline and tab pass here.
+/// Control bytes never occur inside a UTF-8 multi-byte sequence: byte by byte is exact.
+struct EscapingStderr(std::io::Stderr);
+
+impl std::io::Write for EscapingStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        let mut out = Vec::with_capacity(buf.len());
+        for &b in buf {
+            if b < 0x20 && !matches!(b, b'\n' | b'\t' | 0x1b) {
+                out.extend_from_slice(format!("\\x{b:02x}").as_bytes());
+            } else {
+                out.push(b);
+            }
+        }
+        self.0.write_all(&out)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
 }
 
 #[cfg(test)]

@@ -185,7 +185,7 @@ impl MinutesReport {
     /// The human output of both binaries' `minutes`: the file written, then each log with its
     /// entry count and head (what the paper copy shows).
     pub fn print_human(&self) {
-        println!(
+        crate::say!(
             "wrote {} ({}, {} keys packaged, {} imported, {} verified)",
             self.file.display(),
             self.format.as_str(),
@@ -194,8 +194,12 @@ impl MinutesReport {
             self.verified
         );
         for log in &self.logs {
-            println!("{}: {} entries", log.path.display(), log.entries);
-            println!("  head: {}", log.head);
+            crate::say!(
+                "{}: {} entries",
+                crate::terminal::escape(&log.path.display().to_string()),
+                log.entries
+            );
+            crate::say!("  head: {}", crate::terminal::escape(&log.head.to_string()));
         }
     }
 }

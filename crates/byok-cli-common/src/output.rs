@@ -107,7 +107,7 @@ impl Output {
             .map_err(|e| format!("--query `{q}`: {e}"))
             .and_then(|v| serde_json::to_value(&*v).map_err(|e| e.to_string()));
         found.unwrap_or_else(|e| {
-            eprintln!("warning: {e}");
+            crate::say_err!("warning: {e}");
             Value::Null
         })
     }
@@ -116,9 +116,11 @@ impl Output {
         match self.format {
             OutputFormat::Table => crate::table::render_table(doc),
             OutputFormat::Tsv => crate::table::render_tsv(doc),
-            OutputFormat::Human | OutputFormat::Json => {
-                serde_json::to_string_pretty(doc).expect("JSON values serialize")
-            }
+            // serde leaves DEL and C1 raw: escaped too, the same JSON value.
+            OutputFormat::Human | OutputFormat::Json => crate::terminal::json(
+                &serde_json::to_string_pretty(doc).expect("JSON values serialize"),
+            )
+            .into_owned(),
         }
     }
 
@@ -130,16 +132,15 @@ impl Output {
             Err(e) => {
                 let kind = e.exit_kind();
                 if self.format == OutputFormat::Json {
-                    println!(
-                        "{}",
-                        serde_json::json!({
-                            "schema": ERROR_SCHEMA,
-                            "error": e.to_string(),
-                            "exit_code": kind.code(),
-                        })
-                    );
+                    let doc = serde_json::json!({
+                        "schema": ERROR_SCHEMA,
+                        "error": e.to_string(),
+                        "exit_code": kind.code(),
+                    });
+                    println!("{}", crate::terminal::json(&doc.to_string()));
                 }
-                eprintln!("error: {e}");
+                // The message may quote a file or a server (a vault's error text).
+                crate::say_err!("error: {e}");
                 ExitCode::from(kind.code())
             }
         }

@@ -32,7 +32,12 @@ impl Progress {
     /// One step finished; `message` says which and how it went.
     pub fn step(&self, message: &str) {
         let n = self.done.fetch_add(1, Ordering::SeqCst) + 1;
-        let line = format!("[{n:>3}/{}] {message}", self.total);
+        // One line, whatever a key's name or a vault's error text in `message` holds.
+        let line = format!(
+            "[{n:>3}/{}] {}",
+            self.total,
+            crate::terminal::escape(message)
+        );
         match &self.bar {
             Some(bar) => {
                 bar.inc(1);
@@ -45,7 +50,12 @@ impl Progress {
     /// A line about the step under way, which may take a while, without counting a step.
     pub fn note(&self, message: &str) {
         let n = self.done.load(Ordering::SeqCst) + 1;
-        let line = format!("[{n:>3}/{}] {message}", self.total);
+        // One line, whatever a key's name or a vault's error text in `message` holds.
+        let line = format!(
+            "[{n:>3}/{}] {}",
+            self.total,
+            crate::terminal::escape(message)
+        );
         match &self.bar {
             Some(bar) => bar.set_message(line),
             None => eprintln!("{line}"),

@@ -14,7 +14,9 @@ struct Grid {
 
 fn cell(v: &Value) -> Option<String> {
     match v {
-        Value::String(s) => Some(s.clone()),
+        // A value from a file or a server: no control character reaches the terminal, and a
+        // tab or newline cannot shift TSV's columns or rows.
+        Value::String(s) => Some(crate::terminal::escape(s).into_owned()),
         Value::Bool(_) | Value::Number(_) => Some(v.to_string()),
         Value::Null => Some(String::new()),
         Value::Array(_) | Value::Object(_) => None,

@@ -11,11 +11,9 @@
 //! Each refusal names the defect, so an operator can tell a token's bug ("65-byte P-521
 //! scalar", "7 trailing zero bytes") from a wrong key.
 
+use crate::oid::RSA_ENCRYPTION;
 use crate::target::{Curve, EncodingError, KeyKind, Kty, TargetKey};
 use der::{Decode, Encode, Reader};
-
-const RSA_ENCRYPTION: der::asn1::ObjectIdentifier =
-    der::asn1::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
 
 /// A KEK made in memory to judge a token: what the token wraps under it is unwrapped here and
 /// read with [`read_plaintext_of`]. Only throwaway targets are ever wrapped under it; a real

@@ -11,9 +11,9 @@ pub const DEFAULT_FILE_NAME: &str = "ceremony-log.jsonl";
 mod entries;
 
 pub use entries::{
-    AesChallengeMade, AesProved, CheckedKind, Entry, Envelope, Imported, KekCreated, KekDownloaded,
-    KekRecord, KeyGenerated, KeyRecord, ListedToken, Logged, Packaged, TokenChecked, TokenRecord,
-    TokensListed, Verified,
+    AesChallengeMade, AesProved, CheckEntryRef, CheckedKind, Entry, Envelope, Imported, JudgedSide,
+    KekCreated, KekDownloaded, KekRecord, KeyGenerated, KeyRecord, ListedToken, Logged, Packaged,
+    TokenChecked, TokenRecord, TokensListed, Verified,
 };
 
 /// What an entry records ([`Entry`]'s kinds). The JSON spells them as the `event` field's

@@ -1,20 +1,26 @@
 //! The Key Exchange Key's public half: RSA 2048, 3072 or 4096 bits, nothing else.
 
 use crate::fingerprint::Fingerprint;
+use crate::oid::RSA_ENCRYPTION;
+use crate::ops::KeyOp;
+use crate::target::{KeyType, Kty};
 use der::Decode;
 use rsa::{BoxedUint, PublicKey as RsaPublicKey, traits::PublicKeyParts};
-use spki::{ObjectIdentifier, SubjectPublicKeyInfoRef};
+use spki::SubjectPublicKeyInfoRef;
 
 /// The modulus sizes Azure accepts for a KEK.
 pub const KEK_SIZES: [usize; 3] = [2048, 3072, 4096];
 
+/// The one public exponent a KEK may have: Key Vault makes its RSA keys with 65537
+/// (`AQAB`). A KEK file with another exponent was not made by Key Vault.
+pub const KEK_EXPONENT: u64 = 65_537;
+
+/// A KEK's modulus is refused when a prime below this divides it: a real RSA modulus has
+/// two primes of half its size, and trial division this far costs microseconds.
+pub const SMALL_PRIME_BOUND: u32 = 10_000;
+
 /// Longest PEM or DER we read as a KEK (a 4096-bit SPKI is 550 bytes of DER).
 const MAX_KEK_INPUT: usize = 16 * 1024;
-
-const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
-const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
-const RSA_PSS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.10");
-const ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
 
 /// Why a KEK public key was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -45,6 +51,20 @@ pub enum KekError {
     WrongSize { bits: usize },
     #[error("the KEK's RSA key is not usable: {reason}")]
     BadKey { reason: String },
+    #[error(
+        "the KEK's public exponent is {exponent}, but Key Vault makes its keys with 65537 only: \
+         this KEK file was not made from a Key Vault key, or was altered on its way. Download \
+         the KEK again from the vault (`byok-online kek download --name KEK --out \
+         kek.transfer`) and carry that file across"
+    )]
+    WeakExponent { exponent: String },
+    #[error(
+        "the KEK's modulus is divisible by {prime}, so it is no RSA key a vault made (anyone \
+         could unwrap what it wraps): this KEK file was altered on its way. Download the KEK \
+         again from the vault (`byok-online kek download --name KEK --out kek.transfer`) and \
+         carry that file across"
+    )]
+    SmallFactor { prime: u32 },
     #[error("the KEK input is {len} bytes; a KEK public key is under {MAX_KEK_INPUT} bytes")]
     TooLarge { len: usize },
 }
@@ -69,28 +89,55 @@ pub enum KekPolicyError {
 /// The KEK rule both the client (before it sends anything) and the emulator (before it
 /// unwraps) apply: RSA-HSM, `import` as the only operation, enabled. The size rule is
 /// [`KEK_SIZES`], checked when the public key is read.
-pub fn check_kek_policy<S: AsRef<str>>(
-    kty: &str,
-    key_ops: &[S],
+pub fn check_kek_policy(
+    key_type: KeyType,
+    key_ops: &[KeyOp],
     enabled: bool,
 ) -> Result<(), KekPolicyError> {
-    if kty != "RSA-HSM" {
+    if key_type != KeyType::hsm(Kty::Rsa) {
         return Err(KekPolicyError::NotRsaHsm {
-            kty: kty.chars().take(20).collect(),
+            kty: key_type.name().into(),
         });
     }
-    let import_only =
-        matches!(key_ops, [only] if only.as_ref() == crate::ops::KeyOp::Import.name());
-    if !import_only {
-        let ops: Vec<&str> = key_ops.iter().map(AsRef::as_ref).collect();
+    if key_ops != [KeyOp::Import] {
         return Err(KekPolicyError::Operations {
-            ops: ops.join(", "),
+            ops: KeyOp::names(key_ops).join(", "),
         });
     }
     if !enabled {
         return Err(KekPolicyError::Disabled);
     }
     Ok(())
+}
+
+/// [`check_kek_policy`] on a key as a vault's JSON names it (`kty` and `key_ops` as sent):
+/// a type or an operation Key Vault does not name fails the rule, named as it was sent.
+pub fn check_kek_policy_of_names<S: AsRef<str>>(
+    kty: &str,
+    key_ops: &[S],
+    enabled: bool,
+) -> Result<(), KekPolicyError> {
+    let key_type = KeyType::from_name(kty).ok_or_else(|| KekPolicyError::NotRsaHsm {
+        kty: kty.chars().take(20).collect(),
+    })?;
+    let ops = key_ops
+        .iter()
+        .map(|op| op.as_ref().parse::<KeyOp>())
+        .collect::<Result<Vec<_>, _>>();
+    match ops {
+        Ok(ops) => check_kek_policy(key_type, &ops, enabled),
+        // An operation Key Vault does not name: the type is still checked first.
+        Err(_) => match check_kek_policy(key_type, &[KeyOp::Import], enabled) {
+            Err(e @ KekPolicyError::NotRsaHsm { .. }) => Err(e),
+            _ => Err(KekPolicyError::Operations {
+                ops: key_ops
+                    .iter()
+                    .map(AsRef::as_ref)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+        },
+    }
 }
 
 /// An RSA public key of an allowed KEK size, with its SubjectPublicKeyInfo DER.
@@ -110,7 +157,8 @@ impl KekPublicKey {
         let start = pem.find("-----BEGIN ").ok_or_else(|| KekError::Pem {
             reason: "no -----BEGIN line".into(),
         })?;
-        let (label, der) = pem_rfc7468_decode(&pem[start..])?;
+        let (label, der) =
+            crate::pem::decode(&pem[start..]).map_err(|reason| KekError::Pem { reason })?;
         match label.as_str() {
             "PUBLIC KEY" => Self::from_spki_der(&der),
             "RSA PUBLIC KEY" => Self::from_pkcs1_der(&der),
@@ -139,7 +187,7 @@ impl KekPublicKey {
         let oid = spki.algorithm.oid;
         if oid != RSA_ENCRYPTION {
             return Err(KekError::NotRsa {
-                algorithm: algorithm_name(oid),
+                algorithm: crate::pem::algorithm_name(oid),
             });
         }
         let bits = spki
@@ -160,8 +208,8 @@ impl KekPublicKey {
     /// Builds the key from big-endian `n` and `e`, as a JWK carries them; leading zero
     /// bytes are tolerated.
     pub fn from_components(n: &[u8], e: &[u8]) -> Result<Self, KekError> {
-        let n = strip_leading_zeros(n);
-        let e = strip_leading_zeros(e);
+        let n = crate::pem::strip_leading_zeros(n);
+        let e = crate::pem::strip_leading_zeros(e);
         let bits = bit_length(n);
         if !KEK_SIZES.contains(&bits) {
             return Err(KekError::WrongSize { bits });
@@ -180,11 +228,22 @@ impl KekPublicKey {
         Self::from_rsa(key)
     }
 
-    /// Wraps an `rsa` public key, checking its size.
+    /// Wraps an `rsa` public key, checking it is one Key Vault could have made: its size, its
+    /// exponent (65537), and no small prime factor of its modulus.
     pub fn from_rsa(key: RsaPublicKey) -> Result<Self, KekError> {
         let bits = key.n().bit_width() as usize;
         if !KEK_SIZES.contains(&bits) {
             return Err(KekError::WrongSize { bits });
+        }
+        let e = key.e_bytes();
+        let e = crate::pem::strip_leading_zeros(&e);
+        if e != &KEK_EXPONENT.to_be_bytes()[5..] {
+            return Err(KekError::WeakExponent {
+                exponent: exponent_text(e),
+            });
+        }
+        if let Some(prime) = small_factor(&key.n_bytes()) {
+            return Err(KekError::SmallFactor { prime });
         }
         let spki_der = rsa::pkcs8::EncodePublicKey::to_public_key_der(&key)
             .map_err(|e| KekError::BadKey {
@@ -216,7 +275,7 @@ impl KekPublicKey {
 
     /// `-----BEGIN PUBLIC KEY-----` PEM with LF line endings.
     pub fn to_pem(&self) -> String {
-        pem_encode("PUBLIC KEY", &self.spki_der)
+        crate::pem::encode("PUBLIC KEY", &self.spki_der)
     }
 
     /// Modulus, big-endian, without leading zeros.
@@ -226,13 +285,49 @@ impl KekPublicKey {
 
     /// Public exponent, big-endian, without leading zeros.
     pub fn e_bytes(&self) -> Vec<u8> {
-        strip_leading_zeros(&self.key.e_bytes()).to_vec()
+        crate::pem::strip_leading_zeros(&self.key.e_bytes()).to_vec()
     }
 
     /// The `rsa` crate's key, for encryption.
     pub fn rsa(&self) -> &RsaPublicKey {
         &self.key
     }
+}
+
+/// The exponent as a decimal number (it is at most 64 bits here: `from_components` refuses
+/// longer ones), or in hex when longer.
+fn exponent_text(e: &[u8]) -> String {
+    if e.len() <= 8 {
+        let mut v = [0u8; 8];
+        v[8 - e.len()..].copy_from_slice(e);
+        u64::from_be_bytes(v).to_string()
+    } else {
+        format!("0x{}", hex_string(e))
+    }
+}
+
+fn hex_string(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The smallest prime below [`SMALL_PRIME_BOUND`] that divides the big-endian `n`, if any.
+fn small_factor(n: &[u8]) -> Option<u32> {
+    let bound = SMALL_PRIME_BOUND as usize;
+    let mut composite = vec![false; bound];
+    for p in 2..bound {
+        if composite[p] {
+            continue;
+        }
+        for multiple in (p * p..bound).step_by(p) {
+            composite[multiple] = true;
+        }
+        let p = p as u64;
+        let rest = n.iter().fold(0u64, |r, &b| (r * 256 + u64::from(b)) % p);
+        if rest == 0 {
+            return Some(p as u32);
+        }
+    }
+    None
 }
 
 fn pkcs1_ref(der: &[u8]) -> Result<(&[u8], &[u8]), KekError> {
@@ -242,11 +337,6 @@ fn pkcs1_ref(der: &[u8]) -> Result<(&[u8], &[u8]), KekError> {
     Ok((key.modulus.as_bytes(), key.public_exponent.as_bytes()))
 }
 
-pub(crate) fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
-    let first = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
-    &bytes[first..]
-}
-
 fn bit_length(be: &[u8]) -> usize {
     match be.first() {
         None => 0,
@@ -254,27 +344,55 @@ fn bit_length(be: &[u8]) -> usize {
     }
 }
 
-/// A readable name for a public-key algorithm OID.
-pub(crate) fn algorithm_name(oid: ObjectIdentifier) -> String {
-    match oid {
-        EC_PUBLIC_KEY => "EC (id-ecPublicKey)".into(),
-        RSA_PSS => "RSA-PSS (id-RSASSA-PSS)".into(),
-        ED25519 => "Ed25519".into(),
-        other => format!("unknown algorithm ({other})"),
+#[cfg(test)]
+mod policy_tests {
+    use super::*;
+
+    #[test]
+    fn the_kek_rule_reads_typed_keys_and_the_vaults_names_alike() {
+        let kek = KeyType::hsm(Kty::Rsa);
+        assert_eq!(check_kek_policy(kek, &[KeyOp::Import], true), Ok(()));
+        let soft = KeyType { hsm: false, ..kek };
+        assert_eq!(
+            check_kek_policy(soft, &[KeyOp::Import], true),
+            Err(KekPolicyError::NotRsaHsm { kty: "RSA".into() })
+        );
+        assert_eq!(
+            check_kek_policy(kek, &[KeyOp::Import, KeyOp::Sign], true),
+            Err(KekPolicyError::Operations {
+                ops: "import, sign".into()
+            })
+        );
+        assert_eq!(
+            check_kek_policy(kek, &[KeyOp::Import], false),
+            Err(KekPolicyError::Disabled)
+        );
+        // The vault's JSON: what it names is read; what it does not fails, named as sent.
+        assert_eq!(
+            check_kek_policy_of_names("RSA-HSM", &["import"], true),
+            Ok(())
+        );
+        assert_eq!(
+            check_kek_policy_of_names("rsa-hsm", &["import"], true),
+            Err(KekPolicyError::NotRsaHsm {
+                kty: "rsa-hsm".into()
+            })
+        );
+        assert_eq!(
+            check_kek_policy_of_names("EC-HSM", &["fly"], true),
+            Err(KekPolicyError::NotRsaHsm {
+                kty: "EC-HSM".into()
+            })
+        );
+        assert_eq!(
+            check_kek_policy_of_names("RSA-HSM", &["import", "fly"], true),
+            Err(KekPolicyError::Operations {
+                ops: "import, fly".into()
+            })
+        );
+        assert_eq!(
+            check_kek_policy_of_names::<&str>("RSA-HSM", &[], true),
+            Err(KekPolicyError::Operations { ops: String::new() })
+        );
     }
-}
-
-/// Decodes one PEM block, returning its label and DER.
-pub(crate) fn pem_rfc7468_decode(pem: &str) -> Result<(String, Vec<u8>), KekError> {
-    let (label, der) =
-        der::pem::decode_vec(pem.trim_end().as_bytes()).map_err(|e| KekError::Pem {
-            reason: e.to_string(),
-        })?;
-    Ok((label.to_string(), der))
-}
-
-/// Encodes DER as PEM with LF line endings.
-pub(crate) fn pem_encode(label: &str, der: &[u8]) -> String {
-    der::pem::encode_string(label, der::pem::LineEnding::LF, der)
-        .expect("PEM encoding of an in-memory buffer cannot fail")
 }

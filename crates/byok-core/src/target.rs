@@ -5,7 +5,8 @@
 //! `ECPrivateKey` with the named-curve OID inside); AES keys as their raw 16, 24 or 32 bytes.
 
 use crate::fingerprint::Fingerprint;
-use crate::kek::{algorithm_name, pem_encode, pem_rfc7468_decode, strip_leading_zeros};
+use crate::oid::{EC_PUBLIC_KEY, RSA_ENCRYPTION};
+use crate::pem::{algorithm_name, strip_leading_zeros};
 use der::Decode;
 use getrandom::SysRng;
 use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey};
@@ -15,9 +16,6 @@ use spki::ObjectIdentifier;
 use std::fmt;
 use std::str::FromStr;
 use zeroize::Zeroizing;
-
-const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
-const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
 
 /// Longest plaintext we accept: a 4096-bit RSA PKCS#8 is about 2.4 KiB.
 pub const MAX_PLAINTEXT: usize = 8 * 1024;
@@ -140,6 +138,46 @@ impl fmt::Display for Kty {
             Kty::Ec => "EC",
             Kty::Oct => "oct",
         })
+    }
+}
+
+/// A vault key's `kty` as Key Vault names it: the family, and whether the key is
+/// HSM-protected (`RSA-HSM`, `EC-HSM`, `oct-HSM`) or a software key (`RSA`, `EC`, `oct`).
+/// Typed inside both sides; the name is its form in JSON and in the emulator's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyType {
+    pub kty: Kty,
+    pub hsm: bool,
+}
+
+impl KeyType {
+    /// An HSM-protected key of `kty`.
+    pub const fn hsm(kty: Kty) -> Self {
+        Self { kty, hsm: true }
+    }
+
+    /// Key Vault's name: `RSA`, `RSA-HSM`, `EC`, `EC-HSM`, `oct` or `oct-HSM`.
+    pub fn name(self) -> &'static str {
+        match (self.kty, self.hsm) {
+            (kty, true) => kty.hsm_name(),
+            (Kty::Rsa, false) => "RSA",
+            (Kty::Ec, false) => "EC",
+            (Kty::Oct, false) => "oct",
+        }
+    }
+
+    /// Reads exactly one of Key Vault's names (as [`KeyType::name`] spells them).
+    pub fn from_name(s: &str) -> Option<Self> {
+        [Kty::Rsa, Kty::Ec, Kty::Oct]
+            .into_iter()
+            .flat_map(|kty| [Self { kty, hsm: false }, Self::hsm(kty)])
+            .find(|t| t.name() == s)
+    }
+}
+
+impl fmt::Display for KeyType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -508,7 +546,7 @@ impl TargetPublicKey {
     /// Reads `-----BEGIN PUBLIC KEY-----` PEM.
     pub fn from_pem(pem: &str) -> Result<Self, EncodingError> {
         let start = pem.find("-----BEGIN ").unwrap_or(0);
-        let (label, der) = pem_rfc7468_decode(&pem[start..]).map_err(public_err)?;
+        let (label, der) = crate::pem::decode(&pem[start..]).map_err(public_err)?;
         if label != "PUBLIC KEY" {
             return Err(EncodingError::PublicKey {
                 reason: format!("the PEM block is `{label}`, expected `PUBLIC KEY`"),
@@ -591,7 +629,7 @@ impl TargetPublicKey {
 
     /// `-----BEGIN PUBLIC KEY-----` PEM with LF line endings.
     pub fn to_pem(&self) -> String {
-        pem_encode("PUBLIC KEY", &self.spki_der)
+        crate::pem::encode("PUBLIC KEY", &self.spki_der)
     }
 }
 
@@ -634,5 +672,20 @@ mod tests {
             k("EC", None, Some("P-192")),
             Err(EncodingError::UnknownCurve { .. })
         ));
+    }
+
+    #[test]
+    fn key_types_read_exactly_the_names_they_write() {
+        for kty in [Kty::Rsa, Kty::Ec, Kty::Oct] {
+            for hsm in [false, true] {
+                let t = KeyType { kty, hsm };
+                assert_eq!(KeyType::from_name(t.name()), Some(t));
+            }
+        }
+        assert_eq!(KeyType::hsm(Kty::Ec).name(), "EC-HSM");
+        assert_eq!(KeyType::from_name("oct").map(|t| t.hsm), Some(false));
+        for bad in ["rsa", "RSA-hsm", "AES", "", "EC-HSM "] {
+            assert_eq!(KeyType::from_name(bad), None, "{bad}");
+        }
     }
 }

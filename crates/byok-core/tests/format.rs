@@ -151,6 +151,50 @@ fn package_length_is_checked_against_the_kek() {
     ));
 }
 
+/// A KEK Key Vault could not have made is refused, naming the fix: an exponent other than
+/// 65537 (3 makes an unpadded wrap of a short value readable), or a modulus with a small prime
+/// factor (the factored modulus lets anyone unwrap the package).
+#[test]
+fn weak_kek_keys_are_refused() {
+    let (_, kek) = kek_pair(2048);
+    let e3 = KekPublicKey::from_components(&kek.n_bytes(), &[3]).unwrap_err();
+    assert_eq!(
+        e3,
+        KekError::WeakExponent {
+            exponent: "3".into()
+        }
+    );
+    assert!(e3.to_string().contains("Download the KEK again"), "{e3}");
+    // Odd, above 65537, still not Key Vault's.
+    assert!(matches!(
+        KekPublicKey::from_components(&kek.n_bytes(), &[0x01, 0x00, 0x03]),
+        Err(KekError::WeakExponent { .. })
+    ));
+    // 2^2048 - 1: 2048 bits, odd, and divisible by 3 (no valid RSA key, built as bytes).
+    let by3 = KekPublicKey::from_components(&[0xff; 256], &[1, 0, 1]).unwrap_err();
+    assert_eq!(by3, KekError::SmallFactor { prime: 3 });
+    assert!(by3.to_string().contains("Download the KEK again"), "{by3}");
+    // The PEM and DER readers reach the same rule.
+    let e3_pem = rsa::pkcs8::EncodePublicKey::to_public_key_pem(
+        &rsa::PublicKey::new(
+            rsa::BoxedUint::from_be_slice(&kek.n_bytes(), 2048).unwrap(),
+            rsa::BoxedUint::from(3u64),
+        )
+        .unwrap(),
+        rsa::pkcs8::LineEnding::LF,
+    )
+    .unwrap();
+    assert!(matches!(
+        KekPublicKey::from_pem(&e3_pem),
+        Err(KekError::WeakExponent { .. })
+    ));
+    // Key Vault's own keys pass.
+    assert_eq!(
+        KekPublicKey::from_components(&kek.n_bytes(), &[0, 1, 0, 1]).unwrap(),
+        kek
+    );
+}
+
 #[test]
 fn kek_public_key_inputs() {
     let (_, kek) = kek_pair(3072);

@@ -9,6 +9,7 @@
 //! ([`SessionKek`]), and files are made durable and recorded by [`Group`] (see there for what
 //! a crash leaves).
 
+use crate::check::reuse::{CheckBasis, RecordedChecks, ReusePolicy};
 use crate::check::{Held, Overrides, Verdicts};
 use crate::commands::{Connection, KekSource, MAX_INPUT_BYTES, PemPlan, PublicKeyFile};
 use crate::error::{OfflineError, Result};
@@ -45,6 +46,9 @@ pub struct BatchOptions {
     pub wrap: WrapChoice,
     /// `--allow-zero-padded-kwp`, `--allow-nonconformant` (rehearsals only).
     pub overrides: Overrides,
+    /// `--check-max-age`, `--recheck`: when a verdict recorded in the log stands in for the
+    /// check.
+    pub reuse: ReusePolicy,
     /// Default: OUT_DIR/ceremony-log.jsonl.
     pub log: Option<PathBuf>,
     pub operator: Option<String>,
@@ -82,6 +86,8 @@ pub struct BatchReport {
     pub skipped: usize,
     pub generated: usize,
     pub seconds: f64,
+    /// Each kind packaged now, and the `token checked` entry its keys were admitted by.
+    pub checks: Vec<CheckBasis>,
     pub log: PathBuf,
     /// The evidence log's head after the run, for the ceremony's minutes (`log verify
     /// --expect-head` checks it later).
@@ -108,6 +114,8 @@ struct Shared<'a> {
     log: &'a EvidenceLog,
     /// The token's verdicts, which an existing key is admitted by once found.
     verdicts: &'a Verdicts,
+    /// The `token checked` entry each kind's verdict comes from.
+    checks: &'a [CheckBasis],
     /// The token's objects, read once (when a key first needs them): no key costs a search of
     /// the token.
     index: &'a LazyIndex,
@@ -130,6 +138,13 @@ impl Batch {
             path: opts.manifest.clone(),
             source,
         })?;
+        // Before the token is touched: no output name may be a symbolic link (a dangling
+        // one passes for absent until the write, after its key was generated).
+        for key in &keys {
+            let byok = opts.out_dir.join(byok_core::package::file_name(&key.name));
+            let pem = opts.out_dir.join(TargetPublicKey::file_name(&key.name));
+            files::refuse_symlinks(&[&byok, &sidecar::path_for(&byok), &pem])?;
+        }
         let kek = opts.kek.load()?;
         Ok(Self { opts, keys, kek })
     }
@@ -140,8 +155,9 @@ impl Batch {
     }
 
     /// Runs the batch, reporting each key to `progress` once it is durable and recorded. The
-    /// token's wrap of each kind still to package is proved on throwaway keys first
-    /// ([`check::require`]), before any key is generated or file written. The first key that
+    /// token's wrap of each kind still to package is proved first, by a verdict the log
+    /// records for this token ([`crate::check::reuse`]) or on throwaway keys now (recorded),
+    /// before any key is generated or package written. The first key that
     /// fails stops the run (keys in flight finish, and what finished is recorded); a rerun
     /// resumes.
     pub fn run(self, conn: &Connection, progress: &Progress) -> Result<BatchReport> {
@@ -152,8 +168,24 @@ impl Batch {
         let pin = conn.pin.read()?;
         let first = module.open_with_pin(&conn.token, &pin)?;
         let path = wrap_path::choose(&first, raw, opts.wrap)?;
+        let log_path = opts
+            .log
+            .clone()
+            .unwrap_or_else(|| opts.out_dir.join(evidence::DEFAULT_FILE_NAME));
         let keys = self.kinds_to_package();
-        let verdicts = Verdicts::check(&first, raw, path, &keys, opts.overrides)?;
+        let reuse = (&RecordedChecks::read(&log_path)?, opts.reuse);
+        let obtained = Verdicts::obtain(&first, raw, path, &keys, opts.overrides, reuse)?;
+        std::fs::create_dir_all(&opts.out_dir).map_err(|e| files::FileError::Write {
+            path: opts.out_dir.clone(),
+            reason: e.to_string(),
+        })?;
+        // A killed run's temporary files (never renamed into place) go.
+        for stale in files::remove_stale_temps(&opts.out_dir)? {
+            tracing::info!(path = %stale.display(), "a killed run's temporary file removed");
+        }
+        let log = EvidenceLog::open(&log_path, opts.operator.as_deref())?;
+        let checks = obtained.record(&first, &log)?;
+        let verdicts = obtained.verdicts;
         // Keys to generate are admitted now, before any is made; existing ones once found,
         // by where the token says they came from.
         for &(kind, held) in keys.iter().filter(|(_, held)| *held == Held::New) {
@@ -163,18 +195,10 @@ impl Batch {
         // when the application's last session closes, and the index's handles must stay good.
         let _open = first;
         let index = LazyIndex::default();
-        std::fs::create_dir_all(&opts.out_dir).map_err(|e| files::FileError::Write {
-            path: opts.out_dir.clone(),
-            reason: e.to_string(),
-        })?;
-        let log_path = opts
-            .log
-            .clone()
-            .unwrap_or_else(|| opts.out_dir.join(evidence::DEFAULT_FILE_NAME));
-        let log = EvidenceLog::open(&log_path, opts.operator.as_deref())?;
         let group = Group::new(&opts.out_dir, &log, progress, GROUP_KEYS, GROUP_WAIT);
         let shared = Shared {
             verdicts: &verdicts,
+            checks: &checks,
             raw,
             kek: &self.kek,
             path,
@@ -198,6 +222,7 @@ impl Batch {
             generated: keys.iter().filter(|k| k.generated).count(),
             keys,
             seconds: started.elapsed().as_secs_f64(),
+            checks,
             log: log_path,
             log_head: log.head(),
         })
@@ -333,6 +358,7 @@ impl Worker<'_, '_> {
         let resumed = if byok.exists() {
             self.resume(key, &byok)?
         } else {
+            self.lone_sidecar(key, &byok)?;
             None
         };
         let done = match resumed {
@@ -397,6 +423,31 @@ impl Worker<'_, '_> {
         files::write_new_unsynced(&sidecar_path, &s.to_json_bytes(), FileKind::Sidecar)?;
         let entry = Some(record::confirmed(&key.name, kek, &s));
         Ok(Some(Done::resumed("sidecar restored", sha, entry, files)))
+    }
+
+    /// No `.byok`, yet its sidecar is there: the sidecar is written first and the package
+    /// last, so a run was killed in between. The sidecar describes a wrap never kept: it is
+    /// removed and the key packaged again, unless the log records the key (then the package
+    /// was there and is gone: refused, as a damaged one is).
+    fn lone_sidecar(&self, key: &ManifestKey, byok: &Path) -> Result<()> {
+        let sidecar_path = sidecar::path_for(byok);
+        if std::fs::symlink_metadata(&sidecar_path).is_err() {
+            return Ok(());
+        }
+        let events = [Event::Packaged, Event::PackageConfirmed];
+        if self.shared.log.records_key(&key.name, &events) {
+            return Err(OfflineError::DamagedPackage {
+                path: byok.into(),
+                key: key.name.clone(),
+                reason: format!(
+                    "it is missing, its sidecar {} is not",
+                    sidecar_path.display()
+                ),
+            });
+        }
+        tracing::warn!(path = %sidecar_path.display(), "a sidecar without its package (a run killed before the package's rename): packaging the key again");
+        files::remove(&sidecar_path)?;
+        Ok(())
     }
 
     /// A `.byok` that cannot be read as a package: torn by a power loss before its group was
@@ -477,7 +528,10 @@ impl Worker<'_, '_> {
         let r = self.packager.package(&target, byok)?;
         files.extend([r.byok.clone(), r.sidecar.clone()]);
         let named = (key.name.as_str(), &target, generated);
-        let entry = record::packaged(session, shared.kek, named, &r, Some(verdict));
+        let kind = target.kind.to_string();
+        let basis = shared.checks.iter().find(|b| b.kind == kind);
+        let check = (Some(verdict), basis.map(|b| b.entry.clone()));
+        let entry = record::packaged(session, shared.kek, named, &r, check);
         let sha = Fingerprint::from_hex(&r.byok_sha256).expect("hex we wrote");
         Ok(Done {
             outcome: "packaged",

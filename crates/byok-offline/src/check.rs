@@ -15,19 +15,23 @@
 //!   value. A token that refuses the imports leaves it "untested".
 //!
 //! No real target is ever unwrapped outside the token: only throwaway keys, destroyed on every
-//! path. [`gate`] holds each real key to the verdict for keys like it (`CKA_LOCAL`).
+//! path. [`gate`] holds each real key to the verdict for keys like it (`CKA_LOCAL`), and
+//! [`reuse`] lets a verdict recorded in the ceremony's log stand in for the gate's own check.
 
 mod aes;
 pub mod edge;
 mod edges;
+pub mod evidence;
 mod gate;
 mod report;
+pub mod reuse;
 mod run;
 
-pub use gate::{Held, Overrides, Verdicts, require};
+pub use gate::{Held, Obtained, Overrides, Verdicts, admit_one, require};
 pub use report::{
     CheckReport, CheckedToken, Generated, Imported, Judged, KindReport, Verdict, throwaway_keys,
 };
+pub use reuse::{CheckBasis, RecordedChecks, ReusePolicy};
 pub use run::{Checker, Sides, default_tries, zero_top_byte_bound};
 
 use crate::error::{OfflineError, Result};

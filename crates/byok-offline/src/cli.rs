@@ -16,6 +16,7 @@ use byok_core::KeyOp;
 use byok_core::target::{EncodingError, KeyKind, Kty};
 use byok_offline::batch::BatchOptions;
 use byok_offline::check::Overrides;
+use byok_offline::check::reuse::ReuseArgs;
 use byok_offline::commands::{
     self, CheckOptions, Connection, GenerateOptions, KekSource, KindExpectation, PackageOptions,
 };
@@ -73,7 +74,8 @@ pub struct PinArgs {
     /// [default: BYOK_PKCS11_PIN]; when it is unset, the PIN is asked for on a terminal.
     #[arg(long, value_name = "NAME", conflicts_with = "pin_file", help_heading = TOKEN_HEADING)]
     pin_env: Option<String>,
-    /// A file whose first line is the user PIN.
+    /// A file whose first line is the user PIN (a regular file, or a pipe such as
+    /// `<(command)`); preferred over a variable at the ceremony.
     #[arg(long, value_name = "PATH", help_heading = TOKEN_HEADING)]
     pin_file: Option<PathBuf>,
 }
@@ -274,6 +276,8 @@ pub struct PackageArgs {
     wrap_mechanism: WrapArg,
     #[command(flatten)]
     overrides: OverrideArgs,
+    #[command(flatten)]
+    reuse: ReuseArgs,
 }
 
 #[derive(Args)]
@@ -318,6 +322,8 @@ pub struct BatchArgs {
     wrap_mechanism: WrapArg,
     #[command(flatten)]
     overrides: OverrideArgs,
+    #[command(flatten)]
+    reuse: ReuseArgs,
 }
 
 #[derive(Subcommand)]
@@ -568,6 +574,7 @@ impl TryFrom<PackageArgs> for PackageOptions {
             out: a.out,
             wrap: a.wrap_mechanism.into(),
             overrides: a.overrides.into(),
+            reuse: a.reuse.into(),
         })
     }
 }
@@ -581,6 +588,7 @@ impl From<BatchArgs> for BatchOptions {
             jobs: a.jobs,
             wrap: a.wrap_mechanism.into(),
             overrides: a.overrides.into(),
+            reuse: a.reuse.into(),
             log: a.log,
             operator: a.operator,
         }

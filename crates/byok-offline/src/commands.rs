@@ -1,13 +1,13 @@
 //! The commands of `byok-offline`, each returning a report the binary prints as text or JSON.
 
-use crate::check::{self, CheckReport, Held, Overrides};
+use crate::check::{self, CheckBasis, CheckReport, Held, Overrides, RecordedChecks, ReusePolicy};
 use crate::error::{OfflineError, Result};
 use crate::keys::{self, GenerateSpec, KeyObject, Target};
 use crate::package::{self, PackageReport};
 use crate::pin::PinSource;
 use crate::record;
-use crate::token::{Module, TokenIdentity, TokenSelector, TokenSession};
-use crate::wrap_path::{self, Capabilities, KwpMechanism, PadBehaviour, WrapChoice, WrapPath};
+use crate::token::{Module, TokenSelector, TokenSession};
+use crate::wrap_path::{self, KwpMechanism, PadBehaviour, TokenReport, WrapChoice, WrapPath};
 use byok_cli_common::Document;
 use byok_cli_common::evidence::EvidenceLog;
 use byok_cli_common::files::{self, FileKind};
@@ -51,21 +51,6 @@ impl Connection {
     pub fn check(&self) -> Result<()> {
         self.pin.check()
     }
-}
-
-/// One token and its verdict on BYOK.
-#[derive(Debug, Serialize)]
-pub struct TokenReport {
-    #[serde(flatten)]
-    pub identity: TokenIdentity,
-    pub capabilities: Capabilities,
-    /// The path `--wrap-mechanism auto` takes and what it means for the key kinds, or why BYOK
-    /// is not possible.
-    pub byok: String,
-    pub byok_possible: bool,
-    /// 0x210A's known-answer test, when that is the path: `rfc5649`, `zero-padded`, `other`,
-    /// or `not run` (a module that wants a login for it).
-    pub kwp_pad_self_test: Option<&'static str>,
 }
 
 /// Run `check` for the verdict of each kind.
@@ -185,7 +170,7 @@ pub fn check(
     let (module, session) = conn.open()?;
     let report = check::check(&session, module.raw(), opts.wrap, &opts.kinds, opts.tries)?;
     if let Some(log) = log {
-        log.append(record::token_checked(&report, module.file()))?;
+        log.append(check::evidence::token_checked(&report, module.file()))?;
     }
     Ok(report)
 }
@@ -331,6 +316,8 @@ pub struct PackageOptions {
     pub wrap: WrapChoice,
     /// `--allow-zero-padded-kwp`, `--allow-nonconformant` (rehearsals only).
     pub overrides: Overrides,
+    /// `--check-max-age`, `--recheck`: when a recorded verdict stands in for the check.
+    pub reuse: ReusePolicy,
 }
 
 /// What `--kty`, `--size` and `--curve` say about a key that exists: each given is checked.
@@ -403,6 +390,8 @@ pub struct PackageOutcome {
     /// The target's public key PEM (none for AES keys).
     pub public_key: Option<PathBuf>,
     pub public_key_file: Option<PublicKeyFile>,
+    /// The `token checked` entry the key was admitted by: reused, or made by this run first.
+    pub check: CheckBasis,
     pub package: PackageReport,
 }
 
@@ -412,8 +401,8 @@ impl Document for PackageOutcome {
 
 /// `package` (optionally with `--generate`): the KEK is read and checked before the token is
 /// touched, the output paths are checked, an existing target's kind and public key file are
-/// checked, and the token's wrap of the target's kind is proved on throwaway keys
-/// ([`check::require`]), all before any key is made or file written.
+/// checked, and the token's wrap of the target's kind is proved ([`check::admit_one`]), all
+/// before any key is made or file written.
 pub fn package(
     conn: &Connection,
     opts: &PackageOptions,
@@ -432,18 +421,15 @@ pub fn package(
         .clone()
         .unwrap_or_else(|| byok_core::package::file_name(&name).into());
     files::ensure_absent(&[&out, &sidecar::path_for(&out)])?;
+    let recorded = RecordedChecks::read(log.path())?;
     let (module, session) = conn.open()?;
     let raw = module.raw();
     let path = wrap_path::choose(&session, raw, opts.wrap)?;
-    let (target, generated, public_key, verdict) = match &opts.generate {
+    let policy = (opts.overrides, opts.reuse);
+    let gate = |key| check::admit_one(&session, raw, path, key, policy, (&recorded, log));
+    let (target, generated, public_key, (verdict, basis)) = match &opts.generate {
         Some(g) => {
-            let verdict = check::require(
-                &session,
-                raw,
-                path,
-                &[(g.spec.kind, Held::New)],
-                opts.overrides,
-            )?;
+            let verdict = gate((g.spec.kind, Held::New))?;
             let (target, report) = generate_in(&session, g)?;
             let public_key = report
                 .public_key
@@ -457,22 +443,21 @@ pub fn package(
                 .clone()
                 .unwrap_or_else(|| TargetPublicKey::file_name(&name).into());
             let (target, public_key) = existing_target(&session, opts, public_key_out)?;
-            let held = Held::Existing(target.origin);
-            let verdict =
-                check::require(&session, raw, path, &[(target.kind, held)], opts.overrides)?;
+            let verdict = gate((target.kind, Held::Existing(target.origin)))?;
             let public_key = public_key.map(|pem| pem.write()).transpose()?;
             (target, None, public_key, verdict)
         }
     };
     let package = package::package(&session, raw, &kek, &target, path, &out)?;
     let key = (target.label.as_str(), &target, generated.is_some());
-    let verdict = verdict.into_iter().next();
-    log.append(record::packaged(&session, &kek, key, &package, verdict))?;
+    let cited = (Some(verdict), Some(basis.entry.clone()));
+    log.append(record::packaged(&session, &kek, key, &package, cited))?;
     let (public_key, public_key_file) = public_key.unzip();
     Ok(PackageOutcome {
         generated,
         public_key,
         public_key_file,
+        check: basis,
         package,
     })
 }
@@ -503,9 +488,9 @@ pub(crate) struct PemPlan {
 }
 
 impl PemPlan {
-    /// A file at `path` must hold the same key or be absent: never overwritten.
+    /// A file at `path` must hold the same key or be absent (a link there is refused).
     pub(crate) fn new(path: PathBuf, key: &TargetPublicKey, label: &str) -> Result<Self> {
-        if !path.exists() {
+        if files::refuse_symlinks(&[&path]).map(|()| !path.exists())? {
             return Ok(Self {
                 pem: Some(key.to_pem()),
                 path,

@@ -1,8 +1,8 @@
 //! Errors of the offline half, written for the operator at the HSM: one variant per cause,
 //! each naming its fix, and the exit code each maps to ([`Classify`]).
 
+use crate::DEFAULT_PIN_ENV;
 use crate::log::LogError;
-use crate::pin::DEFAULT_PIN_ENV;
 use byok_cli_common::evidence::EvidenceError;
 use byok_cli_common::exit::{Classify, ExitKind};
 use byok_cli_common::files::FileError;

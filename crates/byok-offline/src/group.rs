@@ -228,6 +228,7 @@ mod tests {
             byok_sha256: name.into(),
             wrap_path: None,
             check_verdict: None,
+            check_entry: None,
             package_file: None,
         });
         Finished {

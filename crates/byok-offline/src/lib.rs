@@ -42,3 +42,7 @@ pub mod token;
 pub mod wrap_path;
 
 pub use error::{OfflineError, Result};
+
+/// The environment variable the PIN is read from when no other source is named. Here, not in
+/// `pin`, because the errors name it too and `pin` returns those errors.
+pub const DEFAULT_PIN_ENV: &str = "BYOK_PKCS11_PIN";

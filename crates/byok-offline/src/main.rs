@@ -18,6 +18,14 @@ use std::path::Path;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Before anything else: no core file may hold a PIN, and the environment's copy of one
+    // goes before a module or a thread could see it.
+    let started = byok_cli_common::process::harden()
+        .and_then(|()| byok_offline::pin::move_out_of_environment(std::env::args_os()));
+    if let Err(e) = started {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     let cli = Cli::parse();
     logging::init(cli.global.verbose);
     match cli.global.output() {

@@ -242,8 +242,9 @@ pub struct Packager<'a, 's> {
 }
 
 impl Packager<'_, '_> {
-    /// Wraps the target, then writes the `.byok` at `out` and its sidecar (never
-    /// overwriting; neither or both are left).
+    /// Wraps the target, then writes the sidecar and the `.byok` at `out` (never
+    /// overwriting; neither or both are left, or after a kill a sidecar alone, never a
+    /// package alone).
     pub fn package(&self, target: &Target, out: &Path) -> Result<PackageReport> {
         let (token, kek) = (self.token, self.kek);
         let sidecar_out = sidecar::path_for(out);
@@ -257,10 +258,13 @@ impl Packager<'_, '_> {
         reread.check_against_kek(&kek.key)?;
         let byok_sha256 = Fingerprint::of_bytes(&bytes);
         let sidecar = sidecar_for(token, kek, target, byok_sha256);
-        (self.write)(out, &bytes, FileKind::Package)?;
-        if let Err(e) = (self.write)(&sidecar_out, &sidecar.to_json_bytes(), FileKind::Sidecar) {
-            // Neither file, or both: a rerun then finds nothing in its way.
-            let _ = files::remove(out);
+        // The sidecar first, the package last: a `.byok` under its name always has its
+        // sidecar, whenever the run is killed. A sidecar alone is a run stopped before its
+        // package; `batch` resumes it, and the import side names it.
+        (self.write)(&sidecar_out, &sidecar.to_json_bytes(), FileKind::Sidecar)?;
+        if let Err(e) = (self.write)(out, &bytes, FileKind::Package) {
+            // Neither file: a rerun then finds nothing in its way.
+            let _ = files::remove(&sidecar_out);
             return Err(e.into());
         }
         tracing::info!(

@@ -2,8 +2,9 @@
 //! itself. A value is labelled with its JSON field's name, so what a person reads is what a
 //! script queries (`--query`).
 
-use byok_cli_common::Document;
 use byok_cli_common::minutes::MinutesReport;
+use byok_cli_common::terminal::escape;
+use byok_cli_common::{Document, say};
 use byok_offline::batch::BatchReport;
 use byok_offline::check::CheckReport;
 use byok_offline::commands::{
@@ -15,14 +16,20 @@ use serde::Serialize;
 use std::fmt::Display;
 use std::path::PathBuf;
 
-/// One `name: value` line, values aligned.
+/// One `name: value` line, values aligned. The value is escaped: it may come from a file
+/// or the token (a label, a generator, a token's manufacturer), and no control character in
+/// it may reach the terminal.
 fn field(name: &str, value: impl Display) {
-    println!("{:<25} {value}", format!("{name}:"));
+    say!("{:<25} {}", format!("{name}:"), escape(&value.to_string()));
 }
 
 /// As [`field`], indented under a heading line.
 fn sub_field(name: &str, value: impl Display) {
-    println!("  {:<23} {value}", format!("{name}:"));
+    say!(
+        "  {:<23} {}",
+        format!("{name}:"),
+        escape(&value.to_string())
+    );
 }
 
 fn yes_no(b: bool) -> &'static str {
@@ -32,7 +39,7 @@ fn yes_no(b: bool) -> &'static str {
 pub fn tokens(r: &TokensReport) {
     for t in &r.tokens {
         let i = &t.identity;
-        println!("slot {}: token `{}`", i.slot, i.label);
+        say!("slot {}: token `{}`", i.slot, escape(&i.label));
         sub_field("manufacturer", &i.manufacturer);
         sub_field("model", &i.model);
         sub_field("serial", &i.serial);
@@ -60,15 +67,20 @@ pub fn tokens(r: &TokensReport) {
 
 pub fn check(r: &CheckReport) {
     let t = &r.token;
-    println!(
+    say!(
         "token `{}` (slot {}): {} {}, serial {}, firmware {}",
-        t.label, t.slot, t.manufacturer, t.model, t.serial, t.firmware
+        escape(&t.label),
+        t.slot,
+        escape(&t.manufacturer),
+        escape(&t.model),
+        escape(&t.serial),
+        escape(&t.firmware)
     );
     field("wrap_path", &r.wrap_path);
-    println!("kinds:");
+    say!("kinds:");
     for kind in &r.kinds {
         for line in kind.lines() {
-            println!("  {line}");
+            say!("  {line}");
         }
     }
     field("throwaway_keys", r.throwaway_keys);
@@ -81,18 +93,21 @@ pub fn check(r: &CheckReport) {
 
 pub fn keys(r: &KeysReport) {
     if r.keys.is_empty() {
-        println!("no key objects on token `{}`", r.token);
+        say!("no key objects on token `{}`", escape(&r.token));
         return;
     }
     // The JSON names head the columns, as `-o table` shows them.
     let rows = serde_json::to_value(&r.keys).expect("key objects serialize");
-    println!("{}", byok_cli_common::table::render_table(&rows));
+    say!("{}", byok_cli_common::table::render_table(&rows));
 }
 
 pub fn generated(r: &GenerateReport) {
-    println!(
+    say!(
         "generated {} `{}` (id {}) on token `{}`",
-        r.kind, r.label, r.id, r.token
+        r.kind,
+        escape(&r.label),
+        r.id,
+        escape(&r.token)
     );
     if let Some(p) = &r.public_key {
         field("public_key", p.display());
@@ -104,7 +119,7 @@ pub fn generated(r: &GenerateReport) {
 
 pub fn packaged(outcome: &PackageOutcome) {
     if let Some(g) = &outcome.generated {
-        println!("generated {} `{}` (id {})", g.kind, g.label, g.id);
+        say!("generated {} `{}` (id {})", g.kind, escape(&g.label), g.id);
     }
     if let (Some(p), Some(how)) = (&outcome.public_key, outcome.public_key_file) {
         let note = match how {
@@ -113,6 +128,7 @@ pub fn packaged(outcome: &PackageOutcome) {
         };
         field("public_key", format!("{} ({note})", p.display()));
     }
+    field("check", &outcome.check);
     let r = &outcome.package;
     field("kek_kid", &r.kek_kid);
     field("kek_sha256", &r.kek_sha256);
@@ -129,20 +145,27 @@ pub fn packaged(outcome: &PackageOutcome) {
 }
 
 pub fn proof(r: &ProofReport) {
-    println!(
+    say!(
         "the HSM key `{}` decrypts the vault's challenge: the vault holds the same AES key",
-        r.label
+        escape(&r.label)
     );
     field("vault_kid", &r.vault_kid);
 }
 
 pub fn batch(r: &BatchReport) {
-    println!(
+    say!(
         "batch: {} packaged ({} generated), {} skipped (done by an earlier run), in {:.1} s",
-        r.packaged, r.generated, r.skipped, r.seconds
+        r.packaged,
+        r.generated,
+        r.skipped,
+        r.seconds
     );
     for key in &r.keys {
-        println!("  {key}");
+        // A key's line names it as the manifest does: one line, whatever the name holds.
+        say!("  {}", escape(&key.to_string()));
+    }
+    for check in &r.checks {
+        field(&format!("check {}", check.kind), check);
     }
     field("log", r.log.display());
     field(
@@ -152,20 +175,23 @@ pub fn batch(r: &BatchReport) {
 }
 
 pub fn log(r: &LogReport) {
-    println!(
+    say!(
         "{}: {} entries, the hash chain is intact",
-        r.file.display(),
+        escape(&r.file.display().to_string()),
         r.entries
     );
     field("head", &r.head);
     if r.head_checked {
-        println!("the head is the one --expect-head gave");
+        say!("the head is the one --expect-head gave");
     }
 }
 
 pub fn inspect(report: &InspectReport) {
     let r = &report.summary;
-    println!("{}: a valid .byok", report.file.display());
+    say!(
+        "{}: a valid .byok",
+        escape(&report.file.display().to_string())
+    );
     field("schema_version", r.schema_version);
     field("alg", r.alg);
     field("enc", r.enc);
@@ -205,6 +231,6 @@ impl Document for ManReport {
 
 pub fn man(r: &ManReport) {
     for page in &r.pages {
-        println!("wrote {}", page.display());
+        say!("wrote {}", page.display());
     }
 }

@@ -1,16 +1,16 @@
 //! The evidence entries the air-gapped half writes ([`byok_core::evidence::Entry`]), built
 //! from what each command did: one home for what the minutes read about the token, the KEK
-//! and each key.
+//! and each key. The check's own entry (`token checked`) is built beside its report, in
+//! [`crate::check::evidence`].
 
-use crate::check::{CheckReport, KindReport};
-use crate::commands::TokenReport;
 use crate::keys::Target;
 use crate::package::PackageReport;
 use crate::token::{ModuleFile, TokenSession};
+use crate::wrap_path::TokenReport;
 use byok_core::KekTransfer;
 use byok_core::evidence::{
-    AesProved, CheckedKind, Entry, KekRecord, KeyGenerated, KeyRecord, ListedToken, Packaged,
-    TokenChecked, TokenRecord, TokensListed,
+    AesProved, CheckEntryRef, Entry, KekRecord, KeyGenerated, KeyRecord, ListedToken, Packaged,
+    TokenRecord, TokensListed,
 };
 use byok_core::sidecar::Sidecar;
 
@@ -39,7 +39,7 @@ pub fn packaged(
     kek_transfer: &KekTransfer,
     (key_name, target, generated): (&str, &Target, bool),
     r: &PackageReport,
-    check_verdict: Option<String>,
+    (check_verdict, check_entry): (Option<String>, Option<CheckEntryRef>),
 ) -> Entry {
     Entry::Packaged(Packaged {
         key_name: key_name.to_string(),
@@ -50,6 +50,7 @@ pub fn packaged(
         byok_sha256: r.byok_sha256.clone(),
         wrap_path: Some(r.wrap_path.clone()),
         check_verdict,
+        check_entry,
         package_file: Some(r.byok.display().to_string()),
     })
 }
@@ -78,6 +79,7 @@ pub fn confirmed(key_name: &str, kek_transfer: &KekTransfer, s: &Sidecar) -> Ent
         byok_sha256: s.byok_sha256.to_hex(),
         wrap_path: None,
         check_verdict: None,
+        check_entry: None,
         package_file: None,
     })
 }
@@ -88,37 +90,6 @@ pub fn key_generated(session: &TokenSession, target: &Target) -> Entry {
         token: session.record(),
         key: key(target),
     })
-}
-
-/// `token checked`: `check`'s verdicts and the throwaway keys it made.
-pub fn token_checked(report: &CheckReport, module: &ModuleFile) -> Entry {
-    let t = &report.token;
-    Entry::TokenChecked(TokenChecked {
-        token: TokenRecord {
-            label: t.label.clone(),
-            manufacturer: t.manufacturer.clone(),
-            model: t.model.clone(),
-            serial: t.serial.clone(),
-            firmware: t.firmware.clone(),
-            module: Some(module.path().display().to_string()),
-            module_sha256: module.sha256().map(String::from),
-        },
-        wrap_path: report.wrap_path.clone(),
-        kinds: report.kinds.iter().map(checked_kind).collect(),
-        throwaway_keys: report.throwaway_keys,
-        edge_case_imports: report.edge_case_imports,
-    })
-}
-
-fn checked_kind(k: &KindReport) -> CheckedKind {
-    let [generated_detail, imported_detail] = k.lines();
-    CheckedKind {
-        kind: k.kind.to_string(),
-        generated: k.generated.judged.verdict.to_string(),
-        imported: k.imported.judged.verdict.to_string(),
-        generated_detail,
-        imported_detail,
-    }
 }
 
 /// `tokens listed`: each token with its verdict on BYOK.

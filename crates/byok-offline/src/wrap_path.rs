@@ -4,7 +4,7 @@
 
 use crate::error::{OfflineError, Result};
 use crate::raw::{CKM_AES_KEY_WRAP_KWP, CKM_AES_KEY_WRAP_PAD, CKM_RSA_AES_KEY_WRAP, RawModule};
-use crate::token::{SessionObject, TokenSession};
+use crate::token::{SessionObject, TokenIdentity, TokenSession};
 use cryptoki::object::{Attribute, KeyType, ObjectClass};
 use cryptoki::session::Session;
 use serde::Serialize;
@@ -235,6 +235,21 @@ pub fn pad_behaviour(session: &Session, raw: &RawModule) -> Result<PadBehaviour>
     } else {
         PadBehaviour::Other
     })
+}
+
+/// One token and its verdict on BYOK.
+#[derive(Debug, Serialize)]
+pub struct TokenReport {
+    #[serde(flatten)]
+    pub identity: TokenIdentity,
+    pub capabilities: Capabilities,
+    /// The path `--wrap-mechanism auto` takes and what it means for the key kinds, or why BYOK
+    /// is not possible.
+    pub byok: String,
+    pub byok_possible: bool,
+    /// 0x210A's known-answer test, when that is the path: `rfc5649`, `zero-padded`, `other`,
+    /// or `not run` (a module that wants a login for it).
+    pub kwp_pad_self_test: Option<&'static str>,
 }
 
 #[cfg(test)]

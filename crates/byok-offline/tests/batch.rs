@@ -59,7 +59,9 @@ fn a_rerun_resumes_and_the_log_records_each_package_once() {
         (again["packaged"].clone(), again["skipped"].clone()),
         (0.into(), 2.into())
     );
-    // Two packages, one confirmation of the restored sidecar; the rerun adds nothing more.
+    // The first run's check (its throwaway keys on record), two packages, one confirmation
+    // of the restored sidecar; the reruns check nothing (no key left to wrap) and add nothing
+    // more.
     ok(&hsm.run(&batch));
     let log = ok(&hsm.run(&[
         "--output",
@@ -68,7 +70,7 @@ fn a_rerun_resumes_and_the_log_records_each_package_once() {
         "verify",
         "out/ceremony-log.jsonl",
     ]));
-    assert_eq!(log["entries"], 3);
+    assert_eq!(log["entries"], 4);
 
     // A package made for another KEK stops the run, naming the key.
     let other_kid = common::KID.replace("0123456789abcdef0123456789abcdef", &"f".repeat(32));
@@ -97,7 +99,8 @@ fn a_kind_the_check_refuses_stops_the_batch_before_anything_is_made() {
     let aes = "[[key]]\nname = \"a1\"\nkty = \"oct\"\nsize = 256\n";
     std::fs::write(hsm.path("keys.toml"), format!("{aes}\n{MANIFEST}")).unwrap();
     let batch = batch_args(transfer.to_str().unwrap(), &[]);
-    // SoftHSM 2.6.1 pads EC P-256 keys with zeros: no flag, no key, no file, no log.
+    // SoftHSM 2.6.1 pads EC P-256 keys with zeros: no flag, no key and no package; only the
+    // check is recorded (its throwaway keys are in the HSM's audit trail).
     let out = hsm.run(&batch);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
@@ -108,15 +111,23 @@ fn a_kind_the_check_refuses_stops_the_batch_before_anything_is_made() {
     ] {
         assert!(err.contains(needle), "`{needle}` not in: {err}");
     }
-    assert!(!hsm.path("out").exists());
+    let made: Vec<_> = std::fs::read_dir(hsm.path("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(made, ["ceremony-log.jsonl"]);
+    let log = std::fs::read_to_string(hsm.path("out/ceremony-log.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), 1);
+    assert!(log.contains(r#""event":"token checked""#), "{log}");
     assert_eq!(
         ok(&hsm.run(&["--output", "json", "keys"]))["keys"],
         serde_json::json!([])
     );
-    // AES alone needs no flag.
+    // AES alone needs no flag, and its verdict is the one the refused run recorded.
     std::fs::write(hsm.path("keys.toml"), aes).unwrap();
     let report = ok(&hsm.run(&batch));
     assert_eq!(report["packaged"], 1);
+    assert_eq!(report["checks"][0]["entry"]["reused"], true, "{report}");
 }
 
 #[test]

@@ -174,6 +174,15 @@ pub async fn run(conn: &ConnectOptions, opts: &BatchImportOptions) -> Result<Bat
     // Opening reads and verifies the chain; only an append writes, and a dry run appends
     // nothing.
     let log = EvidenceLog::open(&log_path, opts.operator.as_deref())?;
+    // Before any import: the report is never written through a symbolic link.
+    let report_path = (!opts.write.dry_run).then(|| {
+        opts.report
+            .clone()
+            .unwrap_or_else(|| opts.dir.join(REPORT_FILE_NAME))
+    });
+    if let Some(path) = report_path.as_ref().filter(|p| files::is_symlink(p)) {
+        return Err(files::FileError::Symlink { path: path.clone() }.into());
+    }
     // One pacer for the whole batch: every request takes its tokens first.
     let pacer = Arc::new(Pacer::for_vault(
         &conn.vault_url()?,
@@ -217,11 +226,7 @@ pub async fn run(conn: &ConnectOptions, opts: &BatchImportOptions) -> Result<Bat
         throttled: pacer.throttled(),
         keys: outcomes,
         seconds: started.elapsed().as_secs_f64(),
-        report: (!opts.write.dry_run).then(|| {
-            opts.report
-                .clone()
-                .unwrap_or_else(|| opts.dir.join(REPORT_FILE_NAME))
-        }),
+        report: report_path,
         log_head: log.head(),
         log: log_path,
     };

@@ -9,6 +9,7 @@
 
 use crate::credential::{Imds, client_secret, credential};
 use crate::error::{OnlineError, Result};
+use crate::redirect::NoRedirects;
 use azure_core::http::{ClientOptions, Transport};
 use azure_security_keyvault_keys::{KeyClient, KeyClientOptions};
 use byok_cli_common::files;
@@ -105,7 +106,9 @@ impl ConnectOptions {
             .as_ref()
             .and_then(|c| c.vault_address.map(|addr| (url.host().to_string(), addr)));
         let http = http_client(ca.as_deref(), resolve)?;
-        let transport = Transport::new(Arc::new(http));
+        // The vault's requests and the credential's token requests share this transport, so
+        // neither follows a redirect (redirect.rs).
+        let transport = Transport::new(Arc::new(NoRedirects::new(http)));
         let authority = self
             .authority_host
             .clone()
@@ -207,15 +210,17 @@ impl EmulatorConnection {
     }
 }
 
-/// The reqwest client the SDK uses: extra CA root, proxy from HTTPS_PROXY/NO_PROXY, timeouts;
-/// `resolve` connects to an address of ours for a host (a kv-emulator's vault host).
+/// The reqwest client the SDK uses: extra CA root, proxy from HTTPS_PROXY/NO_PROXY, timeouts,
+/// no redirect followed (a 3xx reaches [`NoRedirects`], which refuses it); `resolve` connects
+/// to an address of ours for a host (a kv-emulator's vault host).
 pub fn http_client(
     ca: Option<&Path>,
     resolve: Option<(String, SocketAddr)>,
 ) -> Result<reqwest::Client> {
     let mut builder = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(120));
+        .timeout(Duration::from_secs(120))
+        .redirect(reqwest::redirect::Policy::none());
     if let Some((host, addr)) = resolve {
         tracing::info!("resolving {host} to {addr} (the emulator's connection.json)");
         builder = builder.resolve(&host, addr);

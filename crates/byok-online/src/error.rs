@@ -4,6 +4,7 @@
 use byok_cli_common::evidence::EvidenceError;
 use byok_cli_common::exit::{Classify, ExitKind};
 use byok_cli_common::files::FileError;
+use byok_cli_common::terminal::escape;
 use byok_core::Fingerprint;
 use byok_core::kek::KekPolicyError;
 use byok_core::ops::OpError;
@@ -127,6 +128,9 @@ pub enum OnlineError {
     },
     #[error("cannot reach the vault: {0}")]
     Unreachable(String),
+    /// A 3xx from the vault or the authority (see `redirect.rs`).
+    #[error(transparent)]
+    Redirect(crate::redirect::RedirectRefused),
     #[error(
         "the vault's authentication challenge names another resource than the vault's host ({0}): \
          this is not the vault the URL names, or the URL is not the vault's own \
@@ -187,6 +191,17 @@ pub enum OnlineError {
         "the sidecar {sidecar} describes another package (its byok_sha256 is not this file's); pass the matching sidecar or none"
     )]
     SidecarMismatch { sidecar: PathBuf },
+    #[error(
+        "the sidecar {sidecar} says the package was wrapped for the KEK {sidecar_kid}, but the \
+         package names {package_kid}: one of the two was altered or they come from different \
+         runs. Package the key again (byok-offline writes both together), or pass the right \
+         sidecar. Nothing was sent"
+    )]
+    SidecarKek {
+        sidecar: PathBuf,
+        sidecar_kid: String,
+        package_kid: String,
+    },
     #[error(
         "--kty/--size/--curve say {flags} but the sidecar says the package holds {sidecar}: drop \
          the flags or pass the right sidecar. Nothing was sent"
@@ -274,6 +289,10 @@ pub type Result<T, E = OnlineError> = std::result::Result<T, E>;
 /// or an unreachable vault.
 pub fn from_azure(err: azure_core::Error) -> OnlineError {
     use azure_core::error::ErrorKind;
+    // Wherever the SDK or the credential wrapped it, a refused redirect is reported as such.
+    if let Some(refused) = crate::redirect::find(&err) {
+        return OnlineError::Redirect(refused.clone());
+    }
     match err.kind() {
         ErrorKind::HttpResponse {
             status,
@@ -348,6 +367,8 @@ pub(crate) fn classify(
     id: Option<&str>,
 ) -> OnlineError {
     let request_id = request_id_suffix(id);
+    // The vault's words go on the operator's terminal: no control character of theirs does.
+    let code = escape(&code).into_owned();
     // A Managed HSM quotes the id in its message: once is enough.
     let message = match id {
         Some(id) => message
@@ -356,10 +377,11 @@ pub(crate) fn classify(
             .to_string(),
         None => message.trim_end().to_string(),
     };
+    let shown = escape(&message).into_owned();
     match (status, inner.as_str()) {
         (429, _) => OnlineError::Throttled {
             code,
-            message,
+            message: shown,
             backoff: backoff_text(),
             request_id,
         },
@@ -374,15 +396,17 @@ pub(crate) fn classify(
             }
         }
         (403, "AccessDenied") => OnlineError::AccessDenied {
-            permission: policy_permission(&message).unwrap_or_else(|| "PERMISSION".into()),
-            message,
+            permission: policy_permission(&message)
+                .map(|p| escape(&p).into_owned())
+                .unwrap_or_else(|| "PERMISSION".into()),
+            message: shown,
             request_id,
         },
         _ => OnlineError::Service {
             status,
             code,
             inner,
-            message,
+            message: shown,
             request_id,
         },
     }

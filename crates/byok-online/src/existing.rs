@@ -67,8 +67,14 @@ impl OnExisting {
 /// Asks on stderr and reads a line from stdin; only "y" or "yes" is a yes.
 fn ask(name: &str, version: &str, note: Option<&str>) -> bool {
     if let Some(n) = note {
-        eprintln!("note: {n}");
+        byok_cli_common::say_err!("note: {n}");
     }
+    // The name comes from a manifest and the version from the vault: escaped, so neither can
+    // draw a prompt of its own.
+    let (name, version) = (
+        byok_cli_common::terminal::escape(name),
+        byok_cli_common::terminal::escape(version),
+    );
     eprint!("Key {name} exists (version {version}). Add a new version? [y/N] ");
     let _ = std::io::stderr().flush();
     let mut line = String::new();

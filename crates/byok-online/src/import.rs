@@ -151,7 +151,7 @@ impl ImportPlan {
     /// `vault`.
     pub fn prepare(opts: &ImportOptions, vault: &VaultUrl) -> Result<ImportPlan> {
         byok_core::kid::validate_key_name(&opts.name)?;
-        let bytes = files::read_limited(&opts.byok_file, MAX_PACKAGE_BYTES as u64)?;
+        let bytes = read_package(&opts.byok_file)?;
         // A vendor tool's package may lack the informational `generator` or carry members
         // of its own: Azure reads it, so the check does too, and says what it ignored.
         let (package, tolerated) = KeyTransferPackage::parse_tolerant(&bytes)?;
@@ -161,7 +161,7 @@ impl ImportPlan {
         }
         check_vault(&package, vault)?;
         let byok_sha256 = Fingerprint::of_bytes(&bytes);
-        let sidecar = read_sidecar(opts, &byok_sha256)?;
+        let sidecar = read_sidecar(opts, &byok_sha256, &package.kid().to_string())?;
         let kind = kind_of(opts, sidecar.as_ref())?;
         tracing::info!(
             "package {}: sha256 {byok_sha256}, holds {kind}, for KEK {}{}",
@@ -347,8 +347,36 @@ fn check_vault(package: &KeyTransferPackage, vault: &VaultUrl) -> Result<()> {
     Ok(())
 }
 
-/// The sidecar named, or the one beside the package; it must describe this package.
-fn read_sidecar(opts: &ImportOptions, byok_sha256: &Fingerprint) -> Result<Option<Sidecar>> {
+/// The `.byok` at `path`. `byok-offline` writes a package's sidecar first and the package
+/// last, so a sidecar with no package beside it is a packaging run stopped in between: said
+/// so, with what to do.
+fn read_package(path: &Path) -> Result<Vec<u8>> {
+    match files::read_limited(path, MAX_PACKAGE_BYTES as u64) {
+        Err(files::FileError::Read { .. })
+            if !path.exists() && sidecar::path_for(path).exists() =>
+        {
+            Err(files::FileError::Read {
+                path: path.into(),
+                reason: format!(
+                    "it is missing, and its sidecar {} is there without it: the packaging run \
+                     stopped before writing the package. Run `byok-offline batch` again on the \
+                     air-gapped side (it resumes), or package the key again, and bring both files",
+                    sidecar::path_for(path).display()
+                ),
+            }
+            .into())
+        }
+        other => Ok(other?),
+    }
+}
+
+/// The sidecar named, or the one beside the package; it must describe this package: its hash,
+/// and the KEK the package names (`kek_kid`, which the sidecar's other claims were made for).
+fn read_sidecar(
+    opts: &ImportOptions,
+    byok_sha256: &Fingerprint,
+    package_kid: &str,
+) -> Result<Option<Sidecar>> {
     let beside = sidecar::path_for(&opts.byok_file);
     let Some(path) = opts
         .sidecar
@@ -360,6 +388,13 @@ fn read_sidecar(opts: &ImportOptions, byok_sha256: &Fingerprint) -> Result<Optio
     let s = Sidecar::parse(&files::read_limited(&path, MAX_SMALL_FILE)?)?;
     if &s.byok_sha256 != byok_sha256 {
         return Err(OnlineError::SidecarMismatch { sidecar: path });
+    }
+    if s.kek_kid != package_kid {
+        return Err(OnlineError::SidecarKek {
+            sidecar: path,
+            sidecar_kid: byok_cli_common::terminal::escape(&s.kek_kid).into_owned(),
+            package_kid: package_kid.to_string(),
+        });
     }
     Ok(Some(s))
 }

@@ -11,6 +11,7 @@
 //! - [`batch`]: `batch-import`, every key of a manifest, resumably, with the evidence log;
 //! - [`existing`]: `--dry-run`, and what a write does when the key name already exists
 //!   (`--new-version`, or a question on a terminal);
+//! - [`redirect`]: no redirect followed, for the vault or the authority;
 //! - [`pace`]: pacing to the vault's throttling limits, and the 429 backoff;
 //! - [`error`]: what can fail, each with its fix and exit code; [`rbac`]: which role a
 //!   refused action needs.
@@ -31,6 +32,7 @@ pub mod import;
 pub mod pace;
 pub mod rbac;
 pub mod record;
+pub mod redirect;
 pub mod vault;
 
 pub use error::{OnlineError, Result};

@@ -19,6 +19,11 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // First: no core file may hold a client secret or a token.
+    if let Err(e) = byok_cli_common::process::harden() {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     let cli = Cli::parse();
     byok_cli_common::logging::init(cli.global.verbose);
     let output = match cli.global.output() {
@@ -37,7 +42,7 @@ async fn main() -> ExitCode {
         Ok(Some(failed)) => {
             // The report on stdout already says what failed: a second (error) document
             // would break "one JSON document per command".
-            eprintln!("error: {failed}");
+            byok_cli_common::say_err!("error: {failed}");
             ExitCode::from(failed.exit_kind().code())
         }
         Ok(None) => output.finish(Ok::<(), OnlineError>(())),

@@ -2,8 +2,9 @@
 //! document. A labelled line is labelled with its JSON field's name, so what a person reads
 //! is what a script queries.
 
-use byok_cli_common::Document;
 use byok_cli_common::minutes::MinutesReport;
+use byok_cli_common::terminal::escape;
+use byok_cli_common::{Document, say};
 use byok_online::batch::BatchImportReport;
 use byok_online::commands::{
     ChallengeReport, InspectReport, KekReport, ManReport, ShowReport, VerifyReport,
@@ -14,19 +15,20 @@ use serde::Serialize;
 use std::fmt::Display;
 
 /// `name:` padded to one column (the longest name, `signature_verified:`, and a space),
-/// then the value.
+/// then the value, escaped: it may come from a file or the vault (a name, a tag, a
+/// generator), and no control character in it may reach the terminal.
 fn field(name: &str, value: impl Display) {
-    println!("{:<20}{value}", format!("{name}:"));
+    say!("{:<20}{}", format!("{name}:"), escape(&value.to_string()));
 }
 
 fn dry_run_note(dry_run: bool) {
     if dry_run {
-        println!("dry run: nothing was written, to the vault or to disk");
+        say!("dry run: nothing was written, to the vault or to disk");
     }
 }
 
 pub fn kek(r: &KekReport) {
-    println!("{}", r.action);
+    say!("{}", r.action);
     if let Some(kid) = &r.kid {
         field("kid", kid);
     }
@@ -77,7 +79,7 @@ pub fn key(r: &ShowReport) {
 }
 
 pub fn import(r: &ImportReport) {
-    println!("{}", r.action);
+    say!("{}", r.action);
     if let Some(key) = &r.key {
         key_view(key);
     }
@@ -95,7 +97,7 @@ pub fn verify(r: &VerifyReport) {
     field("public_keys_equal", r.public_keys_equal);
     field("algorithm", &r.algorithm);
     field("signature_verified", r.signature_verified);
-    println!(
+    say!(
         "verified: the vault's public key is the HSM's, and an {} signature made in the vault \
          verifies locally",
         r.algorithm
@@ -103,15 +105,16 @@ pub fn verify(r: &VerifyReport) {
 }
 
 pub fn challenge(r: &ChallengeReport) {
-    println!(
+    say!(
         "the vault encrypted a random value with {} ({})",
-        r.kid, r.alg
+        escape(&r.kid.to_string()),
+        r.alg
     );
     field("challenge", r.challenge.display());
     field("plaintext_sha256", &r.plaintext_sha256);
-    println!("carry the challenge to the HSM side and run:");
-    println!("  {}", r.offline_command);
-    println!(
+    say!("carry the challenge to the HSM side and run:");
+    say!("  {}", r.offline_command);
+    say!(
         "(--label is the key's label in the HSM, if it differs from the vault name {})",
         r.name
     );
@@ -119,16 +122,20 @@ pub fn challenge(r: &ChallengeReport) {
 
 pub fn batch(r: &BatchImportReport) {
     for k in &r.keys {
-        println!("{}", k.line());
+        // One line per key, whatever the vault's error text in it holds.
+        say!("{}", escape(&k.line()));
     }
     let would = if r.dry_run {
         format!(", {} would import", r.would_import)
     } else {
         String::new()
     };
-    println!(
+    say!(
         "batch-import: {} imported, {} already imported{would}, {} failed, in {:.1} s",
-        r.imported, r.already_imported, r.failed, r.seconds,
+        r.imported,
+        r.already_imported,
+        r.failed,
+        r.seconds,
     );
     field(
         "throttled",
@@ -150,9 +157,11 @@ pub fn batch(r: &BatchImportReport) {
 
 pub fn inspect(r: &InspectReport) {
     let p = &r.package;
-    println!(
+    say!(
         "a valid .byok (schema_version {}, {} / {})",
-        p.schema_version, p.alg, p.enc
+        escape(p.schema_version),
+        escape(p.alg),
+        escape(p.enc)
     );
     field("kid", &p.kid);
     field("vault", &p.vault);
@@ -180,6 +189,6 @@ pub fn minutes(Minutes(r): &Minutes) {
 
 pub fn man(r: &ManReport) {
     for page in &r.pages {
-        println!("{}", page.display());
+        say!("{}", page.display());
     }
 }

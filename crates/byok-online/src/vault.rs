@@ -119,7 +119,8 @@ impl KeyView {
             kid: self.kid.clone(),
             problem,
         };
-        byok_core::kek::check_kek_policy(&self.kty, &self.key_ops, self.enabled != Some(false))
+        let enabled = self.enabled != Some(false);
+        byok_core::kek::check_kek_policy_of_names(&self.kty, &self.key_ops, enabled)
             .map_err(|e| bad(e.into()))?;
         let (Some(n), Some(e)) = (&self.n, &self.e) else {
             return Err(bad(KekProblem::NoPublicKey));

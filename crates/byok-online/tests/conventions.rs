@@ -318,12 +318,12 @@ async fn help_completions_man_and_version() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_a_terminal_an_existing_name_is_asked_about() {
-    // util-linux `script` gives the binary a terminal; without it there is nothing to test.
+    // util-linux's `script` gives the binary a terminal (Debian's essential bsdutils has it).
     let script = std::path::Path::new("/usr/bin/script");
-    if !script.exists() {
-        eprintln!("skipped: no /usr/bin/script to provide a terminal");
-        return;
-    }
+    assert!(
+        script.exists(),
+        "no /usr/bin/script to give the binary a terminal: apt-get install bsdutils"
+    );
     let env = start().await;
     env.json(&["kek", "create", "-n", "K", "--size", "2048"])
         .await;

@@ -15,15 +15,13 @@
 //! body (docs/azure-behaviour.md 7c).
 //!
 //! Entra ID's side (docs/azure-behaviour.md 10): the tenant's discovery document with every
-//! member Entra's has, `jwks_uri` naming a JWKS with the token-signing key ([`signing`]), and
+//! member Entra's has, `jwks_uri` naming a JWKS with the token-signing key ([`crate::signing`]), and
 //! access tokens as Entra issues them for Key Vault: RS256 with `kid` and `x5t` in the header,
 //! v1 claims (`iss` `https://sts.windows.net/{tenant}/`, `ver` `1.0`, `appid`, `oid`, `sub`
 //! equal to `oid` for an application). A refused token gets the service's 401 texts
 //! (`AKV10022: Invalid audience. ...`, `AKV10032: Invalid issuer. ...`, `[TokenExpired] ...`).
 
-pub mod signing;
-
-use crate::service::Flavor;
+use crate::flavor::Flavor;
 use crate::state_dir::Identity;
 use axum::body::Body;
 use axum::extract::Request;
@@ -99,7 +97,7 @@ pub struct Auth {
     pub vault: VaultInfo,
     /// `https://127.0.0.1:PORT`: where the token endpoint is.
     pub authority: String,
-    signer: signing::Signer,
+    signer: crate::signing::Signer,
     token_lifetime: i64,
     /// What a valid token is (signature, lifetime): made once, not per request. The issuer
     /// and audience are checked after it, to answer the service's messages.
@@ -137,8 +135,8 @@ impl Auth {
         vault: VaultInfo,
         authority: String,
         token_lifetime: i64,
-    ) -> Result<Self, signing::SigningKeyError> {
-        let signer = signing::Signer::new(&identity.token_key, &identity.token_cert)?;
+    ) -> Result<Self, crate::signing::SigningKeyError> {
+        let signer = crate::signing::Signer::new(&identity.token_key, &identity.token_cert)?;
         Ok(Self {
             tenant: identity.tenant_id,
             clients: vec![
@@ -214,7 +212,7 @@ impl Auth {
             oid: client.oid.clone(),
             sub: client.oid.clone(),
             tid: self.tenant.clone(),
-            uti: crate::routes::request_id().replace('-', ""),
+            uti: crate::ids::uuid().replace('-', ""),
             ver: "1.0".into(),
         };
         let mut header = Header::new(Algorithm::RS256);
@@ -355,6 +353,25 @@ impl Auth {
                     });
                 }
             };
+        // Not valid yet: Entra's clients allow 5 minutes of clock skew, and so does the
+        // check; jsonwebtoken's leeway would loosen `exp` too, which stays exact.
+        let now = crate::model::now();
+        if claims.nbf > now + NBF_LEEWAY_SECS {
+            return Err(format!(
+                "AKV10000: The token is not valid yet: its nbf is {} s ahead of the vault's \
+                 clock (the leeway is {NBF_LEEWAY_SECS} s).",
+                claims.nbf - now
+            ));
+        }
+        // A token signed by the tenant's key for another tenant: Entra never issues one, so
+        // it was made by someone holding the key, and is refused (text inferred).
+        if claims.tid != self.tenant {
+            return Err(format!(
+                "AKV10000: The token is for tenant {}, not this vault's tenant {}.",
+                claims.tid.chars().take(64).collect::<String>(),
+                self.tenant
+            ));
+        }
         // The service's texts (docs/azure-behaviour.md 10c): AKV10032 lists the issuers it
         // trusts ("Expected one of A, B, found C."), AKV10022 the audience ("Expected A,
         // found: B.").
@@ -483,7 +500,12 @@ pub fn action(flavor: Flavor, method: &Method, path: &str) -> String {
     format!("{prefix}/{suffix}")
 }
 
-/// RS256, no leeway, `exp` required; the issuer and audience are checked after it.
+/// How far ahead of the emulator's clock a token's `nbf` may be: the 5 minutes of clock skew
+/// Entra ID's clients allow (MSAL's default).
+pub const NBF_LEEWAY_SECS: i64 = 300;
+
+/// RS256, no leeway, `exp` required; `nbf`, the tenant, the issuer and the audience are
+/// checked after it.
 fn token_validation() -> Validation {
     let mut validation = Validation::new(Algorithm::RS256);
     validation.leeway = 0;

@@ -6,22 +6,22 @@
 //! its fixed length, AES keys of exactly 16, 24 or 32 bytes; a key of the declared type, on
 //! the declared curve.
 
-use crate::error::{ApiError, ApiResult};
-use crate::model::{self, KeyEntry, KeyVersion};
-use crate::service::{self, Service};
+use crate::error::ApiError;
+use crate::model::{KeyEntry, KeyVersion, Unusable};
+use crate::sync;
 use aws_lc_rs::rsa::{OAEP_SHA1_MGF1SHA1, OaepPrivateDecryptingKey, PrivateDecryptingKey};
 use byok_core::conformance::{self, Defect};
 use byok_core::kek::{KekPolicyError, check_kek_policy};
 use byok_core::target::{Curve, EncodingError, KeyKind, Kty, TargetKey};
 use byok_core::wrap::{self, WrapError};
-use byok_core::{KekPublicKey, KeyId, KeyOp, KeyTransferPackage, b64};
+use byok_core::{KekPublicKey, KeyId, KeyTransferPackage, b64};
 use pkcs8::DecodePrivateKey;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use zeroize::Zeroizing;
 
 /// Why a `key_hsm` was refused. Each is a `BadParameter` answer, but for a stored KEK that
-/// cannot be read, which is the emulator's fault.
+/// cannot be read or an unwrap that did not finish, which are the emulator's faults.
 #[derive(Debug, thiserror::Error)]
 pub enum ByokError {
     /// The service's wording for a field that is not base64url (docs/azure-behaviour.md
@@ -43,7 +43,7 @@ pub enum ByokError {
     #[error("The KEK {kid} {}", policy_message(policy))]
     NotAKek { kid: String, policy: KekPolicyError },
     #[error("The KEK {kid} cannot be used: {reason}")]
-    KekUnusable { kid: String, reason: String },
+    KekUnusable { kid: String, reason: Unusable },
     #[error("The BYOK package does not fit its KEK: {reason}")]
     DoesNotFit { reason: String },
     #[error("The BYOK package could not be unwrapped: {reason}")]
@@ -59,6 +59,8 @@ pub enum ByokError {
     WrongCurve { curve: Curve, crv: String },
     #[error("The stored KEK {kid} is unreadable: {reason}")]
     StoredKek { kid: String, reason: String },
+    #[error("The unwrap did not finish: {reason}")]
+    Task { reason: String },
 }
 
 /// The service's wording of the shared KEK rule.
@@ -90,42 +92,73 @@ fn defect_fix(defect: &Defect) -> &'static str {
 impl From<ByokError> for ApiError {
     fn from(e: ByokError) -> Self {
         match e {
-            ByokError::StoredKek { .. } => ApiError::internal(e.to_string()),
+            ByokError::StoredKek { .. } | ByokError::Task { .. } => {
+                ApiError::internal(e.to_string())
+            }
             _ => ApiError::bad_parameter(e.to_string()),
         }
     }
 }
 
-/// Unwraps a `key_hsm` blob into the key it carries, declared as `kty` (and `crv`, if given).
-pub async fn unwrap_key_hsm(
-    service: &Service,
-    blob: &str,
-    kty: Kty,
-    crv: Option<&str>,
-) -> ApiResult<TargetKey> {
-    let package = read_package(blob)?;
-    let kid = package.kid().clone();
-    let ours = service.vault_url.trim_end_matches('/');
-    if kid.vault().to_string() != ours {
-        return Err(ByokError::ForeignVault {
-            kid: kid.to_string(),
-            ours: ours.into(),
+/// A `key_hsm` package, read and checked to name a KEK of this vault. The service looks the
+/// KEK up in its store (by [`Package::kek_name`]) and hands it to [`Package::unwrap`]: this
+/// module reads no store and calls nothing of the service.
+pub struct Package {
+    package: KeyTransferPackage,
+    kid: KeyId,
+}
+
+/// What an unwrap needs besides the package and its KEK: the parsed KEKs, and whether
+/// SoftHSM's zero-padded plaintexts are let through (`--accept-zero-padded-kwp`).
+#[derive(Clone, Copy)]
+pub struct Unwrapping<'a> {
+    pub keks: &'a KekCache,
+    pub accept_zero_padded_kwp: bool,
+}
+
+impl Package {
+    /// Reads a `key_hsm` blob; its KEK must be in the vault at `vault_url`.
+    pub fn read(blob: &str, vault_url: &str) -> Result<Self, ByokError> {
+        let package = read_package(blob)?;
+        let kid = package.kid().clone();
+        let ours = vault_url.trim_end_matches('/');
+        if kid.vault().to_string() != ours {
+            return Err(ByokError::ForeignVault {
+                kid: kid.to_string(),
+                ours: ours.into(),
+            });
         }
-        .into());
+        Ok(Self { package, kid })
     }
-    let entry = service.store.entry(kid.name()).await?;
-    let kek = find_kek(entry, &kid)?;
-    check_kek(&kid, &kek)?;
-    let private = service.keks.get(&kid, &kek)?;
-    package
-        .check_against_kek(&private.public)
-        .map_err(|e| ByokError::DoesNotFit {
-            reason: e.to_string(),
-        })?;
-    let plaintext = unwrap(package, private).await?;
-    let key = read_key(kty, &plaintext, service.options.accept_zero_padded_kwp)?;
-    check_curve(&key, crv)?;
-    Ok(key)
+
+    /// The name of the KEK the package names.
+    pub fn kek_name(&self) -> &str {
+        self.kid.name()
+    }
+
+    /// Unwraps the key the package carries, declared as `kty` (and `crv`, if given), with
+    /// `kek`: the live key named [`Package::kek_name`], if there is one.
+    pub async fn unwrap(
+        self,
+        kek: Option<KeyEntry>,
+        with: Unwrapping<'_>,
+        kty: Kty,
+        crv: Option<&str>,
+    ) -> Result<TargetKey, ByokError> {
+        let Self { package, kid } = self;
+        let kek = find_kek(kek, &kid)?;
+        check_kek(&kid, &kek)?;
+        let private = with.keks.get(&kid, &kek)?;
+        package
+            .check_against_kek(&private.public)
+            .map_err(|e| ByokError::DoesNotFit {
+                reason: e.to_string(),
+            })?;
+        let plaintext = unwrap(package, private).await?;
+        let key = read_key(kty, &plaintext, with.accept_zero_padded_kwp)?;
+        check_curve(&key, crv)?;
+        Ok(key)
+    }
 }
 
 /// The package in `key_hsm`, read as Azure reads a vendor tool's: `generator` is
@@ -140,18 +173,16 @@ fn read_package(blob: &str) -> Result<KeyTransferPackage, ByokError> {
         })
 }
 
-/// The KEK version the package names, in this vault.
+/// The KEK version the package names, of `entry` (the live key of that name, if any).
 fn find_kek(entry: Option<KeyEntry>, kid: &KeyId) -> Result<KeyVersion, ByokError> {
-    let entry = entry
-        .filter(|e| service::visible(e, false))
-        .ok_or_else(|| ByokError::KekNotFound {
-            kid: kid.to_string(),
-        })?;
-    let version = kid.version().unwrap_or_default();
-    entry
-        .versions
-        .into_iter()
-        .find(|v| v.version.eq_ignore_ascii_case(version))
+    let entry = entry.ok_or_else(|| ByokError::KekNotFound {
+        kid: kid.to_string(),
+    })?;
+    // A package names one version: a kid without one finds none (never "the latest").
+    kid.version()
+        .filter(|v| !v.is_empty())
+        .and_then(|v| entry.version(v))
+        .cloned()
         .ok_or_else(|| ByokError::KekVersionNotFound {
             kid: kid.to_string(),
         })
@@ -160,20 +191,17 @@ fn find_kek(entry: Option<KeyEntry>, kid: &KeyId) -> Result<KeyVersion, ByokErro
 /// Checks the key is a KEK usable now: checked on every import, since a KEK's operations,
 /// `enabled` and dates can change.
 fn check_kek(kid: &KeyId, kek: &KeyVersion) -> Result<(), ByokError> {
-    check_kek_policy(
-        &kek.kty,
-        &KeyOp::names(&kek.key_ops),
-        kek.attributes.enabled,
-    )
-    .map_err(|policy| ByokError::NotAKek {
-        kid: kid.to_string(),
-        policy,
+    check_kek_policy(kek.kty, &kek.key_ops, kek.attributes.enabled).map_err(|policy| {
+        ByokError::NotAKek {
+            kid: kid.to_string(),
+            policy,
+        }
     })?;
     kek.attributes
-        .usable_at(model::now())
-        .map_err(|e| ByokError::KekUnusable {
+        .usable_at(crate::flavor::now())
+        .map_err(|reason| ByokError::KekUnusable {
             kid: kid.to_string(),
-            reason: e.message,
+            reason,
         })
 }
 
@@ -213,7 +241,7 @@ impl KekCache {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Arc<ParsedKek>>> {
-        self.keys.lock().unwrap_or_else(|e| e.into_inner())
+        sync::lock(&self.keys)
     }
 }
 
@@ -222,7 +250,7 @@ fn parse_kek(kid: &KeyId, kek: &KeyVersion) -> Result<ParsedKek, ByokError> {
         kid: kid.to_string(),
         reason,
     };
-    let der = kek.plaintext().map_err(|e| stored(e.message))?;
+    let der = kek.plaintext().map_err(|e| stored(e.to_string()))?;
     let rsa = rsa::PrivateKey::from_pkcs8_der(&der).map_err(|e| stored(e.to_string()))?;
     let public = KekPublicKey::from_rsa(rsa.to_public_key()).map_err(|e| stored(e.to_string()))?;
     let private = PrivateDecryptingKey::from_pkcs8(&der)
@@ -232,14 +260,18 @@ fn parse_kek(kid: &KeyId, kek: &KeyVersion) -> Result<ParsedKek, ByokError> {
 }
 
 /// RSA-OAEP then AES key unwrap, off the async threads (RSA decryption takes milliseconds).
-async fn unwrap(package: KeyTransferPackage, kek: Arc<ParsedKek>) -> ApiResult<Zeroizing<Vec<u8>>> {
-    let plaintext = tokio::task::spawn_blocking(move || unwrap_with(package.ciphertext(), &kek))
+async fn unwrap(
+    package: KeyTransferPackage,
+    kek: Arc<ParsedKek>,
+) -> Result<Zeroizing<Vec<u8>>, ByokError> {
+    tokio::task::spawn_blocking(move || unwrap_with(package.ciphertext(), &kek))
         .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| ByokError::Task {
+            reason: e.to_string(),
+        })?
         .map_err(|e| ByokError::Unwrap {
             reason: e.to_string(),
-        })?;
-    Ok(plaintext)
+        })
 }
 
 /// `byok_core::wrap::unwrap` with aws-lc's RSA-OAEP-SHA-1 (which checks the encoded
@@ -298,6 +330,8 @@ fn check_curve(key: &TargetKey, crv: Option<&str>) -> Result<(), ByokError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use byok_core::KeyOp;
+    use byok_core::target::KeyType;
 
     #[test]
     fn the_kek_rule_answers_in_the_service_words() {
@@ -308,9 +342,14 @@ mod tests {
                 policy,
             })
         };
-        let soft = check_kek_policy("RSA", &["import"], true).unwrap_err();
-        let ops = check_kek_policy("RSA-HSM", &["import", "sign"], true).unwrap_err();
-        let off = check_kek_policy("RSA-HSM", &["import"], false).unwrap_err();
+        let rsa_hsm = KeyType::hsm(Kty::Rsa);
+        let rsa = KeyType {
+            hsm: false,
+            ..rsa_hsm
+        };
+        let soft = check_kek_policy(rsa, &[KeyOp::Import], true).unwrap_err();
+        let ops = check_kek_policy(rsa_hsm, &[KeyOp::Import, KeyOp::Sign], true).unwrap_err();
+        let off = check_kek_policy(rsa_hsm, &[KeyOp::Import], false).unwrap_err();
         assert_eq!(
             answer(soft).message,
             format!("The KEK {kid} is RSA, but a KEK must be RSA-HSM.")

@@ -182,6 +182,7 @@ impl ServeArgs {
             }),
             sku: self.sku.into(),
             legacy_rsa_exponent: self.legacy_rsa_exponent,
+            clock: kv_emulator::Clock::system(),
         })
     }
 }

@@ -15,7 +15,9 @@
 //!   each change durable before its response;
 //! - [`state_dir`]: the state directory's files (identity, `connection.json`); [`address`]:
 //!   where it listens (with `--persist`, where its stored keys' ids say it is);
-//!   [`tls`]: a test CA and server certificate made per state directory.
+//!   [`tls`]: a test CA and server certificate made per state directory;
+//! - leaves every module may use: [`flavor`] (the flavor, SKU and clocks) and [`ids`]
+//!   (request ids, UUIDs, version ids).
 //!
 //! ## The vault URL and the challenge
 //!
@@ -42,11 +44,15 @@ pub mod auth;
 pub mod byok;
 pub mod crypto;
 pub mod error;
+pub mod flavor;
+pub mod ids;
 pub mod model;
 pub mod routes;
 pub mod service;
+pub mod signing;
 pub mod state_dir;
 pub mod store;
+mod sync;
 pub mod throttle;
 pub mod tls;
 
@@ -60,8 +66,7 @@ use store::StoreError;
 use tls::{TlsError, TlsMaterial};
 
 pub use address::{AddressError, ListenError};
-pub use service::Flavor;
-pub use service::Sku;
+pub use flavor::{Clock, Flavor, Sku};
 pub use state_dir::{CONNECTION_FILE, Connection, ConnectionError};
 pub use throttle::{ThrottleConfig, ThrottleLimits};
 
@@ -98,6 +103,9 @@ pub struct Config {
     /// Serve RSA keys' public exponent as `AAEAAQ` (four bytes, a leading zero), as vaults
     /// answered in 2020–2022, instead of today's `AQAB`.
     pub legacy_rsa_exponent: bool,
+    /// The time `--throttle`'s windows and `--delete-delay` are counted by: the system's, or
+    /// for tests a held [`Clock`] they move on.
+    pub clock: Clock,
 }
 
 /// The vault name when none is given.
@@ -172,6 +180,7 @@ impl Config {
             throttle: None,
             sku: Sku::Premium,
             legacy_rsa_exponent: false,
+            clock: Clock::system(),
         }
     }
 
@@ -389,6 +398,7 @@ fn app(
             store,
             keks: byok::KekCache::default(),
             vault_url,
+            clock: config.clock.clone(),
             options: service::Options {
                 flavor: config.flavor,
                 accept_zero_padded_kwp: config.accept_zero_padded_kwp,
@@ -400,7 +410,7 @@ fn app(
         fault_status: config.fault_status,
         throttle: config
             .throttle
-            .map(|t| throttle::Throttle::new(t, config.flavor)),
+            .map(|t| throttle::Throttle::new(t, config.flavor, config.clock.clone())),
         auth,
     })
 }

@@ -1,17 +1,26 @@
-//! The HTTP surface: routes, the api-version check, auth, throttling, bodies and paging, and
-//! the headers every answer carries (`x-ms-request-id`; `x-ms-keyvault-service-version` on a
-//! vault; Managed HSM's `(Activity ID: ...)` at the end of error messages).
+//! The HTTP surface: the routes and one handler each. Beside it: `api_version` (the
+//! `api-version` check, as extractors), `middleware` (the headers every answer carries —
+//! `x-ms-request-id`; `x-ms-keyvault-service-version` on a vault; Managed HSM's `(Activity
+//! ID: ...)` — and, on the data plane, the token, the injected fault and throttling, one layer
+//! each), `paging` (lists and their `nextLink`s) and `fuzz` (the fuzzing entry).
+
+mod api_version;
+mod fuzz;
+mod middleware;
+mod paging;
+
+pub use api_version::{API_VERSIONS, ApiVersion, LATEST_API_VERSION, VersionedBody};
+pub use fuzz::decode_any_request;
+pub use middleware::SERVICE_VERSION;
 
 use crate::auth::{Auth, TokenRequest};
 use crate::error::{ApiError, ApiResult};
-use crate::service::{
-    CreateRequest, Flavor, ImportRequest, OperationRequest, Service, UpdateRequest,
-};
-use crate::throttle::{self, Throttle};
-use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
-use axum::http::{HeaderValue, StatusCode, Uri, header};
-use axum::middleware::{self, Next};
+use crate::service::{CreateRequest, ImportRequest, OperationRequest, Service, UpdateRequest};
+use crate::throttle::Throttle;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{StatusCode, Uri, header};
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
@@ -21,32 +30,8 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// API versions the emulator answers.
-pub const API_VERSIONS: [&str; 9] = [
-    "7.0",
-    "7.1",
-    "7.2",
-    "7.3",
-    "7.4",
-    "7.5",
-    "7.6",
-    "2025-07-01",
-    "7.6-preview.2",
-];
-
-/// The newest version in [`API_VERSIONS`], which the unknown-version error names (the
-/// service names its own newest: "Consider using the latest supported version (7.1).",
-/// docs/azure-behaviour.md 7e).
-pub const LATEST_API_VERSION: &str = "2025-07-01";
-
 /// Largest request body: 1 MiB.
 pub const MAX_BODY: usize = 1024 * 1024;
-
-const PAGE_MAX: usize = 25;
-
-/// `x-ms-keyvault-service-version` a vault sends (the 2025 value, dotnet/sign #836; survey
-/// 7a). Managed HSM sends none.
-pub const SERVICE_VERSION: &str = "1.9.2228.1";
 
 pub struct App {
     pub service: Service,
@@ -59,19 +44,6 @@ pub struct App {
 }
 
 type Shared = State<Arc<App>>;
-type Q = Query<HashMap<String, String>>;
-
-fn api_version(q: &HashMap<String, String>) -> ApiResult<&str> {
-    match q.get("api-version") {
-        None => Err(ApiError::bad_parameter(
-            "The api-version query parameter is required.",
-        )),
-        Some(v) if API_VERSIONS.contains(&v.as_str()) => Ok(v),
-        Some(v) => Err(ApiError::bad_parameter(format!(
-            "The specified version ({v}) is not recognized. Consider using the latest supported version ({LATEST_API_VERSION})."
-        ))),
-    }
-}
 
 fn parse<T: DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
     serde_json::from_slice(body)
@@ -79,110 +51,9 @@ fn parse<T: DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
 }
 
 /// A fresh request id (a random UUID), as `x-ms-request-id` carries.
-pub fn request_id() -> String {
-    let mut b = [0u8; 16];
-    getrandom::fill(&mut b).expect("system RNG");
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex::encode(b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
-}
+pub use crate::ids::uuid as request_id;
 
-/// Every answer gets a fresh `x-ms-request-id`; a vault's data-plane answers
-/// `x-ms-keyvault-service-version`; a Managed HSM's error messages end with
-/// ` (Activity ID: <request id>)` (R-MHSM-NOPOLICY; survey 7a, 7b).
-async fn response_details(State(app): Shared, request: Request, next: Next) -> Response {
-    let id = request_id();
-    let path = request.uri().path();
-    let data_plane = !(path.contains("/oauth2/")
-        || path.contains("/.well-known/")
-        || path.contains("/discovery/"));
-    let flavor = app.service.options.flavor;
-    let mut response = next.run(request).await;
-    if let Some(error) = response.extensions_mut().remove::<ApiError>()
-        && flavor == Flavor::ManagedHsm
-    {
-        let body = serde_json::to_vec(&error.body(Some(&id))).unwrap_or_default();
-        response.headers_mut().remove(header::CONTENT_LENGTH);
-        *response.body_mut() = Body::from(body);
-    }
-    let headers = response.headers_mut();
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        headers.insert("x-ms-request-id", value);
-    }
-    if data_plane && flavor == Flavor::Vault {
-        headers.insert(
-            "x-ms-keyvault-service-version",
-            HeaderValue::from_static(SERVICE_VERSION),
-        );
-    }
-    response
-}
-
-/// With `--throttle`: counts the request against its budget, or answers 429 (see
-/// [`crate::throttle`]). The body is read here to tell what the request creates.
-async fn throttled(app: &App, request: Request, next: Next) -> Response {
-    let Some(limiter) = &app.throttle else {
-        return next.run(request).await;
-    };
-    let (parts, body) = request.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
-        return ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "BadParameter",
-            "The request body is too large.",
-        )
-        .into_response();
-    };
-    let cost = throttle::cost(
-        limiter,
-        &app.service,
-        &parts.method,
-        parts.uri.path(),
-        &bytes,
-    )
-    .await;
-    if !limiter.admit(cost) {
-        return throttle::throttled().into_response();
-    }
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
-}
-
-async fn require_token(State(app): Shared, request: Request, next: Next) -> Response {
-    if let Some(response) = app.auth.authorize(&request) {
-        return response;
-    }
-    match app.fault_status.and_then(|s| StatusCode::from_u16(s).ok()) {
-        None => throttled(&app, request, next).await,
-        Some(status) => {
-            let code = match status.as_u16() {
-                429 => "Throttled",
-                403 => "Forbidden",
-                _ => "ServiceUnavailable",
-            };
-            let mut response = ApiError::new(
-                status,
-                code,
-                format!("Injected fault: HTTP {}.", status.as_u16()),
-            )
-            .into_response();
-            if status == StatusCode::TOO_MANY_REQUESTS {
-                response
-                    .headers_mut()
-                    .insert("retry-after", axum::http::HeaderValue::from_static("1"));
-            }
-            response
-        }
-    }
-}
+use paging::{list_deleted, list_keys, list_versions};
 
 pub fn router(app: Arc<App>) -> Router {
     let data = Router::new()
@@ -206,7 +77,10 @@ pub fn router(app: Arc<App>) -> Router {
                 post(operation_latest),
             )
         })
-        .route_layer(middleware::from_fn_with_state(app.clone(), require_token));
+        // Innermost last: the token, then an injected fault, then throttling.
+        .route_layer(from_fn_with_state(app.clone(), middleware::throttle))
+        .route_layer(from_fn_with_state(app.clone(), middleware::inject_fault))
+        .route_layer(from_fn_with_state(app.clone(), middleware::require_token));
     Router::new()
         .route("/{tenant}/oauth2/v2.0/token", post(token))
         .route(
@@ -217,9 +91,9 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(data)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(middleware::from_fn_with_state(
+        .layer(from_fn_with_state(
             app.clone(),
-            response_details,
+            middleware::response_details,
         ))
         .with_state(app)
 }
@@ -352,261 +226,86 @@ fn known_tenant(app: &App, tenant: &str) -> ApiResult<()> {
 async fn create(
     State(app): Shared,
     Path(name): Path<String>,
-    q: Q,
-    body: Bytes,
+    VersionedBody(body): VersionedBody,
 ) -> ApiResult<Json<Value>> {
-    api_version(&q)?;
-    Ok(Json(
-        app.service
-            .create(&name, parse::<CreateRequest>(&body)?)
-            .await?,
-    ))
+    let req = parse::<CreateRequest>(&body)?;
+    Ok(Json(app.service.create(&name, req).await?))
 }
 
 async fn import(
     State(app): Shared,
     Path(name): Path<String>,
-    q: Q,
-    body: Bytes,
+    VersionedBody(body): VersionedBody,
 ) -> ApiResult<Json<Value>> {
-    api_version(&q)?;
-    Ok(Json(
-        app.service
-            .import(&name, parse::<ImportRequest>(&body)?)
-            .await?,
-    ))
+    let req = parse::<ImportRequest>(&body)?;
+    Ok(Json(app.service.import(&name, req).await?))
 }
 
-async fn get_latest(State(app): Shared, Path(name): Path<String>, q: Q) -> ApiResult<Json<Value>> {
-    api_version(&q)?;
+async fn get_latest(
+    State(app): Shared,
+    Path(name): Path<String>,
+    _: ApiVersion,
+) -> ApiResult<Json<Value>> {
     Ok(Json(app.service.get(&name, "").await?))
 }
 
 async fn get_version(
     State(app): Shared,
     Path((name, version)): Path<(String, String)>,
-    q: Q,
+    _: ApiVersion,
 ) -> ApiResult<Json<Value>> {
-    api_version(&q)?;
     Ok(Json(app.service.get(&name, &version).await?))
 }
 
 async fn update(
     State(app): Shared,
     Path((name, version)): Path<(String, String)>,
-    q: Q,
-    body: Bytes,
+    VersionedBody(body): VersionedBody,
 ) -> ApiResult<Json<Value>> {
-    api_version(&q)?;
-    Ok(Json(
-        app.service
-            .update(&name, &version, parse::<UpdateRequest>(&body)?)
-            .await?,
-    ))
+    let req = parse::<UpdateRequest>(&body)?;
+    Ok(Json(app.service.update(&name, &version, req).await?))
 }
 
 async fn update_latest(
     State(app): Shared,
     Path(name): Path<String>,
-    q: Q,
-    body: Bytes,
+    VersionedBody(body): VersionedBody,
 ) -> ApiResult<Json<Value>> {
-    api_version(&q)?;
-    Ok(Json(
-        app.service
-            .update(&name, "", parse::<UpdateRequest>(&body)?)
-            .await?,
-    ))
+    let req = parse::<UpdateRequest>(&body)?;
+    Ok(Json(app.service.update(&name, "", req).await?))
 }
 
-async fn operation_latest(
-    state: Shared,
+async fn delete(
+    State(app): Shared,
     Path(name): Path<String>,
-    uri: Uri,
-    q: Q,
-    body: Bytes,
+    _: ApiVersion,
 ) -> ApiResult<Json<Value>> {
-    let op = uri
-        .path()
-        .rsplit('/')
-        .next()
-        .unwrap_or_default()
-        .to_string();
-    operation(state, Path((name, String::new(), op)), q, body).await
-}
-
-async fn delete(State(app): Shared, Path(name): Path<String>, q: Q) -> ApiResult<Json<Value>> {
-    api_version(&q)?;
     Ok(Json(app.service.delete(&name).await?))
 }
 
-async fn get_deleted(State(app): Shared, Path(name): Path<String>, q: Q) -> ApiResult<Json<Value>> {
-    api_version(&q)?;
+async fn get_deleted(
+    State(app): Shared,
+    Path(name): Path<String>,
+    _: ApiVersion,
+) -> ApiResult<Json<Value>> {
     Ok(Json(app.service.get_deleted(&name).await?))
 }
 
-async fn recover(State(app): Shared, Path(name): Path<String>, q: Q) -> ApiResult<Json<Value>> {
-    api_version(&q)?;
+async fn recover(
+    State(app): Shared,
+    Path(name): Path<String>,
+    _: ApiVersion,
+) -> ApiResult<Json<Value>> {
     Ok(Json(app.service.recover(&name).await?))
 }
 
-async fn purge(State(app): Shared, Path(name): Path<String>, q: Q) -> ApiResult<StatusCode> {
-    api_version(&q)?;
-    app.service.purge(&name).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-/// One page's request: where it starts, how long it is, and how to link the next.
-struct PageRequest {
-    /// `None`: the first page (no `$skiptoken`).
-    skip: Option<usize>,
-    max: usize,
-    /// `maxresults` when the client gave one (the link repeats it).
-    given_max: Option<usize>,
-    version: String,
-    path: String,
-}
-
-/// Reads `api-version`, `maxresults` (1 to 25, default 25: Learn "Get Keys"; any other value
-/// is 400 `BadParameter`, whose wording is inferred) and `$skiptoken`.
-fn page_request(q: &HashMap<String, String>, path: &str) -> ApiResult<PageRequest> {
-    let version = api_version(q)?.to_string();
-    let given_max = match q.get("maxresults") {
-        None => None,
-        Some(m) => Some(
-            m.parse::<usize>()
-                .ok()
-                .filter(|m| (1..=PAGE_MAX).contains(m))
-                .ok_or_else(|| {
-                    ApiError::bad_parameter(format!(
-                        "Invalid maxresults: '{m}'. The value must be between 1 and {PAGE_MAX}."
-                    ))
-                })?,
-        ),
-    };
-    let skip = q.get("$skiptoken").map(|t| skip_of(t)).transpose()?;
-    Ok(PageRequest {
-        skip,
-        max: given_max.unwrap_or(PAGE_MAX),
-        given_max,
-        version,
-        path: path.to_string(),
-    })
-}
-
-/// The `$skiptoken` for a page starting at `skip`: base64url of
-/// `{"NextMarker":"...","TargetLocation":0}`, as the service's (survey 2a). Opaque to clients.
-fn skip_token(skip: usize) -> String {
-    let json = json!({"NextMarker": format!("2!{skip}!"), "TargetLocation": 0});
-    byok_core::b64::encode(json.to_string().as_bytes())
-}
-
-fn skip_of(token: &str) -> ApiResult<usize> {
-    let invalid = || ApiError::bad_parameter("The $skiptoken is not valid.");
-    let bytes = byok_core::b64::decode("$skiptoken", token).map_err(|_| invalid())?;
-    let json: Value = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
-    json["NextMarker"]
-        .as_str()
-        .and_then(|m| m.strip_prefix("2!")?.strip_suffix('!')?.parse().ok())
-        .ok_or_else(invalid)
-}
-
-/// The vault URL with an explicit port, as the service's next links have (`:443`; survey 2a).
-fn with_port(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("https", url));
-    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let has_port = match host.rfind(']') {
-        Some(i) => host[i..].contains(':'),
-        None => host.contains(':'),
-    };
-    if has_port {
-        url.to_string()
-    } else {
-        format!("{scheme}://{host}:443{path}")
-    }
-}
-
-impl PageRequest {
-    /// The absolute link to the page starting at `skip`: `api-version` first, then
-    /// `$skiptoken`, then `maxresults` when one was given (survey 2a).
-    fn link(&self, app: &App, skip: usize) -> String {
-        let mut link = format!(
-            "{}{}?api-version={}&$skiptoken={}",
-            with_port(&app.service.vault_url),
-            self.path,
-            self.version,
-            skip_token(skip)
-        );
-        if let Some(m) = self.given_max {
-            link.push_str(&format!("&maxresults={m}"));
-        }
-        link
-    }
-
-    /// Lists one page. A first page of a list longer than one page is EMPTY and carries a
-    /// nextLink, as the service sometimes answers (R-PURGEALL, survey 2b): clients must
-    /// follow nextLink through empty pages. The last page has `"nextLink": null`.
-    async fn answer(
-        &self,
-        app: &App,
-        versions_of: Option<&str>,
-        deleted: bool,
-    ) -> ApiResult<Json<Value>> {
-        let skip = self.skip.unwrap_or(0);
-        let (items, more) = app
-            .service
-            .list(versions_of, deleted, skip, self.max)
-            .await?;
-        let (items, next) = match (self.skip, more) {
-            (None, true) => (Vec::new(), Some(self.link(app, 0))),
-            (_, true) => (items, Some(self.link(app, skip + self.max))),
-            (_, false) => (items, None),
-        };
-        Ok(Json(json!({"value": items, "nextLink": next})))
-    }
-}
-
-async fn list_keys(State(app): Shared, q: Q) -> ApiResult<Json<Value>> {
-    page_request(&q, "/keys")?.answer(&app, None, false).await
-}
-
-async fn list_deleted(State(app): Shared, q: Q) -> ApiResult<Json<Value>> {
-    page_request(&q, "/deletedkeys")?
-        .answer(&app, None, true)
-        .await
-}
-
-async fn list_versions(
+async fn purge(
     State(app): Shared,
     Path(name): Path<String>,
-    q: Q,
-) -> ApiResult<Json<Value>> {
-    page_request(&q, &format!("/keys/{name}/versions"))?
-        .answer(&app, Some(&name), false)
-        .await
-}
-
-/// Decodes `body` as every request body the emulator reads, and a `key_hsm` as a package:
-/// the entry point for fuzzing. Never panics.
-pub fn decode_any_request(body: &[u8]) {
-    let bytes = Bytes::copy_from_slice(body);
-    let _ = parse::<CreateRequest>(&bytes);
-    let _ = parse::<UpdateRequest>(&bytes);
-    let _ = parse::<OperationRequest>(&bytes);
-    if let Ok(import) = parse::<ImportRequest>(&bytes)
-        && let Some(blob) = import.key.key_hsm
-        && let Ok(file) = byok_core::b64::decode("key_hsm", &blob)
-    {
-        let _ = byok_core::KeyTransferPackage::parse(&file);
-    }
-    let _ = std::str::from_utf8(body).map(token_form);
-}
-
-/// The token form, read as the handler's extractor does.
-fn token_form(text: &str) -> Option<TokenRequest> {
-    axum::extract::Query::<TokenRequest>::try_from_uri(&format!("/?{text}").parse().ok()?)
-        .ok()
-        .map(|q| q.0)
+    _: ApiVersion,
+) -> ApiResult<StatusCode> {
+    app.service.purge(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The operations with routes of their own; `import` is what `PUT /keys/{name}` does.
@@ -624,46 +323,37 @@ fn segment(op: KeyOp) -> String {
     op.name().to_ascii_lowercase()
 }
 
+/// `POST /keys/{name}/{version}/{op}`.
 async fn operation(
     State(app): Shared,
     Path((name, version, op)): Path<(String, String, String)>,
-    q: Q,
-    body: Bytes,
+    VersionedBody(body): VersionedBody,
 ) -> ApiResult<Json<Value>> {
-    api_version(&q)?;
+    operate(&app, &name, &version, &op, &body).await
+}
+
+/// `POST /keys/{name}/{op}`: the latest version's.
+async fn operation_latest(
+    State(app): Shared,
+    Path(name): Path<String>,
+    uri: Uri,
+    VersionedBody(body): VersionedBody,
+) -> ApiResult<Json<Value>> {
+    let op = uri.path().rsplit('/').next().unwrap_or_default();
+    operate(&app, &name, "", op, &body).await
+}
+
+/// An operation on a version (`""`: the latest) named by its URL segment.
+async fn operate(
+    app: &App,
+    name: &str,
+    version: &str,
+    op: &str,
+    body: &Bytes,
+) -> ApiResult<Json<Value>> {
     let Some(op) = ROUTED_OPS.into_iter().find(|o| segment(*o) == op) else {
         return Err(not_found().await);
     };
-    let req: OperationRequest = parse(&body)?;
-    Ok(Json(app.service.operate(&name, &version, op, req).await?))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn next_links_name_the_port_even_when_the_url_does_not() {
-        assert_eq!(
-            with_port("https://contoso.vault.azure.net"),
-            "https://contoso.vault.azure.net:443"
-        );
-        assert_eq!(
-            with_port("https://emulator.vault.azure.net:8443"),
-            "https://emulator.vault.azure.net:8443"
-        );
-        assert_eq!(with_port("https://[::1]"), "https://[::1]:443");
-        assert_eq!(with_port("https://[::1]:9"), "https://[::1]:9");
-    }
-
-    #[test]
-    fn skip_tokens_are_base64url_json_and_read_back() {
-        let token = skip_token(50);
-        let json: Value =
-            serde_json::from_slice(&byok_core::b64::decode("t", &token).unwrap()).unwrap();
-        assert_eq!(json["TargetLocation"], 0);
-        assert!(json["NextMarker"].is_string());
-        assert_eq!(skip_of(&token).unwrap(), 50);
-        assert!(skip_of("e30").is_err()); // {}
-    }
+    let req: OperationRequest = parse(body)?;
+    Ok(Json(app.service.operate(name, version, op, req).await?))
 }

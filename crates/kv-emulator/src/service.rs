@@ -17,46 +17,14 @@ mod operations;
 mod rules;
 
 use crate::error::{ApiError, ApiResult};
-use crate::model::{KeyEntry, PendingKind, View};
-use crate::store::Store;
+pub use crate::flavor::{Clock, Flavor, Sku};
+use crate::model::{KeyEntry, ModelError, PendingKind, Unusable, View};
+use crate::store::{DbError, Store};
+use std::time::Instant;
 
+pub use crate::model::release_policy_json;
 pub use keys::{CreateRequest, ImportRequest, JwkIn, UpdateRequest};
 pub use operations::OperationRequest;
-pub use rules::release_policy_json;
-
-/// Which service the emulator plays.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flavor {
-    Vault,
-    ManagedHsm,
-}
-
-impl Flavor {
-    /// `vault` or `managedhsm`, as `connection.json` names it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Flavor::Vault => "vault",
-            Flavor::ManagedHsm => "managedhsm",
-        }
-    }
-
-    /// The token audience the service expects.
-    pub fn resource(self) -> &'static str {
-        match self {
-            Flavor::Vault => "https://vault.azure.net",
-            Flavor::ManagedHsm => "https://managedhsm.azure.net",
-        }
-    }
-}
-
-/// A vault's pricing tier. Only a Premium vault holds HSM keys (`RSA-HSM`, `EC-HSM`); a
-/// Managed HSM has no tier (the setting is ignored there).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Sku {
-    Standard,
-    #[default]
-    Premium,
-}
 
 /// Behaviour switches.
 #[derive(Debug, Clone)]
@@ -79,6 +47,9 @@ pub struct Service {
     pub keks: crate::byok::KekCache,
     pub vault_url: String,
     pub options: Options,
+    /// The time deletions and recoveries run by (`--delete-delay`): the system's, or a
+    /// test's held one.
+    pub clock: Clock,
 }
 
 impl Service {
@@ -92,10 +63,34 @@ impl Service {
     }
 }
 
+/// A stored key's trouble, in the service's shape: 403 `Forbidden` for a key that may not be
+/// used now, 500 for what the emulator stored and cannot read back.
+impl From<ModelError> for ApiError {
+    fn from(e: ModelError) -> Self {
+        match e {
+            ModelError::Unusable(why) => why.into(),
+            ModelError::Stored(reason) => ApiError::internal(reason),
+        }
+    }
+}
+
+impl From<Unusable> for ApiError {
+    fn from(why: Unusable) -> Self {
+        ApiError::forbidden(why.to_string())
+    }
+}
+
+/// The key database failed: 500, with what failed.
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
+        ApiError::internal(e.to_string())
+    }
+}
+
 /// Whether a key is, right now, a live key (`deleted` false) or a deleted one (`deleted`
 /// true). While a deletion runs the key is neither; while a recovery runs, neither either.
-pub(crate) fn visible(e: &KeyEntry, deleted: bool) -> bool {
-    shown(e.deleted.is_some(), e.pending_now(), deleted)
+pub(crate) fn visible(e: &KeyEntry, deleted: bool, now: Instant) -> bool {
+    shown(e.deleted.is_some(), e.pending_at(now), deleted)
 }
 
 /// [`visible`] from a key's parts: whether it is deleted, and what still runs on it.
@@ -106,28 +101,45 @@ pub(crate) fn shown(is_deleted: bool, pending: Option<PendingKind>, deleted: boo
     }
 }
 
-/// The key in `slot` if it is, now, a live one (or with `deleted`, a soft-deleted one).
-fn found(slot: Option<KeyEntry>, name: &str, deleted: bool) -> ApiResult<KeyEntry> {
-    slot.filter(|e| visible(e, deleted))
-        .ok_or_else(|| ApiError::key_not_found(name, None))
-}
-
 /// [`found`] inside a change (on the writer thread).
 fn found_mut<'a>(
     slot: &'a mut Option<KeyEntry>,
     name: &str,
     deleted: bool,
+    now: Instant,
 ) -> ApiResult<&'a mut KeyEntry> {
     slot.as_mut()
-        .filter(|e| visible(e, deleted))
+        .filter(|e| visible(e, deleted, now))
         .ok_or_else(|| ApiError::key_not_found(name, None))
 }
 
 impl Service {
+    /// The key `name` (names are case-insensitive) if there is one, and it is now a live one
+    /// (or with `deleted`, a soft-deleted one).
+    async fn entry(&self, name: &str, deleted: bool) -> ApiResult<Option<KeyEntry>> {
+        Ok(self
+            .store
+            .entry(name)
+            .await?
+            .filter(|e| visible(e, deleted, self.clock.instant())))
+    }
+
     /// A key by name (names are case-insensitive): a live one, or with `deleted` a
     /// soft-deleted one.
     async fn key(&self, name: &str, deleted: bool) -> ApiResult<KeyEntry> {
-        found(self.store.entry(name).await?, name, deleted)
+        self.entry(name, deleted)
+            .await?
+            .ok_or_else(|| ApiError::key_not_found(name, None))
+    }
+
+    /// Changes the key `name` in the store ([`Store::modify`]), answered in the service's
+    /// errors.
+    async fn change<T: Send + 'static>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut Option<KeyEntry>) -> ApiResult<T> + Send + 'static,
+    ) -> ApiResult<T> {
+        self.store.modify(name, f).await
     }
 
     /// A key that is not deleted.

@@ -11,7 +11,8 @@
 //!
 //! Files holding secrets are created owner-only (0600) before a byte is written to them.
 
-use crate::service::Flavor;
+use crate::flavor::Flavor;
+use crate::ids::{random_hex, uuid};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -120,7 +121,7 @@ pub struct Identity {
     pub reader_client_secret: String,
     pub reader_oid: String,
     /// The RSA 2048 key tokens are signed with (PKCS#8 DER), and its self-signed certificate
-    /// (DER), which the tenant's JWKS publishes ([`crate::auth::signing`]).
+    /// (DER), which the tenant's JWKS publishes ([`crate::signing`]).
     pub token_key: Vec<u8>,
     pub token_cert: Vec<u8>,
 }
@@ -157,7 +158,7 @@ impl IdentityFile {
     fn complete(&mut self) -> Result<bool, String> {
         let mut made = false;
         if self.token_signing_key.is_empty() || self.token_signing_cert.is_empty() {
-            let (key, cert) = crate::auth::signing::make().map_err(|e| e.to_string())?;
+            let (key, cert) = crate::signing::make().map_err(|e| e.to_string())?;
             self.token_signing_key = byok_core::b64::encode(&key);
             self.token_signing_cert = byok_core::b64::encode(&cert);
             made = true;
@@ -165,10 +166,10 @@ impl IdentityFile {
         type Make = fn() -> String;
         let secret: Make = || random_hex(24);
         let fields: [(&mut String, Make); 4] = [
-            (&mut self.client_oid, uuid_like),
-            (&mut self.reader_client_id, uuid_like),
+            (&mut self.client_oid, uuid),
+            (&mut self.reader_client_id, uuid),
             (&mut self.reader_client_secret, secret),
-            (&mut self.reader_oid, uuid_like),
+            (&mut self.reader_oid, uuid),
         ];
         for (field, make) in fields {
             if field.is_empty() {
@@ -186,7 +187,7 @@ impl IdentityFile {
         }
         let token_key = decode("token_signing_key", &self.token_signing_key)?;
         let token_cert = decode("token_signing_cert", &self.token_signing_cert)?;
-        crate::auth::signing::Signer::new(&token_key, &token_cert)
+        crate::signing::Signer::new(&token_key, &token_cert)
             .map_err(|e| format!("token_signing_key: {e}"))?;
         Ok(Identity {
             tenant_id: self.tenant_id,
@@ -226,8 +227,8 @@ impl Identity {
 
     fn create(path: &Path) -> Result<Self, IdentityError> {
         let mut file = IdentityFile {
-            tenant_id: uuid_like(),
-            client_id: uuid_like(),
+            tenant_id: uuid(),
+            client_id: uuid(),
             client_secret: random_hex(24),
             client_oid: String::new(),
             reader_client_id: String::new(),
@@ -245,24 +246,6 @@ impl Identity {
         write_private(path, &serde_json::to_vec_pretty(&file).expect("serializes"))?;
         file.into_identity().map_err(invalid)
     }
-}
-
-fn random_hex(bytes: usize) -> String {
-    let mut b = vec![0u8; bytes];
-    getrandom::fill(&mut b).expect("system RNG");
-    hex::encode(b)
-}
-
-fn uuid_like() -> String {
-    let h = random_hex(16);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    )
 }
 
 /// What a client needs to reach the emulator; written to `connection.json`.

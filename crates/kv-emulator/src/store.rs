@@ -16,9 +16,9 @@ mod db;
 mod migrate;
 mod writer;
 
-use crate::error::{ApiError, ApiResult};
-use crate::model::{KeyEntry, Pending, PendingKind};
+use crate::model::{KeyEntry, Pending};
 use crate::state_dir::{DB_FILE, FileError, STATE_FILE};
+use crate::sync;
 use db::{Found, Location, SCHEMA_VERSION};
 use rusqlite::Connection;
 use std::path::{Path, PathBuf};
@@ -66,6 +66,22 @@ pub enum StoreError {
     },
 }
 
+/// Why a read or a change of the key database failed (while serving; [`StoreError`] is why it
+/// could not be opened). The service answers each with a 500.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum DbError {
+    #[error("could not read the key database: {0}")]
+    Read(String),
+    #[error("could not save the change: {0}")]
+    Save(String),
+    #[error("the key database is closed: the emulator is stopping")]
+    Closed,
+    #[error("the change was not saved: the key database failed (the emulator's log says why)")]
+    Failed,
+}
+
+pub type DbResult<T> = Result<T, DbError>;
+
 /// Reader connections kept open between reads.
 const MAX_IDLE_READERS: usize = 16;
 
@@ -92,8 +108,7 @@ impl Store {
         conn.execute_batch(db::PENDING_SCHEMA)
             .map_err(|e| open_error(&path, e))?;
         let pendings = Pendings::default();
-        *pendings.lock().unwrap_or_else(|e| e.into_inner()) =
-            db::load_pendings(&conn).map_err(|e| open_error(&path, e))?;
+        *sync::lock(&pendings) = db::load_pendings(&conn).map_err(|e| open_error(&path, e))?;
         let writer = Writer::start(conn, pendings.clone()).map_err(|e| StoreError::Open {
             path: path.clone(),
             reason: format!("cannot start its writer thread: {e}"),
@@ -108,7 +123,7 @@ impl Store {
     }
 
     /// The key `name` (any case), all its versions; None if there is none.
-    pub async fn entry(&self, name: &str) -> ApiResult<Option<KeyEntry>> {
+    pub async fn entry(&self, name: &str) -> DbResult<Option<KeyEntry>> {
         let name_lc = name.to_ascii_lowercase();
         let entry = self.read(|conn| db::load_entry(conn, &name_lc))?;
         Ok(entry.map(|mut e| {
@@ -119,17 +134,19 @@ impl Store {
 
     /// Changes the key `name` (any case): `f` gets its slot (None: no such key; set it to
     /// None to remove the key) and runs on the writer thread. The change is saved, and the
-    /// result returned, only if `f` succeeds, and only once the change is committed.
-    pub async fn modify<T, F>(&self, name: &str, f: F) -> ApiResult<T>
+    /// result returned, only if `f` succeeds, and only once the change is committed. `f`'s
+    /// error is the caller's; the database's own failures are turned into it.
+    pub async fn modify<T, E, F>(&self, name: &str, f: F) -> Result<T, E>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Option<KeyEntry>) -> ApiResult<T> + Send + 'static,
+        E: From<DbError> + Send + 'static,
+        F: FnOnce(&mut Option<KeyEntry>) -> Result<T, E> + Send + 'static,
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let work: Work = Box::new(move |slot| match f(slot) {
             Ok(value) => {
                 let answer: Answer = Box::new(move |saved| {
-                    let _ = tx.send(saved.map(|()| value));
+                    let _ = tx.send(saved.map(|()| value).map_err(E::from));
                 });
                 (true, answer)
             }
@@ -145,15 +162,9 @@ impl Store {
             work,
         };
         if !self.writer.send(job) {
-            return Err(ApiError::internal(
-                "the key database is closed: the emulator is stopping",
-            ));
+            return Err(DbError::Closed.into());
         }
-        rx.await.unwrap_or_else(|_| {
-            Err(ApiError::internal(
-                "the change was not saved: the key database failed (the emulator's log says why)",
-            ))
-        })
+        rx.await.unwrap_or_else(|_| Err(DbError::Failed.into()))
     }
 
     /// A page of keys in name order: deleted ones or live ones, those `keep` accepts given
@@ -164,14 +175,14 @@ impl Store {
         deleted: bool,
         skip: usize,
         max: usize,
-        keep: impl Fn(Option<PendingKind>) -> bool,
-    ) -> ApiResult<(Vec<KeyEntry>, bool)> {
+        keep: impl Fn(Option<Pending>) -> bool,
+    ) -> DbResult<(Vec<KeyEntry>, bool)> {
         self.read(|conn| {
             // One snapshot for the scan and the loads.
             let tx = conn.unchecked_transaction()?;
             let (mut names, mut skipped, mut more) = (Vec::new(), 0, false);
             db::scan_names(&tx, deleted, |name_lc| {
-                if !keep(pending_kind(self.pending_of(&name_lc))) {
+                if !keep(self.pending_of(&name_lc)) {
                     return true;
                 }
                 if skipped < skip {
@@ -200,28 +211,25 @@ impl Store {
     /// state directory, so another emulator may open it.
     pub fn close(&self) {
         self.writer.stop();
-        self.readers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
-        self.lock.lock().unwrap_or_else(|e| e.into_inner()).take();
+        sync::lock(&self.readers).clear();
+        sync::lock(&self.lock).take();
     }
 
     fn pending_of(&self, name_lc: &str) -> Option<Pending> {
-        let map = self.pendings.lock().unwrap_or_else(|e| e.into_inner());
+        let map = sync::lock(&self.pendings);
         map.get(name_lc).copied()
     }
 
     /// Runs `f` on an idle reader connection (a new one if none is idle). Reads are short
     /// indexed lookups, so they run on the calling thread.
-    fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> ApiResult<T> {
-        let idle = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> DbResult<T> {
+        let idle = sync::lock(&self.readers).pop();
         let conn = match idle {
             Some(conn) => conn,
             None => self.location.open_reader().map_err(read_error)?,
         };
         let out = f(&conn).map_err(read_error);
-        let mut readers = self.readers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut readers = sync::lock(&self.readers);
         if readers.len() < MAX_IDLE_READERS {
             readers.push(conn);
         }
@@ -250,13 +258,8 @@ pub fn holds_keys(dir: &Path) -> bool {
             .unwrap_or(true)
 }
 
-fn pending_kind(p: Option<Pending>) -> Option<PendingKind> {
-    p.filter(|p| std::time::Instant::now() < p.until)
-        .map(|p| p.kind)
-}
-
-fn read_error(e: rusqlite::Error) -> ApiError {
-    ApiError::internal(format!("could not read the key database: {e}"))
+fn read_error(e: rusqlite::Error) -> DbError {
+    DbError::Read(e.to_string())
 }
 
 fn memory_error(e: std::io::Error) -> StoreError {

@@ -28,7 +28,9 @@
 //! `articles/key-vault/general/overview-throttling.md`).
 
 use crate::error::ApiError;
-use crate::service::{Flavor, Service};
+use crate::flavor::{Clock, Flavor};
+use crate::service::Service;
+use crate::sync::lock;
 use axum::http::{Method, StatusCode};
 use byok_core::limits::{self, MhsmOperation};
 use serde_json::Value;
@@ -91,6 +93,15 @@ pub fn throttled() -> ApiError {
 }
 
 /// One budget: at most `limit` units in any `window`.
+///
+/// A second sliding window, on purpose: byok-online's pacing (`pace.rs`, `Bucket`) keeps
+/// its own, and both follow the same public source, Microsoft Learn "Azure Key Vault service
+/// limits" (the weighted sum per 10 s window, docs/azure-behaviour.md 6a) and its throttling
+/// guidance (`overview-throttling.md`: 429s do not count). They share the table
+/// ([`byok_core::limits`]: data, cited once) but not the counting: the emulator is what
+/// byok-online's pacing is tested against, so a counting mistake in one shared limiter
+/// would pass its own test instead of being caught. The emulator's answers "refused now";
+/// the client's answers "wait this long".
 #[derive(Debug)]
 pub struct Budget {
     limit: u64,
@@ -138,13 +149,19 @@ pub enum Cost {
     Free,
 }
 
-/// The running limiter.
+/// The running limiter: its budgets, and the clock it counts by.
 #[derive(Debug)]
-pub enum Throttle {
+pub struct Throttle {
+    budgets: Budgets,
+    clock: Clock,
+}
+
+#[derive(Debug)]
+enum Budgets {
     /// Weighted budgets per window: creates, and everything else.
-    Weighted { budgets: Mutex<[Budget; 2]> },
+    Weighted(Mutex<[Budget; 2]>),
     /// Managed HSM's per-second limits, per operation: create, delete, purge, get.
-    PerOperation { budgets: Mutex<[Budget; 4]> },
+    PerOperation(Mutex<[Budget; 4]>),
 }
 
 const MHSM_OPERATIONS: [MhsmOperation; 4] = [
@@ -155,63 +172,55 @@ const MHSM_OPERATIONS: [MhsmOperation; 4] = [
 ];
 
 impl Throttle {
-    pub fn new(config: ThrottleConfig, flavor: Flavor) -> Self {
+    pub fn new(config: ThrottleConfig, flavor: Flavor, clock: Clock) -> Self {
         let window = Duration::from_millis(config.window_ms.max(1));
-        match (config.limits, flavor) {
-            (ThrottleLimits::Azure, Flavor::Vault) => Self::Weighted {
-                budgets: Mutex::new([
-                    Budget::new(limits::KV_CREATE_UNITS.into(), window),
-                    Budget::new(limits::KV_OTHER_UNITS.into(), window),
-                ]),
-            },
+        let budgets = match (config.limits, flavor) {
+            (ThrottleLimits::Azure, Flavor::Vault) => Budgets::Weighted(Mutex::new([
+                Budget::new(limits::KV_CREATE_UNITS.into(), window),
+                Budget::new(limits::KV_OTHER_UNITS.into(), window),
+            ])),
             (ThrottleLimits::Azure, Flavor::ManagedHsm) => {
                 // Per second: a tenth of the (scaled) 10 s window.
                 let second = (window / 10).max(Duration::from_millis(1));
-                Self::PerOperation {
-                    budgets: Mutex::new(
-                        MHSM_OPERATIONS
-                            .map(|op| Budget::new(limits::mhsm_per_second(op).into(), second)),
-                    ),
-                }
+                Budgets::PerOperation(Mutex::new(
+                    MHSM_OPERATIONS
+                        .map(|op| Budget::new(limits::mhsm_per_second(op).into(), second)),
+                ))
             }
             // N HSM-key creates and M HSM-key units: in the table's units, twice each.
-            (ThrottleLimits::Explicit { create, other }, _) => Self::Weighted {
-                budgets: Mutex::new([
-                    Budget::new(u64::from(create) * 2, window),
-                    Budget::new(u64::from(other) * 2, window),
-                ]),
-            },
-        }
+            (ThrottleLimits::Explicit { create, other }, _) => Budgets::Weighted(Mutex::new([
+                Budget::new(u64::from(create) * 2, window),
+                Budget::new(u64::from(other) * 2, window),
+            ])),
+        };
+        Self { budgets, clock }
     }
 
     /// Whether a request of this cost may go on at `now` (and if so, it is counted).
     fn admit_at(&self, cost: Cost, now: Instant) -> bool {
-        match (self, cost) {
+        match (&self.budgets, cost) {
             (_, Cost::Free) => true,
-            (Self::Weighted { budgets }, Cost::Create(units)) => lock(budgets)[0].spend(units, now),
-            (Self::Weighted { budgets }, Cost::Other(units)) => lock(budgets)[1].spend(units, now),
-            (Self::Weighted { budgets }, Cost::Mhsm(_)) => lock(budgets)[1].spend(2, now),
-            (Self::PerOperation { budgets }, Cost::Mhsm(op)) => {
+            (Budgets::Weighted(b), Cost::Create(units)) => lock(b)[0].spend(units, now),
+            (Budgets::Weighted(b), Cost::Other(units)) => lock(b)[1].spend(units, now),
+            (Budgets::Weighted(b), Cost::Mhsm(_)) => lock(b)[1].spend(2, now),
+            (Budgets::PerOperation(b), Cost::Mhsm(op)) => {
                 let i = MHSM_OPERATIONS.iter().position(|o| *o == op).unwrap_or(0);
-                lock(budgets)[i].spend(1, now)
+                lock(b)[i].spend(1, now)
             }
-            (Self::PerOperation { .. }, _) => true,
+            (Budgets::PerOperation(_), _) => true,
         }
     }
 
-    /// Whether a request of this cost may go on (and if so, it is counted).
+    /// Whether a request of this cost may go on now, by the limiter's clock (and if so, it
+    /// is counted).
     pub fn admit(&self, cost: Cost) -> bool {
-        self.admit_at(cost, Instant::now())
+        self.admit_at(cost, self.clock.instant())
     }
 
     /// Whether this limiter counts Managed HSM operations (not a vault's weighted units).
     pub fn per_operation(&self) -> bool {
-        matches!(self, Self::PerOperation { .. })
+        matches!(self.budgets, Budgets::PerOperation(_))
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// What a data-plane request costs on `limiter`, from its method, path and body, and the key
@@ -251,10 +260,10 @@ pub async fn cost(
                 .await
                 .ok()
                 .flatten()
-                .and_then(|e| e.versions.last().map(|v| (v.kind().ok(), v.kty.clone())));
+                .and_then(|e| e.versions.last().map(|v| (v.kind().ok(), v.kty.hsm)));
             match stored {
-                Some((Some(kind), kty)) => {
-                    Cost::Other(limits::kv_other_cost(kind, mhsm || kty.ends_with("-HSM")).into())
+                Some((Some(kind), hsm)) => {
+                    Cost::Other(limits::kv_other_cost(kind, mhsm || hsm).into())
                 }
                 _ => Cost::Other(UNKNOWN_COST),
             }
@@ -310,7 +319,7 @@ mod tests {
             limits: ThrottleLimits::Azure,
             window_ms: 10_000,
         };
-        let t = Throttle::new(config, Flavor::Vault);
+        let t = Throttle::new(config, Flavor::Vault, Clock::system());
         let now = Instant::now();
         // 248 RSA 4096 HSM-key GETs (16 each) and 16 RSA 2048 HSM-key GETs (2 each) fill it:
         // then not one RSA 2048 software-key GET is left.
@@ -334,7 +343,7 @@ mod tests {
             limits: ThrottleLimits::Azure,
             window_ms: 10_000,
         };
-        let t = Throttle::new(config, Flavor::ManagedHsm);
+        let t = Throttle::new(config, Flavor::ManagedHsm, Clock::system());
         let now = Instant::now();
         let op = Cost::Mhsm;
         assert!(t.admit_at(op(MhsmOperation::Create), now));

@@ -413,8 +413,15 @@ async fn versions_of_a_missing_key_are_an_empty_list_not_a_404() {
 #[tokio::test]
 async fn a_deletion_and_a_recovery_run_for_the_delay() {
     const DELAY: u64 = 2500;
-    let emu = emu_with(Flavor::Vault, |c| c.delete_delay_ms = DELAY).await;
-    let wait = || tokio::time::sleep(Duration::from_millis(DELAY + 300));
+    // The delay runs by a held clock the test moves: "still deleting" cannot turn into
+    // "deleted" while the test looks, and "after the delay" needs no sleep.
+    let clock = kv_emulator::Clock::held();
+    let emu = emu_with(Flavor::Vault, |c| {
+        c.delete_delay_ms = DELAY;
+        c.clock = clock.clone();
+    })
+    .await;
+    let wait = || async { clock.advance(Duration::from_millis(DELAY + 300)) };
     emu.create("k", json!({"kty": "EC"})).await;
     let (s, b) = emu.call(Method::DELETE, "/keys/k", None).await;
     assert_eq!(s, 200, "{b}");
@@ -565,13 +572,19 @@ async fn throttled_requests_do_not_count_towards_the_limits() {
         create: 1,
         other: 1000,
     };
-    let emu = emu_with(Flavor::Vault, |c| c.throttle = throttle(limits, 2000)).await;
+    // The windows are counted by a held clock the test moves: no sleep, no race.
+    let clock = kv_emulator::Clock::held();
+    let emu = emu_with(Flavor::Vault, |c| {
+        c.throttle = throttle(limits, 2000);
+        c.clock = clock.clone();
+    })
+    .await;
     assert_eq!(emu.create("a", json!({"kty": "EC-HSM"})).await.0, 200);
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    clock.advance(Duration::from_millis(1300));
     let (s, b) = emu.create("b", json!({"kty": "EC-HSM"})).await;
     assert_eq!((s, code(&b)), (429, "Throttled"));
     // 2.3 s after the first create its unit is free; the 429 at 1.3 s took none.
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    clock.advance(Duration::from_millis(1000));
     let (s, b) = emu.create("b", json!({"kty": "EC-HSM"})).await;
     assert_eq!(s, 200, "{b}");
 }
@@ -612,8 +625,10 @@ async fn the_azure_table_allows_ten_hsm_key_creates_per_window() {
 /// transactions"); limiting only creates is the emulator's choice.
 #[tokio::test]
 async fn managed_hsm_throttles_key_creation_per_second() {
+    let clock = kv_emulator::Clock::held();
     let emu = emu_with(Flavor::ManagedHsm, |c| {
-        c.throttle = throttle(ThrottleLimits::Azure, 10_000)
+        c.throttle = throttle(ThrottleLimits::Azure, 10_000);
+        c.clock = clock.clone();
     })
     .await;
     assert_eq!(emu.create("a", json!({"kty": "EC-HSM"})).await.0, 200);
@@ -622,7 +637,7 @@ async fn managed_hsm_throttles_key_creation_per_second() {
     for _ in 0..50 {
         assert_eq!(emu.call(Method::GET, "/keys/a", None).await.0, 200);
     }
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    clock.advance(Duration::from_millis(1100));
     assert_eq!(emu.create("b", json!({"kty": "EC-HSM"})).await.0, 200);
 }
 

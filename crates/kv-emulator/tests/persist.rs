@@ -266,7 +266,13 @@ async fn kill_9_during_concurrent_creates_loses_no_acknowledged_key() {
         }));
     }
     // Let 100 creates land, then kill the server without warning.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     while acknowledged.lock().unwrap().len() < 100 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} of 100 creates were acknowledged within 120 s",
+            acknowledged.lock().unwrap().len()
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     child.kill().unwrap(); // SIGKILL

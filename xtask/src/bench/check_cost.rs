@@ -27,7 +27,7 @@ const KINDS: [(&str, &[&str]); 6] = [
 pub fn run() -> Result<(), String> {
     let started = Instant::now();
     for kind in ModuleKind::ALL {
-        crate::packages::ensure_token(kind)?;
+        crate::tokens::ensure_token(kind)?;
     }
     println!("bench: building release binaries");
     let bin = byok_tests::build_bins(Profile::Release)?;

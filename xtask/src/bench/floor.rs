@@ -10,7 +10,6 @@
 //!   measured at a token size.
 
 use super::PIN;
-use byok_core::target::Curve;
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::Session;
@@ -22,7 +21,7 @@ use std::time::Instant;
 /// What `__floor` does per key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum FloorMode {
-    /// Generate an EC P-256 token key pair (random CKA_ID), read its point, wrap it.
+    /// Generate a token key pair of --kind (random CKA_ID), read its public key, wrap it.
     Generate,
     /// Read the token's key objects once (the tool's index), then per key of PREFIX-0..COUNT:
     /// read it and wrap it.
@@ -46,6 +45,9 @@ pub struct FloorArgs {
     pub prefix: String,
     #[arg(long)]
     pub count: usize,
+    /// `generate`'s kind: "EC P-256" or "RSA <bits>".
+    #[arg(long, default_value = "EC P-256")]
+    pub kind: String,
 }
 
 /// A logged-in session on the token, with the module's raw function list.
@@ -148,6 +150,20 @@ impl Floor {
             .map_err(|e| e.to_string())
             .map(drop)
     }
+
+    /// The new public key as the tool reads it: an EC point, or an RSA modulus and exponent.
+    fn read_public(&self, public: ObjectHandle, kind: &str) -> Result<(), String> {
+        if kind.starts_with("EC") {
+            return self.read_point(public);
+        }
+        self.session()
+            .get_attributes(
+                public,
+                &[AttributeType::Modulus, AttributeType::PublicExponent],
+            )
+            .map_err(|e| e.to_string())
+            .map(drop)
+    }
 }
 
 /// The attributes byok-offline reads to describe a key object.
@@ -178,9 +194,9 @@ pub fn floor(mode: FloorMode, args: &FloorArgs) -> Result<(), String> {
         FloorMode::Generate => {
             started = Instant::now();
             for i in 0..args.count {
-                let (private, public) =
-                    generate_ec(f.session(), &format!("{}-{i:03}", args.prefix))?;
-                f.read_point(public)?;
+                let label = format!("{}-{i:03}", args.prefix);
+                let (private, public) = generate_pair(f.session(), &label, &args.kind)?;
+                f.read_public(public, &args.kind)?;
                 f.wrap(kwp, kek_object, private)?;
             }
         }
@@ -206,31 +222,19 @@ pub fn floor(mode: FloorMode, args: &FloorArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// An EC P-256 token key pair with the tool's templates (sign/verify, sensitive, extractable)
-/// and a random 16-byte CKA_ID.
-fn generate_ec(s: &Session, label: &str) -> Result<(ObjectHandle, ObjectHandle), String> {
+/// A token key pair of `kind` ("EC P-256", "RSA <bits>") with the tool's templates
+/// (sign/verify, sensitive, extractable) and a random 16-byte CKA_ID.
+fn generate_pair(
+    s: &Session,
+    label: &str,
+    kind: &str,
+) -> Result<(ObjectHandle, ObjectHandle), String> {
     let id = s.generate_random_vec(16).map_err(|e| e.to_string())?;
-    let common = |private: bool| {
-        vec![
-            Attribute::Token(true),
-            Attribute::Label(label.as_bytes().to_vec()),
-            Attribute::Id(id.clone()),
-            Attribute::Private(private),
-        ]
-    };
-    let mut public = common(false);
-    public.extend([
-        Attribute::EcParams(Curve::P256.oid_der()),
-        Attribute::Verify(true),
-    ]);
-    let mut private = common(true);
-    private.extend([
-        Attribute::Sensitive(true),
-        Attribute::Extractable(true),
-        Attribute::Sign(true),
-    ]);
+    let (mechanism, mut public, mut private) = key_pair_template(kind, label.as_bytes().to_vec())?;
+    public.push(Attribute::Id(id.clone()));
+    private.push(Attribute::Id(id));
     let (public, private) = s
-        .generate_key_pair(&Mechanism::EccKeyPairGen, &public, &private)
+        .generate_key_pair(&mechanism, &public, &private)
         .map_err(|e| e.to_string())?;
     Ok((private, public))
 }

@@ -7,11 +7,12 @@
 //! (the emulator's load generator).
 
 pub mod check_cost;
+mod cold;
 pub mod floor;
 pub mod load;
 pub mod scale;
 
-use crate::ci::run_checked;
+use crate::util::run_checked;
 use byok_tests::{Emulator, Profile, TestToken};
 use serde_json::{Value, json};
 use std::io::Write;
@@ -244,7 +245,7 @@ fn manifest(path: &Path, prefix: &str, count: usize, kind: &str) -> Result<(), S
 
 pub fn run() -> Result<(), String> {
     let started = Instant::now();
-    crate::packages::ensure_token(byok_tests::ModuleKind::SoftHsm)?;
+    crate::tokens::ensure_token(byok_tests::ModuleKind::SoftHsm)?;
     println!("bench: building release binaries");
     let bin = byok_tests::build_bins(Profile::Release)?;
     let out_dir = byok_tests::target_dir().join("bench");
@@ -276,7 +277,8 @@ fn measure_all(b: &mut Bench, emulator: &Emulator) -> Result<(), String> {
     )?;
     offline_generate(b)?;
     offline_existing(b)?;
-    cold_start(b)?;
+    cold::cold_start(b)?;
+    cold::cold_package(b)?;
     online(b, emulator.id())
 }
 
@@ -512,52 +514,6 @@ fn core_alone(b: &Bench, sw: &Path) -> Result<Vec<f64>, String> {
         core.push(t.elapsed().as_secs_f64());
     }
     Ok(core)
-}
-
-/// One key, cold: process start + module load + login + wrap, against module load + login.
-fn cold_start(b: &mut Bench) -> Result<(), String> {
-    const RUNS: usize = 20;
-    println!("\ncold start (median of {RUNS} processes):");
-    let (mut package, mut floor) = (Vec::new(), Vec::new());
-    let mut kb_package = 0;
-    let mut kb_floor = 0;
-    for i in 0..RUNS {
-        let out = format!("cold-{i}.byok");
-        let (t, _, kb) = measured(
-            &mut b.offline(&[
-                "package",
-                "--kek",
-                "kek.transfer",
-                "--label",
-                "x-000",
-                "--out",
-                &out,
-                "--allow-zero-padded-kwp",
-            ]),
-            &b.dir.join("mem.txt"),
-        )?;
-        package.push(t);
-        kb_package = kb_package.max(kb);
-        // The floor: a process that loads the module and logs in, and does nothing else.
-        let mut login = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
-        login.arg("__login").envs(b.token.env().iter().cloned());
-        let (t, _, kb) = measured(&mut login, &b.dir.join("mem.txt"))?;
-        floor.push(t);
-        kb_floor = kb_floor.max(kb);
-    }
-    b.mem("byok-offline package (one key, cold)", kb_package);
-    b.mem(
-        "module load + login floor (cryptoki, xtask __login)",
-        kb_floor,
-    );
-    b.row(
-        "byok-offline package, one RSA 2048 key, cold",
-        median(&mut package) * 1000.0,
-        "ms",
-        "process start + module load + login (cryptoki)",
-        median(&mut floor) * 1000.0,
-    );
-    Ok(())
 }
 
 /// Cold imports against the emulator, and the emulator's throughput under a bounded load.

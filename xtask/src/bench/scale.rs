@@ -12,7 +12,7 @@
 //! - Peak memory of each at the largest size.
 
 use super::{PIN, Results, load, measured, median, openssl_in, openssl_pipeline, write_results};
-use crate::ci::run_checked;
+use crate::util::run_checked;
 use byok_tests::{Emulator, ModuleKind, Profile, TestToken};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -49,7 +49,7 @@ pub fn run(only: Option<Part>) -> Result<(), String> {
     let wanted = |part| only.is_none_or(|o| o == part);
     if wanted(Part::Offline) {
         for kind in [ModuleKind::SoftHsm, ModuleKind::Kryoptic] {
-            crate::packages::ensure_token(kind)?;
+            crate::tokens::ensure_token(kind)?;
         }
     }
     println!("bench --scale: building release binaries");

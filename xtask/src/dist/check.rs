@@ -12,7 +12,7 @@
 //!    `dpkg -r`, whether or not the checks passed.
 
 use super::{BINARIES, DistProfile, Source, Tree};
-use crate::ci::run_checked;
+use crate::util::run_checked;
 use byok_tests::{Emulator, ModuleKind, Profile, TestToken};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -54,13 +54,23 @@ pub fn run(profile: DistProfile) -> Result<(), String> {
     let files = copy_sources(&workspace, &copy)?;
     let t = Instant::now();
     let a = Tree::new(workspace.clone(), &byok_tests::target_dir());
-    super::make(&a, &source, profile)?;
-    times.push(("dist in the workspace", t.elapsed()));
-    unchanged(&workspace, &copy, &files)?;
-    let t = Instant::now();
     let b = Tree::new(copy.clone(), &copy.join("target"));
-    super::make(&b, &source, profile)?;
-    times.push(("dist in a copy of the tree, cold", t.elapsed()));
+    // Both trees build at once: each cargo leaves a core idle while it links or compiles one
+    // large crate alone, and the other fills it. Nothing is shared but the cargo registry,
+    // which cargo locks itself.
+    std::thread::scope(|scope| {
+        let copy_build = scope.spawn(|| super::make(&b, &source, profile));
+        let workspace_build = super::make(&a, &source, profile);
+        let copy_build = copy_build
+            .join()
+            .unwrap_or_else(|_| Err("the copy's dist build panicked".into()));
+        workspace_build.and(copy_build)
+    })?;
+    times.push((
+        "dist in the workspace and, at once, in a copy of the tree (cold)",
+        t.elapsed(),
+    ));
+    unchanged(&workspace, &copy, &files)?;
     same_sums(&a.out, &b.out)?;
     // Kept when they differ, for diffoscope; a cold build's gigabytes otherwise.
     let _ = std::fs::remove_dir_all(&b.build);
@@ -244,7 +254,7 @@ fn install(out: &Path, source: &Source) -> Result<(), String> {
                 .into(),
         );
     }
-    crate::packages::ensure_token(ModuleKind::SoftHsm)?;
+    crate::tokens::ensure_token(ModuleKind::SoftHsm)?;
     let bin = byok_tests::build_bins(Profile::Debug)?; // kv-emulator, as e2e builds it
     let debs = BINARIES.map(|b| out.join(super::deb::file_name(b, source)));
     run_checked(Command::new("dpkg").arg("-i").args(&debs))?;
@@ -279,10 +289,10 @@ fn installed(bin: &Path, source: &Source) -> Result<(), String> {
             return Err(format!("the package installed no {man}"));
         }
     }
-    let dir = crate::e2e::work_dir("dist-install");
+    let dir = crate::ceremony::work_dir("dist-install");
     let token = TestToken::softhsm_in(&dir.join("token"), "byok-dist", "1234")?;
     let tokens = stdout_of(token.command("/usr/bin/byok-offline").arg("tokens"))?;
-    crate::e2e::expect(&tokens, "byok-dist")?;
+    crate::util::expect(&tokens, "byok-dist")?;
     println!("dist --check: byok-offline tokens sees SoftHSM's `byok-dist`");
     let emu = Emulator::start(&bin.join("kv-emulator"), &dir.join("emulator"), &[])?;
     let online = |args: &[&str]| {
@@ -291,7 +301,7 @@ fn installed(bin: &Path, source: &Source) -> Result<(), String> {
         stdout_of(&mut cmd)
     };
     online(&["kek", "create", "--name", "dist-kek", "--size", "2048"])?;
-    crate::e2e::expect(&online(&["show", "--name", "dist-kek"])?, "dist-kek")?;
+    crate::util::expect(&online(&["show", "--name", "dist-kek"])?, "dist-kek")?;
     println!("dist --check: byok-online created and showed a KEK in kv-emulator");
     Ok(())
 }

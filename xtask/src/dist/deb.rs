@@ -63,7 +63,12 @@ pub fn write(tree: &Tree, source: &Source, parts: &Parts<'_>) -> Result<PathBuf,
     super::normalize(&stage, source)?;
     let out = tree.out.join(file_name(bin, source));
     let status = Command::new("dpkg-deb")
-        .args(["--root-owner-group", "-Zxz", "--build"])
+        .args([
+            "--root-owner-group",
+            "-Zxz",
+            parts.compression.xz,
+            "--build",
+        ])
         .arg(&stage)
         .arg(&out)
         .env("SOURCE_DATE_EPOCH", source.epoch.to_string())

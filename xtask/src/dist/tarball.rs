@@ -52,12 +52,12 @@ pub fn write(tree: &Tree, source: &Source, parts: &Parts<'_>) -> Result<PathBuf,
     }
     super::normalize(&stage, source)?;
     let out = tree.out.join(format!("{name}.tar.gz"));
-    tar_gz(&stage, &name, source, &out)?;
+    tar_gz(&stage, &name, source, parts.compression.gzip, &out)?;
     Ok(out)
 }
 
-/// `tar -C dir -c name | gzip -9n > out`, deterministically.
-fn tar_gz(dir: &Path, name: &str, source: &Source, out: &Path) -> Result<(), String> {
+/// `tar -C dir -c name | gzip LEVEL -n > out`, deterministically.
+fn tar_gz(dir: &Path, name: &str, source: &Source, level: &str, out: &Path) -> Result<(), String> {
     let mut tar = Command::new("tar")
         .arg("-C")
         .arg(dir)
@@ -70,7 +70,7 @@ fn tar_gz(dir: &Path, name: &str, source: &Source, out: &Path) -> Result<(), Str
         .map_err(|e| format!("could not run tar ({e}); install GNU tar"))?;
     let file = File::create(out).map_err(|e| format!("{}: {e}", out.display()))?;
     let gzip = Command::new("gzip")
-        .args(["-9", "-n"])
+        .args([level, "-n"])
         .stdin(tar.stdout.take().expect("piped"))
         .stdout(file)
         .status()

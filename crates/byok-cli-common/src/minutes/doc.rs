@@ -4,6 +4,7 @@
 
 use super::Context;
 use super::join::{At, Ceremony, Kek, Key, LogView, Token};
+use byok_core::evidence::{CheckedKind, Packaged};
 
 /// The whole document.
 #[derive(Debug, Clone)]
@@ -360,10 +361,11 @@ fn token(t: &Token) -> Block {
         ]));
         blocks.push(Block::Table {
             columns: vec![
-                ("Kind".into(), 14),
-                ("Generated in the token".into(), 15),
-                ("Imported into it".into(), 15),
-                ("Details".into(), 56),
+                ("Kind".into(), 12),
+                ("Generated in the token".into(), 14),
+                ("Imported into it".into(), 14),
+                ("Throwaway keys".into(), 14),
+                ("Details".into(), 46),
             ],
             rows: check
                 .kinds
@@ -373,6 +375,7 @@ fn token(t: &Token) -> Block {
                         Value::text(&k.kind),
                         Value::text(&k.generated),
                         Value::text(&k.imported),
+                        Value::Text(throwaway(k)),
                         Value::Text(format!(
                             "generated: {}\nimported: {}",
                             k.generated_detail, k.imported_detail
@@ -386,6 +389,41 @@ fn token(t: &Token) -> Block {
         title: format!("Token {}", t.name()),
         blocks,
         qr: None,
+    }
+}
+
+/// The keys a check of one kind generated and the edge cases it imported, each destroyed:
+/// what the HSM's own audit trail shows of it. Logs written before the counts were kept per
+/// kind say so.
+fn throwaway(k: &CheckedKind) -> String {
+    if k.generated_judged.is_none() && k.imported_judged.is_none() {
+        return "not recorded per kind".into();
+    }
+    let generated = match &k.generated_judged {
+        Some(j) => format!("{} keys generated", j.keys),
+        None => "generated keys not checked".into(),
+    };
+    let imported = match &k.imported_judged {
+        Some(j) => format!("{} edge cases imported", j.keys),
+        None => "imported keys not checked".into(),
+    };
+    format!("{generated}; {imported}; each destroyed")
+}
+
+/// The verdict a package was admitted by, and the `token checked` entry it rests on: reused
+/// from an earlier command, or run by this package first.
+pub(super) fn cited_verdict(p: &Packaged) -> String {
+    let verdict = p.check_verdict.clone().unwrap_or_default();
+    match &p.check_entry {
+        Some(e) if !verdict.is_empty() => {
+            let how = if e.reused {
+                "reused: no throwaway key made for this key"
+            } else {
+                "checked by this package first"
+            };
+            format!("{verdict} (entry {} of {}, {how})", e.entry, e.time)
+        }
+        _ => verdict,
     }
 }
 

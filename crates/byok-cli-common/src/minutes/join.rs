@@ -504,8 +504,8 @@ fn packaged(c: &mut Ceremony, at: At, p: &Packaged) {
     Key::fill(notes, &mut key.kek_kid, "KEK", &kek_name);
     let wrap = p.wrap_path.as_deref().unwrap_or_default();
     Key::fill(notes, &mut key.wrap_path, "wrap path", wrap);
-    let verdict = p.check_verdict.as_deref().unwrap_or_default();
-    Key::fill(notes, &mut key.check_verdict, "check verdict", verdict);
+    let verdict = super::doc::cited_verdict(p);
+    Key::fill(notes, &mut key.check_verdict, "check verdict", &verdict);
     if let Some(g) = p.generated {
         key.generated.get_or_insert(g);
     }

@@ -4,8 +4,8 @@
 use super::*;
 use crate::evidence::EvidenceLog;
 use byok_core::evidence::{
-    self as ev, CheckedKind, Entry, Imported, KekCreated, KekDownloaded, KekRecord, KeyRecord,
-    Packaged, TokenChecked, TokenRecord, Verified,
+    self as ev, CheckedKind, Entry, Imported, JudgedSide, KekCreated, KekDownloaded, KekRecord,
+    KeyRecord, Packaged, TokenChecked, TokenRecord, Verified,
 };
 use std::path::Path;
 
@@ -57,6 +57,12 @@ fn packaged(name: &str, kind: &str, id: &str, fp: Option<&str>, byok: &str) -> E
         byok_sha256: byok.into(),
         wrap_path: Some("native CKM_RSA_AES_KEY_WRAP".into()),
         check_verdict: Some("ok".into()),
+        check_entry: Some(ev::CheckEntryRef {
+            entry: 1,
+            time: "2026-12-07T10:00:00Z".into(),
+            sha256: "ab".repeat(32),
+            reused: true,
+        }),
         package_file: Some(format!("KeyTransferPackage-{name}.byok")),
     })
 }
@@ -72,6 +78,16 @@ fn offline_entries() -> Vec<Entry> {
                 imported: "ok".into(),
                 generated_detail: "ok: 40 keys".into(),
                 imported_detail: "ok: 6 edge cases".into(),
+                generated_judged: Some(JudgedSide {
+                    verdict: "ok".into(),
+                    detail: String::new(),
+                    one_in: None,
+                    only_trailing_zeros: false,
+                    keys: 40,
+                    defective: 0,
+                    zero_top_byte: Some(1),
+                }),
+                imported_judged: None,
             }],
             throwaway_keys: 41,
             edge_case_imports: 6,
@@ -209,6 +225,9 @@ fn a_joined_pair_shows_every_fingerprint_hash_vault_id_and_head() {
             "alice",
             "bob",
             "41 generated and destroyed",
+            // Per kind: the throwaway keys behind each verdict; per key, the check it relied on.
+            "40 keys generated; imported keys not checked; each destroyed",
+            "(entry 1 of 2026-12-07T10:00:00Z, reused: no throwaway key made for this key)",
         ] {
             assert!(text.contains(needle), "{format:?} lacks {needle}");
         }

@@ -2,17 +2,10 @@
 //! every string the minutes show passes through [`clean`] (then the format's own escaping),
 //! so none can carry a terminal escape, reorder the text around it, or fill pages.
 
+use crate::terminal::is_bidi_control;
+
 /// The most characters one value shows; a longer one is cut, and says so.
 pub const MAX_CHARS: usize = 1000;
-
-/// Bidirectional controls: they would make a printed value read differently from its bytes
-/// ("Trojan Source").
-fn is_bidi_control(c: char) -> bool {
-    matches!(
-        c,
-        '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
-    )
-}
 
 /// `s` without control characters (C0, DEL, C1: a newline or tab becomes a space) or
 /// bidirectional controls, and cut to [`MAX_CHARS`].

@@ -227,6 +227,49 @@ pub struct CheckedKind {
     /// The one-line verdicts, for people.
     pub generated_detail: String,
     pub imported_detail: String,
+    /// The generated-key verdict as a later `package` reads it to stand in for its own check;
+    /// absent when this run did not judge generated keys (and in logs written before verdicts
+    /// were reused, which are therefore never reused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generated_judged: Option<JudgedSide>,
+    /// The imported-key verdict, likewise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imported_judged: Option<JudgedSide>,
+}
+
+/// One side of a kind's check (generated or imported keys) with what the gate before a real
+/// package needs to hold a key to it, and the throwaway keys it took.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JudgedSide {
+    /// `ok`, `untested`, `not supported` or `non-conformant`.
+    pub verdict: String,
+    pub detail: String,
+    /// Non-conformant: 1 key of the kind in `one_in` meets the defect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub one_in: Option<u32>,
+    /// Every defect found is trailing zero bytes (what `--allow-zero-padded-kwp` covers).
+    #[serde(default)]
+    pub only_trailing_zeros: bool,
+    /// Throwaway keys generated in the token (generated side) or edge cases imported into it
+    /// (imported side), each destroyed after.
+    pub keys: usize,
+    /// How many of them were defective.
+    #[serde(default)]
+    pub defective: usize,
+    /// EC generated keys: how many had a scalar whose top byte is zero.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zero_top_byte: Option<usize>,
+}
+
+/// The `token checked` entry a package relied on: its number in the log (1-based), its time,
+/// and the SHA-256 of its line (the `prev_sha256` of the entry after it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckEntryRef {
+    pub entry: usize,
+    pub time: String,
+    pub sha256: String,
+    /// Recorded by an earlier command and reused (true), or run by this command first (false).
+    pub reused: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -256,6 +299,9 @@ pub struct Packaged {
     /// The check verdict the key was admitted by.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check_verdict: Option<String>,
+    /// The `token checked` entry that verdict comes from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_entry: Option<CheckEntryRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub package_file: Option<String>,
 }

@@ -15,12 +15,15 @@
 //! which then lets through what it should not.
 
 use super::report::{Judged, KindReport, Verdict};
+use super::reuse::{CheckBasis, RecordedChecks, ReusePolicy};
 use super::run::{Checker, Sides, ZERO_PADDED, default_tries};
 use crate::error::{OfflineError, Result};
 use crate::keys::Origin;
 use crate::raw::RawModule;
 use crate::token::TokenSession;
 use crate::wrap_path::WrapPath;
+use byok_cli_common::evidence::EvidenceLog;
+use byok_core::evidence::CheckEntryRef;
 use byok_core::target::KeyKind;
 
 /// The operator's overrides of a refused kind, both for rehearsals only.
@@ -161,6 +164,80 @@ pub struct Verdicts {
     reports: Vec<KindReport>,
 }
 
+/// Each distinct kind of `keys` once, with the sides its keys are held to.
+fn plan_of(keys: &[(KeyKind, Held)]) -> Vec<(KeyKind, usize, Sides)> {
+    let mut plan: Vec<(KeyKind, usize, Sides)> = Vec::new();
+    for &(kind, held) in keys {
+        let need = held.sides(kind);
+        match plan.iter_mut().find(|(k, ..)| *k == kind) {
+            Some((_, _, sides)) => {
+                sides.generated |= need.generated;
+                sides.imported |= need.imported;
+            }
+            None => plan.push((kind, default_tries(kind), need)),
+        }
+    }
+    plan
+}
+
+/// What a run's verdicts rest on: the kinds a recorded entry stood for, and the kinds this
+/// run checked itself (with why), whose reports the caller records.
+pub struct Obtained {
+    pub verdicts: Verdicts,
+    /// `(kind, entry)` for each kind a recorded verdict stood for.
+    pub reused: Vec<(KeyKind, CheckEntryRef)>,
+    /// `(kind, why no recorded verdict stood for it)` for each kind checked now.
+    pub checked: Vec<(KeyKind, String)>,
+}
+
+impl Obtained {
+    /// The reports of the kinds this run checked, to record as a `token checked` entry.
+    fn checked_reports(&self) -> Vec<KindReport> {
+        let reports = &self.verdicts.reports;
+        reports
+            .iter()
+            .filter(|r| self.checked.iter().any(|(k, _)| *k == r.kind))
+            .cloned()
+            .collect()
+    }
+
+    /// Records the kinds this run checked (if any) in `log` as a `token checked` entry, so
+    /// their throwaway keys are on record and a later command can reuse them, before any key
+    /// is admitted or refused; what each kind rests on.
+    pub fn record(&self, token: &TokenSession, log: &EvidenceLog) -> Result<Vec<CheckBasis>> {
+        let reports = self.checked_reports();
+        let entry = if reports.is_empty() {
+            None
+        } else {
+            let path = self.verdicts.path.to_string();
+            log.append(super::evidence::gate_checked(token, &path, &reports))?;
+            RecordedChecks::read(log.path())?.newest()
+        };
+        Ok(self.basis(entry.as_ref()))
+    }
+
+    /// What each kind rests on, once the kinds checked now are recorded as `entry` (none when
+    /// nothing was checked).
+    fn basis(&self, entry: Option<&CheckEntryRef>) -> Vec<CheckBasis> {
+        let reused = self.reused.iter().map(|(kind, e)| CheckBasis {
+            kind: kind.to_string(),
+            entry: e.clone(),
+            why_checked: None,
+            throwaway_keys: 0,
+        });
+        let checked = self.checked.iter().filter_map(|(kind, why)| {
+            let report = self.verdicts.reports.iter().find(|r| r.kind == *kind)?;
+            Some(CheckBasis {
+                kind: kind.to_string(),
+                entry: entry?.clone(),
+                why_checked: Some(why.clone()),
+                throwaway_keys: report.generated.tries,
+            })
+        });
+        reused.chain(checked).collect()
+    }
+}
+
 impl Verdicts {
     /// Checks what `keys` need on `path` (each distinct kind once, default tries, only the
     /// sides their keys are held to).
@@ -171,17 +248,7 @@ impl Verdicts {
         keys: &[(KeyKind, Held)],
         overrides: Overrides,
     ) -> Result<Self> {
-        let mut plan: Vec<(KeyKind, usize, Sides)> = Vec::new();
-        for &(kind, held) in keys {
-            let need = held.sides(kind);
-            match plan.iter_mut().find(|(k, ..)| *k == kind) {
-                Some((_, _, sides)) => {
-                    sides.generated |= need.generated;
-                    sides.imported |= need.imported;
-                }
-                None => plan.push((kind, default_tries(kind), need)),
-            }
-        }
+        let plan = plan_of(keys);
         let reports = if plan.is_empty() {
             Vec::new()
         } else {
@@ -195,6 +262,58 @@ impl Verdicts {
             path,
             overrides,
             reports,
+        })
+    }
+
+    /// What `keys` need on `path`: each kind's verdict from the newest entry of `recorded`
+    /// that stands for it ([`RecordedChecks::find`]), else checked now, after a line on
+    /// stderr saying why this run is slower.
+    pub fn obtain(
+        token: &TokenSession,
+        raw: &RawModule,
+        path: WrapPath,
+        keys: &[(KeyKind, Held)],
+        overrides: Overrides,
+        (recorded, policy): (&RecordedChecks, ReusePolicy),
+    ) -> Result<Obtained> {
+        let current = token.record();
+        let (mut reports, mut reused, mut to_check, mut checked) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (kind, tries, sides) in plan_of(keys) {
+            match recorded.find(&current, path, (kind, sides), policy) {
+                Ok((entry, report)) => {
+                    tracing::info!(%kind, entry = entry.entry, "reusing the recorded verdict");
+                    reused.push((kind, entry));
+                    reports.push(report);
+                }
+                Err(why) => {
+                    let hint = match policy.recheck {
+                        true => "",
+                        false => " (`byok-offline check --log` before the ceremony spares this)",
+                    };
+                    // `why` quotes the log's fields (token model, serial, time): escaped.
+                    let why_shown =
+                        byok_cli_common::terminal::escape(&why.to_string()).into_owned();
+                    eprintln!(
+                        "{why_shown}; checking {kind} first, on at least {}{hint}",
+                        super::throwaway_keys(tries)
+                    );
+                    to_check.push((kind, tries, sides));
+                    checked.push((kind, why));
+                }
+            }
+        }
+        if !to_check.is_empty() {
+            reports.extend(Checker::new(token, raw, path)?.run(&to_check)?);
+        }
+        Ok(Obtained {
+            verdicts: Self {
+                path,
+                overrides,
+                reports,
+            },
+            reused,
+            checked,
         })
     }
 
@@ -223,4 +342,24 @@ pub fn require(
     keys.iter()
         .map(|&(kind, held)| verdicts.admit(kind, held))
         .collect()
+}
+
+/// The gate before the one key a `package` makes: its kind's verdict from the newest entry of
+/// the log that stands for this token ([`super::reuse`]), else checked now on throwaway keys
+/// and recorded in `log`; then the key admitted. The verdict line it was admitted by, and the
+/// entry that verdict comes from.
+pub fn admit_one(
+    token: &TokenSession,
+    raw: &RawModule,
+    path: WrapPath,
+    (kind, held): (KeyKind, Held),
+    (overrides, policy): (Overrides, ReusePolicy),
+    (recorded, log): (&RecordedChecks, &EvidenceLog),
+) -> Result<(String, CheckBasis)> {
+    let keys = [(kind, held)];
+    let obtained = Verdicts::obtain(token, raw, path, &keys, overrides, (recorded, policy))?;
+    let basis = obtained.record(token, log)?.pop();
+    let verdict = obtained.verdicts.admit(kind, held)?;
+    let basis = basis.ok_or_else(|| OfflineError::Usage(format!("{kind} was not checked")))?;
+    Ok((verdict, basis))
 }

@@ -29,6 +29,21 @@ pub enum Verdict {
     NonConformant,
 }
 
+impl std::str::FromStr for Verdict {
+    type Err = String;
+
+    /// The text [`Verdict`]'s `Display` writes, as an evidence entry records it.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "ok" => Ok(Verdict::Ok),
+            "untested" => Ok(Verdict::Untested),
+            "not supported" => Ok(Verdict::NotSupported),
+            "non-conformant" => Ok(Verdict::NonConformant),
+            other => Err(format!("`{other}` is not a verdict this version knows")),
+        }
+    }
+}
+
 impl fmt::Display for Verdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -71,6 +86,11 @@ impl Judged {
             verdict,
             ..Self::ok(detail)
         }
+    }
+
+    /// Every defect found is trailing zero bytes (what `--allow-zero-padded-kwp` covers).
+    pub fn only_trailing_zeros(&self) -> bool {
+        self.only_trailing_zeros
     }
 
     /// "every key" or "1 in 256 keys".
@@ -132,6 +152,22 @@ impl Imported {
             judged: Judged::other(Verdict::Untested, "not checked in this run".into()),
             ..Self::none_needed()
         }
+    }
+}
+
+impl Generated {
+    /// Whether this run judged generated keys: only [`Generated::not_checked`] is untested on
+    /// this side (a token that cannot make the kind is "not supported").
+    pub fn was_checked(&self) -> bool {
+        self.judged.verdict != Verdict::Untested
+    }
+}
+
+impl Imported {
+    /// Whether this run judged imported keys: [`Imported::not_checked`] is untested with no
+    /// import tried or refused (a token that refused every import counts them in `untested`).
+    pub fn was_checked(&self) -> bool {
+        self.judged.verdict != Verdict::Untested || self.tried > 0 || self.untested > 0
     }
 }
 

@@ -12,6 +12,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::model::{self, Deleted, KeyEntry, Pending, PendingKind};
 use axum::http::StatusCode;
 use serde_json::Value;
+use std::time::Instant;
 
 /// The 404 while a deletion runs (R-PURGE, R-RESUME: no innererror).
 pub(crate) fn deleted_key_not_found(name: &str) -> ApiError {
@@ -33,19 +34,18 @@ impl Service {
         let delay = self.options.delete_delay;
         (!delay.is_zero()).then(|| Pending {
             kind,
-            until: std::time::Instant::now() + delay,
+            until: self.clock.instant() + delay,
         })
     }
 
     /// Soft-deletes a key; it stays recoverable for [`model::RECOVERABLE_DAYS`].
     pub async fn delete(&self, name: &str) -> ApiResult<Value> {
         let pending = self.pending(PendingKind::Deleting);
-        let key = name.to_string();
+        let (key, at) = (name.to_string(), self.clock.instant());
         let entry = self
-            .store
-            .modify(name, move |slot| {
-                let entry = found_mut(slot, &key, false)?;
-                let now = model::now();
+            .change(name, move |slot| {
+                let entry = found_mut(slot, &key, false, at)?;
+                let now = crate::flavor::now();
                 entry.deleted = Some(Deleted {
                     deleted_date: now,
                     scheduled_purge_date: now + model::RECOVERABLE_DAYS * 86400,
@@ -54,43 +54,42 @@ impl Service {
                 Ok(entry.clone())
             })
             .await?;
-        entry.deleted_bundle(self.view())
+        Ok(entry.deleted_bundle(self.view())?)
     }
 
     pub async fn get_deleted(&self, name: &str) -> ApiResult<Value> {
-        self.key(name, true)
+        let entry = self
+            .key(name, true)
             .await
-            .map_err(|_| deleted_key_not_found(name))?
-            .deleted_bundle(self.view())
+            .map_err(|_| deleted_key_not_found(name))?;
+        Ok(entry.deleted_bundle(self.view())?)
     }
 
     /// Recovers a deleted key. While its deletion still runs: 409 `ObjectIsBeingDeleted`,
     /// as a purge gets (inferred: no recording of a recover that early was found).
     pub async fn recover(&self, name: &str) -> ApiResult<Value> {
         let pending = self.pending(PendingKind::Recovering);
-        let key = name.to_string();
+        let (key, at) = (name.to_string(), self.clock.instant());
         let (display, latest) = self
-            .store
-            .modify(name, move |slot| {
-                let entry = deleted_entry(slot, &key)?;
+            .change(name, move |slot| {
+                let entry = deleted_entry(slot, &key, at)?;
                 entry.deleted = None;
                 entry.pending = pending;
                 Ok((entry.name.clone(), entry.latest().clone()))
             })
             .await?;
-        latest.bundle(self.view(), &display)
+        Ok(latest.bundle(self.view(), &display)?)
     }
 
     /// Purges a deleted key (the route answers 204 with no body).
     pub async fn purge(&self, name: &str) -> ApiResult<()> {
-        let key = name.to_string();
-        self.store
-            .modify(name, move |slot| {
-                deleted_entry(slot, &key)?;
-                *slot = None;
-                Ok(())
-            })
-            .await?;
+        let (key, at) = (name.to_string(), self.clock.instant());
+        self.change(name, move |slot| {
+            deleted_entry(slot, &key, at)?;
+            *slot = None;
+            Ok(())
+        })
+        .await?;
         // Its versions are gone: a KEK's parsed private key goes with them.
         self.keks.forget(name);
         Ok(())
@@ -98,12 +97,16 @@ impl Service {
 }
 
 /// The deleted key in `slot`, or the service's answer while its deletion still runs.
-fn deleted_entry<'a>(slot: &'a mut Option<KeyEntry>, name: &str) -> ApiResult<&'a mut KeyEntry> {
+fn deleted_entry<'a>(
+    slot: &'a mut Option<KeyEntry>,
+    name: &str,
+    at: Instant,
+) -> ApiResult<&'a mut KeyEntry> {
     let deleting = slot
         .as_ref()
-        .is_some_and(|e| e.deleted.is_some() && e.pending_now() == Some(PendingKind::Deleting));
+        .is_some_and(|e| e.deleted.is_some() && e.pending_at(at) == Some(PendingKind::Deleting));
     if deleting {
         return Err(being_deleted());
     }
-    found_mut(slot, name, true)
+    found_mut(slot, name, true, at)
 }

@@ -1,11 +1,12 @@
 //! A key's lifecycle: create, import, get, update.
 
 use super::{Service, found_mut, jwk, rules};
+use crate::byok;
 use crate::error::{ApiError, ApiResult};
-use crate::model::{self, Attributes, AttributesIn, KeyEntry, KeyVersion, PendingKind};
+use crate::model::{Attributes, AttributesIn, KeyEntry, KeyVersion, PendingKind};
 use byok_core::KeyOp;
 use byok_core::b64;
-use byok_core::target::TargetKey;
+use byok_core::target::{KeyType, TargetKey};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -73,16 +74,10 @@ struct Properties {
 impl Service {
     pub async fn create(&self, name: &str, req: CreateRequest) -> ApiResult<Value> {
         rules::name(name)?;
-        let (kty, kty_name) = rules::kty(&req.kty, self.options.flavor)?;
-        rules::sku(&kty_name, self.options.flavor, self.options.sku)?;
-        let first = self.first_version(name).await?;
-        let flavor = self.options.flavor;
-        rules::release_policy(
-            flavor,
-            req.attributes.as_ref(),
-            req.release_policy.as_ref(),
-            first,
-        )?;
+        let key_type = rules::kty(&req.kty, self.options.flavor)?;
+        let kty = key_type.kty;
+        let (attributes, policy) = (req.attributes.as_ref(), req.release_policy.as_ref());
+        self.may_add(name, key_type, attributes, policy).await?;
         rules::public_exponent(req.public_exponent)?;
         let kind = rules::created_kind(kty, req.key_size, req.crv.as_deref())?;
         let key_ops = rules::requested_ops(req.key_ops.as_deref(), kty)?;
@@ -95,7 +90,7 @@ impl Service {
             tags: req.tags,
             release_policy: req.release_policy,
         };
-        let version = new_version(kty_name, key_ops, &key, properties, false);
+        let version = new_version(key_type, key_ops, &key, properties, false);
         self.add_version(name, version).await
     }
 
@@ -105,34 +100,28 @@ impl Service {
         if req.key.key_hsm.is_some() {
             rules::byok_kty(&req.key.kty, req.key.crv.as_deref(), self.options.flavor)?;
         }
-        let (kty, kty_name) = rules::kty(&req.key.kty, self.options.flavor)?;
+        let requested = rules::kty(&req.key.kty, self.options.flavor)?;
+        let kty = requested.kty;
         let hsm = req.key.key_hsm.is_some() || req.hsm == Some(true);
-        let stored_kty = if hsm {
-            kty.hsm_name()
-        } else {
-            kty_name.as_str()
+        let key_type = match hsm {
+            true => KeyType::hsm(kty),
+            false => requested,
         };
-        rules::sku(stored_kty, self.options.flavor, self.options.sku)?;
-        let first = self.first_version(name).await?;
-        let flavor = self.options.flavor;
-        rules::release_policy(
-            flavor,
-            req.attributes.as_ref(),
-            req.release_policy.as_ref(),
-            first,
-        )?;
+        let (attributes, policy) = (req.attributes.as_ref(), req.release_policy.as_ref());
+        self.may_add(name, key_type, attributes, policy).await?;
         let (key, byok) = match &req.key.key_hsm {
             Some(blob) => {
                 let crv = req.key.crv.as_deref();
-                let key = crate::byok::unwrap_key_hsm(self, blob, kty, crv).await?;
+                let package = byok::Package::read(blob, &self.vault_url)?;
+                let kek = self.entry(package.kek_name(), false).await?;
+                let with = byok::Unwrapping {
+                    keks: &self.keks,
+                    accept_zero_padded_kwp: self.options.accept_zero_padded_kwp,
+                };
+                let key = package.unwrap(kek, with, kty, crv).await?;
                 (key, true)
             }
             None => (jwk::private_key(&req.key, kty)?, false),
-        };
-        let kty_name = if byok || req.hsm == Some(true) {
-            kty.hsm_name().to_string()
-        } else {
-            kty_name
         };
         let kind = key.kind();
         kind.check_importable()
@@ -143,7 +132,7 @@ impl Service {
             tags: req.tags,
             release_policy: req.release_policy,
         };
-        let version = new_version(kty_name, key_ops, &key, properties, byok);
+        let version = new_version(key_type, key_ops, &key, properties, byok);
         self.add_version(name, version).await
     }
 
@@ -154,45 +143,54 @@ impl Service {
 
     pub async fn get(&self, name: &str, version: &str) -> ApiResult<Value> {
         let entry = self.live(name).await?;
-        entry
+        let v = entry
             .version(version)
-            .ok_or_else(|| ApiError::key_not_found(name, Some(version)))?
-            .bundle(self.view(), &entry.name)
+            .ok_or_else(|| ApiError::key_not_found(name, Some(version)))?;
+        Ok(v.bundle(self.view(), &entry.name)?)
     }
 
     /// Changes a version's operations, attributes, tags or release policy; an empty
     /// `version` is the latest.
     pub async fn update(&self, name: &str, version: &str, req: UpdateRequest) -> ApiResult<Value> {
         let (key, wanted) = (name.to_string(), version.to_string());
+        let at = self.clock.instant();
         let (display, v) = self
-            .store
-            .modify(name, move |slot| {
-                let entry = found_mut(slot, &key, false)?;
+            .change(name, move |slot| {
+                let entry = found_mut(slot, &key, false, at)?;
                 let display = entry.name.clone();
-                let v = if wanted.is_empty() {
-                    entry.versions.last_mut()
-                } else {
-                    entry
-                        .versions
-                        .iter_mut()
-                        .find(|v| v.version.eq_ignore_ascii_case(&wanted))
-                }
-                .ok_or_else(|| ApiError::key_not_found(&key, Some(&wanted)))?;
+                let v = entry
+                    .version_mut(&wanted)
+                    .ok_or_else(|| ApiError::key_not_found(&key, Some(&wanted)))?;
                 apply_update(v, req)?;
                 Ok((display, v.clone()))
             })
             .await?;
-        v.bundle(self.view(), &display)
+        Ok(v.bundle(self.view(), &display)?)
+    }
+
+    /// The checks create and import share before a key is made: this vault may hold a key
+    /// of `key_type` (its SKU), and the release policy fits `exportable` (required on a
+    /// key's first version only).
+    async fn may_add(
+        &self,
+        name: &str,
+        key_type: KeyType,
+        attributes: Option<&AttributesIn>,
+        policy: Option<&Value>,
+    ) -> ApiResult<()> {
+        let flavor = self.options.flavor;
+        rules::sku(key_type, flavor, self.options.sku)?;
+        let first = self.first_version(name).await?;
+        rules::release_policy(flavor, attributes, policy, first)
     }
 
     /// Adds a version under `name` (a new key if there is none) and answers its bundle,
     /// made once the version is saved (off the writer thread).
     async fn add_version(&self, name: &str, version: KeyVersion) -> ApiResult<Value> {
-        let key = name.to_string();
+        let (key, at) = (name.to_string(), self.clock.instant());
         let (display, answer) = self
-            .store
-            .modify(name, move |slot| {
-                let entry = entry_for_new_version(slot, &key)?;
+            .change(name, move |slot| {
+                let entry = entry_for_new_version(slot, &key, at)?;
                 let mut version = version;
                 // A new version of an exportable key keeps the key's release policy when the
                 // request gives none (the policy is required on the first version only).
@@ -204,27 +202,27 @@ impl Service {
                 Ok((entry.name.clone(), version))
             })
             .await?;
-        answer.bundle(self.view(), &display)
+        Ok(answer.bundle(self.view(), &display)?)
     }
 }
 
 fn new_version(
-    kty_name: String,
+    key_type: KeyType,
     key_ops: Vec<KeyOp>,
     key: &TargetKey,
     properties: Properties,
     imported_byok: bool,
 ) -> KeyVersion {
     let kind = key.kind();
-    let now = model::now();
+    let now = crate::flavor::now();
     let a = properties.attributes.unwrap_or_default();
     // Kept with the version: a GET then needs no private-key parse.
     let public = key
         .public_key()
         .map(byok_core::jwk::PublicJwk::from_public_key);
     KeyVersion {
-        version: model::new_version(),
-        kty: kty_name,
+        version: crate::ids::new_version(),
+        kty: key_type,
         bits: kind.bits(),
         crv: kind.curve().map(|c| c.name().to_string()),
         key_ops,
@@ -251,6 +249,7 @@ fn new_version(
 fn entry_for_new_version<'a>(
     slot: &'a mut Option<KeyEntry>,
     name: &str,
+    at: std::time::Instant,
 ) -> ApiResult<&'a mut KeyEntry> {
     let entry = slot.get_or_insert_with(|| KeyEntry {
         name: name.to_string(),
@@ -258,7 +257,7 @@ fn entry_for_new_version<'a>(
         deleted: None,
         pending: None,
     });
-    match (entry.deleted.is_some(), entry.pending_now()) {
+    match (entry.deleted.is_some(), entry.pending_at(at)) {
         (true, Some(PendingKind::Deleting)) => Err(ApiError::conflict(format!(
             "Key {name} is currently being deleted and cannot be re-created; retry later."
         ))
@@ -300,6 +299,6 @@ fn apply_update(v: &mut KeyVersion, req: UpdateRequest) -> ApiResult<()> {
     if req.release_policy.is_some() {
         v.release_policy = req.release_policy;
     }
-    v.attributes.updated = model::now();
+    v.attributes.updated = crate::flavor::now();
     Ok(())
 }

@@ -2,7 +2,7 @@
 
 use super::{Service, shown};
 use crate::error::ApiResult;
-use crate::model::KeyEntry;
+use crate::model::{KeyEntry, Pending};
 use serde_json::{Value, json};
 
 impl Service {
@@ -29,7 +29,8 @@ impl Service {
             let more = items.len() > skip + max;
             return Ok((items.into_iter().skip(skip).take(max).collect(), more));
         }
-        let keep = |pending| shown(deleted, pending, deleted);
+        let now = self.clock.instant();
+        let keep = |pending| shown(deleted, Pending::running_at(pending, now), deleted);
         let (entries, more) = self.store.page(deleted, skip, max, keep).await?;
         Ok((entries.iter().map(|e| self.key_item(e)).collect(), more))
     }

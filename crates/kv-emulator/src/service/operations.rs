@@ -4,7 +4,6 @@
 use super::Service;
 use crate::crypto::{self, Material};
 use crate::error::{ApiError, ApiResult};
-use crate::model;
 use byok_core::KeyOp;
 use byok_core::b64;
 use serde::Deserialize;
@@ -82,7 +81,7 @@ impl Service {
             ))
             .with_inner("KeyOperationForbidden"));
         }
-        v.attributes.usable_at(model::now())?;
+        v.attributes.usable_at(crate::flavor::now())?;
         let material = Material::from_plaintext(v.kind()?, &v.plaintext()?)?;
         Ok((kid, material))
     }

@@ -1,12 +1,12 @@
 //! The service's checks, with the messages it answers: key names, key types per flavor, sizes
 //! and curves, key operations.
 
-use super::{Flavor, Sku};
 use crate::error::{ApiError, ApiResult};
+use crate::flavor::{Flavor, Sku};
 use crate::model::AttributesIn;
 use byok_core::KeyOp;
 use byok_core::ops::OpError;
-use byok_core::target::{Curve, EncodingError, KeyKind, Kty};
+use byok_core::target::{Curve, EncodingError, KeyKind, KeyType, Kty};
 use serde_json::Value;
 
 /// The RSA size Azure's create gives a key when the request names none. This is the
@@ -18,9 +18,9 @@ pub fn name(name: &str) -> ApiResult<()> {
     byok_core::kid::validate_key_name(name).map_err(|e| ApiError::bad_parameter(e.to_string()))
 }
 
-/// Reads a request's `kty` for this flavor: the type, and the `kty` the key is stored under
-/// (always `-HSM` on Managed HSM; oct keys exist on Managed HSM only).
-pub fn kty(kty: &str, flavor: Flavor) -> ApiResult<(Kty, String)> {
+/// Reads a request's `kty` for this flavor: the type the key is stored under (always HSM on
+/// Managed HSM; oct keys exist on Managed HSM only).
+pub fn kty(kty: &str, flavor: Flavor) -> ApiResult<KeyType> {
     let k = Kty::from_jwk_kty(kty).ok_or_else(|| {
         ApiError::bad_parameter(format!(
             "The kty '{kty}' is not valid: use RSA, RSA-HSM, EC, EC-HSM or oct-HSM."
@@ -34,10 +34,8 @@ pub fn kty(kty: &str, flavor: Flavor) -> ApiResult<(Kty, String)> {
         (Kty::Oct, _) if kty != "oct-HSM" && kty != "oct" => Err(ApiError::bad_parameter(format!(
             "The kty '{kty}' is not valid."
         ))),
-        (_, Flavor::ManagedHsm) => Ok((k, k.hsm_name().to_string())),
-        (_, Flavor::Vault) if hsm => Ok((k, k.hsm_name().to_string())),
-        (Kty::Rsa, _) => Ok((k, "RSA".into())),
-        (Kty::Ec, _) => Ok((k, "EC".into())),
+        (_, Flavor::ManagedHsm) => Ok(KeyType::hsm(k)),
+        (_, Flavor::Vault) => Ok(KeyType { kty: k, hsm }),
     }
 }
 
@@ -47,8 +45,8 @@ pub fn kty(kty: &str, flavor: Flavor) -> ApiResult<(Kty, String)> {
 /// `Forbidden`, because the request is well formed and refused for what the vault is, as the
 /// service's other "not allowed" refusals are 403s (`KeyManagedByKeyVault`: "Operation
 /// \"delete\" is not allowed ..."). A Managed HSM has no tier.
-pub fn sku(stored_kty: &str, flavor: Flavor, sku: Sku) -> ApiResult<()> {
-    if flavor == Flavor::Vault && sku == Sku::Standard && stored_kty.ends_with("-HSM") {
+pub fn sku(stored: KeyType, flavor: Flavor, sku: Sku) -> ApiResult<()> {
+    if flavor == Flavor::Vault && sku == Sku::Standard && stored.hsm {
         return Err(ApiError::forbidden(
             "Hardware key operation not allowed on standard vault",
         ));
@@ -84,57 +82,6 @@ pub fn release_policy(
         (true, false) if first_version => Err(ApiError::bad_parameter(missing)),
         (false, true) => Err(ApiError::bad_parameter(forbidden)),
         _ => Ok(()),
-    }
-}
-
-/// A release policy as the service answers it (Azure/azure-sdk-for-js recordings of Dec 2021
-/// and Jan 2022, docs/azure-behaviour.md 7g): `contentType` added
-/// (`application/json; charset=utf-8` when the request gave none), `data` decoded and
-/// serialised again in the service's member order (`version`, `anyOf`; `authority`,
-/// `allOf`; `claim`, `equals`; the rest after), and `immutable` echoed when the request set
-/// it. A `data` that is not base64url of JSON is answered as given.
-pub fn release_policy_json(policy: &Value) -> Value {
-    let content_type = policy
-        .get("contentType")
-        .cloned()
-        .unwrap_or_else(|| Value::from("application/json; charset=utf-8"));
-    let data = policy.get("data").cloned().unwrap_or(Value::Null);
-    let data = data
-        .as_str()
-        .and_then(|d| byok_core::b64::decode("data", d).ok())
-        .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
-        .map(|json| {
-            Value::from(byok_core::b64::encode(
-                reordered(json).to_string().as_bytes(),
-            ))
-        })
-        .unwrap_or(data);
-    let mut out = serde_json::Map::new();
-    out.insert("contentType".into(), content_type);
-    out.insert("data".into(), data);
-    if let Some(immutable) = policy.get("immutable") {
-        out.insert("immutable".into(), immutable.clone());
-    }
-    Value::Object(out)
-}
-
-/// `value` with every object's members in the policy grammar's order.
-fn reordered(value: Value) -> Value {
-    const ORDER: [&str; 6] = ["version", "anyOf", "authority", "allOf", "claim", "equals"];
-    match value {
-        Value::Object(map) => {
-            let rank = |k: &str| ORDER.iter().position(|o| *o == k).unwrap_or(ORDER.len());
-            let mut members: Vec<(String, Value)> = map.into_iter().collect();
-            members.sort_by_key(|(k, _)| rank(k));
-            Value::Object(
-                members
-                    .into_iter()
-                    .map(|(k, v)| (k, reordered(v)))
-                    .collect(),
-            )
-        }
-        Value::Array(items) => Value::Array(items.into_iter().map(reordered).collect()),
-        other => other,
     }
 }
 

@@ -408,7 +408,7 @@ pub fn save_version(
         None => {
             let mut v = version.clone();
             v.fill_public()
-                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.message.into()))?;
+                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
             filled = v;
             &filled
         }

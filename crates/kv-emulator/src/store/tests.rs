@@ -1,10 +1,11 @@
 //! The store on real SQLite databases: files in a temporary directory, and in-memory ones.
 
 use super::*;
+use crate::error::{ApiError, ApiResult};
 use crate::model::{Attributes, KeyVersion};
 use byok_core::KeyOp;
 use byok_core::b64;
-use byok_core::target::{Curve, KeyKind, TargetKey};
+use byok_core::target::{Curve, KeyKind, KeyType, Kty, TargetKey};
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,7 +15,10 @@ fn version(id: &str) -> KeyVersion {
     let key = TargetKey::generate(KeyKind::Ec { curve: Curve::P256 }).unwrap();
     KeyVersion {
         version: id.into(),
-        kty: "EC".into(),
+        kty: KeyType {
+            kty: Kty::Ec,
+            hsm: false,
+        },
         bits: 256,
         crv: Some("P-256".into()),
         key_ops: vec![KeyOp::Sign, KeyOp::Verify],
@@ -57,7 +61,9 @@ fn job(
             *slot = Some(e);
             (
                 true,
-                Box::new(move |saved| tx.send((label, saved)).unwrap()),
+                Box::new(move |saved: Result<(), DbError>| {
+                    tx.send((label, saved.map_err(ApiError::from))).unwrap()
+                }),
             )
         }
         None => {
@@ -146,7 +152,7 @@ async fn the_in_memory_store_serves_concurrent_readers_and_writers() {
                 store
                     .modify(&name, move |slot| {
                         *slot = Some(e);
-                        Ok(())
+                        Ok::<_, DbError>(())
                     })
                     .await
                     .unwrap();
@@ -198,7 +204,7 @@ async fn a_change_that_fails_changes_nothing_and_a_key_can_be_removed() {
     store
         .modify("kek", move |slot| {
             *slot = Some(e);
-            Ok(())
+            Ok::<_, DbError>(())
         })
         .await
         .unwrap();
@@ -216,7 +222,7 @@ async fn a_change_that_fails_changes_nothing_and_a_key_can_be_removed() {
     store
         .modify("kek", |slot| {
             *slot = None;
-            Ok(())
+            Ok::<_, DbError>(())
         })
         .await
         .unwrap();
@@ -354,7 +360,7 @@ async fn the_database_and_its_wal_are_owner_only() {
     store
         .modify("k", move |slot| {
             *slot = Some(e);
-            Ok(())
+            Ok::<_, DbError>(())
         })
         .await
         .unwrap();

@@ -4,8 +4,9 @@
 //! answers every job. So concurrent writes share a commit (one fsync with `--persist`), and
 //! no one is answered before the change is durable.
 
-use crate::error::{ApiError, ApiResult};
+use super::DbError;
 use crate::model::{KeyEntry, Pending};
+use crate::sync::lock;
 use rusqlite::Connection;
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -14,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 /// Sends a job's outcome to whoever waits for it. It is given the group's fate (committed,
 /// or why not); a job that failed answers its own error whatever it is given.
-pub type Answer = Box<dyn FnOnce(ApiResult<()>) + Send>;
+pub type Answer = Box<dyn FnOnce(Result<(), DbError>) + Send>;
 
 /// A change to one key: works on the key's slot and says whether it succeeded.
 pub type Work = Box<dyn FnOnce(&mut Option<KeyEntry>) -> (bool, Answer) + Send>;
@@ -51,14 +52,14 @@ impl Writer {
 
     /// Queues a job; false when the writer has stopped.
     pub fn send(&self, job: Job) -> bool {
-        let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+        let tx = lock(&self.tx);
         tx.as_ref().is_some_and(|tx| tx.send(job).is_ok())
     }
 
     /// Stops taking jobs, lets the queued ones finish, and closes the connection.
     pub fn stop(&self) {
-        self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        lock(&self.tx).take();
+        let thread = lock(&self.thread).take();
         if let Some(thread) = thread {
             let _ = thread.join();
         }
@@ -134,11 +135,7 @@ fn run_job(
         Ok(entry) => entry.map(|mut e| {
             e.pending = match overlay.get(&name_lc) {
                 Some(p) => *p,
-                None => pendings
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get(&name_lc)
-                    .copied(),
+                None => lock(pendings).get(&name_lc).copied(),
             };
             e
         }),
@@ -186,7 +183,7 @@ fn apply(
     pendings: &Pendings,
     changes: HashMap<String, Option<Pending>>,
 ) -> HashMap<String, Option<Pending>> {
-    let mut map = pendings.lock().unwrap_or_else(|e| e.into_inner());
+    let mut map = lock(pendings);
     changes
         .into_iter()
         .map(|(name, pending)| {
@@ -199,8 +196,8 @@ fn apply(
         .collect()
 }
 
-fn not_saved(e: &rusqlite::Error) -> ApiError {
-    ApiError::internal(format!("could not save the change: {e}"))
+fn not_saved(e: &rusqlite::Error) -> DbError {
+    DbError::Save(e.to_string())
 }
 
 fn log(e: &rusqlite::Error) {
