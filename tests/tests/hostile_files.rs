@@ -103,6 +103,16 @@ fn refused(out: &Output, expect: &str) {
     );
 }
 
+/// Refused for a symbolic link, with no key generated on `token` first.
+fn refused_before_any_key(token: &TestToken, out: &Output) {
+    assert_eq!(
+        token_keys(token),
+        Vec::<String>::new(),
+        "a key was generated"
+    );
+    refused(out, "is a symbolic link");
+}
+
 /// The labels of the private and secret keys on the token.
 fn token_keys(token: &TestToken) -> Vec<String> {
     let out = run(token, &["--output", "json", "keys"]);
@@ -147,13 +157,7 @@ fn a_dangling_symlink_as_the_batch_evidence_log_creates_no_file() {
     symlink(&victim, &token.path("packages/ceremony-log.jsonl"));
     let out = run(&token, &batch_args("packages"));
     assert!(!victim.exists(), "the log's link target was created");
-    assert_eq!(
-        token_keys(&token),
-        Vec::<String>::new(),
-        "a key was generated"
-    );
-    // Then the message, naming the link.
-    refused(&out, "is a symbolic link");
+    refused_before_any_key(&token, &out);
 }
 
 #[test]
@@ -181,13 +185,7 @@ fn a_symlink_to_a_file_as_the_evidence_log_gets_nothing_appended() {
         "",
         "lines were appended"
     );
-    assert_eq!(
-        token_keys(&token),
-        Vec::<String>::new(),
-        "a key was generated"
-    );
-    // Then the message, naming the link.
-    refused(&out, "is a symbolic link");
+    refused_before_any_key(&token, &out);
 }
 
 #[test]
@@ -220,13 +218,7 @@ fn a_dangling_symlink_at_the_public_key_name_is_refused_before_generating() {
         ],
     );
     assert!(!victim.exists(), "the PEM was written through the link");
-    assert_eq!(
-        token_keys(&token),
-        Vec::<String>::new(),
-        "a key was generated"
-    );
-    // Then the message, naming the link.
-    refused(&out, "is a symbolic link");
+    refused_before_any_key(&token, &out);
 }
 
 #[test]
@@ -250,13 +242,7 @@ fn a_dangling_symlink_at_the_package_name_is_refused_before_generating() {
         ],
     );
     assert!(!victim.exists(), "the package was written through the link");
-    assert_eq!(
-        token_keys(&token),
-        Vec::<String>::new(),
-        "a key was generated"
-    );
-    // Then the message, naming the link.
-    refused(&out, "is a symbolic link");
+    refused_before_any_key(&token, &out);
 }
 
 #[test]
@@ -271,13 +257,7 @@ fn a_dangling_symlink_in_a_batch_directory_is_refused_before_generating() {
     );
     let out = run(&token, &batch_args("packages"));
     assert!(!victim.exists(), "the sidecar was written through the link");
-    assert_eq!(
-        token_keys(&token),
-        Vec::<String>::new(),
-        "a key was generated"
-    );
-    // Then the message, naming the link.
-    refused(&out, "is a symbolic link");
+    refused_before_any_key(&token, &out);
 }
 
 /// `sh -c 'ulimit -v …; exec program args'`: a read without a bound then fails fast.

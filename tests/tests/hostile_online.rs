@@ -23,6 +23,14 @@ use byok_tests::{MODULE_ENV, PIN_ENV, TestToken, bins, emulator, kek_pair, stder
 use serde_json::{Value, json};
 
 /// The emulator's `connection.json`.
+/// A temporary directory with a kv-emulator whose state is in its `emulator/`.
+fn started_emulator() -> (tempfile::TempDir, PathBuf, byok_tests::Emulator) {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("emulator");
+    let emu = emulator(&bins(), &state, &[]);
+    (dir, state, emu)
+}
+
 fn connection(state: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(state.join("connection.json")).unwrap()).unwrap()
 }
@@ -70,9 +78,7 @@ const REDIRECTS: [u16; 4] = [301, 302, 307, 308];
 /// there, and says which redirect it refused and where it pointed.
 #[test]
 fn a_vault_redirect_to_plain_http_is_not_followed() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("emulator");
-    let _emu = emulator(&bins(), &state, &[]);
+    let (dir, state, _emu) = started_emulator();
     let conn = connection(&state);
     for status in REDIRECTS {
         let plain = PlainListener::start();
@@ -124,9 +130,7 @@ fn a_vault_redirect_to_plain_http_is_not_followed() {
 /// client secret in it, is never sent there (a 307/308 would re-send it as it was).
 #[test]
 fn a_token_redirect_to_plain_http_never_gets_the_client_secret() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("emulator");
-    let _emu = emulator(&bins(), &state, &[]);
+    let (dir, state, _emu) = started_emulator();
     let conn = connection(&state);
     let secret = field(&conn, "client_secret");
     // Every status is tried before the verdict, so a failure names each one that leaked.
@@ -182,9 +186,7 @@ fn a_token_redirect_to_plain_http_never_gets_the_client_secret() {
 /// these requests, so one answer is asked for and the redirect is reported.
 #[test]
 fn a_same_origin_https_redirect_is_refused_too() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("emulator");
-    let _emu = emulator(&bins(), &state, &[]);
+    let (dir, state, _emu) = started_emulator();
     let conn = connection(&state);
     // The server redirects to its own address: it learns it once bound, through the closure.
     let own = std::sync::Arc::new(std::sync::OnceLock::<String>::new());
@@ -269,9 +271,7 @@ fn list_keys(conn: &Value, token: &str) -> (u16, String) {
 /// while the same token valid now (and one a minute ahead, inside the 5 min leeway) passes.
 #[test]
 fn a_token_not_yet_valid_is_refused_by_the_emulator() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("emulator");
-    let _emu = emulator(&bins(), &state, &[]);
+    let (_dir, state, _emu) = started_emulator();
     let conn = connection(&state);
     let now = unix_now();
     let valid = mint_token(&state, &claims(&conn, now));
@@ -295,9 +295,7 @@ fn a_token_not_yet_valid_is_refused_by_the_emulator() {
 /// refused with 401 naming the tenant.
 #[test]
 fn a_token_for_another_tenant_is_refused_by_the_emulator() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("emulator");
-    let _emu = emulator(&bins(), &state, &[]);
+    let (_dir, state, _emu) = started_emulator();
     let conn = connection(&state);
     let now = unix_now();
     let (status, body) = list_keys(&conn, &mint_token(&state, &claims(&conn, now)));
@@ -400,9 +398,7 @@ fn a_hostile_generator_reaches_no_terminal_raw() {
 /// A vault whose error message holds terminal escapes: the error is shown escaped.
 #[test]
 fn a_vault_error_with_control_characters_is_shown_escaped() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("emulator");
-    let _emu = emulator(&bins(), &state, &[]);
+    let (dir, state, _emu) = started_emulator();
     let conn = connection(&state);
     let body = json!({"error": {"code": "BadParameter", "message": HOSTILE}}).to_string();
     let vault = TlsServer::start(&state, json_answer(400, body));
