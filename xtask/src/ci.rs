@@ -30,6 +30,7 @@ const MINUTES_PACKAGES: [&str; 3] = ["chromium", "poppler-utils", "zbar-tools"];
 /// then how long each part took.
 pub fn run() -> Result<(), String> {
     let mut times = Times::default();
+    disk_before()?;
     prerequisites(&mut times)?;
     times.time("fmt check + clippy", || {
         cargo(&["fmt", "--all", "--check"])?;
@@ -60,8 +61,40 @@ pub fn run() -> Result<(), String> {
     for (part, took) in &times.0 {
         println!("  {:>6.0} s  {part}", took.as_secs_f32());
     }
+    disk_after()?;
     // The closing count once more, after the e2e output, for whoever reads the log's end.
     println!("ci: {passed} passed, {failed} failed");
+    Ok(())
+}
+
+/// Says how much disk the run has, and warns when a cold run may not fit: out of space, it
+/// would fail inside a link with no word about why.
+fn disk_before() -> Result<(), String> {
+    let target = byok_tests::target_dir();
+    std::fs::create_dir_all(&target)
+        .map_err(|e| format!("could not create {}: {e}", target.display()))?;
+    let free = crate::disk::free_bytes(&target)?;
+    println!("ci: {} free for target/", crate::disk::gb(free));
+    if free < crate::disk::COLD_RUN_BYTES {
+        eprintln!(
+            "ci: warning: a cold run writes about {} under target/; free space or remove an old \
+             target/ (`cargo clean`) if the build fails with \"No space left on device\"",
+            crate::disk::gb(crate::disk::COLD_RUN_BYTES)
+        );
+    }
+    Ok(())
+}
+
+/// Says what the run left under target/, so growth shows in the log before it fills a disk.
+fn disk_after() -> Result<(), String> {
+    let target = byok_tests::target_dir();
+    let used = crate::disk::used_bytes(&target)?;
+    let free = crate::disk::free_bytes(&target)?;
+    println!(
+        "ci: target/ holds {}; {} still free",
+        crate::disk::gb(used),
+        crate::disk::gb(free)
+    );
     Ok(())
 }
 

@@ -23,6 +23,7 @@
 mod bench;
 mod ceremony;
 mod ci;
+mod disk;
 mod dist;
 mod e2e;
 mod expectations;
