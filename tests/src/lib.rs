@@ -8,7 +8,8 @@
 //!   Debian sid root `cargo xtask opencryptoki` makes, see [`opencryptoki`]), with the
 //!   environment a child process needs to reach it.
 //! - [`kek_pair`]: software KEK pairs, made once per size per process.
-//! - [`openssl`], [`stderr`], [`ok`]: the openssl CLI and the outputs of a run.
+//! - [`openssl`], [`try_openssl_wrap`], [`stderr`], [`ok`]: the openssl CLI (and the BYOK wrap
+//!   scripted with it) and the outputs of a run.
 //! - [`hostile`]: a TLS server with canned answers (redirects, hostile error text), a
 //!   plain-HTTP listener that counts who reaches it, and tokens signed with the emulator's key.
 //! - [`tidy`]: the repository's house rules, which tests/tests/tidy.rs applies to every file.
@@ -40,4 +41,4 @@ pub use token::{
     PIN_ENV, SO_PIN, SOFTHSM_MODULE_DEFAULT, SOFTHSM_MODULE_ENV, TestToken, kryoptic_module,
     kryoptic_module_default, nss_module, nss_module_default, softhsm_module,
 };
-pub use tools::{ok, openssl, stderr, try_openssl};
+pub use tools::{OPENSSL_OAEP_SHA1, ok, openssl, stderr, try_openssl, try_openssl_wrap};

@@ -3,6 +3,9 @@
 //! pass between.
 
 use crate::util::expect;
+use byok_cli_common::KindFlags;
+use byok_core::target::{KeyKind, Kty};
+use byok_core::{TargetPublicKey, package, sidecar};
 use byok_tests::{Emulator, ModuleKind, Profile, TestToken};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,20 +22,36 @@ pub const LOG: &str = byok_core::evidence::DEFAULT_FILE_NAME;
 
 /// One target key of the ceremony.
 pub(crate) struct Target {
-    pub label: &'static str,
-    /// The key kind as byok-core names it ("RSA 3072"), for the matrix's table.
-    pub kind: &'static str,
-    pub offline_args: &'static [&'static str],
-    pub aes: bool,
+    /// `target-rsa3072`, `target-p256k`, `target-aes128`.
+    pub label: String,
+    pub kind: KeyKind,
+    /// `--kty`, `--size`, `--curve` for the kind ([`KindFlags`]).
+    pub offline_args: Vec<String>,
 }
 
 impl Target {
-    /// An AES target's size, as its `--size` flag gives it (256 when none is given).
-    pub fn aes_bits(&self) -> &'static str {
-        self.offline_args
-            .windows(2)
-            .find(|w| w[0] == "--size")
-            .map_or("256", |w| w[1])
+    /// The target of `kind`, labelled after it.
+    pub fn of(kind: KeyKind) -> Self {
+        let name = match kind {
+            KeyKind::Rsa { bits } => format!("rsa{bits}"),
+            KeyKind::Ec { curve } => curve.name().replace('-', "").to_ascii_lowercase(),
+            KeyKind::Oct { bits } => format!("aes{bits}"),
+        };
+        Self {
+            label: format!("target-{name}"),
+            kind,
+            offline_args: KindFlags::of(kind).to_args(),
+        }
+    }
+
+    /// An AES key (proved with `prove-aes`; no public key file).
+    pub fn aes(&self) -> bool {
+        self.kind.kty() == Kty::Oct
+    }
+
+    /// An AES target's size, for `prove-aes --size`.
+    pub fn aes_bits(&self) -> String {
+        self.kind.bits().to_string()
     }
 }
 
@@ -223,7 +242,7 @@ impl Ceremony {
             let name = format!("0. offline: check --log {} ({})", LOG, t.kind);
             self.step(&name, |c| {
                 let mut args = vec!["check", "--log", LOG];
-                args.extend(t.offline_args.iter().filter(|a| **a != "--generate"));
+                args.extend(t.offline_args.iter().map(String::as_str));
                 c.offline(&args).map(drop)
             })?;
         }
@@ -354,9 +373,9 @@ impl Ceremony {
             transfer,
             "--generate",
             "--label",
-            t.label,
+            &t.label,
         ];
-        args.extend_from_slice(t.offline_args);
+        args.extend(t.offline_args.iter().map(String::as_str));
         if self.lenient {
             args.push("--allow-zero-padded-kwp");
         }
@@ -365,10 +384,11 @@ impl Ceremony {
 
     /// The files `package` writes for `t`: the .byok, its sidecar and (RSA/EC) the public key.
     pub fn package_files(t: &Target) -> Vec<String> {
-        let byok = format!("KeyTransferPackage-{}.byok", t.label);
-        let mut files = vec![format!("{byok}.sidecar.json"), byok];
-        if !t.aes {
-            files.push(format!("{}.public.pem", t.label));
+        let byok = package::file_name(&t.label);
+        let sidecar = sidecar::path_for(Path::new(&byok));
+        let mut files = vec![sidecar.display().to_string(), byok];
+        if !t.aes() {
+            files.push(TargetPublicKey::file_name(&t.label));
         }
         files
     }
@@ -413,17 +433,17 @@ impl Ceremony {
 
     /// Step 4: the package imported (the sidecar checks the public key).
     pub fn import(&mut self, emu: &Emulator, flavor: &str, t: &Target) -> Result<(), String> {
-        let byok = format!("KeyTransferPackage-{}.byok", t.label);
+        let byok = package::file_name(&t.label);
         self.step(
             &format!(
                 "4. online ({flavor}): import {} (sidecar checks the public key)",
                 t.label
             ),
             |c| {
-                let out = c.online(emu, &["import", "--name", t.label, "--byok-file", &byok])?;
+                let out = c.online(emu, &["import", "--name", &t.label, "--byok-file", &byok])?;
                 expect(
                     &out,
-                    if t.aes {
+                    if t.aes() {
                         "not checked (AES key"
                     } else {
                         "matches"
@@ -435,7 +455,7 @@ impl Ceremony {
 
     /// The proof that the vault holds the token's key; returns the summary line.
     pub fn prove(&mut self, emu: &Emulator, t: &Target) -> Result<String, String> {
-        if t.aes {
+        if t.aes() {
             self.prove_aes(emu, t)
         } else {
             self.prove_public_key(emu, t)
@@ -456,16 +476,16 @@ impl Ceremony {
                     &[
                         "prove-aes",
                         "--name",
-                        t.label,
+                        &t.label,
                         "--size",
-                        t.aes_bits(),
+                        &t.aes_bits(),
                         "--out",
                         &challenge,
                     ],
                 )?;
                 c.carry(true, &[&challenge])?;
                 let out =
-                    c.offline(&["prove-aes", "--label", t.label, "--challenge", &challenge])?;
+                    c.offline(&["prove-aes", "--label", &t.label, "--challenge", &challenge])?;
                 expect(&out, "the vault holds the same AES key")
             },
         )?;
@@ -482,14 +502,17 @@ impl Ceremony {
         emu: &Emulator,
         t: &Target,
     ) -> Result<String, String> {
-        let public = format!("{}.public.pem", t.label);
+        let public = TargetPublicKey::file_name(&t.label);
         self.step(
             &format!(
                 "   proof: byok-online verify {} (public keys equal, vault signature verifies)",
                 t.label
             ),
             |c| {
-                let out = c.online(emu, &["verify", "--name", t.label, "--public-key", &public])?;
+                let out = c.online(
+                    emu,
+                    &["verify", "--name", &t.label, "--public-key", &public],
+                )?;
                 expect(&out, "verifies locally")
             },
         )?;

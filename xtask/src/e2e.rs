@@ -12,6 +12,8 @@ use crate::ceremony::{Ceremony, LOG, Target, capture, work_dir};
 use crate::expectations::{Expect, expected};
 use crate::util::expect;
 use byok_core::evidence::{Event, Logged};
+use byok_core::manifest;
+use byok_core::target::{Curve, KeyKind};
 use byok_tests::{Emulator, ModuleKind};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
@@ -22,12 +24,8 @@ use std::time::Instant;
 /// The token `cargo xtask e2e` runs on: conformant, so it needs no leniency flag.
 pub const DEFAULT_TOKEN: ModuleKind = ModuleKind::Kryoptic;
 
-const DEFAULT: &[Target] = &[Target {
-    label: "target-rsa3072",
-    kind: "RSA 3072",
-    offline_args: &["--kty", "RSA", "--size", "3072"],
-    aes: false,
-}];
+/// The one target of `cargo xtask e2e`: RSA 3072.
+const DEFAULT: KeyKind = KeyKind::Rsa { bits: 3072 };
 
 /// `cargo xtask e2e [--token T]`: one RSA 3072 target under a 4096-bit KEK in a vault.
 pub fn run(kind: ModuleKind) -> Result<(), String> {
@@ -37,8 +35,9 @@ pub fn run(kind: ModuleKind) -> Result<(), String> {
     let mut summary = Vec::new();
     let emulator = c.start_emulator(&dir.join("emulator-vault"), "vault")?;
     println!("e2e: kv-emulator (vault) at {}", emulator.url());
-    c.check_token(DEFAULT)?;
-    c.online_group(&emulator, "vault", DEFAULT, &mut summary)?;
+    let targets = [Target::of(DEFAULT)];
+    c.check_token(&targets)?;
+    c.online_group(&emulator, "vault", &targets, &mut summary)?;
     c.check_record(&emulator)?;
     drop(emulator);
     c.minutes(&dir)?;
@@ -60,24 +59,26 @@ pub fn run(kind: ModuleKind) -> Result<(), String> {
     Ok(())
 }
 
-/// The kinds a batch cycles through (vault flavor: RSA and EC), with their manifest lines.
-const BATCH_KINDS: [(&str, &str); 6] = [
-    ("RSA 2048", "kty = \"RSA\"\nsize = 2048"),
-    ("EC P-256", "kty = \"EC\"\ncurve = \"P-256\""),
-    ("EC P-384", "kty = \"EC\"\ncurve = \"P-384\""),
-    ("RSA 3072", "kty = \"RSA\"\nsize = 3072"),
-    ("EC P-256K", "kty = \"EC\"\ncurve = \"P-256K\""),
-    ("EC P-521", "kty = \"EC\"\ncurve = \"P-521\""),
+/// The kinds a batch cycles through (vault flavor: RSA and EC), in its order.
+const BATCH_KINDS: [KeyKind; 6] = [
+    KeyKind::Rsa { bits: 2048 },
+    KeyKind::Ec { curve: Curve::P256 },
+    KeyKind::Ec { curve: Curve::P384 },
+    KeyKind::Rsa { bits: 3072 },
+    KeyKind::Ec {
+        curve: Curve::P256K,
+    },
+    KeyKind::Ec { curve: Curve::P521 },
 ];
 
 /// The batch kinds a token runs: on a lenient run (SoftHSM) all of them, else those the
 /// token is known to do correctly (the matrix's expectations), since `batch` refuses the rest:
 /// on kryoptic RSA 2048 and 3072 (it writes short EC scalars), on NSS softokn RSA and EC
 /// P-256/P-384/P-521 mixed.
-fn batch_kinds(kind: ModuleKind, lenient: bool) -> Vec<(&'static str, &'static str)> {
+fn batch_kinds(token: ModuleKind, lenient: bool) -> Vec<KeyKind> {
     BATCH_KINDS
         .into_iter()
-        .filter(|(name, _)| lenient || expected(kind, name) == Expect::Proven)
+        .filter(|kind| lenient || expected(token, *kind) == Expect::Proven)
         .collect()
 }
 
@@ -88,7 +89,7 @@ pub fn run_batch(n: usize, kind: ModuleKind) -> Result<(), String> {
     let dir = work_dir("batch");
     let mut c = Ceremony::prepare(&dir, kind, kind == ModuleKind::SoftHsm)?;
     let kinds = batch_kinds(kind, c.lenient);
-    let names: Vec<&str> = kinds.iter().map(|(name, _)| *name).collect();
+    let names: Vec<String> = kinds.iter().map(KeyKind::to_string).collect();
     println!("e2e: the batch cycles through {}", names.join(", "));
     let manifest = batch_manifest(n, &kinds);
     for d in [&c.online, &c.offline] {
@@ -141,12 +142,12 @@ pub fn run_batch(n: usize, kind: ModuleKind) -> Result<(), String> {
 }
 
 /// `keys.toml` for a batch of `n` keys cycling through `kinds`.
-fn batch_manifest(n: usize, kinds: &[(&str, &str)]) -> String {
+fn batch_manifest(n: usize, kinds: &[KeyKind]) -> String {
     (0..n)
         .map(|i| {
             format!(
                 "[[key]]\nname = \"batch-{i:03}\"\n{}\ntags = {{ wave = \"1\" }}\n\n",
-                kinds[i % kinds.len()].1
+                manifest::kind_fields(kinds[i % kinds.len()])
             )
         })
         .collect()
@@ -251,13 +252,19 @@ fn check_token_keys(c: &Ceremony, n: usize) -> Result<(), String> {
     }
 }
 
+/// The batch's evidence log, where `batch` keeps it: beside its packages, carried across with
+/// them.
+fn batch_log() -> String {
+    format!("packages/{LOG}")
+}
+
 /// The evidence log verifies, no key was packaged or imported twice, and all `n` are on
 /// record on both sides.
 fn check_evidence(c: &Ceremony, n: usize) -> Result<(), String> {
-    let out = c.offline_at(&c.online, &["log", "verify", "packages/ceremony-log.jsonl"])?;
+    let log = batch_log();
+    let out = c.offline_at(&c.online, &["log", "verify", &log])?;
     expect(&out, "the hash chain is intact")?;
-    let text = std::fs::read_to_string(c.online.join("packages/ceremony-log.jsonl"))
-        .map_err(|e| e.to_string())?;
+    let text = std::fs::read_to_string(c.online.join(&log)).map_err(|e| e.to_string())?;
     let (imported, packaged) = event_counts(&text)?;
     if let Some((k, c)) = imported.iter().find(|(_, c)| **c > 1) {
         return Err(format!("{k} was imported {c} times"));
@@ -286,16 +293,9 @@ fn check_evidence(c: &Ceremony, n: usize) -> Result<(), String> {
 fn batch_minutes(c: &Ceremony, dir: &Path, n: usize) -> Result<(), String> {
     let out = dir.join("minutes.html");
     let mut cmd = Command::new(c.bin.join("byok-online"));
-    cmd.args([
-        "--output",
-        "json",
-        "minutes",
-        LOG,
-        "packages/ceremony-log.jsonl",
-        "--out",
-    ])
-    .arg(&out)
-    .current_dir(&c.online);
+    cmd.args(["--output", "json", "minutes", LOG, &batch_log(), "--out"])
+        .arg(&out)
+        .current_dir(&c.online);
     let report: serde_json::Value = serde_json::from_str(&capture(&mut cmd)?)
         .map_err(|e| format!("minutes --output json: {e}"))?;
     let keys = report["keys"].as_array().cloned().unwrap_or_default();
@@ -392,8 +392,8 @@ fn copy_dir(from: &Path, to: &Path) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    fn names(kinds: &[(&'static str, &'static str)]) -> Vec<&'static str> {
-        kinds.iter().map(|(name, _)| *name).collect()
+    fn names(kinds: &[KeyKind]) -> Vec<String> {
+        kinds.iter().map(KeyKind::to_string).collect()
     }
 
     #[test]
@@ -426,7 +426,7 @@ mod tests {
 
     #[test]
     fn only_a_lenient_run_passes_the_leniency_flag() {
-        let t = &DEFAULT[0];
+        let t = &Target::of(DEFAULT);
         let mut c = Ceremony {
             bin: std::path::PathBuf::new(),
             online: std::path::PathBuf::new(),

@@ -1,6 +1,7 @@
 //! What each token is known to do with each key kind when no leniency flag is given: the
 //! expectations `cargo xtask e2e`, its batch and its matrix hold every run against.
 
+use byok_core::target::{Curve, KeyKind};
 use byok_tests::ModuleKind;
 
 /// What a token is known to do with a kind when no leniency flag is given.
@@ -32,12 +33,22 @@ pub(crate) enum Expect {
 ///   P-256K and AES 192 included; its generator keeps EC scalars at full length (only an
 ///   imported value loses its leading zeros, which the imported-key verdict states and the
 ///   matrix, generating every key, does not meet).
-pub(crate) fn expected(token: ModuleKind, kind: &str) -> Expect {
+pub(crate) fn expected(token: ModuleKind, kind: KeyKind) -> Expect {
     let refused = match token {
-        ModuleKind::SoftHsm => kind.starts_with("RSA") || matches!(kind, "EC P-256" | "EC P-521"),
-        ModuleKind::Kryoptic => kind.starts_with("EC"),
+        ModuleKind::SoftHsm => matches!(
+            kind,
+            KeyKind::Rsa { .. }
+                | KeyKind::Ec {
+                    curve: Curve::P256 | Curve::P521
+                }
+        ),
+        ModuleKind::Kryoptic => matches!(kind, KeyKind::Ec { .. }),
         ModuleKind::OpenCryptoki => false,
-        ModuleKind::Nss => kind == "EC P-256K",
+        ModuleKind::Nss => {
+            kind == KeyKind::Ec {
+                curve: Curve::P256K,
+            }
+        }
         _ => false,
     };
     if refused {

@@ -12,94 +12,21 @@
 
 use crate::ceremony::{Ceremony, Target, work_dir};
 use crate::expectations::{Expect, expected};
+use byok_core::target::{KeyKind, Kty};
 use byok_tests::{Emulator, ModuleKind};
 use std::collections::BTreeSet;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-/// The vault flavor's kinds: every RSA and EC kind Key Vault imports.
-const VAULT: &[Target] = &[
-    target(
-        "target-rsa2048",
-        "RSA 2048",
-        &["--kty", "RSA", "--size", "2048"],
-    ),
-    target(
-        "target-rsa3072",
-        "RSA 3072",
-        &["--kty", "RSA", "--size", "3072"],
-    ),
-    target(
-        "target-rsa4096",
-        "RSA 4096",
-        &["--kty", "RSA", "--size", "4096"],
-    ),
-    target(
-        "target-p256",
-        "EC P-256",
-        &["--kty", "EC", "--curve", "P-256"],
-    ),
-    target(
-        "target-p384",
-        "EC P-384",
-        &["--kty", "EC", "--curve", "P-384"],
-    ),
-    target(
-        "target-p521",
-        "EC P-521",
-        &["--kty", "EC", "--curve", "P-521"],
-    ),
-    target(
-        "target-p256k",
-        "EC P-256K",
-        &["--kty", "EC", "--curve", "P-256K"],
-    ),
-];
-
-/// The Managed HSM flavor's kinds: AES 128, 192 and 256 (`prove-aes --size` picks the AES-GCM
-/// of the key's size).
-const MHSM: &[Target] = &[
-    aes(
-        "target-aes128",
-        "AES 128",
-        &["--kty", "oct", "--size", "128"],
-    ),
-    aes(
-        "target-aes192",
-        "AES 192",
-        &["--kty", "oct", "--size", "192"],
-    ),
-    aes(
-        "target-aes256",
-        "AES 256",
-        &["--kty", "oct", "--size", "256"],
-    ),
-];
-
-/// An AES target.
-const fn aes(
-    label: &'static str,
-    kind: &'static str,
-    offline_args: &'static [&'static str],
-) -> Target {
-    Target {
-        aes: true,
-        ..target(label, kind, offline_args)
-    }
-}
-
-/// An RSA or EC target.
-const fn target(
-    label: &'static str,
-    kind: &'static str,
-    offline_args: &'static [&'static str],
-) -> Target {
-    Target {
-        label,
-        kind,
-        offline_args,
-        aes: false,
-    }
+/// A flavor's kinds, each a target: the vault's every RSA and EC kind Key Vault imports,
+/// Managed HSM's AES 128, 192 and 256 (`prove-aes --size` picks the AES-GCM of the key's
+/// size).
+fn targets(aes: bool) -> Vec<Target> {
+    KeyKind::IMPORTABLE
+        .into_iter()
+        .filter(|k| (k.kty() == Kty::Oct) == aes)
+        .map(Target::of)
+        .collect()
 }
 
 /// One cell's outcome.
@@ -112,7 +39,8 @@ enum Outcome {
 /// One row of the table.
 struct Cell {
     token: ModuleKind,
-    kind: &'static str,
+    /// `None` for a token whose setup failed.
+    kind: Option<KeyKind>,
     outcome: Outcome,
 }
 
@@ -120,18 +48,27 @@ impl Cell {
     /// Why this cell fails the run, if it does: a failure, or an outcome the token's record
     /// contradicts.
     fn problem(&self) -> Option<String> {
-        match (&self.outcome, expected(self.token, self.kind)) {
+        let expect = self.kind.map(|kind| expected(self.token, kind));
+        match (&self.outcome, expect) {
             (Outcome::Failed(why), _) => Some(why.clone()),
-            (Outcome::Proven, Expect::Refused) => Some(format!(
+            (Outcome::Proven, Some(Expect::Refused)) => Some(format!(
                 "packaged although {} is recorded as defective for {}: the tool's check missed it",
-                self.token, self.kind
+                self.token,
+                self.kind_name()
             )),
-            (Outcome::Refused(why), Expect::Proven) => Some(format!(
+            (Outcome::Refused(why), Some(Expect::Proven)) => Some(format!(
                 "refused although {} is recorded as conformant for {}: {why}",
-                self.token, self.kind
+                self.token,
+                self.kind_name()
             )),
             _ => None,
         }
+    }
+
+    /// The kind as the table shows it: `RSA 2048`, or `(setup)`.
+    fn kind_name(&self) -> String {
+        self.kind
+            .map_or_else(|| "(setup)".into(), |k| k.to_string())
     }
 
     fn word(&self) -> &'static str {
@@ -158,7 +95,7 @@ pub fn run(tokens: Vec<ModuleKind>) -> Result<(), String> {
         if let Err(e) = ran {
             cells.push(Cell {
                 token,
-                kind: "(setup)",
+                kind: None,
                 outcome: Outcome::Failed(e),
             });
         }
@@ -184,18 +121,18 @@ fn run_token(
     let mut c = Ceremony::prepare(dir, token, false)?;
     let path = wrap_path(&c)?;
     println!("      wrap path: {path}");
-    for (flavor, targets) in [("vault", VAULT), ("managedhsm", MHSM)] {
+    for (flavor, targets) in [("vault", targets(false)), ("managedhsm", targets(true))] {
         let emu = c.start_emulator(&dir.join(format!("emulator-{flavor}")), flavor)?;
         let transfer = format!("kek-{flavor}.transfer");
         c.kek(&emu, flavor, &transfer)?;
-        for t in targets {
+        for t in &targets {
             let outcome = cell(&mut c, &emu, flavor, &transfer, t);
             if let Outcome::Failed(why) = &outcome {
                 println!("      FAILED: {why}");
             }
             cells.push(Cell {
                 token,
-                kind: t.kind,
+                kind: Some(t.kind),
                 outcome,
             });
         }
@@ -345,10 +282,10 @@ fn token_keys(c: &Ceremony) -> Result<BTreeSet<String>, String> {
 /// The grid (kind × token, one word a cell), then each refusal's and failure's reason.
 fn print_table(cells: &[Cell], times: &[(ModuleKind, Duration)], paths: &[String], took: Duration) {
     let tokens: Vec<ModuleKind> = times.iter().map(|(t, _)| *t).collect();
-    let mut kinds: Vec<&str> = Vec::new();
+    let mut kinds: Vec<String> = Vec::new();
     for c in cells {
-        if !kinds.contains(&c.kind) {
-            kinds.push(c.kind);
+        if !kinds.contains(&c.kind_name()) {
+            kinds.push(c.kind_name());
         }
     }
     println!(
@@ -365,7 +302,7 @@ fn print_table(cells: &[Cell], times: &[(ModuleKind, Duration)], paths: &[String
             .map(|t| {
                 let word = cells
                     .iter()
-                    .find(|c| c.token == *t && c.kind == *kind)
+                    .find(|c| c.token == *t && c.kind_name() == *kind)
                     .map_or("-", Cell::word);
                 format!("{word:<16}")
             })
@@ -380,7 +317,7 @@ fn print_table(cells: &[Cell], times: &[(ModuleKind, Duration)], paths: &[String
             (Outcome::Refused(why), None) => format!("refused: {why}"),
             (Outcome::Failed(_), None) => unreachable!("a failure is a problem"),
         };
-        println!("  {:<12} {:<10} {result}", c.token.name(), c.kind);
+        println!("  {:<12} {:<10} {result}", c.token.name(), c.kind_name());
     }
     let per_token: Vec<String> = times
         .iter()
@@ -442,31 +379,68 @@ mod tests {
         assert!(!names_defect(no_check), "the defect named, the fix not");
     }
 
+    /// The importable kind byok-core names `name`.
+    fn kind(name: &str) -> KeyKind {
+        KeyKind::IMPORTABLE
+            .into_iter()
+            .find(|k| k.to_string() == name)
+            .unwrap()
+    }
+
+    #[test]
+    fn the_flavors_take_every_importable_kind_under_its_label() {
+        let labels = |aes| {
+            targets(aes)
+                .into_iter()
+                .map(|t| t.label)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            labels(false),
+            [
+                "target-rsa2048",
+                "target-rsa3072",
+                "target-rsa4096",
+                "target-p256",
+                "target-p384",
+                "target-p521",
+                "target-p256k"
+            ]
+        );
+        assert_eq!(
+            labels(true),
+            ["target-aes128", "target-aes192", "target-aes256"]
+        );
+        let p256k = &targets(false)[6];
+        assert_eq!(p256k.offline_args, ["--kty", "EC", "--curve", "P-256K"]);
+        assert_eq!(targets(true)[1].aes_bits(), "192");
+    }
+
     #[test]
     fn expectations_follow_the_token_table() {
         use ModuleKind::*;
         for ec in ["EC P-256", "EC P-384", "EC P-521", "EC P-256K"] {
-            assert_eq!(expected(Kryoptic, ec), Expect::Refused, "{ec}");
+            assert_eq!(expected(Kryoptic, kind(ec)), Expect::Refused, "{ec}");
         }
-        assert_eq!(expected(Kryoptic, "RSA 4096"), Expect::Proven);
-        assert_eq!(expected(Kryoptic, "AES 192"), Expect::Proven);
-        assert_eq!(expected(Nss, "EC P-256"), Expect::Proven);
-        assert_eq!(expected(Nss, "EC P-521"), Expect::Proven);
-        assert_eq!(expected(Nss, "EC P-256K"), Expect::Refused);
-        assert_eq!(expected(SoftHsm, "RSA 2048"), Expect::Refused);
-        assert_eq!(expected(SoftHsm, "EC P-256"), Expect::Refused);
-        assert_eq!(expected(SoftHsm, "EC P-384"), Expect::Proven);
-        assert_eq!(expected(SoftHsm, "AES 256"), Expect::Proven);
-        for kind in ["RSA 3072", "EC P-256", "EC P-521", "EC P-256K", "AES 192"] {
-            assert_eq!(expected(OpenCryptoki, kind), Expect::Proven, "{kind}");
+        assert_eq!(expected(Kryoptic, kind("RSA 4096")), Expect::Proven);
+        assert_eq!(expected(Kryoptic, kind("AES 192")), Expect::Proven);
+        assert_eq!(expected(Nss, kind("EC P-256")), Expect::Proven);
+        assert_eq!(expected(Nss, kind("EC P-521")), Expect::Proven);
+        assert_eq!(expected(Nss, kind("EC P-256K")), Expect::Refused);
+        assert_eq!(expected(SoftHsm, kind("RSA 2048")), Expect::Refused);
+        assert_eq!(expected(SoftHsm, kind("EC P-256")), Expect::Refused);
+        assert_eq!(expected(SoftHsm, kind("EC P-384")), Expect::Proven);
+        assert_eq!(expected(SoftHsm, kind("AES 256")), Expect::Proven);
+        for name in ["RSA 3072", "EC P-256", "EC P-521", "EC P-256K", "AES 192"] {
+            assert_eq!(expected(OpenCryptoki, kind(name)), Expect::Proven, "{name}");
         }
     }
 
     #[test]
     fn a_cell_fails_on_a_failure_or_a_contradicted_record() {
-        let cell = |token, kind, outcome| Cell {
+        let cell = |token, name, outcome| Cell {
             token,
-            kind,
+            kind: Some(kind(name)),
             outcome,
         };
         let refused = || Outcome::Refused("why".into());

@@ -6,8 +6,9 @@
 //! bumps it.
 
 use crate::exit::Classify;
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 use serde_json::Value;
+use std::fmt;
 use std::process::ExitCode;
 
 /// How results are printed on stdout.
@@ -28,6 +29,32 @@ pub enum OutputFormat {
 pub trait Document: Serialize {
     /// `<binary>.<document>/<version>`, e.g. `byok-online.import/1`.
     const SCHEMA: &'static str;
+}
+
+/// `#[serde(serialize_with = "as_display")]`: a typed field (a key kind, a wrap path, an
+/// outcome) in a report's JSON as the text a person reads for it. Reports hold values typed;
+/// their text is made here, at the edge.
+pub fn as_display<T: fmt::Display + ?Sized, S: Serializer>(
+    value: &T,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_str(value)
+}
+
+/// `#[serde(serialize_with = "as_hex")]`: bytes (a `CKA_ID`) in a report's JSON as lowercase
+/// hex, the text [`Hex`] prints.
+pub fn as_hex<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&Hex(bytes))
+}
+
+/// Bytes shown as lowercase hex, two digits a byte (`0a0b`; nothing for none).
+#[derive(Debug, Clone, Copy)]
+pub struct Hex<'a>(pub &'a [u8]);
+
+impl fmt::Display for Hex<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
 }
 
 /// The schema of the error document every command prints with `--output json`.
@@ -172,6 +199,27 @@ mod tests {
             text,
             r#"{"schema":"test.report/1","name":"k","keys":[1,2]}"#
         );
+    }
+
+    #[derive(Serialize)]
+    struct Typed {
+        #[serde(serialize_with = "as_hex")]
+        id: Vec<u8>,
+        #[serde(serialize_with = "as_display")]
+        kind: byok_core::target::KeyKind,
+    }
+
+    #[test]
+    fn typed_fields_serialize_as_their_text() {
+        let typed = Typed {
+            id: vec![0x0a, 0xff, 0x00],
+            kind: byok_core::target::KeyKind::Rsa { bits: 2048 },
+        };
+        assert_eq!(
+            serde_json::to_string(&typed).unwrap(),
+            r#"{"id":"0aff00","kind":"RSA 2048"}"#
+        );
+        assert_eq!(Hex(&[]).to_string(), "");
     }
 
     #[test]

@@ -56,6 +56,13 @@ impl fmt::Debug for Fingerprint {
     }
 }
 
+/// In JSON, as everywhere it is shown: 64 lowercase hex digits.
+impl serde::Serialize for Fingerprint {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl std::str::FromStr for Fingerprint {
     type Err = FingerprintParseError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -86,5 +93,14 @@ mod tests {
         );
         assert!(Fingerprint::from_hex("abcd").is_err());
         assert!(Fingerprint::from_hex(&"zz".repeat(32)).is_err());
+    }
+
+    #[test]
+    fn serializes_as_its_hex() {
+        let f = Fingerprint::of_bytes(b"abc");
+        assert_eq!(
+            serde_json::to_string(&f).unwrap(),
+            format!("\"{}\"", f.to_hex())
+        );
     }
 }

@@ -71,6 +71,16 @@ pub struct ManifestKey {
     pub existing: bool,
 }
 
+/// A `[[key]]` table's lines for `kind`, as [`parse`] reads them: `kty = "EC"` and
+/// `curve = "P-384"`, or `kty = "RSA"` and `size = 3072` (the manifest states both, never a
+/// default).
+pub fn kind_fields(kind: KeyKind) -> String {
+    match kind.curve() {
+        Some(curve) => format!("kty = \"{}\"\ncurve = \"{curve}\"", kind.kty()),
+        None => format!("kty = \"{}\"\nsize = {}", kind.kty(), kind.bits()),
+    }
+}
+
 /// Reads and checks a manifest.
 pub fn parse(text: &str) -> Result<Vec<ManifestKey>, ManifestError> {
     let raw: Raw = toml::from_str(text).map_err(|e| ManifestError::Toml(e.to_string()))?;
@@ -124,6 +134,20 @@ pub fn parse(text: &str) -> Result<Vec<ManifestKey>, ManifestError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_kind_reads_back_from_its_fields() {
+        for kind in KeyKind::IMPORTABLE {
+            let text = format!("[[key]]\nname = \"k\"\n{}\n", kind_fields(kind));
+            assert_eq!(parse(&text).unwrap()[0].kind, kind, "{text}");
+        }
+        assert_eq!(
+            kind_fields(KeyKind::Ec {
+                curve: crate::target::Curve::P256
+            }),
+            "kty = \"EC\"\ncurve = \"P-256\""
+        );
+    }
 
     #[test]
     fn reads_and_checks() {

@@ -3,19 +3,24 @@
 //! Plaintext encodings, as Azure expects them inside the wrap:
 //! RSA and EC private keys as PKCS#8 `PrivateKeyInfo` DER (RFC 3447 `RSAPrivateKey` or RFC 5915
 //! `ECPrivateKey` with the named-curve OID inside); AES keys as their raw 16, 24 or 32 bytes.
+//!
+//! The public half of an RSA or EC key, [`TargetPublicKey`], is in `target/public.rs`.
 
-use crate::fingerprint::Fingerprint;
 use crate::oid::{EC_PUBLIC_KEY, RSA_ENCRYPTION};
-use crate::pem::{algorithm_name, strip_leading_zeros};
+use crate::pem::algorithm_name;
 use der::Decode;
 use getrandom::SysRng;
+use rsa::PrivateKey as RsaPrivateKey;
 use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey};
 use rsa::traits::PublicKeyParts;
-use rsa::{BoxedUint, PrivateKey as RsaPrivateKey, PublicKey as RsaPublicKey};
 use spki::ObjectIdentifier;
 use std::fmt;
 use std::str::FromStr;
 use zeroize::Zeroizing;
+
+mod public;
+
+pub use public::TargetPublicKey;
 
 /// Longest plaintext we accept: a 4096-bit RSA PKCS#8 is about 2.4 KiB.
 pub const MAX_PLAINTEXT: usize = 8 * 1024;
@@ -129,6 +134,13 @@ impl Kty {
             _ => None,
         }
     }
+
+    /// As [`Kty::from_jwk_kty`], refusing any other name (quoted, cut to 20 characters).
+    pub fn parse(s: &str) -> Result<Self, EncodingError> {
+        Self::from_jwk_kty(s).ok_or_else(|| EncodingError::UnknownKty {
+            name: s.chars().take(20).collect(),
+        })
+    }
 }
 
 impl fmt::Display for Kty {
@@ -208,9 +220,7 @@ impl KeyKind {
         size: Option<u32>,
         curve: Option<&str>,
     ) -> Result<KeyKind, EncodingError> {
-        let kty = Kty::from_jwk_kty(kty).ok_or_else(|| EncodingError::UnknownKty {
-            name: kty.chars().take(20).collect(),
-        })?;
+        let kty = Kty::parse(kty)?;
         let kind = match kty {
             Kty::Ec => {
                 let curve = curve.map_or(Ok(Self::DEFAULT_CURVE), str::parse::<Curve>)?;
@@ -358,6 +368,8 @@ macro_rules! with_curve {
         }
     };
 }
+// By path, for `public`, which reads and builds public keys per curve too.
+use with_curve;
 
 /// A target key's plaintext, validated, with its kind and (RSA, EC) public key.
 ///
@@ -490,146 +502,6 @@ impl TargetKey {
     /// The public key of an RSA or EC key; `None` for AES.
     pub fn public_key(&self) -> Option<&TargetPublicKey> {
         self.public.as_ref()
-    }
-}
-
-/// The public half of an RSA or EC key, as SubjectPublicKeyInfo DER.
-#[derive(Clone, PartialEq, Eq)]
-pub struct TargetPublicKey {
-    kind: KeyKind,
-    spki_der: Vec<u8>,
-}
-
-impl fmt::Debug for TargetPublicKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "TargetPublicKey({}, {})", self.kind, self.fingerprint())
-    }
-}
-
-impl TargetPublicKey {
-    /// The file the offline half writes a target's public key to: `<label>.public.pem`.
-    pub fn file_name(label: &str) -> String {
-        format!("{label}.public.pem")
-    }
-
-    /// Reads an RSA or EC SubjectPublicKeyInfo, checking the key is well formed.
-    pub fn from_spki_der(der: &[u8]) -> Result<Self, EncodingError> {
-        let info = spki::SubjectPublicKeyInfoRef::from_der(der).map_err(public_err)?;
-        let oid = info.algorithm.oid;
-        let kind = if oid == RSA_ENCRYPTION {
-            let key = <RsaPublicKey as rsa::pkcs8::DecodePublicKey>::from_public_key_der(der)
-                .map_err(public_err)?;
-            KeyKind::Rsa {
-                bits: key.n().bit_width(),
-            }
-        } else if oid == EC_PUBLIC_KEY {
-            let curve_oid = info.algorithm.parameters_oid().map_err(public_err)?;
-            let curve = Curve::from_oid(curve_oid).ok_or(EncodingError::UnsupportedCurveOid {
-                oid: curve_oid.to_string(),
-            })?;
-            with_curve!(curve, C => {
-                <elliptic_curve::PublicKey<C> as spki::DecodePublicKey>::from_public_key_der(der)
-                    .map_err(public_err)?;
-            });
-            KeyKind::Ec { curve }
-        } else {
-            return Err(EncodingError::PublicKey {
-                reason: format!("{} keys are not RSA or EC", algorithm_name(oid)),
-            });
-        };
-        Ok(Self {
-            kind,
-            spki_der: der.to_vec(),
-        })
-    }
-
-    /// Reads `-----BEGIN PUBLIC KEY-----` PEM.
-    pub fn from_pem(pem: &str) -> Result<Self, EncodingError> {
-        let start = pem.find("-----BEGIN ").unwrap_or(0);
-        let (label, der) = crate::pem::decode(&pem[start..]).map_err(public_err)?;
-        if label != "PUBLIC KEY" {
-            return Err(EncodingError::PublicKey {
-                reason: format!("the PEM block is `{label}`, expected `PUBLIC KEY`"),
-            });
-        }
-        Self::from_spki_der(&der)
-    }
-
-    /// Builds the SPKI of an RSA key from big-endian `n` and `e`.
-    pub fn from_rsa_components(n: &[u8], e: &[u8]) -> Result<Self, EncodingError> {
-        let n = strip_leading_zeros(n);
-        let e = strip_leading_zeros(e);
-        if n.is_empty() || e.is_empty() || e.len() > 8 {
-            return Err(EncodingError::PublicKey {
-                reason: "empty modulus or exponent, or exponent over 64 bits".into(),
-            });
-        }
-        let n = BoxedUint::from_be_slice(n, n.len() as u32 * 8).map_err(public_err)?;
-        let e = BoxedUint::from_be_slice(e, 64).map_err(public_err)?;
-        let key = RsaPublicKey::new(n, e).map_err(public_err)?;
-        Self::from_spki_der(key.to_public_key_der().map_err(public_err)?.as_bytes())
-    }
-
-    /// Builds the SPKI of an EC key from its affine coordinates (left-padded if short).
-    pub fn from_ec_coordinates(curve: Curve, x: &[u8], y: &[u8]) -> Result<Self, EncodingError> {
-        let len = curve.coordinate_len();
-        let (x, y) = (strip_leading_zeros(x), strip_leading_zeros(y));
-        if x.len() > len || y.len() > len {
-            return Err(EncodingError::PublicKey {
-                reason: format!("a {curve} coordinate is at most {len} bytes"),
-            });
-        }
-        let mut sec1 = vec![0u8; 1 + 2 * len];
-        sec1[0] = 0x04;
-        sec1[1 + len - x.len()..1 + len].copy_from_slice(x);
-        sec1[1 + 2 * len - y.len()..].copy_from_slice(y);
-        let der = with_curve!(curve, C => {
-            let key = elliptic_curve::PublicKey::<C>::from_sec1_bytes(&sec1).map_err(public_err)?;
-            key.to_public_key_der().map_err(public_err)?
-        });
-        Self::from_spki_der(der.as_bytes())
-    }
-
-    /// RSA `(n, e)` big-endian without leading zeros, or EC `(x, y)` at full coordinate length.
-    pub fn components(&self) -> (Vec<u8>, Vec<u8>) {
-        match self.kind {
-            KeyKind::Rsa { .. } => {
-                let key = <RsaPublicKey as rsa::pkcs8::DecodePublicKey>::from_public_key_der(
-                    &self.spki_der,
-                )
-                .expect("checked when built");
-                (
-                    key.n_bytes().into_vec(),
-                    strip_leading_zeros(&key.e_bytes()).to_vec(),
-                )
-            }
-            KeyKind::Ec { curve } => {
-                let info = spki::SubjectPublicKeyInfoRef::from_der(&self.spki_der)
-                    .expect("checked when built");
-                let point = info.subject_public_key.raw_bytes();
-                let len = curve.coordinate_len();
-                (point[1..1 + len].to_vec(), point[1 + len..].to_vec())
-            }
-            KeyKind::Oct { .. } => unreachable!("AES keys have no public key"),
-        }
-    }
-
-    pub fn kind(&self) -> KeyKind {
-        self.kind
-    }
-
-    pub fn spki_der(&self) -> &[u8] {
-        &self.spki_der
-    }
-
-    /// SHA-256 of the SPKI DER.
-    pub fn fingerprint(&self) -> Fingerprint {
-        Fingerprint::of_spki_der(&self.spki_der)
-    }
-
-    /// `-----BEGIN PUBLIC KEY-----` PEM with LF line endings.
-    pub fn to_pem(&self) -> String {
-        crate::pem::encode("PUBLIC KEY", &self.spki_der)
     }
 }
 

@@ -29,12 +29,14 @@ use byok_core::manifest::{self, ManifestKey};
 use byok_core::sidecar::{self, Sidecar};
 use byok_core::target::KeyKind;
 use byok_core::{Fingerprint, KekTransfer, KeyTransferPackage, TargetPublicKey};
-use serde::Serialize;
 use std::collections::VecDeque;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
+
+mod report;
+
+pub use report::{BatchReport, EntryReport, Outcome};
 
 /// What `batch` takes.
 #[derive(Debug, Clone)]
@@ -52,50 +54,6 @@ pub struct BatchOptions {
     /// Default: OUT_DIR/ceremony-log.jsonl.
     pub log: Option<PathBuf>,
     pub operator: Option<String>,
-}
-
-/// What happened to one key.
-#[derive(Debug, Clone, Serialize)]
-pub struct EntryReport {
-    pub name: String,
-    /// `packaged`, `already packaged` or `sidecar restored`.
-    pub outcome: String,
-    /// True when this run generated the key in the HSM.
-    pub generated: bool,
-    pub kind: String,
-    pub byok_sha256: String,
-    pub seconds: f64,
-}
-
-/// The progress line: `name: outcome, generated KIND (S s)`.
-impl fmt::Display for EntryReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.name, self.outcome)?;
-        if self.generated {
-            write!(f, ", generated {}", self.kind)?;
-        }
-        write!(f, " ({:.2} s)", self.seconds)
-    }
-}
-
-/// What `batch` did, each key in the manifest's order.
-#[derive(Debug, Serialize)]
-pub struct BatchReport {
-    pub keys: Vec<EntryReport>,
-    pub packaged: usize,
-    pub skipped: usize,
-    pub generated: usize,
-    pub seconds: f64,
-    /// Each kind packaged now, and the `token checked` entry its keys were admitted by.
-    pub checks: Vec<CheckBasis>,
-    pub log: PathBuf,
-    /// The evidence log's head after the run, for the ceremony's minutes (`log verify
-    /// --expect-head` checks it later).
-    pub log_head: String,
-}
-
-impl byok_cli_common::Document for BatchReport {
-    const SCHEMA: &'static str = "byok-offline.batch/1";
 }
 
 /// A batch whose manifest and KEK are read and checked, before the token is touched.
@@ -217,8 +175,14 @@ impl Batch {
         })?;
         tracing::info!(log = %log_path.display(), head = %log.head(), "batch done");
         Ok(BatchReport {
-            packaged: keys.iter().filter(|k| k.outcome == "packaged").count(),
-            skipped: keys.iter().filter(|k| k.outcome != "packaged").count(),
+            packaged: keys
+                .iter()
+                .filter(|k| k.outcome == Outcome::Packaged)
+                .count(),
+            skipped: keys
+                .iter()
+                .filter(|k| k.outcome != Outcome::Packaged)
+                .count(),
             generated: keys.iter().filter(|k| k.generated).count(),
             keys,
             seconds: started.elapsed().as_secs_f64(),
@@ -367,10 +331,10 @@ impl Worker<'_, '_> {
         };
         let report = EntryReport {
             name: key.name.clone(),
-            outcome: done.outcome.into(),
+            outcome: done.outcome,
             generated: done.generated,
-            kind: key.kind.to_string(),
-            byok_sha256: done.sha.to_hex(),
+            kind: key.kind,
+            byok_sha256: done.sha,
             seconds: t.elapsed().as_secs_f64(),
         };
         let finished = Finished {
@@ -411,7 +375,12 @@ impl Worker<'_, '_> {
             // The run that wrote it stopped before its log entry: record it now (once durable:
             // a killed run's files may not have been synced).
             let entry = (!recorded).then(|| record::confirmed(&key.name, kek, &s));
-            return Ok(Some(Done::resumed("already packaged", sha, entry, files)));
+            return Ok(Some(Done::resumed(
+                Outcome::AlreadyPackaged,
+                sha,
+                entry,
+                files,
+            )));
         }
         // The run stopped between the .byok and its sidecar: rebuild the sidecar from the HSM.
         let index = shared.index.get(self.session)?;
@@ -422,7 +391,12 @@ impl Worker<'_, '_> {
         }
         files::write_new_unsynced(&sidecar_path, &s.to_json_bytes(), FileKind::Sidecar)?;
         let entry = Some(record::confirmed(&key.name, kek, &s));
-        Ok(Some(Done::resumed("sidecar restored", sha, entry, files)))
+        Ok(Some(Done::resumed(
+            Outcome::SidecarRestored,
+            sha,
+            entry,
+            files,
+        )))
     }
 
     /// No `.byok`, yet its sidecar is there: the sidecar is written first and the package
@@ -528,15 +502,13 @@ impl Worker<'_, '_> {
         let r = self.packager.package(&target, byok)?;
         files.extend([r.byok.clone(), r.sidecar.clone()]);
         let named = (key.name.as_str(), &target, generated);
-        let kind = target.kind.to_string();
-        let basis = shared.checks.iter().find(|b| b.kind == kind);
+        let basis = shared.checks.iter().find(|b| b.kind == target.kind);
         let check = (Some(verdict), basis.map(|b| b.entry.clone()));
         let entry = record::packaged(session, shared.kek, named, &r, check);
-        let sha = Fingerprint::from_hex(&r.byok_sha256).expect("hex we wrote");
         Ok(Done {
-            outcome: "packaged",
+            outcome: Outcome::Packaged,
             generated,
-            sha,
+            sha: r.byok_sha256,
             entry: Some(entry),
             files,
         })
@@ -561,7 +533,7 @@ impl Worker<'_, '_> {
 
 /// What became of one key, before its group's sync.
 struct Done {
-    outcome: &'static str,
+    outcome: Outcome,
     generated: bool,
     sha: Fingerprint,
     entry: Option<Entry>,
@@ -570,7 +542,7 @@ struct Done {
 
 impl Done {
     fn resumed(
-        outcome: &'static str,
+        outcome: Outcome,
         sha: Fingerprint,
         entry: Option<Entry>,
         files: Vec<PathBuf>,

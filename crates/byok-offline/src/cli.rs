@@ -13,7 +13,7 @@ use byok_cli_common::shell::{CompletionsArgs, ManArgs};
 use byok_cli_common::version::LONG_VERSION;
 use byok_cli_common::{GlobalFlags, KindFlags};
 use byok_core::KeyOp;
-use byok_core::target::{EncodingError, KeyKind, Kty};
+use byok_core::target::KeyKind;
 use byok_offline::batch::BatchOptions;
 use byok_offline::check::Overrides;
 use byok_offline::check::reuse::ReuseArgs;
@@ -458,27 +458,10 @@ impl ConnectionArgs {
 
 /// `--kty`, `--size`, `--curve` as what an existing key must be.
 fn expectation(kind: &KindFlags) -> Result<KindExpectation> {
-    let kty = kind
-        .kty
-        .as_deref()
-        .map(|name| {
-            Kty::from_jwk_kty(name).ok_or_else(|| {
-                OfflineError::KindFlags(EncodingError::UnknownKty {
-                    name: name.chars().take(20).collect(),
-                })
-            })
-        })
-        .transpose()?;
-    let curve = kind
-        .curve
-        .as_deref()
-        .map(str::parse)
-        .transpose()
-        .map_err(OfflineError::KindFlags)?;
     Ok(KindExpectation {
-        kty,
+        kty: kind.kty().map_err(OfflineError::KindFlags)?,
         size: kind.size,
-        curve,
+        curve: kind.curve().map_err(OfflineError::KindFlags)?,
     })
 }
 
@@ -486,10 +469,12 @@ impl KeySpecArgs {
     /// The key to generate, labelled `label`: `--kty` is required, the size or curve and the
     /// operations default to what the key type takes.
     fn generate_options(self, label: String, id: Option<&str>) -> Result<GenerateOptions> {
-        let kty = self.kind.kty.ok_or_else(|| {
-            OfflineError::Usage("--kty is required to generate a key (RSA, EC or oct)".into())
-        })?;
-        let kind = KeyKind::from_parts(&kty, self.kind.size, self.kind.curve.as_deref())
+        let kind = self
+            .kind
+            .kind()
+            .ok_or_else(|| {
+                OfflineError::Usage("--kty is required to generate a key (RSA, EC or oct)".into())
+            })?
             .map_err(OfflineError::KindFlags)?;
         let ops = match self.ops {
             Some(list) => KeyOp::parse_list(&list)?,
@@ -513,17 +498,14 @@ impl TryFrom<CheckArgs> for CheckOptions {
     /// No kind flag: every importable kind; else the one kind the flags name.
     fn try_from(a: CheckArgs) -> Result<Self> {
         let k = &a.kind;
-        let kinds = match &k.kty {
+        let kinds = match k.kind() {
             None if k.size.is_none() && k.curve.is_none() => KeyKind::IMPORTABLE.to_vec(),
             None => {
                 return Err(OfflineError::Usage(
                     "--size and --curve need --kty (RSA, EC or oct)".into(),
                 ));
             }
-            Some(kty) => vec![
-                KeyKind::from_parts(kty, k.size, k.curve.as_deref())
-                    .map_err(OfflineError::KindFlags)?,
-            ],
+            Some(kind) => vec![kind.map_err(OfflineError::KindFlags)?],
         };
         Ok(CheckOptions {
             kinds,

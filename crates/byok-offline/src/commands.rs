@@ -11,6 +11,7 @@ use crate::wrap_path::{self, KwpMechanism, PadBehaviour, TokenReport, WrapChoice
 use byok_cli_common::Document;
 use byok_cli_common::evidence::EvidenceLog;
 use byok_cli_common::files::{self, FileKind};
+use byok_cli_common::output::{as_display, as_hex};
 use byok_core::challenge::AesChallenge;
 use byok_core::sidecar;
 use byok_core::target::{Curve, KeyKind, Kty};
@@ -227,10 +228,13 @@ pub fn parse_id(hex_id: Option<&str>) -> Result<Option<Vec<u8>>> {
 #[derive(Debug, Serialize)]
 pub struct GenerateReport {
     pub label: String,
-    pub id: String,
-    pub kind: String,
+    /// The `CKA_ID`, in hex in the JSON.
+    #[serde(serialize_with = "as_hex")]
+    pub id: Vec<u8>,
+    #[serde(serialize_with = "as_display")]
+    pub kind: KeyKind,
     pub public_key: Option<PathBuf>,
-    pub public_key_sha256: Option<String>,
+    pub public_key_sha256: Option<Fingerprint>,
     pub token: String,
 }
 
@@ -252,10 +256,10 @@ fn generate_in(session: &TokenSession, opts: &GenerateOptions) -> Result<(Target
     }
     let report = GenerateReport {
         label: target.label.clone(),
-        id: hex::encode(&target.id),
-        kind: target.kind.to_string(),
+        id: target.id.clone(),
+        kind: target.kind,
         public_key: pem_path,
-        public_key_sha256: target.public_key.as_ref().map(|k| k.fingerprint().to_hex()),
+        public_key_sha256: target.public_key.as_ref().map(|k| k.fingerprint()),
         token: session.identity.label.clone(),
     };
     Ok((target, report))

@@ -10,7 +10,7 @@ use byok_cli_common::output::QueryError;
 use byok_core::challenge::ChallengeError;
 use byok_core::manifest::ManifestError;
 use byok_core::ops::OpError;
-use byok_core::target::KeyKind;
+use byok_core::target::{Curve, EncodingError, KeyKind};
 use cryptoki::error::{Error as CkError, RvError};
 use std::path::PathBuf;
 
@@ -113,7 +113,7 @@ pub enum OfflineError {
     #[error("name the target key with --label or --id")]
     NoTarget,
     #[error("the token cannot do a BYOK wrap: {0}")]
-    NoWrapPath(String),
+    NoWrapPath(MissingMechanism),
     #[error(
         "--wrap-mechanism native: the token does not offer CKM_RSA_AES_KEY_WRAP; use --wrap-mechanism auto or two-step"
     )]
@@ -209,11 +209,11 @@ pub enum OfflineError {
          PATH). Nothing was wrapped or written"
     )]
     PublicKeyFileDiffers { path: PathBuf, label: String },
-    #[error(
-        "cannot read the public key of the HSM key `{label}`: {reason}. Check its objects with \
-         `byok-offline keys` (an EC key needs its public key object with the same CKA_ID)"
-    )]
-    PublicKeyUnreadable { label: String, reason: String },
+    #[error("cannot read the public key of the HSM key `{label}`: {source}")]
+    PublicKeyUnreadable {
+        label: String,
+        source: PublicKeyError,
+    },
     #[error(
         "the challenge file {path} is refused: {source}. Pass the file `byok-online prove-aes` wrote"
     )]
@@ -245,6 +245,18 @@ pub enum OfflineError {
     Encoding(#[from] byok_core::target::EncodingError),
     #[error("--kty/--size/--curve: {0}")]
     KindFlags(byok_core::target::EncodingError),
+    #[error(
+        "the PKCS#11 module's {function} reports {reported} entries, more than the {bound} a \
+         token can mean (PKCS#11 names under 500 mechanisms); nothing was read. The module is \
+         faulty or not a PKCS#11 library: check the path given to --module, and report it to the \
+         HSM vendor"
+    )]
+    ImplausibleCount {
+        function: &'static str,
+        /// `CK_ULONG`: 32 bits on Windows, 64 on Unix.
+        reported: cryptoki_sys::CK_ULONG,
+        bound: cryptoki_sys::CK_ULONG,
+    },
     #[error("PKCS#11 {function} failed: {rv}{hint}")]
     Pkcs11 {
         function: String,
@@ -253,6 +265,95 @@ pub enum OfflineError {
     },
     #[error("PKCS#11: {0}")]
     Cryptoki(String),
+}
+
+/// The mechanism a wrap path needs and the token does not list (`Capabilities::choose`): why
+/// `tokens` says "not possible", and what [`OfflineError::NoWrapPath`] names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum MissingMechanism {
+    /// Only `--wrap-mechanism native` asks for it alone: [`OfflineError::NativeUnavailable`].
+    #[error("the token does not offer CKM_RSA_AES_KEY_WRAP; use --wrap-mechanism auto or two-step")]
+    RsaAesKeyWrap,
+    #[error(
+        "the token cannot generate AES keys (no CKM_AES_KEY_GEN), which the two-step wrap needs \
+         for its one-time AES-256 key; enable the mechanism if the HSM's policy disables it, or \
+         use a token that offers it or CKM_RSA_AES_KEY_WRAP"
+    )]
+    AesKeyGen,
+    #[error(
+        "the token lacks CKM_RSA_PKCS_OAEP, which the two-step wrap needs to wrap its AES key \
+         under the KEK; enable the mechanism if the HSM's policy disables it, or use a token \
+         that offers it or CKM_RSA_AES_KEY_WRAP"
+    )]
+    RsaPkcsOaep,
+    #[error(
+        "the token has neither CKM_AES_KEY_WRAP_KWP (0x210B) nor CKM_AES_KEY_WRAP_PAD (0x210A), \
+         one of which the two-step wrap needs for RFC 5649; use a token that offers one of them \
+         or CKM_RSA_AES_KEY_WRAP"
+    )]
+    AesKeyWrap,
+}
+
+impl From<MissingMechanism> for OfflineError {
+    /// `--wrap-mechanism native` without its mechanism has an error of its own; every other
+    /// missing mechanism leaves no wrap path.
+    fn from(missing: MissingMechanism) -> Self {
+        match missing {
+            MissingMechanism::RsaAesKeyWrap => OfflineError::NativeUnavailable,
+            other => OfflineError::NoWrapPath(other),
+        }
+    }
+}
+
+/// Why the public key of an RSA or EC target cannot be read from the token
+/// ([`OfflineError::PublicKeyUnreadable`]): one variant per cause, each naming its fix.
+#[derive(Debug, thiserror::Error)]
+pub enum PublicKeyError {
+    #[error(
+        "the RSA private key does not show its modulus and public exponent (CKA_MODULUS, \
+         CKA_PUBLIC_EXPONENT). Check the key with `byok-offline keys`; a key stored without \
+         them cannot be packaged with its public key: generate the key in the token \
+         (`byok-offline generate`)"
+    )]
+    RsaComponentsHidden,
+    #[error(
+        "no EC public key object with CKA_ID {id} beside the private key. Check its objects \
+         with `byok-offline keys`: an EC key needs its public key object with the same CKA_ID \
+         (create it with the HSM vendor's tools)"
+    )]
+    NoEcPublicObject {
+        /// The private key's `CKA_ID` in hex.
+        id: String,
+    },
+    #[error(
+        "the EC public key object with CKA_ID {id} has no CKA_EC_POINT. Check its objects with \
+         `byok-offline keys`; a token that hides the public point of a public key cannot be used \
+         for BYOK: report it to the HSM vendor"
+    )]
+    NoEcPoint {
+        /// The key's `CKA_ID` in hex.
+        id: String,
+    },
+    #[error(
+        "the {curve} public point is {len} bytes, expected an uncompressed point of {expected} \
+         (in a DER OCTET STRING or raw, as PKCS#11 tokens give it): the token's CKA_EC_POINT is \
+         not one, so report it to the HSM vendor"
+    )]
+    EcPointLength {
+        curve: Curve,
+        len: usize,
+        expected: usize,
+    },
+    #[error(
+        "the {curve} public point starts with 0x{first:02x}, not 0x04 (an uncompressed point): \
+         the token's CKA_EC_POINT is not one, so report it to the HSM vendor"
+    )]
+    EcPointCompressed { curve: Curve, first: u8 },
+    #[error(
+        "the {curve} public point is not a point of the curve ({source}): the token's \
+         CKA_EC_POINT is damaged, so report it to the HSM vendor"
+    )]
+    EcPointInvalid { curve: Curve, source: EncodingError },
 }
 
 impl From<CkError> for OfflineError {

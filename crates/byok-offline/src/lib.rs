@@ -11,14 +11,23 @@
 //! - [`log`]: `log verify`: the evidence log's chain, its head, and the head the minutes
 //!   recorded.
 //! - [`index`]: the token's objects read once for `batch`, so no key costs a search.
-//! - [`group`]: `batch`'s durability by group: files synced together, then their log entries.
-//! - [`keys`]: listing keys, generating the target inside the HSM, reading its public key.
+//! - `group` (crate-private): `batch`'s durability by group: files synced together, then their
+//!   log entries.
+//! - [`keys`]: listing keys, finding the target and reading its public key, generating it
+//!   inside the HSM from [`keys::templates`], `check`'s throwaway keys, the AES proof's
+//!   decryption.
 //! - [`wrap_path`]: which wrap the token can do (native `CKM_RSA_AES_KEY_WRAP` or two-step).
 //! - [`package`]: the wrap inside the HSM, the checks on the result, the `.byok` and sidecar.
 //! - [`raw`]: the PKCS#11 calls cryptoki cannot make (`C_GetMechanismList`, every
 //!   `C_WrapKey`) and the module's init arguments (the only `unsafe` code).
-//! - [`record`]: the evidence entries each command appends (token, KEK, key, verdicts).
-//! - [`error`]: one error per cause, each naming its fix, and its exit code.
+//! - `record` (crate-private): the evidence entries each command appends (token, KEK, key,
+//!   verdicts).
+//! - `error` (crate-private; its types are re-exported here): one error per cause, each naming
+//!   its fix ([`OfflineError`], with [`PublicKeyError`] and [`MissingMechanism`] for the
+//!   causes of an unreadable public key and of no wrap path), and its exit code.
+//!
+//! The modules linked above are used by the binary (`main.rs`, `cli.rs`, `print.rs`), the
+//! integration tests or xtask's bench floor; the crate-private ones only inside this library.
 //!
 //! Files, the evidence log appender, progress and exit codes are `byok-cli-common`'s, shared
 //! with the online half. This crate links no HTTP client and no async runtime: it runs on a
@@ -29,19 +38,19 @@
 pub mod batch;
 pub mod check;
 pub mod commands;
-pub mod error;
-pub mod group;
+pub(crate) mod error;
+pub(crate) mod group;
 pub mod index;
 pub mod keys;
 pub mod log;
 pub mod package;
 pub mod pin;
 pub mod raw;
-pub mod record;
+pub(crate) mod record;
 pub mod token;
 pub mod wrap_path;
 
-pub use error::{OfflineError, Result};
+pub use error::{MissingMechanism, OfflineError, PublicKeyError, Result};
 
 /// The environment variable the PIN is read from when no other source is named. Here, not in
 /// `pin`, because the errors name it too and `pin` returns those errors.

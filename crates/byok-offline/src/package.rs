@@ -6,28 +6,34 @@ use crate::raw::RawModule;
 use crate::token::{SessionObject, TokenSession};
 use crate::wrap_path::{KwpMechanism, WrapPath};
 use byok_cli_common::files::{self, FileKind};
+use byok_cli_common::output::{as_display, as_hex};
 use byok_core::package::Generator;
 use byok_core::sidecar::{self, Sidecar, Source};
 use byok_core::target::KeyKind;
-use byok_core::{Fingerprint, KekPublicKey, KekTransfer, KeyTransferPackage};
+use byok_core::{Fingerprint, KekPublicKey, KekTransfer, KeyId, KeyTransferPackage};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, KeyType, ObjectClass};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
-/// What `package` made.
+/// What `package` made, typed; its JSON spells each value as the human output does (hex
+/// digests and `CKA_ID`, the kind and wrap path as text).
 #[derive(Debug, Clone, Serialize)]
 pub struct PackageReport {
     pub byok: PathBuf,
     pub sidecar: PathBuf,
-    pub kek_kid: String,
-    pub kek_sha256: String,
-    pub wrap_path: String,
+    #[serde(serialize_with = "as_display")]
+    pub kek_kid: KeyId,
+    pub kek_sha256: Fingerprint,
+    #[serde(serialize_with = "as_display")]
+    pub wrap_path: WrapPath,
     pub target_label: String,
-    pub target_id: String,
-    pub target_kind: String,
-    pub target_public_key_sha256: Option<String>,
-    pub byok_sha256: String,
+    #[serde(serialize_with = "as_hex")]
+    pub target_id: Vec<u8>,
+    #[serde(serialize_with = "as_display")]
+    pub target_kind: KeyKind,
+    pub target_public_key_sha256: Option<Fingerprint>,
+    pub byok_sha256: Fingerprint,
 }
 
 /// Wraps the target under the KEK inside the token. Every session object made here (the
@@ -57,19 +63,7 @@ impl<'s> SessionKek<'s> {
     /// `C_CreateObject` of the KEK's public key (`CKA_TOKEN = false`, `CKA_WRAP = true`).
     pub fn import(token: &'s TokenSession, kek: &KekPublicKey) -> Result<Self> {
         let session = &token.session;
-        let object = SessionObject::new(
-            session,
-            session.create_object(&[
-                Attribute::Class(ObjectClass::PUBLIC_KEY),
-                Attribute::KeyType(KeyType::RSA),
-                Attribute::Token(false),
-                Attribute::Private(false),
-                Attribute::Modulus(kek.n_bytes()),
-                Attribute::PublicExponent(kek.e_bytes()),
-                Attribute::Wrap(true),
-                Attribute::Label(b"byok-kek-session".to_vec()),
-            ])?,
-        );
+        let object = SessionObject::new(session, session.create_object(&kek_template(kek))?);
         Ok(Self {
             object,
             kek: kek.clone(),
@@ -106,6 +100,38 @@ impl<'s> SessionKek<'s> {
     }
 }
 
+/// The template of the KEK imported as a session public key object: `CKA_TOKEN = false`,
+/// `CKA_WRAP = true` (the bench's floor imports it with this too).
+pub fn kek_template(kek: &KekPublicKey) -> Vec<Attribute> {
+    vec![
+        Attribute::Class(ObjectClass::PUBLIC_KEY),
+        Attribute::KeyType(KeyType::RSA),
+        Attribute::Token(false),
+        Attribute::Private(false),
+        Attribute::Modulus(kek.n_bytes()),
+        Attribute::PublicExponent(kek.e_bytes()),
+        Attribute::Wrap(true),
+        Attribute::Label(b"byok-kek-session".to_vec()),
+    ]
+}
+
+/// The template of the two-step wrap's one-time AES-256 key (`CKM_AES_KEY_GEN`): a session
+/// object, sensitive, extractable only so the KEK can wrap it (the bench's floor makes it
+/// with this too).
+pub fn session_aes_template() -> Vec<Attribute> {
+    vec![
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::AES),
+        Attribute::Token(false),
+        Attribute::Private(true),
+        Attribute::Sensitive(true),
+        Attribute::Extractable(true),
+        Attribute::ValueLen(32.into()),
+        Attribute::Wrap(true),
+        Attribute::Label(b"byok-aes-session".to_vec()),
+    ]
+}
+
 /// `CKM_RSA_AES_KEY_WRAP` in two calls: RFC 5649 of the target under a one-time AES-256 key,
 /// then RSA-OAEP (SHA-1) of that key under the KEK.
 fn wrap_two_step(
@@ -119,20 +145,7 @@ fn wrap_two_step(
     let session = &token.session;
     let aes = SessionObject::new(
         session,
-        session.generate_key(
-            &Mechanism::AesKeyGen,
-            &[
-                Attribute::Class(ObjectClass::SECRET_KEY),
-                Attribute::KeyType(KeyType::AES),
-                Attribute::Token(false),
-                Attribute::Private(true),
-                Attribute::Sensitive(true),
-                Attribute::Extractable(true),
-                Attribute::ValueLen(32.into()),
-                Attribute::Wrap(true),
-                Attribute::Label(b"byok-aes-session".to_vec()),
-            ],
-        )?,
+        session.generate_key(&Mechanism::AesKeyGen, &session_aes_template())?,
     );
     let kwp_part = raw.wrap_aes_kwp(
         session.handle(),
@@ -276,14 +289,14 @@ impl Packager<'_, '_> {
         Ok(PackageReport {
             byok: out.to_path_buf(),
             sidecar: sidecar_out,
-            kek_kid: kek.kid.to_string(),
-            kek_sha256: kek.key.fingerprint().to_hex(),
-            wrap_path: self.path.to_string(),
+            kek_kid: kek.kid.clone(),
+            kek_sha256: kek.key.fingerprint(),
+            wrap_path: self.path,
             target_label: target.label.clone(),
-            target_id: hex::encode(&target.id),
-            target_kind: target.kind.to_string(),
-            target_public_key_sha256: target.public_key.as_ref().map(|k| k.fingerprint().to_hex()),
-            byok_sha256: byok_sha256.to_hex(),
+            target_id: target.id.clone(),
+            target_kind: target.kind,
+            target_public_key_sha256: target.public_key.as_ref().map(|k| k.fingerprint()),
+            byok_sha256,
         })
     }
 }

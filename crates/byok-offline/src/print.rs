@@ -3,6 +3,7 @@
 //! script queries (`--query`).
 
 use byok_cli_common::minutes::MinutesReport;
+use byok_cli_common::output::Hex;
 use byok_cli_common::terminal::escape;
 use byok_cli_common::{Document, say};
 use byok_offline::batch::BatchReport;
@@ -106,7 +107,7 @@ pub fn generated(r: &GenerateReport) {
         "generated {} `{}` (id {}) on token `{}`",
         r.kind,
         escape(&r.label),
-        r.id,
+        Hex(&r.id),
         escape(&r.token)
     );
     if let Some(p) = &r.public_key {
@@ -119,7 +120,12 @@ pub fn generated(r: &GenerateReport) {
 
 pub fn packaged(outcome: &PackageOutcome) {
     if let Some(g) = &outcome.generated {
-        say!("generated {} `{}` (id {})", g.kind, escape(&g.label), g.id);
+        say!(
+            "generated {} `{}` (id {})",
+            g.kind,
+            escape(&g.label),
+            Hex(&g.id)
+        );
     }
     if let (Some(p), Some(how)) = (&outcome.public_key, outcome.public_key_file) {
         let note = match how {
@@ -131,16 +137,16 @@ pub fn packaged(outcome: &PackageOutcome) {
     field("check", &outcome.check);
     let r = &outcome.package;
     field("kek_kid", &r.kek_kid);
-    field("kek_sha256", &r.kek_sha256);
-    field("wrap_path", &r.wrap_path);
-    field("target_kind", &r.target_kind);
+    field("kek_sha256", r.kek_sha256);
+    field("wrap_path", r.wrap_path);
+    field("target_kind", r.target_kind);
     field("target_label", &r.target_label);
-    field("target_id", &r.target_id);
+    field("target_id", Hex(&r.target_id));
     if let Some(f) = &r.target_public_key_sha256 {
         field("target_public_key_sha256", f);
     }
     field("byok", r.byok.display());
-    field("byok_sha256", &r.byok_sha256);
+    field("byok_sha256", r.byok_sha256);
     field("sidecar", r.sidecar.display());
 }
 

@@ -5,7 +5,8 @@
 //! cannot name. Its `wrap_key` asks the module for the output length and trusts the answer,
 //! which NSS softokn under-reports. So this module reaches the same module's function list
 //! directly and calls `C_GetMechanismList` and every `C_WrapKey` (with a larger buffer when the
-//! module says `CKR_BUFFER_TOO_SMALL`). The function list is the one of the module cryptoki
+//! module says `CKR_BUFFER_TOO_SMALL`). A count or length the module reports sizes no
+//! allocation beyond a stated bound ([`MAX_MECHANISMS`], [`MAX_WRAP_LEN`]). The function list is the one of the module cryptoki
 //! loaded and initialised ([`crate::token::Module::load`]); nothing here initialises it again.
 //! Everything else goes through cryptoki.
 #![allow(unsafe_code)]
@@ -27,6 +28,11 @@ pub use cryptoki_sys::{CKM_AES_KEY_WRAP_KWP, CKM_AES_KEY_WRAP_PAD, CKM_RSA_AES_K
 
 /// The most a wrap may need: an RSA 4096 PKCS#8 wrapped is about 2.4 KiB, an RSA part 512 bytes.
 const MAX_WRAP_LEN: CK_ULONG = 64 * 1024;
+
+/// The most mechanisms a slot may list: PKCS#11 3.x names 480 (cryptoki-sys's `CKM_`
+/// constants), and the modules measured here list tens to a few hundred. A count over eight
+/// times every named mechanism (32 KiB of mechanism numbers) is a faulty module, not a token.
+const MAX_MECHANISMS: CK_ULONG = 4096;
 
 /// `C_Initialize`'s arguments: OS locking, and the module's init string (`--init-args`,
 /// `PKCS11_INIT_ARGS`) in `pReserved` when one is given (NSS softokn needs
@@ -58,6 +64,19 @@ fn rv_error(function: Function, rv: CK_RV) -> OfflineError {
             hint: "",
         },
     }
+}
+
+/// A count or length `function` reported, as an allocation's size: refused over `bound`
+/// ([`OfflineError::ImplausibleCount`]) before anything is allocated.
+fn bounded(function: &'static str, reported: CK_ULONG, bound: CK_ULONG) -> Result<usize> {
+    if reported > bound {
+        return Err(OfflineError::ImplausibleCount {
+            function,
+            reported,
+            bound,
+        });
+    }
+    Ok(reported as usize)
 }
 
 /// The output length to try after `CKR_BUFFER_TOO_SMALL`: what the module now says if it says
@@ -120,7 +139,9 @@ impl RawModule {
         if rv != CKR_OK {
             return Err(rv_error(Function::GetMechanismList, rv));
         }
-        let mut list = vec![0 as CK_MECHANISM_TYPE; count as usize];
+        // The count is the module's word: it never sizes an allocation beyond the bound.
+        let count_len = bounded("C_GetMechanismList", count, MAX_MECHANISMS)?;
+        let mut list = vec![0 as CK_MECHANISM_TYPE; count_len];
         // SAFETY: `list` has room for `count` entries, as the module asked.
         let rv = unsafe { f(slot, list.as_mut_ptr(), &mut count) };
         if rv != CKR_OK {
@@ -274,6 +295,37 @@ mod tests {
         assert_eq!(next_len(100, 100), 200);
         assert_eq!(next_len(100, 0), 200);
         assert_eq!(next_len(0, 0), 64);
+    }
+
+    #[test]
+    fn a_reported_count_over_the_bound_is_refused_before_allocating() {
+        let f = "C_GetMechanismList";
+        assert_eq!(bounded(f, 0, MAX_MECHANISMS).unwrap(), 0);
+        assert_eq!(bounded(f, 70, MAX_MECHANISMS).unwrap(), 70);
+        assert_eq!(bounded(f, MAX_MECHANISMS, MAX_MECHANISMS).unwrap(), 4096);
+        for reported in [MAX_MECHANISMS + 1, CK_ULONG::MAX] {
+            match bounded(f, reported, MAX_MECHANISMS) {
+                Err(OfflineError::ImplausibleCount {
+                    function,
+                    reported: r,
+                    bound,
+                }) => {
+                    assert_eq!(function, "C_GetMechanismList");
+                    assert_eq!(r, reported);
+                    assert_eq!(bound, 4096);
+                }
+                other => panic!("{reported}: {other:?}"),
+            }
+        }
+        let err = bounded(f, 1 << 40, MAX_MECHANISMS).unwrap_err().to_string();
+        assert!(
+            err.starts_with(
+                "the PKCS#11 module's C_GetMechanismList reports 1099511627776 entries, more \
+                 than the 4096"
+            ),
+            "{err}"
+        );
+        assert!(err.contains("check the path given to --module"), "{err}");
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! RFC 5649 under `CKM_AES_KEY_WRAP_KWP` (0x210B) or, after a known-answer self-test,
 //! `CKM_AES_KEY_WRAP_PAD` (0x210A).
 
+pub use crate::error::MissingMechanism;
+
 use crate::error::{OfflineError, Result};
 use crate::raw::{CKM_AES_KEY_WRAP_KWP, CKM_AES_KEY_WRAP_PAD, CKM_RSA_AES_KEY_WRAP, RawModule};
 use crate::token::{SessionObject, TokenIdentity, TokenSession};
@@ -98,32 +100,32 @@ impl Capabilities {
         }
     }
 
-    /// The verdict without touching the token: which path `auto` would take, or why none.
-    /// `Pad` still needs its self-test before use.
-    pub fn verdict(&self) -> std::result::Result<WrapPath, String> {
+    /// The verdict without touching the token: which path `auto` would take, or the
+    /// mechanism that leaves none. `Pad` still needs its self-test before use.
+    pub fn verdict(&self) -> std::result::Result<WrapPath, MissingMechanism> {
         self.choose(WrapChoice::Auto)
     }
 
-    /// Picks the path for a choice, before any self-test.
-    pub fn choose(&self, choice: WrapChoice) -> std::result::Result<WrapPath, String> {
+    /// Picks the path for a choice, before any self-test, or names the mechanism it lacks.
+    pub fn choose(&self, choice: WrapChoice) -> std::result::Result<WrapPath, MissingMechanism> {
         let two_step = || {
             if !self.aes_key_gen {
-                return Err("the token cannot generate AES keys (no CKM_AES_KEY_GEN)".to_string());
+                return Err(MissingMechanism::AesKeyGen);
             }
             if !self.rsa_pkcs_oaep {
-                return Err("the token lacks CKM_RSA_PKCS_OAEP".to_string());
+                return Err(MissingMechanism::RsaPkcsOaep);
             }
             if self.aes_key_wrap_kwp {
                 Ok(WrapPath::TwoStep(KwpMechanism::Kwp))
             } else if self.aes_key_wrap_pad {
                 Ok(WrapPath::TwoStep(KwpMechanism::Pad))
             } else {
-                Err("the token has neither CKM_AES_KEY_WRAP_KWP (0x210B) nor CKM_AES_KEY_WRAP_PAD (0x210A)".to_string())
+                Err(MissingMechanism::AesKeyWrap)
             }
         };
         match choice {
             WrapChoice::Native if self.rsa_aes_key_wrap => Ok(WrapPath::Native),
-            WrapChoice::Native => Err("the token does not offer CKM_RSA_AES_KEY_WRAP".to_string()),
+            WrapChoice::Native => Err(MissingMechanism::RsaAesKeyWrap),
             WrapChoice::Auto if self.rsa_aes_key_wrap => Ok(WrapPath::Native),
             WrapChoice::Auto | WrapChoice::TwoStep => two_step(),
         }
@@ -152,10 +154,9 @@ pub fn choose(token: &TokenSession, raw: &RawModule, choice: WrapChoice) -> Resu
 
 fn choose_path(token: &TokenSession, raw: &RawModule, choice: WrapChoice) -> Result<WrapPath> {
     let caps = capabilities(raw, token.slot.id())?;
-    let path = caps.choose(choice).map_err(|reason| match choice {
-        WrapChoice::Native => OfflineError::NativeUnavailable,
-        _ => OfflineError::NoWrapPath(reason),
-    })?;
+    // `--wrap-mechanism native` without its mechanism is `NativeUnavailable`; any other
+    // missing mechanism is `NoWrapPath` naming it (`From<MissingMechanism>`).
+    let path = caps.choose(choice)?;
     if path != WrapPath::TwoStep(KwpMechanism::Pad) {
         return Ok(path);
     }
@@ -277,7 +278,10 @@ mod tests {
             caps(false, false, true).verdict(),
             Ok(WrapPath::TwoStep(KwpMechanism::Pad))
         );
-        assert!(caps(false, false, false).verdict().is_err());
+        assert_eq!(
+            caps(false, false, false).verdict(),
+            Err(MissingMechanism::AesKeyWrap)
+        );
     }
 
     #[test]
@@ -286,18 +290,69 @@ mod tests {
             caps(true, true, false).choose(WrapChoice::TwoStep),
             Ok(WrapPath::TwoStep(KwpMechanism::Kwp))
         );
-        assert!(caps(false, true, true).choose(WrapChoice::Native).is_err());
+        assert_eq!(
+            caps(false, true, true).choose(WrapChoice::Native),
+            Err(MissingMechanism::RsaAesKeyWrap)
+        );
         let mut no_oaep = caps(false, true, true);
         no_oaep.rsa_pkcs_oaep = false;
+        assert_eq!(
+            no_oaep.choose(WrapChoice::Auto),
+            Err(MissingMechanism::RsaPkcsOaep)
+        );
         assert!(
             no_oaep
                 .choose(WrapChoice::Auto)
                 .unwrap_err()
+                .to_string()
                 .contains("OAEP")
+        );
+        let mut no_aes_gen = caps(false, true, true);
+        no_aes_gen.aes_key_gen = false;
+        assert_eq!(
+            no_aes_gen.choose(WrapChoice::TwoStep),
+            Err(MissingMechanism::AesKeyGen)
         );
         // Native needs no OAEP mechanism of its own.
         no_oaep.rsa_aes_key_wrap = true;
         assert_eq!(no_oaep.choose(WrapChoice::Auto), Ok(WrapPath::Native));
+    }
+
+    #[test]
+    fn a_missing_mechanism_becomes_the_error_of_the_choice() {
+        // Native asked for alone: its own error, naming the other choices.
+        let native: OfflineError = MissingMechanism::RsaAesKeyWrap.into();
+        assert!(matches!(native, OfflineError::NativeUnavailable));
+        assert!(
+            native
+                .to_string()
+                .contains("use --wrap-mechanism auto or two-step")
+        );
+        // Any other: no wrap path, naming the mechanism and what to do.
+        for (missing, names) in [
+            (MissingMechanism::AesKeyGen, "CKM_AES_KEY_GEN"),
+            (MissingMechanism::RsaPkcsOaep, "CKM_RSA_PKCS_OAEP"),
+            (
+                MissingMechanism::AesKeyWrap,
+                "CKM_AES_KEY_WRAP_KWP (0x210B)",
+            ),
+        ] {
+            let err: OfflineError = missing.into();
+            assert!(
+                matches!(err, OfflineError::NoWrapPath(m) if m == missing),
+                "{err:?}"
+            );
+            let text = err.to_string();
+            assert!(
+                text.starts_with("the token cannot do a BYOK wrap: "),
+                "{text}"
+            );
+            assert!(text.contains(names), "{text}");
+            assert!(
+                text.contains("use a token that offers"),
+                "no remedy: {text}"
+            );
+        }
     }
 
     #[test]

@@ -214,22 +214,10 @@ fn openssl_unwraps_an_hsm_package_to_the_hsm_key() {
     let openssl = |args: &[&str]| {
         byok_tests::openssl(args, hsm.dir());
     };
-    openssl(&[
-        "pkeyutl",
-        "-decrypt",
-        "-inkey",
-        "kek.pem",
-        "-pkeyopt",
-        "rsa_padding_mode:oaep",
-        "-pkeyopt",
-        "rsa_oaep_md:sha1",
-        "-pkeyopt",
-        "rsa_mgf1_md:sha1",
-        "-in",
-        "rsa.bin",
-        "-out",
-        "aes.bin",
-    ]);
+    let mut decrypt = vec!["pkeyutl", "-decrypt", "-inkey", "kek.pem"];
+    decrypt.extend(byok_tests::OPENSSL_OAEP_SHA1);
+    decrypt.extend(["-in", "rsa.bin", "-out", "aes.bin"]);
+    openssl(&decrypt);
     let aes = std::fs::read(hsm.path("aes.bin")).unwrap();
     assert_eq!(aes.len(), 32);
     openssl(&[

@@ -15,6 +15,7 @@ use crate::import::{BYOK_SHA256_TAG, ImportOptions, ImportPlan};
 use crate::pace::Pacer;
 use byok_cli_common::evidence::EvidenceLog;
 use byok_cli_common::files::{self, FileKind};
+use byok_cli_common::output::as_display;
 use byok_cli_common::progress::Progress;
 use byok_cli_common::{Document, Output};
 use byok_core::evidence::{self, Entry, Event};
@@ -23,6 +24,7 @@ use byok_core::sidecar::Sidecar;
 use byok_core::{package, sidecar};
 use futures::StreamExt;
 use serde::Serialize;
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -50,7 +52,8 @@ pub struct BatchImportOptions {
 pub struct KeyOutcome {
     pub name: String,
     /// `imported`, `already imported`, `would import` (a dry run), or `failed`.
-    pub outcome: String,
+    #[serde(serialize_with = "as_display")]
+    pub outcome: Outcome,
     /// The name existed without this package's tag and `--new-version` was given: a version
     /// was (or would be) added.
     pub new_version: bool,
@@ -60,6 +63,37 @@ pub struct KeyOutcome {
     pub verification: String,
     pub error: Option<String>,
     pub seconds: f64,
+}
+
+/// What a batch import did with one key: its progress line and the report's `outcome`
+/// spell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Imported now.
+    Imported,
+    /// The vault holds it already, tagged with this package's SHA-256.
+    AlreadyImported,
+    /// A dry run would import it.
+    WouldImport,
+    Failed,
+}
+
+impl Outcome {
+    /// `imported`, `already imported`, `would import` or `failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Imported => "imported",
+            Outcome::AlreadyImported => "already imported",
+            Outcome::WouldImport => "would import",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// What `batch-import` reports (`byok-online.batch-import/1`), and writes to its report file.
@@ -95,7 +129,7 @@ impl KeyOutcome {
         match result {
             Ok(done) => KeyOutcome {
                 name: name.into(),
-                outcome: done.outcome.into(),
+                outcome: done.outcome,
                 new_version: done.new_version,
                 vault_kid: done.kid,
                 verification: done.verification,
@@ -104,7 +138,7 @@ impl KeyOutcome {
             },
             Err(e) => KeyOutcome {
                 name: name.into(),
-                outcome: "failed".into(),
+                outcome: Outcome::Failed,
                 new_version: false,
                 vault_kid: None,
                 verification: "not verified".into(),
@@ -216,13 +250,13 @@ pub async fn run(conn: &ConnectOptions, opts: &BatchImportOptions) -> Result<Bat
         .collect()
         .await;
     progress.finish();
-    let count = |what: &str| outcomes.iter().filter(|o| o.outcome == what).count();
+    let count = |what: Outcome| outcomes.iter().filter(|o| o.outcome == what).count();
     let report = BatchImportReport {
         dry_run: opts.write.dry_run,
-        imported: count("imported"),
-        already_imported: count("already imported"),
-        would_import: count("would import"),
-        failed: count("failed"),
+        imported: count(Outcome::Imported),
+        already_imported: count(Outcome::AlreadyImported),
+        would_import: count(Outcome::WouldImport),
+        failed: count(Outcome::Failed),
         throttled: pacer.throttled(),
         keys: outcomes,
         seconds: started.elapsed().as_secs_f64(),
@@ -240,8 +274,8 @@ pub async fn run(conn: &ConnectOptions, opts: &BatchImportOptions) -> Result<Bat
 
 /// What happened to one key.
 struct Done {
-    /// `imported`, `already imported` or `would import`.
-    outcome: &'static str,
+    /// Imported, already imported, or would be (a dry run).
+    outcome: Outcome,
     new_version: bool,
     kid: Option<String>,
     verification: String,
@@ -290,7 +324,7 @@ async fn one(ctx: &Ctx<'_>, key: &ManifestKey) -> Result<Done> {
     plan.check_kek(ctx.vault).await?;
     if ctx.write.dry_run {
         return Ok(Done {
-            outcome: "would import",
+            outcome: Outcome::WouldImport,
             new_version,
             kid: None,
             verification: "not verified in a dry run".into(),
@@ -311,8 +345,8 @@ async fn recorded(
     new_version: bool,
 ) -> Result<Done> {
     let outcome = match event {
-        Event::Imported => "imported",
-        _ => "already imported",
+        Event::Imported => Outcome::Imported,
+        _ => Outcome::AlreadyImported,
     };
     if ctx.write.dry_run {
         return Ok(Done {

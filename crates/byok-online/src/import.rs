@@ -13,13 +13,14 @@ use crate::error::{KekProblem, KeyMismatch, OnlineError, Result};
 use crate::existing::{self, WriteOptions};
 use crate::vault::{ImportRequest, KeyView};
 use azure_security_keyvault_keys::models::KeyReleasePolicy;
-use byok_cli_common::Document;
 use byok_cli_common::files;
+use byok_cli_common::output::as_display;
+use byok_cli_common::{Document, KindFlags};
 use byok_core::kid::{Cloud, VaultKind};
 use byok_core::package::MAX_PACKAGE_BYTES;
 use byok_core::sidecar::{self, Sidecar};
-use byok_core::target::{Curve, KeyKind, Kty};
-use byok_core::{Fingerprint, KeyOp, KeyTransferPackage, TargetPublicKey, VaultUrl};
+use byok_core::target::{KeyKind, Kty};
+use byok_core::{Fingerprint, KeyId, KeyOp, KeyTransferPackage, TargetPublicKey, VaultUrl};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -40,9 +41,8 @@ pub struct ImportOptions {
     pub byok_file: PathBuf,
     /// Default: the sidecar beside `byok_file` when it exists.
     pub sidecar: Option<PathBuf>,
-    pub kty: Option<String>,
-    pub size: Option<u32>,
-    pub curve: Option<String>,
+    /// `--kty`, `--size`, `--curve`: what the package holds, checked against its sidecar.
+    pub kind: KindFlags,
     /// Default: every operation the key type allows.
     pub ops: Option<Vec<KeyOp>>,
     pub tags: Vec<(String, String)>,
@@ -66,9 +66,11 @@ pub struct ImportReport {
     /// The name existed, so the import added (or would add) a version to it.
     pub new_version: bool,
     /// What the package holds: `RSA 3072`, `EC P-256`, `AES 256`.
-    pub kind: String,
-    pub kek_kid: String,
-    pub byok_sha256: String,
+    #[serde(serialize_with = "as_display")]
+    pub kind: KeyKind,
+    #[serde(serialize_with = "as_display")]
+    pub kek_kid: KeyId,
+    pub byok_sha256: Fingerprint,
     /// `matches`, `not checked (...)` with the reason (an AES key, no expected key, a dry run).
     pub public_key_check: String,
     /// The imported key as the vault shows it; null in a dry run.
@@ -113,7 +115,8 @@ pub async fn import(
     write: WriteOptions,
 ) -> Result<ImportReport> {
     let mut plan = ImportPlan::prepare(opts, &conn.vault_url()?)?;
-    let sha = plan.byok_sha256().to_hex();
+    let byok_sha256 = *plan.byok_sha256();
+    let sha = byok_sha256.to_hex();
     plan.tag(BYOK_SHA256_TAG, &sha);
     let vault = conn.connect()?;
     plan.check_kek(&vault).await?;
@@ -131,9 +134,9 @@ pub async fn import(
         dry_run: write.dry_run,
         action,
         new_version: existing.is_some(),
-        kind: plan.kind.to_string(),
-        kek_kid: plan.package.kid().to_string(),
-        byok_sha256: sha,
+        kind: plan.kind,
+        kek_kid: plan.package.kid().clone(),
+        byok_sha256,
         public_key_check: "not checked (dry run: nothing was imported)".into(),
         key: None,
         package_ignored: plan.ignored.clone(),
@@ -403,23 +406,15 @@ fn read_sidecar(
 /// without a sidecar the flags say.
 fn kind_of(opts: &ImportOptions, sidecar: Option<&Sidecar>) -> Result<KeyKind> {
     let stated = sidecar.map(|s| s.kind);
-    let Some(kty) = &opts.kty else {
+    // Flags left out take the sidecar's values, when the key types agree.
+    let Some(flags) = opts.kind.kind_like(stated) else {
         return stated.ok_or_else(|| {
             OnlineError::Usage(
                 "no sidecar next to the .byok: say what it holds with --kty RSA|EC|oct (and --curve for EC)".into(),
             )
         });
     };
-    // Flags left out take the sidecar's values, when the key types agree.
-    let same_type = stated.filter(|k| Kty::from_jwk_kty(kty) == Some(k.kty()));
-    let size = opts
-        .size
-        .or(same_type.filter(|k| k.curve().is_none()).map(KeyKind::bits));
-    let curve = opts
-        .curve
-        .as_deref()
-        .or(same_type.and_then(KeyKind::curve).map(Curve::name));
-    let flags = KeyKind::from_parts(kty, size, curve).map_err(OnlineError::KindFlags)?;
+    let flags = flags.map_err(OnlineError::KindFlags)?;
     match stated {
         Some(sidecar) if sidecar != flags => Err(OnlineError::KindDiffers { flags, sidecar }),
         _ => Ok(flags),
@@ -449,7 +444,8 @@ fn parse_time(flag: &str, s: Option<&str>) -> Result<Option<OffsetDateTime>> {
 mod tests {
     use super::*;
     use byok_core::package::Generator;
-    use byok_core::{KeyId, TargetKey, wrap};
+    use byok_core::target::Curve;
+    use byok_core::{TargetKey, wrap};
 
     const VAULT: &str = "https://contoso.vault.azure.net";
 
@@ -498,8 +494,8 @@ mod tests {
         assert!(plan.expected.is_some());
         // Flags that agree with the sidecar are fine.
         let mut opts = package(dir.path(), VAULT, true);
-        opts.kty = Some("EC".into());
-        opts.curve = Some("P-256".into());
+        opts.kind.kty = Some("EC".into());
+        opts.kind.curve = Some("P-256".into());
         assert!(prepare(&opts).is_ok());
     }
 
@@ -516,7 +512,7 @@ mod tests {
     fn flags_contradicting_the_sidecar_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let mut opts = package(dir.path(), VAULT, true);
-        opts.kty = Some("RSA".into());
+        opts.kind.kty = Some("RSA".into());
         let err = prepare(&opts).unwrap_err();
         assert!(
             matches!(
@@ -528,8 +524,8 @@ mod tests {
             ),
             "{err}"
         );
-        opts.kty = Some("EC".into());
-        opts.curve = Some("P-384".into());
+        opts.kind.kty = Some("EC".into());
+        opts.kind.curve = Some("P-384".into());
         assert!(matches!(
             prepare(&opts),
             Err(OnlineError::KindDiffers { .. })
@@ -543,11 +539,11 @@ mod tests {
         let err = prepare(&opts).unwrap_err();
         assert!(matches!(err, OnlineError::Usage(_)), "{err}");
         assert!(err.to_string().contains("--kty"), "{err}");
-        opts.kty = Some("EC".into());
+        opts.kind.kty = Some("EC".into());
         let plan = prepare(&opts).unwrap();
         assert_eq!(plan.kind(), KeyKind::Ec { curve: Curve::P256 });
         assert!(plan.expected.is_none());
-        opts.kty = Some("DSA".into());
+        opts.kind.kty = Some("DSA".into());
         assert!(matches!(prepare(&opts), Err(OnlineError::KindFlags(_))));
     }
 

@@ -83,7 +83,7 @@ pub fn import(r: &ImportReport) {
     if let Some(key) = &r.key {
         key_view(key);
     }
-    field("byok_sha256", &r.byok_sha256);
+    field("byok_sha256", r.byok_sha256);
     field("public_key_check", &r.public_key_check);
     for note in &r.package_ignored {
         field("package_ignored", note);

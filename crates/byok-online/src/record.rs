@@ -63,8 +63,8 @@ pub fn imported(r: &ImportReport) -> Option<Entry> {
     Some(Entry::Imported(Imported {
         key_name: r.name.clone(),
         vault_kid: key.kid.clone(),
-        byok_sha256: r.byok_sha256.clone(),
-        kek_kid: r.kek_kid.clone(),
+        byok_sha256: r.byok_sha256.to_hex(),
+        kek_kid: r.kek_kid.to_string(),
         public_key_sha256: key.public_key_sha256.clone(),
         verification: format!(
             "public key against the sidecar: {}; run `byok-online verify` for the signature proof",

@@ -186,6 +186,25 @@ pub struct DeletedView {
     pub request_id: Option<String>,
 }
 
+/// The key a create or an import (`what`, logged with its answer) wrote under `name`, said
+/// `done` at `-v`; a name a deleted key still holds is named in the error.
+fn written(
+    name: &str,
+    what: &str,
+    done: &str,
+    response: azure_core::Result<Response<Key>>,
+) -> Result<KeyView> {
+    let key = logged(
+        what,
+        response.map_err(|e| deleted_name(name, from_azure(e)))?,
+    )
+    .into_model()
+    .map_err(|e| OnlineError::BadResponse(e.to_string()))?;
+    let view = KeyView::from_sdk(key)?;
+    tracing::info!("{done} {}", view.kid);
+    Ok(view)
+}
+
 /// Logs a response's status and request id (`-v`): the id is what Azure support asks for.
 fn logged<T, F>(what: &str, response: Response<T, F>) -> Response<T, F> {
     let id = response
@@ -279,14 +298,8 @@ impl Vault {
                 RequestContent::try_from(params).map_err(from_azure)?,
                 None,
             )
-            .await
-            .map_err(|e| deleted_name(name, from_azure(e)))?;
-        let key = logged(&what, response)
-            .into_model()
-            .map_err(|e| OnlineError::BadResponse(e.to_string()))?;
-        let view = KeyView::from_sdk(key)?;
-        tracing::info!("created {}", view.kid);
-        Ok(view)
+            .await;
+        written(name, &what, "created", response)
     }
 
     /// `PUT /keys/{name}` with `key_hsm` = the whole `.byok` file.
@@ -333,14 +346,8 @@ impl Vault {
                 RequestContent::try_from(params).map_err(from_azure)?,
                 None,
             )
-            .await
-            .map_err(|e| deleted_name(name, from_azure(e)))?;
-        let key = logged(&what, response)
-            .into_model()
-            .map_err(|e| OnlineError::BadResponse(e.to_string()))?;
-        let view = KeyView::from_sdk(key)?;
-        tracing::info!("imported {}", view.kid);
-        Ok(view)
+            .await;
+        written(name, &what, "imported", response)
     }
 
     /// Signs a digest with the vault's key.

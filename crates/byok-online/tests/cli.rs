@@ -178,37 +178,7 @@ async fn an_openssl_made_byok_imports_and_verifies() {
         "pkcs8", "-topk8", "-nocrypt", "-in", "t.pem", "-outform", "DER", "-out", "t.der",
     ]);
     openssl(&["pkey", "-in", "t.pem", "-pubout", "-out", "t.pub.pem"]);
-    openssl(&["rand", "-out", "aes.bin", "32"]);
-    openssl(&[
-        "pkeyutl",
-        "-encrypt",
-        "-pubin",
-        "-inkey",
-        "kek.transfer",
-        "-pkeyopt",
-        "rsa_padding_mode:oaep",
-        "-pkeyopt",
-        "rsa_oaep_md:sha1",
-        "-pkeyopt",
-        "rsa_mgf1_md:sha1",
-        "-in",
-        "aes.bin",
-        "-out",
-        "rsa.bin",
-    ]);
-    let aes = hex::encode(std::fs::read(env.path("aes.bin")).unwrap());
-    openssl(&[
-        "enc",
-        "-id-aes256-wrap-pad",
-        "-K",
-        &aes,
-        "-iv",
-        "A65959A6",
-        "-in",
-        "t.der",
-        "-out",
-        "kwp.bin",
-    ]);
+    byok_tests::try_openssl_wrap(env.work.path(), "t.der", "kek.transfer").unwrap();
     let mut ct = std::fs::read(env.path("rsa.bin")).unwrap();
     ct.extend(std::fs::read(env.path("kwp.bin")).unwrap());
     let kid = KekTransfer::parse(&std::fs::read_to_string(env.path("kek.transfer")).unwrap())

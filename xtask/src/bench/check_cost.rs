@@ -5,7 +5,8 @@
 //! cost is a number of keys drawn by chance: each row gives the mean keys per run beside the
 //! median wall time. Figures in target/bench/check.{md,json}.
 
-use super::{Results, measured, median, write_results};
+use super::results::{Results, write_results};
+use super::timing::{measured, median};
 use byok_tests::{ModuleKind, Profile, TestToken};
 use serde_json::Value;
 use std::path::Path;

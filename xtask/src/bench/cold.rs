@@ -9,7 +9,10 @@
 //!   throwaway key), and with no recorded verdict (a fresh log per run), which checks the kind
 //!   first as every package did before verdicts were reused.
 
-use super::{Bench, PIN, Results, measured, median};
+use super::PIN;
+use super::results::Results;
+use super::timing::{measured, median};
+use super::work::Bench;
 use byok_tests::TestToken;
 use std::path::Path;
 use std::process::Command;
@@ -72,12 +75,13 @@ pub(super) fn cold_start(b: &mut Bench) -> Result<(), String> {
         floor.push(t);
         kb_floor = kb_floor.max(kb);
     }
-    b.mem("byok-offline package (one key, cold)", kb_package);
-    b.mem(
+    b.results
+        .mem("byok-offline package (one key, cold)", kb_package);
+    b.results.mem(
         "module load + login floor (cryptoki, xtask __login)",
         kb_floor,
     );
-    b.row(
+    b.results.row(
         "byok-offline package --recheck, one existing RSA 2048 key, cold",
         median(&mut package) * 1000.0,
         "ms",

@@ -1,6 +1,10 @@
 //! The module's own floors, which the bench measures byok-offline against: children of
 //! `cargo xtask bench` that make a token's PKCS#11 calls in a loop and nothing else.
 //!
+//! Every template and attribute list is byok-offline's own (`keys::templates`,
+//! `keys::DESCRIBE`, `package::kek_template` and `session_aes_template`), so a floor sends
+//! what the tool sends and cannot drift from it.
+//!
 //! - `__keygen`: SoftHSM key generation alone;
 //! - `__login`: load the module and log in;
 //! - `__floor`: the calls `byok-offline batch` makes per key, with no file, check or log
@@ -10,6 +14,10 @@
 //!   measured at a token size.
 
 use super::PIN;
+use byok_core::KeyOp;
+use byok_core::target::KeyKind;
+use byok_offline::keys::templates::{Generation, Templates};
+use byok_offline::package::{kek_template, session_aes_template};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::Session;
@@ -90,16 +98,7 @@ impl Floor {
     /// The KEK as a session public key object, made once per session as the tool does.
     fn kek_object(&self, kek: &byok_core::KekPublicKey) -> Result<ObjectHandle, String> {
         self.session()
-            .create_object(&[
-                Attribute::Class(ObjectClass::PUBLIC_KEY),
-                Attribute::KeyType(KeyType::RSA),
-                Attribute::Token(false),
-                Attribute::Private(false),
-                Attribute::Modulus(kek.n_bytes()),
-                Attribute::PublicExponent(kek.e_bytes()),
-                Attribute::Wrap(true),
-                Attribute::Label(b"byok-kek-session".to_vec()),
-            ])
+            .create_object(&kek_template(kek))
             .map_err(|e| e.to_string())
     }
 
@@ -109,20 +108,7 @@ impl Floor {
         let s = self.session();
         let err = |e: byok_offline::OfflineError| e.to_string();
         let aes = s
-            .generate_key(
-                &Mechanism::AesKeyGen,
-                &[
-                    Attribute::Class(ObjectClass::SECRET_KEY),
-                    Attribute::KeyType(KeyType::AES),
-                    Attribute::Token(false),
-                    Attribute::Private(true),
-                    Attribute::Sensitive(true),
-                    Attribute::Extractable(true),
-                    Attribute::ValueLen(32.into()),
-                    Attribute::Wrap(true),
-                    Attribute::Label(b"byok-aes-session".to_vec()),
-                ],
-            )
+            .generate_key(&Mechanism::AesKeyGen, &session_aes_template())
             .map_err(|e| e.to_string())?;
         let raw = self.module.raw();
         let kwp_part = raw
@@ -138,7 +124,7 @@ impl Floor {
     /// What the tool reads of a key it finds: its description, and its public point.
     fn read_target(&self, private: ObjectHandle, public: ObjectHandle) -> Result<(), String> {
         self.session()
-            .get_attributes(private, &DESCRIBE)
+            .get_attributes(private, &byok_offline::keys::DESCRIBE)
             .map_err(|e| e.to_string())?;
         self.read_point(public)
     }
@@ -152,8 +138,8 @@ impl Floor {
     }
 
     /// The new public key as the tool reads it: an EC point, or an RSA modulus and exponent.
-    fn read_public(&self, public: ObjectHandle, kind: &str) -> Result<(), String> {
-        if kind.starts_with("EC") {
+    fn read_public(&self, public: ObjectHandle, kind: KeyKind) -> Result<(), String> {
+        if let KeyKind::Ec { .. } = kind {
             return self.read_point(public);
         }
         self.session()
@@ -166,19 +152,6 @@ impl Floor {
     }
 }
 
-/// The attributes byok-offline reads to describe a key object.
-const DESCRIBE: [AttributeType; 9] = [
-    AttributeType::Label,
-    AttributeType::Id,
-    AttributeType::Class,
-    AttributeType::KeyType,
-    AttributeType::Modulus,
-    AttributeType::EcParams,
-    AttributeType::ValueLen,
-    AttributeType::Extractable,
-    AttributeType::Sensitive,
-];
-
 /// `__floor`: prints `{"count", "seconds"}`, the per-key loop's wall time (the session, the
 /// KEK object and, for existing keys, the index are made before the clock starts, as the
 /// tool makes them once per batch).
@@ -188,6 +161,7 @@ pub fn floor(mode: FloorMode, args: &FloorArgs) -> Result<(), String> {
     let text = std::fs::read_to_string(kek_path).map_err(|e| e.to_string())?;
     let kek = byok_core::KekTransfer::parse(&text).map_err(|e| e.to_string())?;
     let kwp = f.kwp_mechanism()?;
+    let kind = kind_of(&args.kind)?;
     let kek_object = f.kek_object(&kek.key)?;
     let started;
     match mode {
@@ -195,8 +169,8 @@ pub fn floor(mode: FloorMode, args: &FloorArgs) -> Result<(), String> {
             started = Instant::now();
             for i in 0..args.count {
                 let label = format!("{}-{i:03}", args.prefix);
-                let (private, public) = generate_pair(f.session(), &label, &args.kind)?;
-                f.read_public(public, &args.kind)?;
+                let (private, public) = generate_pair(f.session(), &label, kind)?;
+                f.read_public(public, kind)?;
                 f.wrap(kwp, kek_object, private)?;
             }
         }
@@ -222,17 +196,15 @@ pub fn floor(mode: FloorMode, args: &FloorArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// A token key pair of `kind` ("EC P-256", "RSA <bits>") with the tool's templates
-/// (sign/verify, sensitive, extractable) and a random 16-byte CKA_ID.
+/// A token key pair of `kind` with the tool's templates (the kind's default operations, as a
+/// manifest without `ops` gives them; sensitive, extractable) and a random 16-byte CKA_ID.
 fn generate_pair(
     s: &Session,
     label: &str,
-    kind: &str,
+    kind: KeyKind,
 ) -> Result<(ObjectHandle, ObjectHandle), String> {
     let id = s.generate_random_vec(16).map_err(|e| e.to_string())?;
-    let (mechanism, mut public, mut private) = key_pair_template(kind, label.as_bytes().to_vec())?;
-    public.push(Attribute::Id(id.clone()));
-    private.push(Attribute::Id(id));
+    let (mechanism, public, private) = key_pair_template(kind, label, &id)?;
     let (public, private) = s
         .generate_key_pair(&mechanism, &public, &private)
         .map_err(|e| e.to_string())?;
@@ -301,11 +273,13 @@ pub fn populate(args: &FloorArgs) -> Result<(), String> {
 
 /// The child side of `keygen_floor`.
 pub fn keygen_loop(kind: &str, count: usize) -> Result<(), String> {
+    let key_kind = kind_of(kind)?;
     let s = logged_in_session()?;
     let mut times = Vec::new();
     for i in 0..count {
-        let label = format!("floor-{kind}-{i}").into_bytes();
-        let (mechanism, public, private) = key_pair_template(kind, label)?;
+        let label = format!("floor-{kind}-{i}");
+        // No CKA_ID (an empty one, PKCS#11's default): key generation alone, no C_GenerateRandom.
+        let (mechanism, public, private) = key_pair_template(key_kind, &label, &[])?;
         let t = Instant::now();
         s.generate_key_pair(&mechanism, &public, &private)
             .map_err(|e| e.to_string())?;
@@ -315,48 +289,40 @@ pub fn keygen_loop(kind: &str, count: usize) -> Result<(), String> {
     Ok(())
 }
 
-/// The mechanism and the public and private templates of a token key pair of `kind`
-/// ("EC P-256" or "RSA <bits>") labelled `label`.
+/// The kind named by `kind`: "EC <curve>" or "RSA <bits>" (the bench's labels).
+fn kind_of(kind: &str) -> Result<KeyKind, String> {
+    let bad = || format!("bad kind `{kind}`: EC <curve> or RSA <bits>");
+    if let Some(curve) = kind.strip_prefix("EC ") {
+        let curve = curve.parse().map_err(|_| bad())?;
+        return Ok(KeyKind::Ec { curve });
+    }
+    let bits = kind.strip_prefix("RSA ").ok_or_else(bad)?;
+    Ok(KeyKind::Rsa {
+        bits: bits.parse().map_err(|_| bad())?,
+    })
+}
+
+/// The mechanism and the public and private templates byok-offline generates a token key
+/// pair of `kind` with, labelled `label`, with the kind's default operations.
 fn key_pair_template(
-    kind: &str,
-    label: Vec<u8>,
+    kind: KeyKind,
+    label: &str,
+    id: &[u8],
 ) -> Result<(Mechanism<'static>, Vec<Attribute>, Vec<Attribute>), String> {
-    let common = |private: bool| {
-        vec![
-            Attribute::Token(true),
-            Attribute::Private(private),
-            Attribute::Label(label.clone()),
-        ]
+    let templates = Templates {
+        label,
+        id,
+        ops: KeyOp::defaults(kind.kty()),
+        persistent: true,
     };
-    let mut public = common(false);
-    let mut private = common(true);
-    private.extend([
-        Attribute::Sensitive(true),
-        Attribute::Extractable(true),
-        Attribute::Sign(true),
-    ]);
-    let mechanism = match kind {
-        "EC P-256" => {
-            public.extend([
-                Attribute::EcParams(vec![6, 8, 42, 134, 72, 206, 61, 3, 1, 7]),
-                Attribute::Verify(true),
-            ]);
-            Mechanism::EccKeyPairGen
-        }
-        rsa => {
-            let bits: u64 = rsa
-                .trim_start_matches("RSA ")
-                .parse()
-                .map_err(|_| "bad kind")?;
-            public.extend([
-                Attribute::ModulusBits(bits.into()),
-                Attribute::PublicExponent(vec![1, 0, 1]),
-                Attribute::Verify(true),
-            ]);
-            Mechanism::RsaPkcsKeyPairGen
-        }
-    };
-    Ok((mechanism, public, private))
+    match templates.generation(kind) {
+        Generation::Pair {
+            mechanism,
+            public,
+            private,
+        } => Ok((mechanism, public, private)),
+        Generation::Secret { .. } => Err(format!("{kind} is not a key pair")),
+    }
 }
 
 /// The child that only loads the module and logs in: the cold-start floor.

@@ -17,25 +17,27 @@ pub const CONNECTIONS: usize = 16;
 /// out of the way of the server's own limit on a machine they share.
 pub const PIPELINED: (usize, usize) = (4, 16);
 
-/// `__load` arguments for GETs: plain (reqwest, one request in flight per connection) or
-/// pipelined, for `seconds`.
-pub fn get_args(pipelined: bool, seconds: &str) -> Vec<String> {
+/// A `__load` child of GETs against the emulator at `state`: plain (reqwest, one request in
+/// flight per connection) or pipelined, for `seconds`; its JSON line.
+pub fn get(state: &Path, pipelined: bool, seconds: &str) -> Result<Value, String> {
     let (connections, depth) = if pipelined {
         PIPELINED
     } else {
         (CONNECTIONS, 1)
     };
-    [
-        "get",
-        "--seconds",
-        seconds,
-        "--connections",
-        &connections.to_string(),
-        "--pipeline",
-        &depth.to_string(),
-    ]
-    .map(String::from)
-    .to_vec()
+    let (connections, depth) = (connections.to_string(), depth.to_string());
+    child(
+        state,
+        &[
+            "get",
+            "--seconds",
+            seconds,
+            "--connections",
+            &connections,
+            "--pipeline",
+            &depth,
+        ],
+    )
 }
 
 /// Runs `__load STATE ARGS..` as a child; its JSON line.

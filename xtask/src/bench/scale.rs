@@ -11,7 +11,10 @@
 //!   and persisted (`--persist`), from a `__load` child on the same machine.
 //! - Peak memory of each at the largest size.
 
-use super::{PIN, Results, load, measured, median, openssl_in, openssl_pipeline, write_results};
+use super::results::{Results, write_results};
+use super::software::{openssl_in, openssl_pipeline};
+use super::timing::{measured, median};
+use super::{PIN, load};
 use crate::util::run_checked;
 use byok_tests::{Emulator, ModuleKind, Profile, TestToken};
 use serde_json::Value;
@@ -258,7 +261,7 @@ impl Sized {
     /// seconds and peak KiB. Every key must come back packaged.
     fn batch(&self, prefix: &str, count: usize) -> Result<(f64, u64), String> {
         let manifest = self.token.path(&format!("{prefix}.toml"));
-        super::manifest(&manifest, prefix, count, "kty = \"EC\"\ncurve = \"P-256\"")?;
+        super::work::manifest(&manifest, prefix, count, "kty = \"EC\"\ncurve = \"P-256\"")?;
         let mut cmd = self.token.command_with_pin(self.bin.join("byok-offline"));
         cmd.arg("--module")
             .arg(self.token.module())
@@ -416,7 +419,7 @@ impl Vault {
         let text = std::fs::read_to_string(&kek).map_err(|e| e.to_string())?;
         let transfer = byok_core::KekTransfer::parse(&text).map_err(|e| e.to_string())?;
         let package = state.join("load.byok");
-        super::software_package(&transfer, &package)?;
+        super::software::software_package(&transfer, &package)?;
         Ok(Self {
             emulator,
             package: package.to_str().ok_or("non-UTF-8 path")?.to_string(),
@@ -453,12 +456,7 @@ impl Vault {
 
     /// GETs (pipelined, then plain) and BYOK imports (each under a new name), one load each.
     fn rates(&mut self, size: usize) -> Result<Rates, String> {
-        let get = |pipelined| {
-            load::child(
-                &self.state,
-                &super::str_args(&load::get_args(pipelined, LOAD_SECONDS)),
-            )
-        };
+        let get = |pipelined| load::get(&self.state, pipelined, LOAD_SECONDS);
         let (gets, plain) = (get(true)?, get(false)?);
         let (prefix, connections) = (format!("imp{size}"), load::CONNECTIONS.to_string());
         let imp = load::child(

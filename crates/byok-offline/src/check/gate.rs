@@ -220,7 +220,7 @@ impl Obtained {
     /// nothing was checked).
     fn basis(&self, entry: Option<&CheckEntryRef>) -> Vec<CheckBasis> {
         let reused = self.reused.iter().map(|(kind, e)| CheckBasis {
-            kind: kind.to_string(),
+            kind: *kind,
             entry: e.clone(),
             why_checked: None,
             throwaway_keys: 0,
@@ -228,7 +228,7 @@ impl Obtained {
         let checked = self.checked.iter().filter_map(|(kind, why)| {
             let report = self.verdicts.reports.iter().find(|r| r.kind == *kind)?;
             Some(CheckBasis {
-                kind: kind.to_string(),
+                kind: *kind,
                 entry: entry?.clone(),
                 why_checked: Some(why.clone()),
                 throwaway_keys: report.generated.tries,

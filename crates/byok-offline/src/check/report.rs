@@ -6,7 +6,8 @@
 //! given (openCryptoki 3.27), or the other way round (kryoptic 1.5.4): one verdict for both
 //! would refuse a correct ceremony or pass a broken one.
 
-use serde::{Serialize, Serializer};
+use byok_cli_common::output::as_display;
+use serde::Serialize;
 use std::fmt;
 
 use byok_core::target::KeyKind;
@@ -175,14 +176,10 @@ impl Imported {
 #[derive(Debug, Clone, Serialize)]
 pub struct KindReport {
     /// `RSA 2048`, `EC P-521`, `AES 256`.
-    #[serde(serialize_with = "display")]
+    #[serde(serialize_with = "as_display")]
     pub kind: KeyKind,
     pub generated: Generated,
     pub imported: Imported,
-}
-
-fn display<S: Serializer>(kind: &KeyKind, s: S) -> std::result::Result<S::Ok, S::Error> {
-    s.collect_str(kind)
 }
 
 impl KindReport {

@@ -318,7 +318,8 @@ pub fn short(sha256: &str) -> &str {
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckBasis {
     /// `RSA 3072`, `EC P-256`.
-    pub kind: String,
+    #[serde(serialize_with = "byok_cli_common::output::as_display")]
+    pub kind: KeyKind,
     /// The entry relied on (`reused`: an earlier command recorded it).
     pub entry: CheckEntryRef,
     /// Why this run checked the token itself; absent when it reused the entry.

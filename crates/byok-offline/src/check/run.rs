@@ -427,8 +427,8 @@ pub(super) fn unsupported_or(e: OfflineError, step: &str) -> Result<TryOutcome> 
         OfflineError::Pkcs11 { function, rv, .. } => Ok(TryOutcome::Unsupported(format!(
             "{rv} from {function} in {step}"
         ))),
-        OfflineError::PublicKeyUnreadable { reason, .. } => Ok(TryOutcome::Defect(Finding::other(
-            format!("the token's public key is unreadable: {reason}"),
+        OfflineError::PublicKeyUnreadable { source, .. } => Ok(TryOutcome::Defect(Finding::other(
+            format!("the token's public key is unreadable: {source}"),
         ))),
         other => Err(other),
     }
