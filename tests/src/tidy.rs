@@ -122,6 +122,27 @@ pub fn undocumented_unsafe(text: &str) -> Vec<usize> {
     found
 }
 
+/// The 1-based lines of `text`'s code part that take a lock and unwrap or expect it
+/// themselves (`.lock().unwrap()`, `.lock()` then `.expect(` on the next line): each binary
+/// takes its locks one way, through its `sync::lock`.
+pub fn direct_locks(text: &str) -> Vec<usize> {
+    let lines = code_part(text);
+    let mut found = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let code = without_strings(line.split("//").next().unwrap_or(""));
+        let Some(at) = code.find(".lock()") else {
+            continue;
+        };
+        let after = code[at + ".lock()".len()..].trim_start();
+        let next = lines.get(i + 1).map_or("", |l| l.trim_start());
+        let unwraps = |s: &str| s.starts_with(".unwrap()") || s.starts_with(".expect(");
+        if unwraps(after) || (after.is_empty() && unwraps(next)) {
+            found.push(i + 1);
+        }
+    }
+    found
+}
+
 /// `line` with what its string literals hold removed (a literal may mention `unsafe {`).
 fn without_strings(line: &str) -> String {
     let mut out = String::new();
@@ -423,6 +444,14 @@ mod tests {
                     > = UNSAFE { get() };\n    let e = \"UNSAFE { in a string }\";\n}\n"
             .replace("UNSAFE", "unsafe");
         assert_eq!(undocumented_unsafe(&text), vec![7, 9]);
+    }
+
+    #[test]
+    fn a_lock_unwrapped_in_place_is_found_and_one_through_sync_lock_is_not() {
+        let text = "fn f() {\n    let a = m.lock().unwrap();\n    let b = m\n        .lock()\n        \
+                    .expect(\"x\");\n    let c = lock(&m, \"m\");\n    let d = \".lock().unwrap()\";\n    \
+                    let e = m.lock().await;\n}\n#[cfg(test)]\nmod tests {\n    fn t() { m.lock().unwrap(); }\n}\n";
+        assert_eq!(direct_locks(text), vec![2, 4]);
     }
 
     #[test]

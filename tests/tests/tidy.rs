@@ -136,6 +136,24 @@ fn every_unsafe_block_says_why_it_is_sound() {
 }
 
 #[test]
+fn every_lock_is_taken_through_its_binarys_sync_lock() {
+    let mut problems = Vec::new();
+    for path in rust_sources() {
+        if tidy::is_test_code(&path) || path.ends_with("/sync.rs") {
+            continue;
+        }
+        for line in tidy::direct_locks(&read(&path)) {
+            problems.push(format!(
+                "{path}:{line}: a lock unwrapped in place: take it with `byok_cli_common::sync::lock` \
+                 (the workstation binaries) or `kv_emulator::sync::lock` (the emulator), which say \
+                 what a poisoned lock means"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
 fn every_path_a_doc_or_comment_cites_is_in_the_repository() {
     let files = tidy::repository_files(&byok_tests::workspace());
     let set: BTreeSet<String> = files.iter().cloned().collect();

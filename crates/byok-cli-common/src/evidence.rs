@@ -96,13 +96,13 @@ impl EvidenceLog {
     /// `prev_sha256` (64 zeros for an empty log). Recorded in the minutes, it lets
     /// `byok-offline log verify --expect-head` show entries later removed from the end.
     pub fn head(&self) -> String {
-        let state = self.state.lock().expect("evidence log lock");
+        let state = crate::sync::lock(&self.state, "evidence log");
         evidence::link_after(state.last.as_deref())
     }
 
     /// Whether the log records the package with this SHA-256 under any of `events`.
     pub fn records(&self, byok_sha256: &str, events: &[Event]) -> bool {
-        let state = self.state.lock().expect("evidence log lock");
+        let state = crate::sync::lock(&self.state, "evidence log");
         events
             .iter()
             .any(|e| state.recorded.contains(&(byok_sha256.to_string(), *e)))
@@ -110,7 +110,7 @@ impl EvidenceLog {
 
     /// Whether the log records the key named `key_name` under any of `events`.
     pub fn records_key(&self, key_name: &str, events: &[Event]) -> bool {
-        let state = self.state.lock().expect("evidence log lock");
+        let state = crate::sync::lock(&self.state, "evidence log");
         events
             .iter()
             .any(|e| state.names.contains(&(key_name.to_string(), *e)))
@@ -130,7 +130,7 @@ impl EvidenceLog {
         if entries.is_empty() {
             return Ok(());
         }
-        let mut state = self.state.lock().expect("evidence log lock");
+        let mut state = crate::sync::lock(&self.state, "evidence log");
         let mut last = state.last.clone();
         let mut record = String::new();
         if state.unterminated {

@@ -14,7 +14,8 @@
 //! - [`process`]: core dumps off, and secrets out of the environment, first thing in `main`;
 //! - [`shell`]: `completions <shell>` and `man`; [`version`]: `--version` with the commit;
 //! - [`exit`]: the exit codes scripts can rely on;
-//! - [`terminal`]: strings from files and servers escaped before they reach a terminal.
+//! - [`terminal`]: strings from files and servers escaped before they reach a terminal;
+//! - [`sync`]: the one way they take a lock (a poisoned one stops the command).
 //!
 //! It links no HTTP client, TLS stack, async runtime or PKCS#11 library: the air-gapped
 //! binary depends on it.
@@ -30,6 +31,7 @@ pub mod output;
 pub mod process;
 pub mod progress;
 pub mod shell;
+pub mod sync;
 pub mod table;
 pub mod terminal;
 pub mod version;

@@ -24,6 +24,7 @@ use crate::wrap_path::{self, WrapChoice, WrapPath};
 use byok_cli_common::evidence::EvidenceLog;
 use byok_cli_common::files::{self, FileKind};
 use byok_cli_common::progress::Progress;
+use byok_cli_common::sync::lock;
 use byok_core::evidence::{self, Entry, Event};
 use byok_core::manifest::{self, ManifestKey};
 use byok_core::sidecar::{self, Sidecar};
@@ -237,9 +238,9 @@ fn work(
     let results = Mutex::new(Vec::new());
     let first_error: Mutex<Option<OfflineError>> = Mutex::new(None);
     let fail = |e: OfflineError| {
-        first_error.lock().unwrap().get_or_insert(e);
+        lock(&first_error, "first error").get_or_insert(e);
     };
-    let stopped = || first_error.lock().unwrap().is_some();
+    let stopped = || lock(&first_error, "first error").is_some();
     let panicked = std::thread::scope(|scope| {
         let committer = scope.spawn(|| shared.group.run().map_err(&fail));
         let workers: Vec<_> = (0..jobs)
@@ -297,7 +298,7 @@ fn worker(
         },
     };
     while !stopped() {
-        let Some((index, key)) = queue.lock().unwrap().pop_front() else {
+        let Some((index, key)) = lock(queue, "batch queue").pop_front() else {
             break;
         };
         let (report, finished) = w.one(&key).map_err(|e| OfflineError::BatchKey {
@@ -305,7 +306,7 @@ fn worker(
             source: Box::new(e),
         })?;
         shared.group.add(finished);
-        results.lock().unwrap().push((index, report));
+        lock(results, "batch results").push((index, report));
     }
     session_kek.destroy()
 }

@@ -311,9 +311,10 @@ impl From<MissingMechanism> for OfflineError {
 pub enum PublicKeyError {
     #[error(
         "the RSA private key does not show its modulus and public exponent (CKA_MODULUS, \
-         CKA_PUBLIC_EXPONENT). Check the key with `byok-offline keys`; a key stored without \
-         them cannot be packaged with its public key: generate the key in the token \
-         (`byok-offline generate`)"
+         CKA_PUBLIC_EXPONENT). Check the key with `byok-offline keys`. A key put on the token \
+         without them cannot be packaged with its public key: generate it in the token \
+         (`byok-offline generate`). If the token hides them even on keys it generates itself \
+         (as `check` found), it cannot be used for BYOK: report it to the HSM vendor"
     )]
     RsaComponentsHidden,
     #[error(

@@ -14,6 +14,7 @@ use crate::error::Result;
 use byok_cli_common::evidence::EvidenceLog;
 use byok_cli_common::files;
 use byok_cli_common::progress::Progress;
+use byok_cli_common::sync::lock;
 use byok_core::evidence::{Entry, Event};
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
@@ -89,7 +90,7 @@ impl<'a> Group<'a> {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
-        self.pending.lock().expect("group lock")
+        lock(&self.pending, "durability group")
     }
 
     /// A key finished: it waits for its group. While two groups' worth wait already (the

@@ -11,6 +11,7 @@
 
 use crate::error::{OfflineError, Result};
 use crate::token::TokenSession;
+use byok_cli_common::sync::lock;
 use cryptoki::object::{Attribute, AttributeType, ObjectClass, ObjectHandle};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, OnceLock};
@@ -90,7 +91,7 @@ impl LazyIndex {
         if let Some(index) = self.index.get() {
             return Ok(index);
         }
-        let _reading = self.reading.lock().expect("token index lock");
+        let _reading = lock(&self.reading, "token index reading");
         if let Some(index) = self.index.get() {
             return Ok(index);
         }
@@ -125,7 +126,7 @@ impl<H: Copy> Index<H> {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State<H>> {
-        self.state.lock().expect("token index lock")
+        lock(&self.state, "token index")
     }
 
     /// The one private or secret key labelled `label`: what `find_target` finds by searching.

@@ -20,6 +20,7 @@ use azure_core::http::policies::{Policy, PolicyResult};
 use azure_core::http::{
     Context, ExponentialRetryOptions, Method, Request, RetryOptions, StatusCode,
 };
+use byok_cli_common::sync::lock;
 use byok_core::VaultUrl;
 use byok_core::kid::VaultKind;
 use byok_core::limits::{self, MhsmOperation};
@@ -164,10 +165,7 @@ impl Pacer {
 
     /// Records what a key holds, so its transactions weigh what the vault counts.
     pub fn learn(&self, name: &str, kind: KeyKind) {
-        self.weights
-            .lock()
-            .expect("weights")
-            .insert(name.to_string(), weight(kind));
+        lock(&self.weights, "pacing weights").insert(name.to_string(), weight(kind));
     }
 
     /// The bucket `class` spends from, and how much; None when it is not limited.
@@ -191,10 +189,7 @@ impl Pacer {
             return;
         };
         loop {
-            let wait = bucket
-                .lock()
-                .expect("bucket")
-                .try_take(Instant::now(), cost);
+            let wait = lock(bucket, "pacing bucket").try_take(Instant::now(), cost);
             match wait {
                 Ok(()) => return,
                 Err(d) => tokio::time::sleep(d).await,
@@ -225,10 +220,7 @@ impl Pacer {
             ("PUT", ["keys", _]) => Class::Create,
             ("POST", ["keys", _, "create"]) => Class::Create,
             (_, ["keys", name, ..]) => Class::Other {
-                weight: self
-                    .weights
-                    .lock()
-                    .expect("weights")
+                weight: lock(&self.weights, "pacing weights")
                     .get(*name)
                     .copied()
                     .unwrap_or(UNKNOWN_WEIGHT),
