@@ -70,7 +70,7 @@ async fn restart(
     cfg.persist = true;
     cfg.listen = listen.parse().unwrap();
     cfg.public_url = public_url.map(str::to_string);
-    kv_emulator::start(cfg).await
+    common::start_when_unlocked(cfg).await
 }
 
 /// A port nobody listens on now (the kernel's pick, released).

@@ -4,7 +4,7 @@
 
 use byok_core::package::Generator;
 use byok_core::{KekPublicKey, KeyId, KeyTransferPackage, b64, wrap};
-use kv_emulator::{Config, Connection, Flavor, Running};
+use kv_emulator::{Config, Connection, Flavor, Running, StartError};
 use serde_json::{Value, json};
 
 pub const V: &str = "api-version=7.4";
@@ -42,6 +42,26 @@ pub fn client(conn: &Connection) -> reqwest::Client {
     builder.build().unwrap()
 }
 
+/// Starts an emulator on `cfg`, or returns why it did not. A test that stops an emulator and
+/// starts another on the same state directory can find the directory's `flock` still held for
+/// a moment: a sibling test of this binary spawning a child (persist.rs runs `kv-emulator`
+/// processes) copies every descriptor of this process into it, the lock's included, until the
+/// child's `exec` closes them. So a locked directory is tried again, for 30 s at most.
+pub async fn start_when_unlocked(cfg: Config) -> Result<kv_emulator::Running, StartError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match kv_emulator::start(cfg.clone()).await {
+            Err(StartError::State(kv_emulator::store::StoreError::Locked { path }))
+                if std::time::Instant::now() < deadline =>
+            {
+                eprintln!("{} still locked; trying again", path.display());
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            started => return started,
+        }
+    }
+}
+
 impl Emu {
     pub async fn start(flavor: Flavor) -> Self {
         let dir = tempfile::tempdir().unwrap();
@@ -51,7 +71,9 @@ impl Emu {
     pub async fn start_with(dir: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> Self {
         let mut cfg = config(dir.path(), Flavor::Vault);
         tweak(&mut cfg);
-        let running = kv_emulator::start(cfg).await.unwrap();
+        let running = start_when_unlocked(cfg)
+            .await
+            .unwrap_or_else(|e| panic!("the emulator did not start: {e}"));
         let conn = running.connection.clone();
         let http = client(&conn);
         let mut emu = Self {
