@@ -106,12 +106,17 @@ pub fn read_plaintext(kty: Kty, plaintext: &[u8]) -> Result<TargetKey, Defect> {
     match kty {
         Kty::Oct => {
             let len = plaintext.len();
-            let stripped = len - trailing_zeros(plaintext);
+            let zeros = trailing_zeros(plaintext);
+            // The longest AES length the zero tail can be cut back to: the key's own last
+            // bytes may be zero too (one AES key in 256 ends in 0x00).
+            let key_len = [32, 24, 16]
+                .into_iter()
+                .find(|&l| l < len && len - l <= zeros);
             if is_aes_len(len) {
                 TargetKey::from_aes_bytes(plaintext).map_err(Defect::Key)
-            } else if is_aes_len(stripped) {
+            } else if let Some(key_len) = key_len {
                 Err(Defect::TrailingBytes {
-                    count: len - stripped,
+                    count: len - key_len,
                     zeros: true,
                 })
             } else {
@@ -276,6 +281,18 @@ mod tests {
             );
             assert_eq!(err.to_string(), "7 trailing zero bytes after the DER key");
         }
+        // An AES key whose own last bytes are zero, padded: the padding is what is named.
+        let mut padded = [0x5a; 32];
+        padded[30..].fill(0);
+        let mut padded = padded.to_vec();
+        padded.extend_from_slice(&[0; 8]);
+        assert_eq!(
+            read_plaintext(Kty::Oct, &padded).unwrap_err(),
+            Defect::TrailingBytes {
+                count: 8,
+                zeros: true
+            }
+        );
         let key = TargetKey::generate(KeyKind::Ec { curve: Curve::P384 }).unwrap();
         let mut junk = key.plaintext().to_vec();
         junk.push(0x42);
