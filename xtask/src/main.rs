@@ -84,6 +84,8 @@ enum Task {
         mode: bench::floor::FloorMode,
         #[command(flatten)]
         args: bench::floor::FloorArgs,
+        #[command(flatten)]
+        calls: bench::floor::FloorCalls,
     },
     /// bench's child: COUNT AES keys on the token
     #[command(name = "__populate", hide = true)]
@@ -92,16 +94,21 @@ enum Task {
 
 #[derive(Args)]
 struct BenchArgs {
-    /// Per-key cost at token sizes 0, 1,000 and 5,000 (SoftHSM, kryoptic) against the
-    /// module's floor and the openssl pipeline; the emulator at 0, 10,000 and 100,000 keys,
-    /// in memory and persisted (takes several minutes)
+    /// Per-key cost at token sizes 0, 1,000 and 5,000 on every token (SoftHSM, kryoptic, NSS
+    /// softokn, openCryptoki) against the module's floor (same calls, same wrap path and
+    /// look-up) and the openssl pipeline; native CKM_RSA_AES_KEY_WRAP against the two-step
+    /// where a token has it; the emulator at 0, 10,000 and 100,000 keys, in memory and
+    /// persisted (takes an hour or more). BYOK_BENCH_TOKENS, BYOK_BENCH_SCALE_SIZES,
+    /// BYOK_BENCH_SCALE_BATCH and BYOK_BENCH_RUNS shrink it for a smoke run
     #[arg(long)]
     scale: bool,
     /// With --scale: only the offline half or only the emulator
     #[arg(long, value_enum, requires = "scale")]
     only: Option<bench::scale::Part>,
     /// What `byok-offline check` costs per kind on every token, against one cold `generate`
-    /// of the kind (target/bench/check.md)
+    /// of the kind, and its share of one cold `package --generate` (RSA 2048, EC P-256, AES
+    /// 256) against one that reuses a recorded verdict (target/bench/check.md).
+    /// BYOK_BENCH_TOKENS and BYOK_BENCH_RUNS shrink it for a smoke run
     #[arg(long, conflicts_with = "scale")]
     check_cost: bool,
 }
@@ -185,7 +192,7 @@ fn main() -> ExitCode {
         Some(Task::Keygen { kind, count }) => bench::floor::keygen_loop(&kind, count),
         Some(Task::Login) => bench::floor::login_only(),
         Some(Task::Load(args)) => bench::load::load(&args),
-        Some(Task::Floor { mode, args }) => bench::floor::floor(mode, &args),
+        Some(Task::Floor { mode, args, calls }) => bench::floor::floor(mode, &args, calls),
         Some(Task::Populate(args)) => bench::floor::populate(&args),
     };
     match result {

@@ -153,6 +153,30 @@ pub fn write_new(path: &Path, bytes: &[u8], kind: FileKind) -> Result<(), FileEr
     sync_dir(path)
 }
 
+/// A file made in memory and not yet written: a batch's worker makes them and its committer
+/// writes them, so that the filesystem's work overlaps the worker's next PKCS#11 calls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewFile {
+    pub path: PathBuf,
+    pub bytes: Vec<u8>,
+    pub kind: FileKind,
+}
+
+/// Writes `files` in their order with `write` (never overwriting). On a failure the ones this
+/// call wrote are removed again, so that a set (a package and its sidecar) is left whole or
+/// not at all (a kill in between leaves the ones written before it: order them for that).
+pub fn write_all_new(files: &[NewFile], write: WriteNew) -> Result<(), FileError> {
+    for (done, file) in files.iter().enumerate() {
+        if let Err(e) = write(&file.path, &file.bytes, file.kind) {
+            for written in &files[..done] {
+                let _ = remove(&written.path);
+            }
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
 /// [`write_new`] without its two syncs: the file appears whole under its name or not at all
 /// for other processes, and survives the process being killed, but not a power loss until
 /// [`sync_group`] has run on its directory. Nothing may be recorded about it before that.

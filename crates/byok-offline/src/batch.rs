@@ -11,10 +11,10 @@
 
 use crate::check::reuse::{CheckBasis, RecordedChecks, ReusePolicy};
 use crate::check::{Held, Overrides, Verdicts};
-use crate::commands::{Connection, KekSource, MAX_INPUT_BYTES, PemPlan, PublicKeyFile};
+use crate::commands::{Connection, KekSource, MAX_INPUT_BYTES, PemPlan};
 use crate::error::{OfflineError, Result};
 use crate::group::{Finished, GROUP_KEYS, GROUP_WAIT, Group};
-use crate::index::LazyIndex;
+use crate::index::{LazyIndex, LookupChoice};
 use crate::keys::{self, GenerateSpec, Origin, Target};
 use crate::package::{self, Packager, SessionKek};
 use crate::raw::RawModule;
@@ -22,7 +22,7 @@ use crate::record;
 use crate::token::TokenSession;
 use crate::wrap_path::{self, WrapChoice, WrapPath};
 use byok_cli_common::evidence::EvidenceLog;
-use byok_cli_common::files::{self, FileKind};
+use byok_cli_common::files::{self, FileKind, NewFile};
 use byok_cli_common::progress::Progress;
 use byok_cli_common::sync::lock;
 use byok_core::evidence::{self, Entry, Event};
@@ -47,6 +47,8 @@ pub struct BatchOptions {
     pub out_dir: PathBuf,
     pub jobs: usize,
     pub wrap: WrapChoice,
+    /// `--lookup`: read every token object once, or search per key.
+    pub lookup: LookupChoice,
     /// `--allow-zero-padded-kwp`, `--allow-nonconformant` (rehearsals only).
     pub overrides: Overrides,
     /// `--check-max-age`, `--recheck`: when a verdict recorded in the log stands in for the
@@ -153,7 +155,7 @@ impl Batch {
         // Held open to the end: a module may forget its token objects' handles (SoftHSM does)
         // when the application's last session closes, and the index's handles must stay good.
         let _open = first;
-        let index = LazyIndex::default();
+        let index = LazyIndex::new(opts.lookup, self.keys.len());
         let group = Group::new(&opts.out_dir, &log, progress, GROUP_KEYS, GROUP_WAIT);
         let shared = Shared {
             verdicts: &verdicts,
@@ -187,6 +189,8 @@ impl Batch {
             generated: keys.iter().filter(|k| k.generated).count(),
             keys,
             seconds: started.elapsed().as_secs_f64(),
+            lookup: index.probe().map(|p| p.lookup),
+            lookup_probe: index.probe().cloned(),
             checks,
             log: log_path,
             log_head: log.head(),
@@ -294,7 +298,6 @@ fn worker(
             kek: shared.kek,
             session_kek: &session_kek,
             path: shared.path,
-            write: files::write_new_unsynced,
         },
     };
     while !stopped() {
@@ -339,9 +342,11 @@ impl Worker<'_, '_> {
             seconds: t.elapsed().as_secs_f64(),
         };
         let finished = Finished {
+            key: key.name.clone(),
             line: report.to_string(),
             entry: done.entry,
             files: done.files,
+            to_write: done.to_write,
         };
         Ok((report, finished))
     }
@@ -384,8 +389,8 @@ impl Worker<'_, '_> {
             )));
         }
         // The run stopped between the .byok and its sidecar: rebuild the sidecar from the HSM.
-        let index = shared.index.get(self.session)?;
-        let target = keys::find_target_in(self.session, index, &key.hsm_label)?;
+        let index = shared.index.get(self.session, shared.raw)?;
+        let target = keys::find_target_in(self.session, shared.raw, index, &key.hsm_label)?;
         let s = package::sidecar_for(self.session, kek, &target, sha);
         if sidecar_path.exists() {
             files::remove(&sidecar_path)?;
@@ -453,9 +458,9 @@ impl Worker<'_, '_> {
     /// generate it, write its public key, and package it; its entry waits for the group.
     fn make(&self, key: &ManifestKey, byok: &Path) -> Result<Done> {
         let (shared, session) = (self.shared, self.session);
-        let index = shared.index.get(session)?;
+        let index = shared.index.get(session, shared.raw)?;
         let (target, generated): (Target, bool) =
-            match keys::find_target_in(session, index, &key.hsm_label) {
+            match keys::find_target_in(session, shared.raw, index, &key.hsm_label) {
                 Ok(t) => (t, false),
                 Err(OfflineError::NoSuchLabel(_)) if !key.existing => {
                     let spec = GenerateSpec {
@@ -468,7 +473,7 @@ impl Worker<'_, '_> {
                     // records the key (then it is something else, and the label is in use).
                     let events = [Event::Packaged, Event::PackageConfirmed];
                     let beside = !shared.log.records_key(&key.name, &events);
-                    let target = keys::generate_in(session, index, &spec, beside)?;
+                    let target = keys::generate_in(session, shared.raw, index, &spec, beside)?;
                     (target, true)
                 }
                 Err(e) => return Err(e),
@@ -487,7 +492,9 @@ impl Worker<'_, '_> {
             false => Held::New,
         };
         let verdict = shared.verdicts.admit(target.kind, held)?;
-        let mut files = Vec::with_capacity(3);
+        // Nothing is written here: the committer writes these while this worker goes on with
+        // the next key's PKCS#11 calls (the public key file first, the package last).
+        let mut to_write = Vec::with_capacity(3);
         if let Some(public) = &target.public_key {
             let pem = shared.dir.join(TargetPublicKey::file_name(&key.name));
             let plan = match PemPlan::new(pem.clone(), public, &target.label) {
@@ -496,12 +503,11 @@ impl Worker<'_, '_> {
                 }
                 plan => plan?,
             };
-            if let (path, PublicKeyFile::Written) = plan.write_with(files::write_new_unsynced)? {
-                files.push(path);
-            }
+            to_write.extend(plan.into_new_file());
         }
-        let r = self.packager.package(&target, byok)?;
-        files.extend([r.byok.clone(), r.sidecar.clone()]);
+        let sealed = self.packager.seal(&target, byok)?;
+        to_write.extend(sealed.files);
+        let r = sealed.report;
         let named = (key.name.as_str(), &target, generated);
         let basis = shared.checks.iter().find(|b| b.kind == target.kind);
         let check = (Some(verdict), basis.map(|b| b.entry.clone()));
@@ -511,7 +517,8 @@ impl Worker<'_, '_> {
             generated,
             sha: r.byok_sha256,
             entry: Some(entry),
-            files,
+            files: Vec::new(),
+            to_write,
         })
     }
 
@@ -538,7 +545,10 @@ struct Done {
     generated: bool,
     sha: Fingerprint,
     entry: Option<Entry>,
+    /// Written already (unsynced).
     files: Vec<PathBuf>,
+    /// For the committer to write.
+    to_write: Vec<NewFile>,
 }
 
 impl Done {
@@ -554,6 +564,7 @@ impl Done {
             sha,
             entry,
             files,
+            to_write: Vec::new(),
         }
     }
 }

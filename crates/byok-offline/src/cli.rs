@@ -23,10 +23,13 @@ use byok_offline::commands::{
 use byok_offline::keys::GenerateSpec;
 use byok_offline::pin::{DEFAULT_PIN_ENV, PinSource};
 use byok_offline::token::TokenSelector;
-use byok_offline::wrap_path::WrapChoice;
 use byok_offline::{OfflineError, Result};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
+
+mod choices;
+
+pub use choices::{LookupArg, WrapArg};
 
 /// The variable `--module` defaults to.
 const MODULE_ENV: &str = "PKCS11_MODULE";
@@ -320,6 +323,11 @@ pub struct BatchArgs {
     /// Which wrap to use.
     #[arg(long, value_enum, default_value_t = WrapArg::Auto)]
     wrap_mechanism: WrapArg,
+    /// How keys are found on the token: read every token object once (index), or search
+    /// per key (search). auto measures both on the token first and takes the cheaper
+    /// (docs/performance.md, "Finding the keys").
+    #[arg(long, value_enum, default_value_t = LookupArg::Auto)]
+    lookup: LookupArg,
     #[command(flatten)]
     overrides: OverrideArgs,
     #[command(flatten)]
@@ -347,27 +355,6 @@ pub struct LogVerifyArgs {
 pub struct InspectArgs {
     /// The .byok file.
     pub file: PathBuf,
-}
-
-/// `--wrap-mechanism`.
-#[derive(Clone, Copy, ValueEnum)]
-pub enum WrapArg {
-    /// Native CKM_RSA_AES_KEY_WRAP when the token offers it, else two-step.
-    Auto,
-    /// CKM_RSA_AES_KEY_WRAP in one call; refused when the token lacks it.
-    Native,
-    /// A session AES-256 key wraps the target (RFC 5649), RSA-OAEP wraps that key.
-    TwoStep,
-}
-
-impl From<WrapArg> for WrapChoice {
-    fn from(arg: WrapArg) -> Self {
-        match arg {
-            WrapArg::Auto => WrapChoice::Auto,
-            WrapArg::Native => WrapChoice::Native,
-            WrapArg::TwoStep => WrapChoice::TwoStep,
-        }
-    }
 }
 
 /// A variable's value, when it is set and not empty.
@@ -569,6 +556,7 @@ impl From<BatchArgs> for BatchOptions {
             out_dir: a.dir,
             jobs: a.jobs,
             wrap: a.wrap_mechanism.into(),
+            lookup: a.lookup.into(),
             overrides: a.overrides.into(),
             reuse: a.reuse.into(),
             log: a.log,

@@ -21,9 +21,10 @@ use serde::Serialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// The most this tool reads of a KEK file, challenge, manifest or `.byok`: each is a few KiB,
-/// so anything larger is the wrong file.
-pub(crate) const MAX_INPUT_BYTES: u64 = 1024 * 1024;
+pub(crate) use crate::public_file::PemPlan;
+pub use crate::public_file::PublicKeyFile;
+
+pub(crate) use crate::limits::MAX_INPUT_BYTES;
 
 /// How to reach the token.
 #[derive(Debug, Clone)]
@@ -366,26 +367,6 @@ impl fmt::Display for KindExpectation {
     }
 }
 
-/// What happened to the target's public key PEM.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum PublicKeyFile {
-    /// Written now.
-    #[serde(rename = "written")]
-    Written,
-    /// A file holding the same key was there (from `generate` or an earlier run): left as is.
-    #[serde(rename = "already present")]
-    AlreadyPresent,
-}
-
-impl fmt::Display for PublicKeyFile {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            PublicKeyFile::Written => "written",
-            PublicKeyFile::AlreadyPresent => "already present",
-        })
-    }
-}
-
 /// What `package` made: the key, when `--generate` made it, its public key file, and the
 /// package.
 #[derive(Debug, Serialize)]
@@ -482,53 +463,6 @@ fn existing_target(
         .map(|key| PemPlan::new(pem_path, key, &target.label))
         .transpose()?;
     Ok((target, plan))
-}
-
-/// An existing target's public key PEM: to write, or already there with the same key.
-pub(crate) struct PemPlan {
-    path: PathBuf,
-    /// `None` when a file with the same key is there.
-    pem: Option<String>,
-}
-
-impl PemPlan {
-    /// A file at `path` must hold the same key or be absent (a link there is refused).
-    pub(crate) fn new(path: PathBuf, key: &TargetPublicKey, label: &str) -> Result<Self> {
-        if files::refuse_symlinks(&[&path]).map(|()| !path.exists())? {
-            return Ok(Self {
-                pem: Some(key.to_pem()),
-                path,
-            });
-        }
-        let same = files::read_text_limited(&path, MAX_INPUT_BYTES)
-            .ok()
-            .and_then(|text| TargetPublicKey::from_pem(&text).ok())
-            .is_some_and(|found| &found == key);
-        if !same {
-            return Err(OfflineError::PublicKeyFileDiffers {
-                path,
-                label: label.into(),
-            });
-        }
-        tracing::info!(path = %path.display(), "the public key file holds this key already");
-        Ok(Self { path, pem: None })
-    }
-
-    pub(crate) fn write(self) -> Result<(PathBuf, PublicKeyFile)> {
-        self.write_with(files::write_new)
-    }
-
-    /// [`PemPlan::write`] with `write` (a batch's defers the sync to its group).
-    pub(crate) fn write_with(self, write: files::WriteNew) -> Result<(PathBuf, PublicKeyFile)> {
-        match self.pem {
-            Some(pem) => {
-                write(&self.path, pem.as_bytes(), FileKind::PublicKey)?;
-                tracing::info!(path = %self.path.display(), "public key written");
-                Ok((self.path, PublicKeyFile::Written))
-            }
-            None => Ok((self.path, PublicKeyFile::AlreadyPresent)),
-        }
-    }
 }
 
 /// What `prove-aes` proved.

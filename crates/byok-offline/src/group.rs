@@ -10,9 +10,9 @@
 //! process; perhaps torn after a power loss, which it repackages) or the key on the token (which
 //! it packages, never generates again).
 
-use crate::error::Result;
+use crate::error::{OfflineError, Result};
 use byok_cli_common::evidence::EvidenceLog;
-use byok_cli_common::files;
+use byok_cli_common::files::{self, FileKind, NewFile};
 use byok_cli_common::progress::Progress;
 use byok_cli_common::sync::lock;
 use byok_core::evidence::{Entry, Event};
@@ -25,14 +25,19 @@ pub const GROUP_KEYS: usize = 32;
 /// No key waits longer than this for its sync (when nothing more finishes).
 pub const GROUP_WAIT: Duration = Duration::from_millis(250);
 
-/// A finished key waiting for its group's sync.
+/// A finished key waiting for its files to be written and its group's sync.
 pub struct Finished {
+    /// Its name in the manifest (what a failed write names).
+    pub key: String,
     /// Its progress line (printed once it is durable and recorded).
     pub line: String,
     /// Its evidence entry, if the run has one to add.
     pub entry: Option<Entry>,
-    /// The files it wrote with [`files::write_new_unsynced`].
+    /// The files its worker wrote already with [`files::write_new_unsynced`].
     pub files: Vec<PathBuf>,
+    /// The files the committer writes for it, in this order, before the group's sync: the
+    /// worker meanwhile makes the next key's PKCS#11 calls.
+    pub to_write: Vec<NewFile>,
 }
 
 /// The keys finished and not yet durable, filled by the workers and emptied by [`Group::run`].
@@ -176,8 +181,39 @@ impl<'a> Group<'a> {
         }
     }
 
-    /// Makes the keys' files durable, then appends their entries, then prints their lines.
+    /// Writes the keys' files, makes them durable, then appends their entries, then prints
+    /// their lines. A key whose file cannot be written (one appeared under its name since the
+    /// run began) stops the run, named: the keys before it in the group are still made durable
+    /// and recorded, those after it are not written (a rerun packages them from the token).
     fn commit(&self, keys: Vec<Finished>) -> Result<()> {
+        let mut written_keys = Vec::with_capacity(keys.len());
+        let mut failure = None;
+        for mut key in keys {
+            match files::write_all_new(&key.to_write, files::write_new_unsynced) {
+                Ok(()) => {
+                    let package = key.to_write.iter().find(|f| f.kind == FileKind::Package);
+                    if let Some(p) = package {
+                        tracing::info!(key = %key.key, path = %p.path.display(), "package written");
+                    }
+                    key.files.extend(key.to_write.drain(..).map(|f| f.path));
+                    written_keys.push(key);
+                }
+                Err(e) => {
+                    failure = Some(OfflineError::BatchKey {
+                        name: key.key,
+                        source: Box::new(e.into()),
+                    });
+                    break;
+                }
+            }
+        }
+        self.record(written_keys)?;
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// Makes the keys' written files durable, then appends their entries, then prints their
+    /// lines.
+    fn record(&self, keys: Vec<Finished>) -> Result<()> {
         if keys.is_empty() {
             return Ok(());
         }
@@ -215,7 +251,6 @@ mod tests {
 
     fn finished(dir: &Path, name: &str) -> Finished {
         let path = dir.join(name);
-        files::write_new_unsynced(&path, b"x", files::FileKind::Package).unwrap();
         let entry = Entry::Packaged(Packaged {
             key_name: name.into(),
             key: KeyRecord {
@@ -233,9 +268,22 @@ mod tests {
             package_file: None,
         });
         Finished {
+            key: name.into(),
             line: name.into(),
             entry: Some(entry),
-            files: vec![path],
+            files: Vec::new(),
+            to_write: vec![
+                NewFile {
+                    path: path.with_extension("sidecar"),
+                    bytes: b"s".to_vec(),
+                    kind: FileKind::Sidecar,
+                },
+                NewFile {
+                    path,
+                    bytes: b"x".to_vec(),
+                    kind: FileKind::Package,
+                },
+            ],
         }
     }
 
@@ -347,5 +395,40 @@ mod tests {
         group.close();
         assert!(group.run().is_err());
         assert_eq!(entries(&log_path), 0);
+    }
+
+    /// A file that appeared under a key's name since the run began: the run stops naming the
+    /// key, the key before it in the group is still durable and recorded, the one after it is
+    /// not written, and the failed key's own first file (the sidecar) is removed again.
+    #[test]
+    fn a_file_in_the_way_stops_the_run_naming_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let log_path = dir.path().join("log.jsonl");
+        let log = EvidenceLog::open(&log_path, Some("t")).unwrap();
+        let progress = Progress::new(3);
+        std::fs::write(dir.path().join("b"), b"someone else's").unwrap();
+        let group = Group::new(dir.path(), &log, &progress, 3, Duration::from_secs(600));
+        for name in ["a", "b", "c"] {
+            group.add(finished(dir.path(), name));
+        }
+        group.close();
+        let err = group.run().unwrap_err();
+        assert!(
+            matches!(&err, OfflineError::BatchKey { name, .. } if name == "b"),
+            "{err}"
+        );
+        assert!(err.to_string().contains('b'), "{err}");
+        assert_eq!(entries(&log_path), 1, "a is recorded, b and c are not");
+        assert!(log.records("a", &[Event::Packaged]));
+        assert!(dir.path().join("a").exists() && dir.path().join("a.sidecar").exists());
+        assert!(
+            !dir.path().join("b.sidecar").exists(),
+            "b's sidecar removed again"
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join("b")).unwrap(),
+            b"someone else's"
+        );
+        assert!(!dir.path().join("c").exists() && !dir.path().join("c.sidecar").exists());
     }
 }

@@ -5,7 +5,7 @@ use crate::keys::Target;
 use crate::raw::RawModule;
 use crate::token::{SessionObject, TokenSession};
 use crate::wrap_path::{KwpMechanism, WrapPath};
-use byok_cli_common::files::{self, FileKind};
+use byok_cli_common::files::{self, FileKind, NewFile};
 use byok_cli_common::output::{as_display, as_hex};
 use byok_core::package::Generator;
 use byok_core::sidecar::{self, Sidecar, Source};
@@ -235,30 +235,51 @@ pub fn package(
         kek,
         session_kek: &session_kek,
         path,
-        write: files::write_new,
     };
-    let report = packager.package(target, out)?;
+    let sealed = packager.seal(target, out)?;
     session_kek.destroy()?;
-    Ok(report)
+    files::write_all_new(&sealed.files, files::write_new)?;
+    sealed.written();
+    Ok(sealed.report)
 }
 
-/// What packaging a key needs: the session, its imported KEK, the wrap path, and how files
-/// are written ([`files::write_new`], or a batch's [`files::write_new_unsynced`], made durable
-/// by group).
+/// What packaging a key needs: the session, its imported KEK and the wrap path.
 pub struct Packager<'a, 's> {
     pub token: &'a TokenSession,
     pub raw: &'a RawModule,
     pub kek: &'a KekTransfer,
     pub session_kek: &'a SessionKek<'s>,
     pub path: WrapPath,
-    pub write: files::WriteNew,
+}
+
+/// A package made and read back as the service will, not yet on disk: its two files, in the
+/// order they must be written, and the report.
+pub struct Sealed {
+    /// The sidecar first, the package last: a `.byok` under its name always has its sidecar,
+    /// whenever the run is killed. A sidecar alone is a run stopped before its package;
+    /// `batch` resumes it, and the import side names it. Written with
+    /// [`files::write_all_new`], a failure leaves neither.
+    pub files: [NewFile; 2],
+    pub report: PackageReport,
+}
+
+impl Sealed {
+    /// Logs the package as written (once [`Sealed::files`] are).
+    pub fn written(&self) {
+        tracing::info!(
+            path = %self.report.byok.display(),
+            sha256 = %self.report.byok_sha256.to_hex(),
+            sidecar = %self.report.sidecar.display(),
+            "package written"
+        );
+    }
 }
 
 impl Packager<'_, '_> {
-    /// Wraps the target, then writes the sidecar and the `.byok` at `out` (never
-    /// overwriting; neither or both are left, or after a kill a sidecar alone, never a
-    /// package alone).
-    pub fn package(&self, target: &Target, out: &Path) -> Result<PackageReport> {
+    /// Wraps the target and makes the sidecar and the `.byok` for `out`, checked; writes
+    /// nothing (the caller writes [`Sealed::files`]: a single `package` at once, a batch on
+    /// its committer thread while the worker goes on with the next key).
+    pub fn seal(&self, target: &Target, out: &Path) -> Result<Sealed> {
         let (token, kek) = (self.token, self.kek);
         let sidecar_out = sidecar::path_for(out);
         let ciphertext = self.session_kek.wrap(token, self.raw, target, self.path)?;
@@ -271,24 +292,9 @@ impl Packager<'_, '_> {
         reread.check_against_kek(&kek.key)?;
         let byok_sha256 = Fingerprint::of_bytes(&bytes);
         let sidecar = sidecar_for(token, kek, target, byok_sha256);
-        // The sidecar first, the package last: a `.byok` under its name always has its
-        // sidecar, whenever the run is killed. A sidecar alone is a run stopped before its
-        // package; `batch` resumes it, and the import side names it.
-        (self.write)(&sidecar_out, &sidecar.to_json_bytes(), FileKind::Sidecar)?;
-        if let Err(e) = (self.write)(out, &bytes, FileKind::Package) {
-            // Neither file: a rerun then finds nothing in its way.
-            let _ = files::remove(&sidecar_out);
-            return Err(e.into());
-        }
-        tracing::info!(
-            path = %out.display(),
-            sha256 = %byok_sha256.to_hex(),
-            sidecar = %sidecar_out.display(),
-            "package written"
-        );
-        Ok(PackageReport {
+        let report = PackageReport {
             byok: out.to_path_buf(),
-            sidecar: sidecar_out,
+            sidecar: sidecar_out.clone(),
             kek_kid: kek.kid.clone(),
             kek_sha256: kek.key.fingerprint(),
             wrap_path: self.path,
@@ -297,6 +303,19 @@ impl Packager<'_, '_> {
             target_kind: target.kind,
             target_public_key_sha256: target.public_key.as_ref().map(|k| k.fingerprint()),
             byok_sha256,
-        })
+        };
+        let files = [
+            NewFile {
+                path: sidecar_out,
+                bytes: sidecar.to_json_bytes(),
+                kind: FileKind::Sidecar,
+            },
+            NewFile {
+                path: out.to_path_buf(),
+                bytes,
+                kind: FileKind::Package,
+            },
+        ];
+        Ok(Sealed { files, report })
     }
 }

@@ -12,6 +12,7 @@ use byok_offline::commands::{
     GenerateReport, InspectReport, KeysReport, PackageOutcome, ProofReport, PublicKeyFile,
     TokensReport,
 };
+use byok_offline::index::Lookup;
 use byok_offline::log::LogReport;
 use serde::Serialize;
 use std::fmt::Display;
@@ -172,6 +173,20 @@ pub fn batch(r: &BatchReport) {
     }
     for check in &r.checks {
         field(&format!("check {}", check.kind), check);
+    }
+    if let Some(p) = &r.lookup_probe {
+        let how = match p.lookup {
+            Lookup::Index => format!("every token object read once ({} objects)", p.objects),
+            Lookup::Search => "searched for per key".to_string(),
+        };
+        let why = match (p.read_ms, p.search_ms) {
+            (Some(read), Some(search)) => format!(
+                "measured: {read:.3} ms a read, {search:.3} ms a search, {} objects, {} keys",
+                p.objects, p.keys
+            ),
+            _ => p.chosen_by.to_string(),
+        };
+        field("keys found by", format!("{how} ({why})"));
     }
     field("log", r.log.display());
     field(

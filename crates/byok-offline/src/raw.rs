@@ -5,7 +5,8 @@
 //! cannot name. Its `wrap_key` asks the module for the output length and trusts the answer,
 //! which NSS softokn under-reports. So this module reaches the same module's function list
 //! directly and calls `C_GetMechanismList` and every `C_WrapKey` (with a larger buffer when the
-//! module says `CKR_BUFFER_TOO_SMALL`). A count or length the module reports sizes no
+//! module says `CKR_BUFFER_TOO_SMALL`). It also reads the batch index's three attributes in one
+//! `C_GetAttributeValue` per object, where cryptoki's `get_attributes` makes two. A count or length the module reports sizes no
 //! allocation beyond a stated bound ([`MAX_MECHANISMS`], [`MAX_WRAP_LEN`]). The function list is the one of the module cryptoki
 //! loaded and initialised ([`crate::token::Module::load`]); nothing here initialises it again.
 //! Everything else goes through cryptoki.
@@ -15,10 +16,11 @@ use crate::error::{OfflineError, Result};
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Function};
 use cryptoki::error::{Error as CkError, Rv};
 use cryptoki_sys::{
-    CK_FUNCTION_LIST, CK_MECHANISM, CK_MECHANISM_TYPE, CK_OBJECT_HANDLE,
+    CK_ATTRIBUTE, CK_FUNCTION_LIST, CK_MECHANISM, CK_MECHANISM_TYPE, CK_OBJECT_HANDLE,
     CK_RSA_AES_KEY_WRAP_PARAMS, CK_RSA_PKCS_OAEP_PARAMS, CK_RV, CK_SESSION_HANDLE, CK_SLOT_ID,
-    CK_ULONG, CKG_MGF1_SHA1, CKM_RSA_PKCS_OAEP, CKM_SHA_1, CKR_BUFFER_TOO_SMALL,
-    CKR_FUNCTION_NOT_SUPPORTED, CKR_OK, CKZ_DATA_SPECIFIED,
+    CK_ULONG, CK_UNAVAILABLE_INFORMATION, CKA_CLASS, CKA_ID, CKA_LABEL, CKG_MGF1_SHA1,
+    CKM_RSA_PKCS_OAEP, CKM_SHA_1, CKR_ATTRIBUTE_SENSITIVE, CKR_ATTRIBUTE_TYPE_INVALID,
+    CKR_BUFFER_TOO_SMALL, CKR_FUNCTION_NOT_SUPPORTED, CKR_OK, CKZ_DATA_SPECIFIED,
 };
 use std::ffi::{CString, c_void};
 use std::path::Path;
@@ -28,6 +30,24 @@ pub use cryptoki_sys::{CKM_AES_KEY_WRAP_KWP, CKM_AES_KEY_WRAP_PAD, CKM_RSA_AES_K
 
 /// The most a wrap may need: an RSA 4096 PKCS#8 wrapped is about 2.4 KiB, an RSA part 512 bytes.
 const MAX_WRAP_LEN: CK_ULONG = 64 * 1024;
+
+/// The buffer a wrap is first given, with no size query before it: every wrap Key Vault takes
+/// fits (the native wrap of an RSA 4096 target is about 2.9 KiB). A size query would be a
+/// second `C_WrapKey`, and kryoptic reads the key from its store at each call.
+const FIRST_WRAP_LEN: CK_ULONG = 8 * 1024;
+
+/// The longest label or `CKA_ID` [`RawModule::class_label_id`] reads in its one call; an
+/// object with a longer one is read through cryptoki instead.
+const INDEX_VALUE_LEN: usize = 256;
+
+/// An object's class, label and id as one `C_GetAttributeValue` read them; `None` for an
+/// attribute the object lacks (a data object has no `CKA_ID`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClassLabelId {
+    pub class: Option<CK_ULONG>,
+    pub label: Option<Vec<u8>>,
+    pub id: Option<Vec<u8>>,
+}
 
 /// The most mechanisms a slot may list: PKCS#11 3.x names 480 (cryptoki-sys's `CKM_`
 /// constants), and the modules measured here list tens to a few hundred. A count over eight
@@ -127,6 +147,73 @@ impl RawModule {
         })
     }
 
+    /// An object's class, label and id in one `C_GetAttributeValue` (cryptoki's
+    /// `get_attributes` makes two, lengths then values, and kryoptic reads the object from
+    /// its store at each). `None` when a label or id is longer than [`INDEX_VALUE_LEN`] or the
+    /// class is not a `CK_ULONG`: the caller then reads the object through cryptoki.
+    pub fn class_label_id(
+        &self,
+        session: CK_SESSION_HANDLE,
+        object: CK_OBJECT_HANDLE,
+    ) -> Result<Option<ClassLabelId>> {
+        let f = self
+            .list
+            .C_GetAttributeValue
+            .ok_or_else(|| rv_error(Function::GetAttributeValue, CKR_FUNCTION_NOT_SUPPORTED))?;
+        let mut class: CK_ULONG = 0;
+        let mut label = [0u8; INDEX_VALUE_LEN];
+        let mut id = [0u8; INDEX_VALUE_LEN];
+        let mut template = [
+            CK_ATTRIBUTE {
+                type_: CKA_CLASS,
+                pValue: (&raw mut class).cast(),
+                ulValueLen: std::mem::size_of::<CK_ULONG>() as CK_ULONG,
+            },
+            CK_ATTRIBUTE {
+                type_: CKA_LABEL,
+                pValue: label.as_mut_ptr().cast(),
+                ulValueLen: INDEX_VALUE_LEN as CK_ULONG,
+            },
+            CK_ATTRIBUTE {
+                type_: CKA_ID,
+                pValue: id.as_mut_ptr().cast(),
+                ulValueLen: INDEX_VALUE_LEN as CK_ULONG,
+            },
+        ];
+        // SAFETY: each entry points to a buffer of the length it states, alive for the call;
+        // the module writes at most that many bytes to each (PKCS#11 5.7, C_GetAttributeValue).
+        let rv = unsafe {
+            f(
+                session,
+                object,
+                template.as_mut_ptr(),
+                template.len() as CK_ULONG,
+            )
+        };
+        // An attribute the object lacks or hides is marked unavailable and the others are
+        // still read; a value too long for its buffer is read again through cryptoki.
+        match rv {
+            CKR_OK | CKR_ATTRIBUTE_TYPE_INVALID | CKR_ATTRIBUTE_SENSITIVE => {}
+            CKR_BUFFER_TOO_SMALL => return Ok(None),
+            _ => return Err(rv_error(Function::GetAttributeValue, rv)),
+        }
+        let [c, l, i] = &template;
+        let value = |a: &CK_ATTRIBUTE, buffer: &[u8]| match a.ulValueLen {
+            CK_UNAVAILABLE_INFORMATION => Some(None),
+            len if (len as usize) <= buffer.len() => Some(Some(buffer[..len as usize].to_vec())),
+            _ => None,
+        };
+        let class = match c.ulValueLen {
+            CK_UNAVAILABLE_INFORMATION => None,
+            len if len as usize == std::mem::size_of::<CK_ULONG>() => Some(class),
+            _ => return Ok(None),
+        };
+        let (Some(label), Some(id)) = (value(l, &label), value(i, &id)) else {
+            return Ok(None);
+        };
+        Ok(Some(ClassLabelId { class, label, id }))
+    }
+
     /// Every mechanism the slot offers, including those cryptoki cannot name.
     pub fn mechanism_list(&self, slot: CK_SLOT_ID) -> Result<Vec<CK_MECHANISM_TYPE>> {
         let f = self
@@ -215,9 +302,9 @@ impl RawModule {
         self.wrap(session, &mut mechanism, wrapping, key)
     }
 
-    /// `C_WrapKey`: asks for the length, then wraps; when the module then says
-    /// `CKR_BUFFER_TOO_SMALL` (its size query under-reported), tries again with a larger
-    /// buffer, up to [`MAX_WRAP_LEN`].
+    /// `C_WrapKey` into a buffer of [`FIRST_WRAP_LEN`]; when the module says
+    /// `CKR_BUFFER_TOO_SMALL`, tries again with a larger buffer (what it reports, or double:
+    /// NSS softokn under-reports), up to [`MAX_WRAP_LEN`].
     fn wrap(
         &self,
         session: CK_SESSION_HANDLE,
@@ -229,20 +316,12 @@ impl RawModule {
             .list
             .C_WrapKey
             .ok_or_else(|| rv_error(Function::WrapKey, CKR_FUNCTION_NOT_SUPPORTED))?;
-        let mut len: CK_ULONG = 0;
-        // SAFETY: `mechanism` and its parameters are valid for the call; a null output
-        // pointer asks for the length only (PKCS#11 5.18).
-        let rv = unsafe { f(session, mechanism, wrapping, key, ptr::null_mut(), &mut len) };
-        if rv != CKR_OK {
-            return Err(rv_error(Function::WrapKey, rv));
-        }
-        // A module's size query is a hint (NSS's under-reports); it never sizes an
-        // allocation beyond the bound.
-        let mut size = len.min(MAX_WRAP_LEN);
+        let mut size = FIRST_WRAP_LEN;
         loop {
             let mut out = vec![0u8; size as usize];
             let mut len = size;
-            // SAFETY: `out` has `len` bytes, the length we tell the module it may write.
+            // SAFETY: `mechanism` and its parameters are valid for the call; `out` has `len`
+            // bytes, the length we tell the module it may write.
             let rv = unsafe {
                 f(
                     session,
@@ -262,7 +341,7 @@ impl RawModule {
                     tracing::debug!(
                         asked = size,
                         reported = len,
-                        "C_WrapKey: CKR_BUFFER_TOO_SMALL after the size query; retrying larger"
+                        "C_WrapKey: CKR_BUFFER_TOO_SMALL; retrying larger"
                     );
                     size = next_len(size, len).min(MAX_WRAP_LEN);
                 }

@@ -48,6 +48,13 @@ fn a_rerun_resumes_and_the_log_records_each_package_once() {
     let first = ok(&out);
     assert_eq!(outcomes(&first), ["b1: packaged", "b2: packaged"]);
     assert_eq!(first["generated"], 2);
+    // --lookup auto measured the token before choosing.
+    let probe = &first["lookup_probe"];
+    assert_eq!(probe["chosen_by"], "auto", "{first}");
+    assert_eq!(probe["lookup"], first["lookup"], "{first}");
+    assert!(["index", "search"].contains(&first["lookup"].as_str().unwrap()));
+    assert!(probe["read_ms"].as_f64().is_some() && probe["search_ms"].as_f64().is_some());
+    assert_eq!(probe["keys"], 2, "{first}");
 
     std::fs::remove_file(hsm.path("out/KeyTransferPackage-b1.byok.sidecar.json")).unwrap();
     let again = ok(&hsm.run(&batch));

@@ -25,6 +25,13 @@ const BATCH: [&str; 10] = [
     "--allow-zero-padded-kwp",
 ];
 
+/// [`BATCH`] finding keys by `--lookup LOOKUP` (index: every object read once; search: per key).
+fn batch_by(lookup: &str) -> Vec<&str> {
+    let mut args = BATCH.to_vec();
+    args.extend(["--lookup", lookup]);
+    args
+}
+
 /// A manifest of `n` keys `k00`.., EC P-256 and AES 128 in turn.
 fn manifest(n: usize) -> String {
     (0..n)
@@ -119,9 +126,11 @@ fn a_batch_killed_mid_run_resumes_to_each_key_recorded_once_and_generated_once()
     let (_, kek) = kek_pair(2048);
     hsm.transfer_file(&kek);
     std::fs::write(hsm.path("keys.toml"), manifest(N)).unwrap();
+    // The killed run reads the index, the resumed one searches per key: both must find what
+    // the other made.
     let mut child = hsm
         .command_with_pin(env!("CARGO_BIN_EXE_byok-offline"))
-        .args(BATCH)
+        .args(batch_by("index"))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -160,7 +169,9 @@ fn a_batch_killed_mid_run_resumes_to_each_key_recorded_once_and_generated_once()
     );
     assert!(before.values().all(|ids| ids.len() == 1), "{before:?}");
 
-    let report = ok(&hsm.run(&BATCH));
+    let report = ok(&hsm.run(&batch_by("search")));
+    assert_eq!(report["lookup"], "search", "{report}");
+    assert_eq!(report["lookup_probe"]["chosen_by"], "--lookup", "{report}");
     let generated_now = report["generated"].as_u64().unwrap() as usize;
     let events = log_events(&hsm);
     assert_eq!(events.len(), N, "{events:?}");
@@ -310,18 +321,21 @@ fn keys_already_under_a_manifest_label_give_the_single_key_errors() {
             "is AES 128, but the manifest says AES 256",
         ),
     ];
-    for (name, kind, needle) in cases {
+    for ((name, kind, needle), lookup) in cases
+        .into_iter()
+        .flat_map(|case| ["index", "search"].map(|lookup| (case, lookup)))
+    {
         std::fs::write(
             hsm.path("keys.toml"),
             format!("[[key]]\nname = \"{name}\"\n{kind}\n"),
         )
         .unwrap();
-        let out = hsm.run(&BATCH);
+        let out = hsm.run(&batch_by(lookup));
         assert_eq!(out.status.code(), Some(1), "{name}: {}", stderr(&out));
         let err = stderr(&out);
         assert!(
             err.contains(&format!("key `{name}`: ")) && err.contains(needle),
-            "`{needle}` not in: {err}"
+            "{lookup}: `{needle}` not in: {err}"
         );
     }
     // Nothing was generated over them.
@@ -340,19 +354,21 @@ fn keys_already_under_a_manifest_label_give_the_single_key_errors() {
         &hsm,
         &["--delete-object", "--type", "privkey", "--label", "half"],
     );
-    let half = |curve: &str| {
+    let half = |curve: &str, lookup: &str| {
         let m = format!("[[key]]\nname = \"half\"\nkty = \"EC\"\ncurve = \"{curve}\"\n");
         std::fs::write(hsm.path("keys.toml"), m).unwrap();
-        hsm.run(&BATCH)
+        hsm.run(&batch_by(lookup))
     };
-    let out = half("P-256");
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("a key labelled `half` already exists"),
-        "{}",
-        stderr(&out)
-    );
-    let out = half("P-384");
+    for lookup in ["index", "search"] {
+        let out = half("P-256", lookup);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("a key labelled `half` already exists"),
+            "{lookup}: {}",
+            stderr(&out)
+        );
+    }
+    let out = half("P-384", "search");
     assert_eq!(ok(&out)["generated"], 1);
     assert!(
         stderr(&out).contains("a public key without its private key"),

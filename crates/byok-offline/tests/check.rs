@@ -258,7 +258,7 @@ fn kryoptic_passes_rsa_and_aes_and_its_short_ec_scalars_are_found_every_time() {
 }
 
 #[test]
-fn nss_checks_with_init_args_and_packages_through_the_size_query_retry() {
+fn nss_checks_with_init_args_and_packages_with_no_size_query() {
     let token = TestToken::nss(PIN);
     assert!(token.init_args().is_some());
     let (report, kinds) = check(&token, &[]);
@@ -298,7 +298,9 @@ fn nss_checks_with_init_args_and_packages_through_the_size_query_retry() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("--init-args"), "{}", stderr(&out));
 
-    // A real package: the retry after CKR_BUFFER_TOO_SMALL is what makes it (logged at debug).
+    // A real package. NSS softokn's size query under-reports the wrap's length; the tool asks
+    // none, it gives every C_WrapKey a buffer every wrap fits in, so no retry is needed
+    // (a retry would be logged at debug).
     let out = package(
         &token,
         "n",
@@ -307,7 +309,7 @@ fn nss_checks_with_init_args_and_packages_through_the_size_query_retry() {
     );
     let report = ok(&out);
     assert!(
-        stderr(&out).contains("CKR_BUFFER_TOO_SMALL after the size query"),
+        !stderr(&out).contains("CKR_BUFFER_TOO_SMALL"),
         "{}",
         stderr(&out)
     );

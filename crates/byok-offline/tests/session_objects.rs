@@ -15,10 +15,11 @@ use byok_offline::index::TokenIndex;
 use byok_offline::keys::{self, GenerateSpec, Target};
 use byok_offline::package::{SessionKek, wrap_in_token};
 use byok_offline::pin::PinSource;
+use byok_offline::raw::ClassLabelId;
 use byok_offline::token::{Module, TokenSelector};
 use byok_offline::wrap_path::{self, KwpMechanism, PadBehaviour, WrapChoice, WrapPath};
 use cryptoki::mechanism::Mechanism;
-use cryptoki::object::{Attribute, KeyType, ObjectClass};
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass};
 
 #[test]
 #[allow(unsafe_code)]
@@ -142,8 +143,26 @@ fn no_session_object_survives_success_or_failure() {
 
     // A batch session: one KEK object for all its keys (targets found through the index, as
     // a batch finds them), the wrap's AES key gone after each, through a failure too.
-    let index = TokenIndex::read(&token).unwrap();
-    let ok_target = keys::find_target_in(&token, &index, "ok").unwrap();
+    let index = TokenIndex::read(&token, raw).unwrap();
+    let ok_target = keys::find_target_in(&token, raw, &index, "ok").unwrap();
+    // Searched for per key instead (`--lookup search`), the same key.
+    let searching = TokenIndex::searching();
+    let searched = keys::find_target_in(&token, raw, &searching, "ok").unwrap();
+    assert_eq!(
+        (
+            searched.private,
+            &searched.label,
+            &searched.id,
+            searched.kind
+        ),
+        (
+            ok_target.private,
+            &ok_target.label,
+            &ok_target.id,
+            ok_target.kind
+        )
+    );
+    assert_eq!(searched.public_key, ok_target.public_key);
     let session_kek = SessionKek::import(&token, &kek.key).unwrap();
     assert_eq!(token.session_object_count().unwrap(), 1);
     for _ in 0..3 {
@@ -167,4 +186,67 @@ fn no_session_object_survives_success_or_failure() {
     assert!(panicked.is_err());
     assert_eq!(token.session_object_count().unwrap(), 0);
     assert_eq!(token.object_count().unwrap(), before);
+    index_reads_what_cryptoki_reads(&token, raw);
+}
+
+/// The index's one raw `C_GetAttributeValue` per object reads what cryptoki's two read, for
+/// every object on the token; a label longer than its buffer is read through cryptoki, and
+/// the object is still found by it.
+fn index_reads_what_cryptoki_reads(
+    token: &byok_offline::token::TokenSession,
+    raw: &byok_offline::raw::RawModule,
+) {
+    let long = "l".repeat(300);
+    token
+        .session
+        .generate_key(
+            &Mechanism::AesKeyGen,
+            &[
+                Attribute::Token(true),
+                Attribute::Sensitive(true),
+                Attribute::Extractable(true),
+                Attribute::ValueLen(32.into()),
+                Attribute::Label(long.clone().into_bytes()),
+            ],
+        )
+        .unwrap();
+    let handles = token
+        .session
+        .find_objects(&[Attribute::Token(true)])
+        .unwrap();
+    assert!(handles.len() >= 3, "{handles:?}");
+    let mut fell_back = 0;
+    for handle in handles {
+        let wanted = [
+            AttributeType::Class,
+            AttributeType::Label,
+            AttributeType::Id,
+        ];
+        let mut expected = ClassLabelId {
+            class: None,
+            label: None,
+            id: None,
+        };
+        for a in token.session.get_attributes(handle, &wanted).unwrap() {
+            match a {
+                Attribute::Class(c) => expected.class = Some(*c),
+                Attribute::Label(l) => expected.label = Some(l),
+                Attribute::Id(i) => expected.id = Some(i),
+                _ => {}
+            }
+        }
+        let read = raw
+            .class_label_id(token.session.handle(), handle.handle())
+            .unwrap();
+        match read {
+            Some(read) => assert_eq!(read, expected, "{handle:?}"),
+            None => {
+                assert_eq!(expected.label.as_deref(), Some(long.as_bytes()));
+                fell_back += 1;
+            }
+        }
+    }
+    assert_eq!(fell_back, 1, "the long label only");
+    let index = TokenIndex::read(token, raw).unwrap();
+    assert!(index.target(&long).is_ok());
 }

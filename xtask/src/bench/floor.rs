@@ -8,8 +8,10 @@
 //! - `__keygen`: SoftHSM key generation alone;
 //! - `__login`: load the module and log in;
 //! - `__floor`: the calls `byok-offline batch` makes per key, with no file, check or log
-//!   ([`FloorMode`]); the C_WrapKey calls go through byok-offline's `RawModule`, as the
-//!   tool's do, since cryptoki cannot name `CKM_AES_KEY_WRAP_KWP`;
+//!   ([`FloorMode`]), by the wrap path and the look-up the tool takes ([`FloorCalls`]); the
+//!   C_WrapKey calls go through byok-offline's `RawModule`, as the tool's do, since cryptoki
+//!   cannot name `CKM_AES_KEY_WRAP_KWP` or `CKM_RSA_AES_KEY_WRAP`, and the path is chosen
+//!   by byok-offline's own `Capabilities::choose`;
 //! - `__populate`: fills a token with AES keys, so that the floors and the tool can be
 //!   measured at a token size.
 
@@ -18,6 +20,7 @@ use byok_core::KeyOp;
 use byok_core::target::KeyKind;
 use byok_offline::keys::templates::{Generation, Templates};
 use byok_offline::package::{kek_template, session_aes_template};
+use byok_offline::wrap_path::{Capabilities, WrapChoice, WrapPath};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::Session;
@@ -31,9 +34,66 @@ use std::time::Instant;
 pub enum FloorMode {
     /// Generate a token key pair of --kind (random CKA_ID), read its public key, wrap it.
     Generate,
-    /// Read the token's key objects once (the tool's index), then per key of PREFIX-0..COUNT:
-    /// read it and wrap it.
+    /// Per key of PREFIX-0..COUNT: find it (--lookup), read it and wrap it.
     Existing,
+}
+
+/// `__floor`'s wrap, chosen as byok-offline's `--wrap-mechanism` chooses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FloorWrap {
+    /// Native CKM_RSA_AES_KEY_WRAP when the token lists it, else the two-step (the tool's
+    /// default).
+    Auto,
+    /// One C_WrapKey with CKM_RSA_AES_KEY_WRAP (0x1054).
+    Native,
+    /// A session AES-256 key, RFC 5649 of the target under it, RSA-OAEP of it under the KEK.
+    TwoStep,
+}
+
+impl FloorWrap {
+    /// The flag's value (the same words as byok-offline's `--wrap-mechanism`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FloorWrap::Auto => "auto",
+            FloorWrap::Native => "native",
+            FloorWrap::TwoStep => "two-step",
+        }
+    }
+}
+
+/// How `__floor` finds each key: as a batch does, by the `lookup` its report names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lookup {
+    /// For existing keys, the token's objects read once before the clock starts (one search,
+    /// then each object's class, label and id), each key then found in that index; for new
+    /// keys no call (the tool checks the label against its index, read once per batch).
+    Index,
+    /// Per key, inside the timed loop: for an existing key C_FindObjects [CKA_LABEL] and the
+    /// CKA_CLASS of each object found, then C_FindObjects [CKA_CLASS = public key, CKA_ID]
+    /// for its EC public key; for a new key C_FindObjects [CKA_LABEL], which must find
+    /// nothing, before it is generated.
+    Search,
+}
+
+impl Lookup {
+    /// The flag's value, and the word a batch's report gives.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lookup::Index => "index",
+            Lookup::Search => "search",
+        }
+    }
+}
+
+/// `__floor`'s wrap path and look-up: the tool's `--wrap-mechanism` and its report's `lookup`.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct FloorCalls {
+    /// The wrap path, chosen from the token's mechanisms as byok-offline chooses it.
+    #[arg(long, value_enum, default_value_t = FloorWrap::Auto)]
+    pub wrap: FloorWrap,
+    /// How each key is found.
+    #[arg(long, value_enum, default_value_t = Lookup::Index)]
+    pub lookup: Lookup,
 }
 
 /// `__floor`'s and `__populate`'s flags.
@@ -81,18 +141,22 @@ impl Floor {
         &self.token.session
     }
 
-    /// RFC 5649 by the number the token offers: 0x210B, else 0x210A (SoftHSM 2.6.1).
-    fn kwp_mechanism(&self) -> Result<u64, String> {
+    /// The wrap path byok-offline's `Capabilities::choose` picks from the token's mechanism
+    /// list: native 0x1054, or the two-step with 0x210B, else 0x210A (SoftHSM 2.6.1).
+    fn wrap_path(&self, wrap: FloorWrap) -> Result<WrapPath, String> {
         let list = self
             .module
             .raw()
             .mechanism_list(self.token.slot.id())
             .map_err(|e| e.to_string())?;
-        Ok(if list.contains(&0x210B) {
-            0x210B
-        } else {
-            0x210A
-        })
+        let choice = match wrap {
+            FloorWrap::Auto => WrapChoice::Auto,
+            FloorWrap::Native => WrapChoice::Native,
+            FloorWrap::TwoStep => WrapChoice::TwoStep,
+        };
+        Capabilities::from_list(&list)
+            .choose(choice)
+            .map_err(|e| e.to_string())
     }
 
     /// The KEK as a session public key object, made once per session as the tool does.
@@ -102,15 +166,28 @@ impl Floor {
             .map_err(|e| e.to_string())
     }
 
-    /// The two-step wrap: a session AES-256 key, RFC 5649 of the target under it, RSA-OAEP of
-    /// it under the KEK, the AES key destroyed.
-    fn wrap(&self, kwp: u64, kek: ObjectHandle, target: ObjectHandle) -> Result<usize, String> {
+    /// The wrap by `path`: one C_WrapKey with CKM_RSA_AES_KEY_WRAP, or the two-step (a
+    /// session AES-256 key, RFC 5649 of the target under it, RSA-OAEP of it under the KEK, the
+    /// AES key destroyed), as the tool's `SessionKek::wrap`.
+    fn wrap(
+        &self,
+        path: WrapPath,
+        kek: ObjectHandle,
+        target: ObjectHandle,
+    ) -> Result<usize, String> {
         let s = self.session();
         let err = |e: byok_offline::OfflineError| e.to_string();
+        let raw = self.module.raw();
+        let kwp = match path {
+            WrapPath::Native => {
+                let wrapped = raw.wrap_rsa_aes(s.handle(), kek.handle(), target.handle());
+                return wrapped.map(|w| w.len()).map_err(err);
+            }
+            WrapPath::TwoStep(kwp) => kwp.number(),
+        };
         let aes = s
             .generate_key(&Mechanism::AesKeyGen, &session_aes_template())
             .map_err(|e| e.to_string())?;
-        let raw = self.module.raw();
         let kwp_part = raw
             .wrap_aes_kwp(s.handle(), kwp, aes.handle(), target.handle())
             .map_err(err)?;
@@ -121,12 +198,118 @@ impl Floor {
         Ok(kwp_part.len() + rsa_part.len())
     }
 
-    /// What the tool reads of a key it finds: its description, and its public point.
-    fn read_target(&self, private: ObjectHandle, public: ObjectHandle) -> Result<(), String> {
-        self.session()
+    /// What the tool reads of a key it finds first: its description (`keys::DESCRIBE`), whose
+    /// CKA_ID is returned.
+    fn describe(&self, private: ObjectHandle) -> Result<Vec<u8>, String> {
+        let attrs = self
+            .session()
             .get_attributes(private, &byok_offline::keys::DESCRIBE)
             .map_err(|e| e.to_string())?;
-        self.read_point(public)
+        Ok(attrs
+            .into_iter()
+            .find_map(|a| match a {
+                Attribute::Id(id) => Some(id),
+                _ => None,
+            })
+            .unwrap_or_default())
+    }
+
+    /// An existing key found by searching, as the tool's search mode finds it: C_FindObjects
+    /// [CKA_LABEL] and each object's CKA_CLASS, the private key's description, C_FindObjects
+    /// [CKA_CLASS = public key, CKA_ID] and that public key's point. The private key.
+    fn search_target(&self, label: &str) -> Result<ObjectHandle, String> {
+        let s = self.session();
+        let err = |e: cryptoki::error::Error| e.to_string();
+        let mut private = None;
+        for h in s
+            .find_objects(&[Attribute::Label(label.as_bytes().to_vec())])
+            .map_err(err)?
+        {
+            let class = s.get_attributes(h, &[AttributeType::Class]).map_err(err)?;
+            let is_private = class.iter().any(|a| {
+                matches!(a, Attribute::Class(c) if *c == ObjectClass::PRIVATE_KEY || *c == ObjectClass::SECRET_KEY)
+            });
+            if is_private {
+                private = Some(h);
+            }
+        }
+        let private = private.ok_or_else(|| format!("no private key labelled {label}"))?;
+        let id = self.describe(private)?;
+        let public = s
+            .find_objects(&[Attribute::Class(ObjectClass::PUBLIC_KEY), Attribute::Id(id)])
+            .map_err(err)?;
+        let public = *public
+            .first()
+            .ok_or_else(|| format!("no public key beside {label}"))?;
+        self.read_point(public)?;
+        Ok(private)
+    }
+
+    /// A new key's label searched for, as the tool's search mode does before generating: the
+    /// search must find nothing.
+    fn label_is_free(&self, label: &str) -> Result<(), String> {
+        let found = self
+            .session()
+            .find_objects(&[Attribute::Label(label.as_bytes().to_vec())])
+            .map_err(|e| e.to_string())?;
+        if found.is_empty() {
+            return Ok(());
+        }
+        Err(format!("label {label} is already on the token"))
+    }
+
+    /// `generate`'s timed loop: per label, the label searched for (`search`), the key pair,
+    /// its public key read, the wrap. Seconds.
+    fn generate_loop(
+        &self,
+        labels: &[String],
+        kind: KeyKind,
+        calls: (WrapPath, Lookup),
+        kek: ObjectHandle,
+    ) -> Result<f64, String> {
+        let (path, lookup) = calls;
+        let started = Instant::now();
+        for label in labels {
+            if lookup == Lookup::Search {
+                self.label_is_free(label)?;
+            }
+            let (private, public) = generate_pair(self.session(), label, kind)?;
+            self.read_public(public, kind)?;
+            self.wrap(path, kek, private)?;
+        }
+        Ok(started.elapsed().as_secs_f64())
+    }
+
+    /// `existing`'s timed loop (the index, with `index`, read before the clock starts): per
+    /// label, the key found, read and wrapped. Seconds.
+    fn existing_loop(
+        &self,
+        labels: &[String],
+        calls: (WrapPath, Lookup),
+        kek: ObjectHandle,
+    ) -> Result<f64, String> {
+        let (path, lookup) = calls;
+        let index = match lookup {
+            Lookup::Index => Some(index(self.session())?),
+            Lookup::Search => None,
+        };
+        let started = Instant::now();
+        for label in labels {
+            let private = match &index {
+                Some(index) => {
+                    let (private, public) = index
+                        .get(label)
+                        .copied()
+                        .ok_or_else(|| format!("no key pair labelled {label}"))?;
+                    self.describe(private)?;
+                    self.read_point(public)?;
+                    private
+                }
+                None => self.search_target(label)?,
+            };
+            self.wrap(path, kek, private)?;
+        }
+        Ok(started.elapsed().as_secs_f64())
     }
 
     /// An EC public key's point (all the tool reads of a key pair it has just generated).
@@ -152,47 +335,36 @@ impl Floor {
     }
 }
 
-/// `__floor`: prints `{"count", "seconds"}`, the per-key loop's wall time (the session, the
-/// KEK object and, for existing keys, the index are made before the clock starts, as the
-/// tool makes them once per batch).
-pub fn floor(mode: FloorMode, args: &FloorArgs) -> Result<(), String> {
+/// `__floor`: prints `{"count", "seconds", "wrap", "lookup"}`, the per-key loop's wall time
+/// and the path and look-up it made (the session, the KEK object and, for existing keys with
+/// `--lookup index`, the index are made before the clock starts, as the tool makes them once
+/// per batch).
+pub fn floor(mode: FloorMode, args: &FloorArgs, calls: FloorCalls) -> Result<(), String> {
     let f = Floor::open(args)?;
     let kek_path = args.kek.as_ref().ok_or("__floor needs --kek")?;
     let text = std::fs::read_to_string(kek_path).map_err(|e| e.to_string())?;
     let kek = byok_core::KekTransfer::parse(&text).map_err(|e| e.to_string())?;
-    let kwp = f.kwp_mechanism()?;
+    let path = f.wrap_path(calls.wrap)?;
     let kind = kind_of(&args.kind)?;
     let kek_object = f.kek_object(&kek.key)?;
-    let started;
-    match mode {
-        FloorMode::Generate => {
-            started = Instant::now();
-            for i in 0..args.count {
-                let label = format!("{}-{i:03}", args.prefix);
-                let (private, public) = generate_pair(f.session(), &label, kind)?;
-                f.read_public(public, kind)?;
-                f.wrap(kwp, kek_object, private)?;
-            }
-        }
-        FloorMode::Existing => {
-            let index = index(f.session())?;
-            started = Instant::now();
-            for i in 0..args.count {
-                let label = format!("{}-{i:03}", args.prefix);
-                let (private, public) = index
-                    .get(&label)
-                    .copied()
-                    .ok_or_else(|| format!("no key pair labelled {label}"))?;
-                f.read_target(private, public)?;
-                f.wrap(kwp, kek_object, private)?;
-            }
-        }
-    }
-    let seconds = started.elapsed().as_secs_f64();
+    let labels: Vec<String> = (0..args.count)
+        .map(|i| format!("{}-{i:03}", args.prefix))
+        .collect();
+    let how = (path, calls.lookup);
+    let seconds = match mode {
+        FloorMode::Generate => f.generate_loop(&labels, kind, how, kek_object)?,
+        FloorMode::Existing => f.existing_loop(&labels, how, kek_object)?,
+    };
     f.session()
         .destroy_object(kek_object)
         .map_err(|e| e.to_string())?;
-    println!("{}", json!({"count": args.count, "seconds": seconds}));
+    let wrap = match path {
+        WrapPath::Native => "native",
+        WrapPath::TwoStep(_) => "two-step",
+    };
+    let lookup = calls.lookup.as_str();
+    let out = json!({"count": args.count, "seconds": seconds, "wrap": wrap, "lookup": lookup});
+    println!("{out}");
     Ok(())
 }
 
@@ -250,24 +422,32 @@ fn index(s: &Session) -> Result<HashMap<String, (ObjectHandle, ObjectHandle)>, S
 }
 
 /// `__populate`: COUNT AES-256 token keys labelled PREFIX-N (a token's size for the bench).
+/// Prints `{"made"}`, with `"error"` when the token refused a key: a token that cannot hold
+/// COUNT keys says how many it took (they stay) and why it stopped.
 pub fn populate(args: &FloorArgs) -> Result<(), String> {
     let f = Floor::open(args)?;
+    let mut made = 0;
+    let mut error = None;
     for i in 0..args.count {
-        f.session()
-            .generate_key(
-                &Mechanism::AesKeyGen,
-                &[
-                    Attribute::Class(ObjectClass::SECRET_KEY),
-                    Attribute::KeyType(KeyType::AES),
-                    Attribute::Token(true),
-                    Attribute::Private(true),
-                    Attribute::Sensitive(true),
-                    Attribute::ValueLen(32.into()),
-                    Attribute::Label(format!("{}-{i:03}", args.prefix).into_bytes()),
-                ],
-            )
-            .map_err(|e| e.to_string())?;
+        let made_now = f.session().generate_key(
+            &Mechanism::AesKeyGen,
+            &[
+                Attribute::Class(ObjectClass::SECRET_KEY),
+                Attribute::KeyType(KeyType::AES),
+                Attribute::Token(true),
+                Attribute::Private(true),
+                Attribute::Sensitive(true),
+                Attribute::ValueLen(32.into()),
+                Attribute::Label(format!("{}-{i:03}", args.prefix).into_bytes()),
+            ],
+        );
+        if let Err(e) = made_now {
+            error = Some(e.to_string());
+            break;
+        }
+        made += 1;
     }
+    println!("{}", json!({"made": made, "error": error}));
     Ok(())
 }
 

@@ -8,7 +8,7 @@
 //! written as tables and JSON), [`work`] (the work directory, its token and the binaries run
 //! there). The measurements: [`offline`], [`cold`] and [`online`] (this run's rows), with the
 //! baselines done in software in [`software`]; [`scale`] and [`check_cost`] for the other two
-//! modes.
+//! modes, which [`smoke`]'s variables shrink for a smoke run.
 //!
 //! The children it starts (this binary again) are in [`floor`] (PKCS#11 loops) and [`load`]
 //! (the emulator's load generator).
@@ -21,6 +21,7 @@ mod offline;
 mod online;
 mod results;
 pub mod scale;
+mod smoke;
 mod software;
 mod timing;
 mod work;

@@ -23,6 +23,8 @@ pub(super) struct Results {
     memory: Vec<(String, u64)>,
     /// Markdown written after the rows (scale tables, load details).
     pub(super) extra: Vec<String>,
+    /// A line written first (a smoke run's, [`super::smoke::note`]).
+    pub(super) note: Option<String>,
 }
 
 impl Results {
@@ -98,6 +100,10 @@ pub(super) fn write_results(
         machine(),
         took.as_secs_f64()
     ));
+    if let Some(note) = &b.note {
+        md.push_str(note);
+        md.push('\n');
+    }
     md.push_str("| measurement | value | baseline | baseline value | ratio |\n| --- | ---: | --- | ---: | ---: |\n");
     for r in &b.rows {
         md.push_str(&format!(
@@ -122,6 +128,7 @@ pub(super) fn write_results(
     let json = json!({
         "machine": machine(),
         "seconds": took.as_secs_f64(),
+        "smoke_run": b.note.is_some(),
         "rows": b.rows.iter().map(|r| json!({"measurement": r.what, "value": r.value, "unit": r.unit, "baseline": r.baseline, "baseline_value": r.baseline_value, "ratio": r.value / r.baseline_value})).collect::<Vec<_>>(),
         "peak_memory_kib": b.memory.iter().map(|(w, k)| json!({"what": w, "kib": k})).collect::<Vec<_>>(),
     });

@@ -297,7 +297,12 @@ fn installed(bin: &Path, source: &Source) -> Result<(), String> {
     let emu = Emulator::start(&bin.join("kv-emulator"), &dir.join("emulator"), &[])?;
     let online = |args: &[&str]| {
         let mut cmd = Command::new("/usr/bin/byok-online");
-        cmd.arg("--emulator").arg(emu.state()).args(args);
+        // Run in the work directory: `kek create` records in ./ceremony-log.jsonl, which must
+        // not land in the repository.
+        cmd.arg("--emulator")
+            .arg(emu.state())
+            .args(args)
+            .current_dir(&dir);
         stdout_of(&mut cmd)
     };
     online(&["kek", "create", "--name", "dist-kek", "--size", "2048"])?;

@@ -1,6 +1,7 @@
 //! What `batch` reports: each key's outcome, in the manifest's order, and the run's totals.
 
 use crate::check::reuse::CheckBasis;
+use crate::index::{Lookup, Probe};
 use byok_cli_common::output::as_display;
 use byok_core::Fingerprint;
 use byok_core::target::KeyKind;
@@ -70,6 +71,12 @@ pub struct BatchReport {
     pub skipped: usize,
     pub generated: usize,
     pub seconds: f64,
+    /// How keys were found on the token (`index` or `search`); absent when no key needed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lookup: Option<Lookup>,
+    /// What the choice was made from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lookup_probe: Option<Probe>,
     /// Each kind packaged now, and the `token checked` entry its keys were admitted by.
     pub checks: Vec<CheckBasis>,
     pub log: PathBuf,

@@ -5,6 +5,7 @@ use super::describe::describe;
 use super::{Origin, Target};
 use crate::error::{OfflineError, PublicKeyError, Result};
 use crate::index::TokenIndex;
+use crate::raw::RawModule;
 use crate::token::TokenSession;
 use byok_core::TargetPublicKey;
 use byok_core::target::{Curve, KeyKind};
@@ -17,10 +18,17 @@ pub fn find_target(token: &TokenSession, label: Option<&str>, id: Option<&[u8]>)
     target_at(token, handle, PublicAt::Search)
 }
 
-/// Finds the target key labelled `label` in `index` (a batch's): no search of the token.
-pub fn find_target_in(token: &TokenSession, index: &TokenIndex, label: &str) -> Result<Target> {
+/// Finds the target key labelled `label` in `index` (a batch's: no search of the token when
+/// it holds every object, else one search of the label the first time it is asked).
+pub fn find_target_in(
+    token: &TokenSession,
+    raw: &RawModule,
+    index: &TokenIndex,
+    label: &str,
+) -> Result<Target> {
+    index.learn_label(token, raw, label)?;
     let handle = index.target(label)?;
-    target_at(token, handle, PublicAt::Index(index))
+    target_at(token, handle, PublicAt::Index(index, raw))
 }
 
 /// The target key at `handle`, checked importable, extractable and sensitive, with its
@@ -64,7 +72,7 @@ fn target_at(token: &TokenSession, handle: ObjectHandle, public: PublicAt<'_>) -
 #[derive(Clone, Copy)]
 pub(super) enum PublicAt<'a> {
     Search,
-    Index(&'a TokenIndex),
+    Index(&'a TokenIndex, &'a RawModule),
     Handle(Option<ObjectHandle>),
 }
 
@@ -151,7 +159,10 @@ pub(super) fn public_key_of(
                     ])?
                     .first()
                     .copied(),
-                PublicAt::Index(index) => index.public_by_id(id),
+                PublicAt::Index(index, raw) => {
+                    index.learn_public_id(token, raw, id)?;
+                    index.public_by_id(id)
+                }
                 PublicAt::Handle(handle) => handle,
             };
             let id = hex::encode(id);

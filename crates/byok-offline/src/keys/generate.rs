@@ -7,6 +7,7 @@ use super::templates::{Generation, Templates};
 use super::{GenerateSpec, Origin, Target};
 use crate::error::{OfflineError, Result, ckr_name};
 use crate::index::TokenIndex;
+use crate::raw::RawModule;
 use crate::token::TokenSession;
 use byok_core::KeyOp;
 use byok_core::target::KeyKind;
@@ -38,12 +39,14 @@ pub fn generate(token: &TokenSession, spec: &GenerateSpec) -> Result<Target> {
 /// `CKA_ID`; without, such a key makes the label in use.
 pub fn generate_in(
     token: &TokenSession,
+    raw: &RawModule,
     index: &TokenIndex,
     spec: &GenerateSpec,
     beside_lone_public: bool,
 ) -> Result<Target> {
     let kind = spec.kind.check_importable()?;
     KeyOp::check_for_target(kind.kty(), &spec.ops)?;
+    index.learn_label(token, raw, &spec.label)?;
     let mut beside = Vec::new();
     if beside_lone_public {
         for public in index.lone_public_keys(&spec.label) {
