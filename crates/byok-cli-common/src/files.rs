@@ -24,12 +24,15 @@
 //! of files durable at once ([`sync_group`]): one filesystem sync instead of two per file.
 //! Until then a power loss may leave such a file empty or torn (never a temporary file under
 //! its name half-renamed); the batch records nothing about a file before its group is synced.
+//! It reads its output directory's names once ([`Listing`]) rather than looking each up.
 
+mod listing;
 mod read;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+pub use listing::Listing;
 use read::kind_of;
 pub use read::{read_limited, read_limited_or_pipe, read_text_limited};
 

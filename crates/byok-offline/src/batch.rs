@@ -22,7 +22,7 @@ use crate::record;
 use crate::token::TokenSession;
 use crate::wrap_path::{self, WrapChoice, WrapPath};
 use byok_cli_common::evidence::EvidenceLog;
-use byok_cli_common::files::{self, FileKind, NewFile};
+use byok_cli_common::files::{self, FileKind, Listing, NewFile};
 use byok_cli_common::progress::Progress;
 use byok_cli_common::sync::lock;
 use byok_core::evidence::{self, Entry, Event};
@@ -64,6 +64,8 @@ pub struct Batch {
     opts: BatchOptions,
     keys: Vec<ManifestKey>,
     kek: KekTransfer,
+    /// The output directory's names, read once (none when it is still to be made).
+    listing: Listing,
 }
 
 /// What every worker shares.
@@ -72,6 +74,9 @@ struct Shared<'a> {
     kek: &'a KekTransfer,
     path: WrapPath,
     dir: &'a Path,
+    /// `dir`'s names when the run began: each key asks it, not the filesystem, whether its
+    /// files are there (one that appeared since is never overwritten: see [`Group`]).
+    listing: &'a Listing,
     log: &'a EvidenceLog,
     /// The token's verdicts, which an existing key is admitted by once found.
     verdicts: &'a Verdicts,
@@ -101,13 +106,19 @@ impl Batch {
         })?;
         // Before the token is touched: no output name may be a symbolic link (a dangling
         // one passes for absent until the write, after its key was generated).
+        let listing = Listing::read(&opts.out_dir)?;
         for key in &keys {
             let byok = opts.out_dir.join(byok_core::package::file_name(&key.name));
             let pem = opts.out_dir.join(TargetPublicKey::file_name(&key.name));
-            files::refuse_symlinks(&[&byok, &sidecar::path_for(&byok), &pem])?;
+            listing.refuse_symlinks(&[&byok, &sidecar::path_for(&byok), &pem])?;
         }
         let kek = opts.kek.load()?;
-        Ok(Self { opts, keys, kek })
+        Ok(Self {
+            opts,
+            keys,
+            kek,
+            listing,
+        })
     }
 
     /// How many keys the manifest names.
@@ -164,6 +175,7 @@ impl Batch {
             kek: &self.kek,
             path,
             dir: &opts.out_dir,
+            listing: &self.listing,
             log: &log,
             index: &index,
             group: &group,
@@ -207,7 +219,7 @@ impl Batch {
             .iter()
             .filter(|k| {
                 let byok = dir.join(byok_core::package::file_name(&k.name));
-                !byok.exists() || read_package(&byok).is_err()
+                !self.listing.has(&byok) || read_package(&byok).is_err()
             })
             .flat_map(|k| match k.existing {
                 // Where it came from is known once it is found: both verdicts, then.
@@ -323,7 +335,7 @@ impl Worker<'_, '_> {
             .shared
             .dir
             .join(byok_core::package::file_name(&key.name));
-        let resumed = if byok.exists() {
+        let resumed = if self.shared.listing.has(&byok) {
             self.resume(key, &byok)?
         } else {
             self.lone_sidecar(key, &byok)?;
@@ -411,7 +423,7 @@ impl Worker<'_, '_> {
     /// was there and is gone: refused, as a damaged one is).
     fn lone_sidecar(&self, key: &ManifestKey, byok: &Path) -> Result<()> {
         let sidecar_path = sidecar::path_for(byok);
-        if std::fs::symlink_metadata(&sidecar_path).is_err() {
+        if !self.shared.listing.has(&sidecar_path) {
             return Ok(());
         }
         let events = [Event::Packaged, Event::PackageConfirmed];
@@ -497,7 +509,7 @@ impl Worker<'_, '_> {
         let mut to_write = Vec::with_capacity(3);
         if let Some(public) = &target.public_key {
             let pem = shared.dir.join(TargetPublicKey::file_name(&key.name));
-            let plan = match PemPlan::new(pem.clone(), public, &target.label) {
+            let plan = match PemPlan::new_in(shared.listing, pem.clone(), public, &target.label) {
                 Err(OfflineError::PublicKeyFileDiffers { .. }) if self.torn_pem(key, &pem)? => {
                     PemPlan::new(pem, public, &target.label)?
                 }

@@ -3,7 +3,7 @@
 
 use crate::error::{OfflineError, Result};
 use crate::limits::MAX_INPUT_BYTES;
-use byok_cli_common::files::{self, FileKind, NewFile};
+use byok_cli_common::files::{self, FileKind, Listing, NewFile};
 use byok_core::TargetPublicKey;
 use serde::Serialize;
 use std::fmt;
@@ -40,10 +40,7 @@ impl PemPlan {
     /// A file at `path` must hold the same key or be absent (a link there is refused).
     pub(crate) fn new(path: PathBuf, key: &TargetPublicKey, label: &str) -> Result<Self> {
         if files::refuse_symlinks(&[&path]).map(|()| !path.exists())? {
-            return Ok(Self {
-                pem: Some(key.to_pem()),
-                path,
-            });
+            return Ok(Self::absent(path, key));
         }
         let same = files::read_text_limited(&path, MAX_INPUT_BYTES)
             .ok()
@@ -57,6 +54,29 @@ impl PemPlan {
         }
         tracing::info!(path = %path.display(), "the public key file holds this key already");
         Ok(Self { path, pem: None })
+    }
+
+    /// As [`PemPlan::new`], for a file in the directory `listing` was read from: a name it
+    /// did not hold is taken as absent without asking the filesystem (a batch writes it with
+    /// a no-replace rename, which refuses one that appeared since).
+    pub(crate) fn new_in(
+        listing: &Listing,
+        path: PathBuf,
+        key: &TargetPublicKey,
+        label: &str,
+    ) -> Result<Self> {
+        match listing.has(&path) {
+            true => Self::new(path, key, label),
+            false => Ok(Self::absent(path, key)),
+        }
+    }
+
+    /// The plan for a file not there: `key` written under `path`.
+    fn absent(path: PathBuf, key: &TargetPublicKey) -> Self {
+        Self {
+            pem: Some(key.to_pem()),
+            path,
+        }
     }
 
     pub(crate) fn write(self) -> Result<(PathBuf, PublicKeyFile)> {

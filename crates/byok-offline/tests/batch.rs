@@ -189,3 +189,22 @@ fn the_report_lists_keys_in_the_manifests_order_and_ends_with_the_log_head() {
         "{text}"
     );
 }
+
+#[test]
+fn a_defect_let_through_is_warned_of_once_a_run_not_once_a_key() {
+    let hsm = Hsm::new();
+    let (_, kek) = kek_pair(2048);
+    let transfer = hsm.transfer_file(&kek);
+    let manifest: String = ["w1", "w2", "w3"]
+        .iter()
+        .map(|n| format!("[[key]]\nname = \"{n}\"\nkty = \"EC\"\ncurve = \"P-256\"\n\n"))
+        .collect();
+    std::fs::write(hsm.path("keys.toml"), manifest).unwrap();
+    let batch = batch_args(transfer.to_str().unwrap(), &["--allow-zero-padded-kwp"]);
+    let out = hsm.run(&batch);
+    let report = ok(&out);
+    assert_eq!(report["packaged"], 3, "{report}");
+    let err = stderr(&out);
+    let warning = "--allow-zero-padded-kwp: packaging EC P-256 although";
+    assert_eq!(err.matches(warning).count(), 1, "{err}");
+}

@@ -54,7 +54,7 @@ pub fn run() -> Result<(), String> {
     let bin = byok_tests::build_bins(Profile::Release)?;
     let out = byok_tests::target_dir().join("bench");
     let work = out.join("check-work");
-    let _ = std::fs::remove_dir_all(&work);
+    let _old = super::fresh::set_aside(&work)?;
     std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
     let kek = super::scale::kek_transfer(&bin, &work)?;
     let mut results = Results::default();

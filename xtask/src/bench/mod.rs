@@ -6,7 +6,7 @@
 //! The harness: [`timing`] (a command timed with its peak memory; means and medians of
 //! repeated runs), [`results`] (the rows, each a measurement against its baseline, printed and
 //! written as tables and JSON), [`work`] (the work directory, its token and the binaries run
-//! there). The measurements: [`offline`], [`cold`] and [`online`] (this run's rows), with the
+//! there), [`fresh`] (old work directories set aside, deleted once measured). The measurements: [`offline`], [`cold`] and [`online`] (this run's rows), with the
 //! baselines done in software in [`software`]; [`scale`] and [`check_cost`] for the other two
 //! modes, which [`smoke`]'s variables shrink for a smoke run.
 //!
@@ -16,6 +16,7 @@
 pub mod check_cost;
 mod cold;
 pub mod floor;
+mod fresh;
 pub mod load;
 mod offline;
 mod online;
@@ -41,6 +42,7 @@ pub fn run() -> Result<(), String> {
     println!("bench: building release binaries");
     let bin = byok_tests::build_bins(Profile::Release)?;
     let out_dir = byok_tests::target_dir().join("bench");
+    let _old = fresh::set_aside(&out_dir.join("work"))?;
     let mut b = Bench::new(bin, out_dir.join("work"))?;
     let emulator = Emulator::start(
         &b.bin.join("kv-emulator"),

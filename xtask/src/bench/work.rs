@@ -21,9 +21,9 @@ pub(super) struct Bench {
 }
 
 impl Bench {
-    /// A fresh work directory `dir` with the SoftHSM token `bench` in it.
+    /// The work directory `dir` (absent: see [`super::fresh`]) with the SoftHSM token
+    /// `bench` in it.
     pub(super) fn new(bin: PathBuf, dir: PathBuf) -> Result<Self, String> {
-        let _ = std::fs::remove_dir_all(&dir);
         let token = TestToken::softhsm_in(&dir, TOKEN_LABEL, PIN)?;
         Ok(Self {
             bin,

@@ -23,8 +23,10 @@ use crate::raw::RawModule;
 use crate::token::TokenSession;
 use crate::wrap_path::WrapPath;
 use byok_cli_common::evidence::EvidenceLog;
+use byok_cli_common::sync::lock;
 use byok_core::evidence::CheckEntryRef;
 use byok_core::target::KeyKind;
+use std::sync::Mutex;
 
 /// The operator's overrides of a refused kind, both for rehearsals only.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -68,20 +70,29 @@ impl Held {
     }
 }
 
+/// A key let through: the verdict it was admitted by, and the warning a defect let through
+/// deserves (the same for every key of its kind and side).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admitted {
+    pub verdict: String,
+    pub warning: Option<String>,
+}
+
 impl KindReport {
     /// Lets `key` of this kind through to a real package, returning the verdict it was
     /// admitted by (for the evidence log), or refuses it naming the defect and the fix.
-    pub fn admit(&self, key: Held, path: WrapPath, overrides: Overrides) -> Result<String> {
-        self.judge(key, path, overrides)?;
+    pub fn admit(&self, key: Held, path: WrapPath, overrides: Overrides) -> Result<Admitted> {
+        let warning = self.judge(key, path, overrides)?;
         let [generated, imported] = self.lines();
-        let line = match key.sides(self.kind).generated {
+        let verdict = match key.sides(self.kind).generated {
             true => generated,
             false => imported,
         };
-        Ok(line)
+        Ok(Admitted { verdict, warning })
     }
 
-    fn judge(&self, key: Held, path: WrapPath, overrides: Overrides) -> Result<()> {
+    /// Whether `key` may be packaged: `Ok` with the warning a let-through defect deserves.
+    fn judge(&self, key: Held, path: WrapPath, overrides: Overrides) -> Result<Option<String>> {
         let judged = match key.sides(self.kind).generated {
             true => &self.generated.judged,
             false => &self.imported.judged,
@@ -93,42 +104,31 @@ impl KindReport {
             && judged.only_trailing_zeros;
         let rare = judged.one_in.is_some_and(|n| n > 1);
         match judged.verdict {
-            Verdict::Ok => Ok(()),
-            Verdict::Untested => {
-                tracing::warn!(
-                    "{kind}, {what}: the token's wrap of such keys is untested ({}); packaging \
-                     it: a key of this kind with an awkward value may still come out in a form \
+            Verdict::Ok => Ok(None),
+            Verdict::Untested => Ok(Some(format!(
+                "{kind}, {what}: the token's wrap of such keys is untested ({}); packaging \
+                     such keys: one with an awkward value with an awkward value may still come out in a form \
                      Azure refuses",
-                    judged.detail
-                );
-                Ok(())
-            }
+                judged.detail
+            ))),
             Verdict::NonConformant if rare && matches!(key, Held::Existing(_)) => {
-                tracing::warn!(
+                Ok(Some(format!(
                     "{kind}, {what}: the token's wrap is non-conformant for {} ({}); packaging \
-                     it: if this key is one of them Azure refuses the import, and the key stays \
-                     in the HSM",
+                     such keys: if a key is one of them, Azure refuses the import and the key \
+                     stays in the HSM",
                     judged.share(),
                     judged.detail
-                );
-                Ok(())
+                )))
             }
-            _ if zero_padded && overrides.zero_padded_kwp => {
-                tracing::warn!(
-                    "--allow-zero-padded-kwp: packaging {kind} although {}; for rehearsals only",
-                    judged.detail
-                );
-                Ok(())
-            }
-            _ if overrides.nonconformant => {
-                tracing::warn!(
-                    "--allow-nonconformant: packaging {kind} although the check found: {} {}; \
+            _ if zero_padded && overrides.zero_padded_kwp => Ok(Some(format!(
+                "--allow-zero-padded-kwp: packaging {kind} although {}; for rehearsals only",
+                judged.detail
+            ))),
+            _ if overrides.nonconformant => Ok(Some(format!(
+                "--allow-nonconformant: packaging {kind} although the check found: {} {}; \
                      Azure may refuse the package; for rehearsals only",
-                    judged.verdict,
-                    judged.detail
-                );
-                Ok(())
-            }
+                judged.verdict, judged.detail
+            ))),
             _ => Err(refusal(kind, what, judged, zero_padded)),
         }
     }
@@ -162,6 +162,8 @@ pub struct Verdicts {
     path: WrapPath,
     overrides: Overrides,
     reports: Vec<KindReport>,
+    /// The warnings given so far: each once a run, however many keys it applies to.
+    warned: Mutex<Vec<String>>,
 }
 
 /// Each distinct kind of `keys` once, with the sides its keys are held to.
@@ -262,6 +264,7 @@ impl Verdicts {
             path,
             overrides,
             reports,
+            warned: Mutex::default(),
         })
     }
 
@@ -311,6 +314,7 @@ impl Verdicts {
                 path,
                 overrides,
                 reports,
+                warned: Mutex::default(),
             },
             reused,
             checked,
@@ -325,7 +329,15 @@ impl Verdicts {
             .iter()
             .find(|r| r.kind == kind)
             .ok_or_else(|| OfflineError::Usage(format!("{kind} was not checked before use")))?;
-        report.admit(key, self.path, self.overrides)
+        let admitted = report.admit(key, self.path, self.overrides)?;
+        if let Some(warning) = admitted.warning {
+            let mut warned = lock(&self.warned, "warnings given");
+            if !warned.contains(&warning) {
+                tracing::warn!("{warning}");
+                warned.push(warning);
+            }
+        }
+        Ok(admitted.verdict)
     }
 }
 

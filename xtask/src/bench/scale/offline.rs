@@ -37,7 +37,7 @@ pub(super) fn offline(
     let pipeline = openssl_ec_pipeline(work, kek)?;
     let (small, large, runs) = (plan.small, plan.large, plan.runs);
     println!(
-        "\noffline, per key (ms), marginal over {small}..{large} keys (existing: medians of {runs} runs), --jobs 1:"
+        "\noffline, per key (ms), marginal over {small}..{large} keys (existing keys and their floors: medians of {runs} runs), --jobs 1:"
     );
     let mut t = Tables {
         pipeline,
@@ -54,7 +54,7 @@ pub(super) fn offline(
         token(&run, r, &mut t);
     }
     let mut text = format!(
-        "### byok-offline batch per key, by token and size\n\nEC P-256, `--jobs 1`, `--wrap-mechanism auto`; per key, marginal over {small}..{large} keys (existing keys: medians of {runs} runs), against the floor making the same calls by the same wrap and look-up.\n\n{MAIN_HEADER}{}",
+        "### byok-offline batch per key, by token and size\n\nEC P-256, `--jobs 1`, `--wrap-mechanism auto`; per key, marginal over {small}..{large} keys (existing keys and their floors: medians of {runs} runs), against the floor making the same calls by the same wrap and look-up; each floor cell gives its runs' range (generate: the two runs, one between the batches and one after; existing: the runs taken in turn with the tool's).\n\n{MAIN_HEADER}{}",
         t.main
     );
     text.push_str(&format!(
@@ -176,10 +176,10 @@ fn token(run: &Run<'_>, r: &mut Results, t: &mut Tables) {
 }
 
 /// The most keys a token that refused the `made + 1`-th fill key can hold beside the private
-/// keys a run adds (the floor's and the batches' key pairs: twice the large batch), rounded
-/// down to a hundred from a thousand on.
+/// keys a run adds (the two generate floors' and the batches' key pairs: three times the
+/// large batch), rounded down to a hundred from a thousand on.
 fn most_held(made: usize, large: usize) -> usize {
-    let most = made.saturating_sub(2 * large);
+    let most = made.saturating_sub(3 * large);
     if most >= 1_000 {
         most / 100 * 100
     } else {
@@ -213,14 +213,14 @@ fn cell(e: &str) -> String {
 fn main_row(name: &str, size: &str, f: &Figures, large: usize, r: &mut Results, t: &mut Tables) {
     let (g, e) = (&f.generate, &f.existing);
     t.main.push_str(&format!(
-        "| {name} | {size} | {} | {} | {:.2} ms | {:.2} ms | {:.2} | {:.2} ms | {:.2} ms | {:.2} | {:.2} s | {} KiB |\n",
+        "| {name} | {size} | {} | {} | {:.2} ms | {} | {:.2} | {:.2} ms | {} | {:.2} | {:.2} s | {} KiB |\n",
         f.lookup(),
         f.wrap,
         g.tool,
-        g.floor,
+        g.floor_cell(),
         g.tool / g.floor,
         e.tool,
-        e.floor,
+        e.floor_cell(),
         e.tool / e.floor,
         f.fixed,
         f.kib

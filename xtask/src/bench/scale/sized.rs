@@ -32,7 +32,24 @@ pub(super) struct Sized {
 pub(super) struct Job {
     pub(super) tool: f64,
     pub(super) floor: f64,
+    /// The floor's runs, least and most: its own run-to-run spread.
+    pub(super) floor_range: (f64, f64),
     pub(super) lookup: String,
+}
+
+impl Job {
+    /// The floor as a table cell: `0.65 ms (0.61–0.70)`.
+    pub(super) fn floor_cell(&self) -> String {
+        let (lo, hi) = self.floor_range;
+        format!("{:.2} ms ({lo:.2}–{hi:.2})", self.floor)
+    }
+}
+
+/// The least and the most of `runs`.
+fn range(runs: &[f64]) -> (f64, f64) {
+    let lo = runs.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = runs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (lo, hi)
 }
 
 /// What one token size gave.
@@ -121,36 +138,38 @@ impl Sized {
         let filled = t.elapsed().as_secs_f64();
         self.record_check()?;
         let n = (self.large - self.small) as f64;
-        // The large batch chooses its look-up (`--lookup auto`); every other batch here is
-        // told the same one, so that the two batches differ only in their keys (auto could
-        // choose otherwise for 10 keys than for 210).
-        let large = self.batch("b", self.large, "auto")?;
-        let small = self.batch("a", self.small, &large.lookup)?;
         let count = self.large - self.small;
-        let floor = self.floor("generate", "floor", count, &large.lookup)?;
+        // The large batch chooses its look-up (`--lookup auto`); every other batch here, and
+        // the floor, is told the same one, so that the two batches differ only in their keys
+        // (auto could choose otherwise for 10 keys than for 210). The floor runs twice, between
+        // and after the batches: its own run-to-run spread.
+        let large = self.batch("b", self.large, ("out-b", "auto"))?;
+        let floor_between = self.floor("generate", "floor1", count, &large.lookup)?;
+        let small = self.batch("a", self.small, ("out-a", &large.lookup))?;
+        let floor_after = self.floor("generate", "floor2", count, &large.lookup)?;
+        let floors = [floor_between.0, floor_after.0];
+        let wrap = floor_after.1;
         let chosen = large.lookup.clone();
         let generate = Job {
             tool: (large.wall - small.wall) / n * 1000.0,
-            floor: floor.0,
+            floor: (floors[0] + floors[1]) / 2.0,
+            floor_range: range(&floors),
             lookup: large.lookup,
         };
-        let (small_existing, large_existing, kib, lookup) = self.existing_batches(&chosen)?;
-        let tool = (large_existing - small_existing) / n * 1000.0;
-        let (floor_existing, _) = self.floor("existing", "b", self.large, &lookup)?;
-        let existing = Job {
-            tool,
-            floor: floor_existing,
-            lookup,
-        };
+        let (existing, small_existing, kib) = self.existing(&chosen)?;
         let fixed = small_existing - self.small as f64 * existing.tool / 1000.0;
         println!(
-            "    filled in {filled:.1} s; lookup {}, wrap {}: generate + package {:.2} ms (floor {:.2}), existing {:.2} ms (floor {:.2}), fixed {fixed:.2} s",
-            generate.lookup, floor.1, generate.tool, generate.floor, existing.tool, existing.floor
+            "    filled in {filled:.1} s; lookup {}, wrap {wrap}: generate + package {:.2} ms (floor {}), existing {:.2} ms (floor {}), fixed {fixed:.2} s",
+            generate.lookup,
+            generate.tool,
+            generate.floor_cell(),
+            existing.tool,
+            existing.floor_cell()
         );
         Ok(Figures {
             generate,
             existing,
-            wrap: floor.1,
+            wrap,
             fixed,
             kib,
             filled,
@@ -180,23 +199,32 @@ impl Sized {
         crate::util::run_checked(&mut cmd)
     }
 
-    /// The keys of both batches packaged again as existing keys (their output directories
-    /// emptied first), `runs` times: the median walls of the small and the large batch, the
-    /// large one's peak KiB, and the look-up reported.
-    fn existing_batches(&self, chosen: &str) -> Result<(f64, f64, u64, String), String> {
-        let (mut smalls, mut larges, mut kib) = (Vec::new(), Vec::new(), 0);
+    /// The keys of both batches packaged again as existing keys, and the floor over the large
+    /// batch's keys, in turn, `runs` times (a drift of the machine's speed then falls on both
+    /// alike); each run's batches write into directories of their own (none emptied:
+    /// [`crate::bench::fresh`] says why). The job (medians: the tool's per-key cost of each run,
+    /// and the floor's), the small batch's median wall, and the large one's peak KiB.
+    fn existing(&self, chosen: &str) -> Result<(Job, f64, u64), String> {
+        let n = (self.large - self.small) as f64;
+        let (mut tools, mut smalls, mut floors, mut kib) = (vec![], vec![], vec![], 0);
         let mut lookup = String::new();
-        for _ in 0..self.runs {
-            for out in ["out-a", "out-b"] {
-                let _ = std::fs::remove_dir_all(self.token.path(out));
-            }
-            smalls.push(self.batch("a", self.small, chosen)?.wall);
-            let large = self.batch("b", self.large, chosen)?;
-            larges.push(large.wall);
+        for run in 1..=self.runs {
+            let out = |prefix: &str| format!("out-{prefix}-existing-{run}");
+            let small = self.batch("a", self.small, (&out("a"), chosen))?.wall;
+            let large = self.batch("b", self.large, (&out("b"), chosen))?;
+            tools.push((large.wall - small) / n * 1000.0);
+            smalls.push(small);
             kib = kib.max(large.kib);
             lookup = large.lookup;
+            floors.push(self.floor("existing", "b", self.large, &lookup)?.0);
         }
-        Ok((median(&mut smalls), median(&mut larges), kib, lookup))
+        let job = Job {
+            tool: median(&mut tools),
+            floor: median(&mut floors),
+            floor_range: range(&floors),
+            lookup,
+        };
+        Ok((job, median(&mut smalls), kib))
     }
 
     /// This binary as a child (`__populate`, `__floor`) on the token, run as the token's
@@ -251,9 +279,14 @@ impl Sized {
         Ok((seconds / count as f64 * 1000.0, wrap))
     }
 
-    /// `byok-offline batch --lookup LOOKUP` of `count` EC P-256 keys PREFIX-000.. into
-    /// out-PREFIX. Every key must come back packaged.
-    fn batch(&self, prefix: &str, count: usize, lookup: &str) -> Result<BatchRun, String> {
+    /// `byok-offline batch --lookup LOOKUP` of `count` EC P-256 keys PREFIX-000.. into the
+    /// new directory OUT. Every key must come back packaged.
+    fn batch(
+        &self,
+        prefix: &str,
+        count: usize,
+        (out, lookup): (&str, &str),
+    ) -> Result<BatchRun, String> {
         let manifest = self.token.path(&format!("{prefix}.toml"));
         let kind = "kty = \"EC\"\ncurve = \"P-256\"";
         crate::bench::work::manifest(&manifest, prefix, count, kind)?;
@@ -268,14 +301,7 @@ impl Sized {
             .arg(&manifest)
             .arg("--kek")
             .arg(&self.kek)
-            .args([
-                "--dir",
-                &format!("out-{prefix}"),
-                "--jobs",
-                "1",
-                "--log",
-                &log,
-            ])
+            .args(["--dir", out, "--jobs", "1", "--log", &log])
             .args(["--wrap-mechanism", self.wrap.as_str()])
             .args(["--lookup", lookup]);
         // Rehearsal flags, for the cost of a kind these tokens do not wrap conformantly:
