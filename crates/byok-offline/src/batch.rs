@@ -13,7 +13,7 @@ use crate::check::reuse::{CheckBasis, RecordedChecks, ReusePolicy};
 use crate::check::{Held, Overrides, Verdicts};
 use crate::commands::{Connection, KekSource, MAX_INPUT_BYTES, PemPlan};
 use crate::error::{OfflineError, Result};
-use crate::group::{Finished, GROUP_KEYS, GROUP_WAIT, Group};
+use crate::group::{Finished, GROUP_KEYS, Group};
 use crate::index::{LazyIndex, LookupChoice};
 use crate::keys::{self, GenerateSpec, Origin, Target};
 use crate::package::{self, Packager, SessionKek};
@@ -167,7 +167,7 @@ impl Batch {
         // when the application's last session closes, and the index's handles must stay good.
         let _open = first;
         let index = LazyIndex::new(opts.lookup, self.keys.len());
-        let group = Group::new(&opts.out_dir, &log, progress, GROUP_KEYS, GROUP_WAIT);
+        let group = Group::new(&opts.out_dir, &log, progress, GROUP_KEYS);
         let shared = Shared {
             verdicts: &verdicts,
             checks: &checks,

@@ -1,14 +1,18 @@
-//! `batch`'s durability by group: the files of finished keys are made durable together, and
-//! only then are their evidence entries appended (one write, one sync) and their progress lines
-//! printed.
+//! `batch`'s durability by group: the files of finished keys are written as they come and made
+//! durable together, and only then are their evidence entries appended (one write, one sync)
+//! and their progress lines printed.
 //!
-//! Syncing each key's three files and its log entry costs several journal commits per key;
-//! a group of up to [`GROUP_KEYS`] keys, or whatever finished within [`GROUP_WAIT`], costs one
-//! filesystem sync, one directory sync and one log sync. The invariant stays the single-key
-//! one: an entry is written only once what it records is durable. What a crash loses is the
-//! last group's entries, never a key: a resumed batch finds the files (complete after a killed
-//! process; perhaps torn after a power loss, which it repackages) or the key on the token (which
-//! it packages, never generates again).
+//! Syncing each key's three files and its log entry costs several journal commits per key.
+//! The committer thread writes each key's files (unsynced) as soon as its worker hands them
+//! over, so the writes overlap the worker's next PKCS#11 calls, and makes what it has written
+//! durable whenever it has written every key waiting, or once [`GROUP_KEYS`] keys are: one
+//! filesystem sync, one directory sync and one log sync per group (a group commit). A slow
+//! token gets a sync per key, overlapping the next key's calls; a fast one gets groups as large
+//! as the disk needs to keep up, and the run's last group, the one sync nothing overlaps, stays
+//! small. The invariant stays the single-key one: an entry is written only once what it
+//! records is durable. What a crash loses is the last group's entries, never a key: a resumed
+//! batch finds the files (complete after a killed process; perhaps torn after a power loss,
+//! which it repackages) or the key on the token (which it packages, never generates again).
 
 use crate::error::{OfflineError, Result};
 use byok_cli_common::evidence::EvidenceLog;
@@ -18,14 +22,10 @@ use byok_cli_common::sync::lock;
 use byok_core::evidence::{Entry, Event};
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex};
-use std::time::{Duration, Instant};
 
-/// At most this many keys wait for their sync. One `syncfs` measured 3–9 ms on the bench
-/// machine: at 32 keys a group that was 0.1–0.3 ms a key, the size of SoftHSM's whole per-key
-/// floor; at 256 it is a few hundredths, and [`GROUP_WAIT`] still bounds how long a key waits.
+/// At most this many keys wait for their sync while keys keep coming faster than the disk
+/// syncs (one `syncfs` measured 3–9 ms on the bench machine).
 pub const GROUP_KEYS: usize = 256;
-/// No key waits longer than this for its sync (when nothing more finishes).
-pub const GROUP_WAIT: Duration = Duration::from_millis(250);
 
 /// A finished key waiting for its files to be written and its group's sync.
 pub struct Finished {
@@ -48,51 +48,53 @@ pub struct Group<'a> {
     log: &'a EvidenceLog,
     progress: &'a Progress,
     size: usize,
-    wait: Duration,
     pending: Mutex<Pending>,
-    /// Wakes the committer: a full group, or the close.
+    /// Wakes the committer: a key to write, or the close.
     wake: Condvar,
     /// Wakes workers waiting for room (see [`Group::add`]).
     room: Condvar,
-    /// Told the number of keys pending and taken each time the committer is about to wait, the lock
+    /// Told the number of keys recorded each time the committer is about to wait, the lock
     /// still held: a test that hears it and then takes the lock knows the committer is waiting
     /// (ordering without sleeps).
     #[cfg(test)]
-    idle: Option<std::sync::mpsc::Sender<(usize, usize)>>,
+    idle: Option<std::sync::mpsc::Sender<usize>>,
+    /// The size of each group recorded, in order.
+    #[cfg(test)]
+    groups: Mutex<Vec<usize>>,
 }
 
 #[derive(Default)]
 struct Pending {
-    keys: Vec<Finished>,
-    /// When the oldest waiting key finished.
-    since: Option<Instant>,
+    /// Finished keys whose files are still to be written.
+    keys: std::collections::VecDeque<Finished>,
     /// No more keys will come: commit what is left and stop.
     closed: bool,
-    /// Keys taken for a commit so far (told to a test's listener).
-    #[cfg(test)]
-    taken: usize,
+}
+
+/// What the committer took: keys to write, and whether they are the last.
+struct Taken {
+    keys: Vec<Finished>,
+    /// None are left to write after these: the group is due.
+    drained: bool,
+    /// None will come after these.
+    last: bool,
 }
 
 impl<'a> Group<'a> {
-    /// Groups of `size` keys or `wait`, writing into `dir` and recording in `log`.
-    pub fn new(
-        dir: &'a Path,
-        log: &'a EvidenceLog,
-        progress: &'a Progress,
-        size: usize,
-        wait: Duration,
-    ) -> Self {
+    /// Groups of at most `size` keys, writing into `dir` and recording in `log`.
+    pub fn new(dir: &'a Path, log: &'a EvidenceLog, progress: &'a Progress, size: usize) -> Self {
         Self {
             dir,
             log,
             progress,
             size: size.max(1),
-            wait,
             pending: Mutex::new(Pending::default()),
             wake: Condvar::new(),
             room: Condvar::new(),
             #[cfg(test)]
             idle: None,
+            #[cfg(test)]
+            groups: Mutex::default(),
         }
     }
 
@@ -100,21 +102,17 @@ impl<'a> Group<'a> {
         lock(&self.pending, "durability group")
     }
 
-    /// A key finished: it waits for its group. While two groups' worth wait already (the
-    /// disk is slower than the token), the worker waits too: what a power loss leaves to
-    /// redo stays bounded.
+    /// A key finished: the committer writes its files as soon as it can, and records it with
+    /// its group. While two groups' worth wait to be written already (the disk is slower than
+    /// the token), the worker waits too: what a power loss leaves to redo stays bounded.
     pub fn add(&self, key: Finished) {
         let mut p = self.lock();
         while p.keys.len() >= 2 * self.size && !p.closed {
             p = self.room.wait(p).expect("group lock");
         }
-        // The first key of a group starts its deadline: the committer, which waits without one
-        // while nothing is pending, must be woken to wait with it, or a lone key would wait for
-        // a full group or the close.
-        let first = p.since.is_none();
-        p.since.get_or_insert_with(Instant::now);
-        p.keys.push(key);
-        if first || p.keys.len() >= self.size {
+        p.keys.push_back(key);
+        // The committer waits only while nothing is pending: the first key wakes it.
+        if p.keys.len() == 1 {
             self.wake.notify_all();
         }
     }
@@ -127,90 +125,78 @@ impl<'a> Group<'a> {
         self.room.notify_all();
     }
 
-    /// Commits groups until [`Group::close`] and then the rest; the first failure ends it (the
-    /// keys then waiting are not recorded: a rerun confirms them from their files).
+    /// Until [`Group::close`], and then for the rest: writes each key's files as it comes
+    /// (unsynced, while the worker goes on with the next key's PKCS#11 calls), and records the
+    /// keys written as a group whenever it took every key waiting, or [`GROUP_KEYS`] are
+    /// written.
+    /// The first failure ends it: the keys written before it are still recorded (a key whose
+    /// file cannot be written is named; those after it are not written, and a rerun packages
+    /// them from the token).
     pub fn run(&self) -> Result<()> {
+        let (mut group, mut recorded) = (Vec::new(), 0);
         loop {
-            let (keys, last) = self.next();
-            if let Err(e) = self.commit(keys) {
-                // No worker may wait for room that will never come.
+            let taken = self.next(self.size - group.len(), recorded);
+            let failure = self.write(taken.keys, &mut group);
+            let due = taken.drained || failure.is_some() || group.len() >= self.size;
+            if due && !group.is_empty() {
+                recorded += group.len();
+                #[cfg(test)]
+                lock(&self.groups, "groups recorded").push(group.len());
+                if let Err(e) = self.record(std::mem::take(&mut group)) {
+                    // No worker may wait for room that will never come.
+                    self.close();
+                    return Err(e);
+                }
+            }
+            if let Some(e) = failure {
                 self.close();
                 return Err(e);
             }
-            if last {
+            if taken.last {
                 return Ok(());
             }
         }
     }
 
-    /// Waits for a full group, the oldest key's deadline, or the close; takes the keys, and
-    /// says whether this is the last group.
-    fn next(&self) -> (Vec<Finished>, bool) {
+    /// Waits for a key to write or the close; takes up to `room` keys.
+    fn next(&self, room: usize, _recorded: usize) -> Taken {
         let mut p = self.lock();
-        loop {
-            if p.closed || p.keys.len() >= self.size {
-                break;
+        while p.keys.is_empty() && !p.closed {
+            #[cfg(test)]
+            if let Some(idle) = &self.idle {
+                let _ = idle.send(_recorded);
             }
-            p = match p.since {
-                None => {
-                    self.signal_idle(&p);
-                    self.wake.wait(p).expect("group lock")
-                }
-                Some(since) => {
-                    let left = self.wait.saturating_sub(since.elapsed());
-                    if left.is_zero() {
-                        break;
-                    }
-                    self.signal_idle(&p);
-                    self.wake.wait_timeout(p, left).expect("group lock").0
-                }
-            };
+            p = self.wake.wait(p).expect("group lock");
         }
-        p.since = None;
-        #[cfg(test)]
-        {
-            p.taken += p.keys.len();
-        }
+        let count = room.min(p.keys.len());
+        let keys: Vec<Finished> = p.keys.drain(..count).collect();
         self.room.notify_all();
-        (std::mem::take(&mut p.keys), p.closed)
-    }
-
-    /// Tells a test's listener that the committer is about to wait (a no-op outside tests).
-    fn signal_idle(&self, _pending: &Pending) {
-        #[cfg(test)]
-        if let Some(idle) = &self.idle {
-            let _ = idle.send((_pending.keys.len(), _pending.taken));
+        Taken {
+            keys,
+            drained: p.keys.is_empty(),
+            last: p.closed && p.keys.is_empty(),
         }
     }
 
-    /// Writes the keys' files, makes them durable, then appends their entries, then prints
-    /// their lines. A key whose file cannot be written (one appeared under its name since the
-    /// run began) stops the run, named: the keys before it in the group are still made durable
-    /// and recorded, those after it are not written (a rerun packages them from the token).
-    fn commit(&self, keys: Vec<Finished>) -> Result<()> {
-        let mut written_keys = Vec::with_capacity(keys.len());
-        let mut failure = None;
+    /// Writes the keys' files, unsynced, adding each key written to `group`. The first key
+    /// whose file cannot be written (one appeared under its name since the run began) is
+    /// the failure, named; the keys after it are not written.
+    fn write(&self, keys: Vec<Finished>, group: &mut Vec<Finished>) -> Option<OfflineError> {
         for mut key in keys {
-            match files::write_all_new(&key.to_write, files::write_new_unsynced) {
-                Ok(()) => {
-                    let package = key.to_write.iter().find(|f| f.kind == FileKind::Package);
-                    if let Some(p) = package {
-                        tracing::info!(key = %key.key, path = %p.path.display(), "package written");
-                    }
-                    key.files.extend(key.to_write.drain(..).map(|f| f.path));
-                    written_keys.push(key);
-                }
-                Err(e) => {
-                    failure = Some(OfflineError::BatchKey {
-                        name: key.key,
-                        source: Box::new(e.into()),
-                    });
-                    break;
-                }
+            if let Err(e) = files::write_all_new(&key.to_write, files::write_new_unsynced) {
+                return Some(OfflineError::BatchKey {
+                    name: key.key,
+                    source: Box::new(e.into()),
+                });
             }
+            let package = key.to_write.iter().find(|f| f.kind == FileKind::Package);
+            if let Some(p) = package {
+                tracing::info!(key = %key.key, path = %p.path.display(), "package written");
+            }
+            key.files.extend(key.to_write.drain(..).map(|f| f.path));
+            group.push(key);
         }
-        self.record(written_keys)?;
-        failure.map_or(Ok(()), Err)
+        None
     }
 
     /// Makes the keys' written files durable, then appends their entries, then prints their
@@ -250,6 +236,7 @@ impl<'a> Group<'a> {
 mod tests {
     use super::*;
     use byok_core::evidence::{KekRecord, KeyRecord, Packaged, TokenRecord};
+    use std::time::{Duration, Instant};
 
     fn finished(dir: &Path, name: &str) -> Finished {
         let path = dir.join(name);
@@ -301,88 +288,83 @@ mod tests {
         log: &'a EvidenceLog,
         progress: &'a Progress,
         size: usize,
-        wait: Duration,
     ) -> (Group<'a>, Idle) {
         let (tx, rx) = std::sync::mpsc::channel();
-        let mut group = Group::new(dir, log, progress, size, wait);
+        let mut group = Group::new(dir, log, progress, size);
         group.idle = Some(tx);
         (group, rx)
     }
 
-    type Idle = std::sync::mpsc::Receiver<(usize, usize)>;
+    type Idle = std::sync::mpsc::Receiver<usize>;
 
-    /// Returns once the committer waits with `pending` keys and `taken` committed (it told
-    /// `idle` holding the lock, which the caller's next `add` takes only once the wait released
-    /// it; what it told before a spurious wakeup is passed over); false after 10 s, which is a
-    /// committer that never woke, not a slow one.
-    fn waits_with(idle: &Idle, pending: usize, taken: usize) -> bool {
+    /// Returns once the committer waits with `recorded` keys recorded (it told `idle` holding
+    /// the lock, which the caller's next `add` takes only once the wait released it; what it
+    /// told before a spurious wakeup is passed over); false after 10 s, which is a committer
+    /// that never woke, not a slow one.
+    fn waits_with(idle: &Idle, recorded: usize) -> bool {
         let deadline = Instant::now() + Duration::from_secs(10);
         while let Ok(told) = idle.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            if told == (pending, taken) {
+            if told == recorded {
                 return true;
             }
         }
         false
     }
 
+    /// The committer already waits, with nothing to write, when a key comes: it writes it and,
+    /// having taken every key waiting, records it at once, before any close.
     #[test]
-    fn a_full_group_is_recorded_before_the_close_and_the_rest_at_it() {
+    fn a_key_is_recorded_as_soon_as_nothing_more_waits() {
         let dir = tempfile::tempdir().unwrap();
         let log_path = dir.path().join("log.jsonl");
         let log = EvidenceLog::open(&log_path, Some("t")).unwrap();
-        let progress = Progress::new(3);
-        // A long wait: only the size (and the close) may commit.
-        let (group, idle) = observed(dir.path(), &log, &progress, 2, Duration::from_secs(600));
+        let progress = Progress::new(2);
+        let (group, idle) = observed(dir.path(), &log, &progress, 32);
         // Counts taken inside, asserted outside: a failed assertion must not leave the
         // committer waiting for a close.
-        let counts = std::thread::scope(|s| {
+        let seen = std::thread::scope(|s| {
             let runner = s.spawn(|| group.run());
-            let mut seen = vec![waits_with(&idle, 0, 0)];
+            let waiting = waits_with(&idle, 0);
             group.add(finished(dir.path(), "a"));
-            seen.push(waits_with(&idle, 1, 0));
-            let one = entries(&log_path);
+            let one = waits_with(&idle, 1).then(|| entries(&log_path));
             group.add(finished(dir.path(), "b"));
-            seen.push(waits_with(&idle, 0, 2));
-            let full = entries(&log_path);
-            group.add(finished(dir.path(), "c"));
-            seen.push(waits_with(&idle, 1, 2));
-            let third = entries(&log_path);
+            let two = waits_with(&idle, 2).then(|| entries(&log_path));
             group.close();
             runner.join().unwrap().unwrap();
-            (seen, one, full, third)
+            (waiting, one, two)
         });
         assert_eq!(
-            counts,
-            (vec![true; 4], 0, 2, 2),
-            "one key is no group; the full one is recorded"
+            seen,
+            (true, Some(1), Some(2)),
+            "each recorded without a close"
         );
-        assert_eq!(entries(&log_path), 3, "the rest at the close");
-        assert!(log.records("c", &[Event::Packaged]));
-        let text = std::fs::read_to_string(&log_path).unwrap();
-        assert_eq!(byok_core::evidence::verify(&text), Ok(3));
+        assert!(dir.path().join("a").exists() && dir.path().join("b.sidecar").exists());
+        assert_eq!(*lock(&group.groups, "groups"), [1, 1]);
     }
 
-    /// The committer already waits, with no key pending, when a lone key comes: it must wake
-    /// and commit it once the group's wait is over, before any close.
+    /// Keys that came faster than the committer took them: written and recorded in groups of
+    /// at most the size, in order, the rest at the close.
     #[test]
-    fn a_lone_key_is_recorded_after_the_wait() {
+    fn keys_waiting_are_recorded_in_groups_of_at_most_the_size() {
         let dir = tempfile::tempdir().unwrap();
         let log_path = dir.path().join("log.jsonl");
         let log = EvidenceLog::open(&log_path, Some("t")).unwrap();
-        let progress = Progress::new(1);
-        let (group, idle) = observed(dir.path(), &log, &progress, 32, Duration::ZERO);
-        let (waiting, recorded) = std::thread::scope(|s| {
-            let runner = s.spawn(|| group.run());
-            let waiting = waits_with(&idle, 0, 0);
-            group.add(finished(dir.path(), "a"));
-            // Woken by the key, the committer commits it at once (no wait) and waits again.
-            let recorded = waits_with(&idle, 0, 1).then(|| entries(&log_path));
-            group.close();
-            runner.join().unwrap().unwrap();
-            (waiting, recorded)
-        });
-        assert!(waiting, "the committer waits before the key comes");
-        assert_eq!(recorded, Some(1), "recorded without a close");
+        let progress = Progress::new(5);
+        // Size 3: a worker waits for room from 6 keys waiting.
+        let group = Group::new(dir.path(), &log, &progress, 3);
+        for name in ["a", "b", "c", "d", "e"] {
+            group.add(finished(dir.path(), name));
+        }
+        group.close();
+        group.run().unwrap();
+        assert_eq!(*lock(&group.groups, "groups"), [3, 2]);
+        let text = std::fs::read_to_string(&log_path).unwrap();
+        assert_eq!(byok_core::evidence::verify(&text), Ok(5));
+        let names: Vec<String> = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["key_name"].to_string())
+            .collect();
+        assert_eq!(names, ["\"a\"", "\"b\"", "\"c\"", "\"d\"", "\"e\""]);
     }
 
     #[test]
@@ -392,7 +374,7 @@ mod tests {
         let log = EvidenceLog::open(&log_path, Some("t")).unwrap();
         let progress = Progress::new(1);
         let gone = dir.path().join("gone");
-        let group = Group::new(&gone, &log, &progress, 1, GROUP_WAIT);
+        let group = Group::new(&gone, &log, &progress, 1);
         group.add(finished(dir.path(), "a"));
         group.close();
         assert!(group.run().is_err());
@@ -409,7 +391,7 @@ mod tests {
         let log = EvidenceLog::open(&log_path, Some("t")).unwrap();
         let progress = Progress::new(3);
         std::fs::write(dir.path().join("b"), b"someone else's").unwrap();
-        let group = Group::new(dir.path(), &log, &progress, 3, Duration::from_secs(600));
+        let group = Group::new(dir.path(), &log, &progress, 3);
         for name in ["a", "b", "c"] {
             group.add(finished(dir.path(), name));
         }
