@@ -54,7 +54,7 @@ pub(super) fn offline(
         token(&run, r, &mut t);
     }
     let mut text = format!(
-        "### byok-offline batch per key, by token and size\n\nEC P-256, `--jobs 1`, `--wrap-mechanism auto`; per key, marginal over {small}..{large} keys (existing keys and their floors: medians of {runs} runs), against the floor making the same calls by the same wrap and look-up; each floor cell gives its runs' range (generate: the two runs, one between the batches and one after; existing: the runs taken in turn with the tool's).\n\n{MAIN_HEADER}{}",
+        "### byok-offline batch per key, by token and size\n\nEC P-256, `--jobs 1`, `--wrap-mechanism auto`; per key, marginal over {small}..{large} keys (existing keys and their floors: medians of {runs} runs), against the floor making the same calls by the same wrap and look-up; each floor cell gives its runs' range (generate: the two runs after the batches; existing: the runs taken in turn with the tool's).\n\n{MAIN_HEADER}{}",
         t.main
     );
     text.push_str(&format!(
