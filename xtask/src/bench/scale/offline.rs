@@ -11,7 +11,7 @@ use crate::bench::timing::median;
 use byok_tests::ModuleKind;
 use std::path::Path;
 
-const MAIN_HEADER: &str = "| token | keys on it | lookup | wrap | generate + package | its floor | ratio | existing key | its floor | ratio | fixed cost per batch | peak RSS |\n| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
+const MAIN_HEADER: &str = "| token | keys on it | lookup | wrap | generate + package | on the worker | its floor | ratio | existing key | on the worker | its floor | ratio | fixed cost per batch | peak RSS |\n| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
 const WRAP_HEADER: &str = "| token | keys on it | wrap path | lookup | generate + package | its floor | existing key | its floor | fixed cost per batch |\n| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |\n";
 
 /// The tables as they are filled.
@@ -54,7 +54,7 @@ pub(super) fn offline(
         token(&run, r, &mut t);
     }
     let mut text = format!(
-        "### byok-offline batch per key, by token and size\n\nEC P-256, `--jobs 1`, `--wrap-mechanism auto`; per key, marginal over {small}..{large} keys (existing keys and their floors: medians of {runs} runs), against the floor making the same calls by the same wrap and look-up; each floor cell gives its runs' range (generate: the two runs after the batches; existing: the runs taken in turn with the tool's).\n\n{MAIN_HEADER}{}",
+        "### byok-offline batch per key, by token and size\n\nEC P-256, `--jobs 1`, `--wrap-mechanism auto`; per key, marginal over {small}..{large} keys (existing keys and their floors: medians of {runs} runs), against the floor making the same calls by the same wrap and look-up; each floor cell gives its runs' range (generate: the two runs after the batches; existing: the runs taken in turn with the tool's); *on the worker* is the median key's own time in the large batch's report (`keys[].seconds`: its PKCS#11 calls and its package made, without the process's fixed cost or the disk; existing: the median over the runs).\n\n{MAIN_HEADER}{}",
         t.main
     );
     text.push_str(&format!(
@@ -138,7 +138,7 @@ fn token(run: &Run<'_>, r: &mut Results, t: &mut Tables) {
     for &size in &run.plan.sizes {
         if let Some(at) = failed {
             t.main.push_str(&format!(
-                "| {name} | {size} | not tried: the {at}-key size failed | | | | | | | | | |\n"
+                "| {name} | {size} | not tried: the {at}-key size failed | | | | | | | | | | | |\n"
             ));
             continue;
         }
@@ -151,7 +151,7 @@ fn token(run: &Run<'_>, r: &mut Results, t: &mut Tables) {
         };
         println!("    {name} at {size} keys: {}", failure(&e));
         t.main.push_str(&format!(
-            "| {name} | {size} | {} | | | | | | | | | |\n",
+            "| {name} | {size} | {} | | | | | | | | | | | |\n",
             failure(&e)
         ));
         failed = Some(size);
@@ -164,7 +164,7 @@ fn token(run: &Run<'_>, r: &mut Results, t: &mut Tables) {
             match run.size(most, &label, r, t) {
                 Ok(n) => (native, done) = (native || n, Some(most)),
                 Err(e) => t.main.push_str(&format!(
-                    "| {name} | {label} | {} | | | | | | | | | |\n",
+                    "| {name} | {label} | {} | | | | | | | | | | | |\n",
                     failure(&e)
                 )),
             }
@@ -213,13 +213,15 @@ fn cell(e: &str) -> String {
 fn main_row(name: &str, size: &str, f: &Figures, large: usize, r: &mut Results, t: &mut Tables) {
     let (g, e) = (&f.generate, &f.existing);
     t.main.push_str(&format!(
-        "| {name} | {size} | {} | {} | {:.2} ms | {} | {:.2} | {:.2} ms | {} | {:.2} | {:.2} s | {} KiB |\n",
+        "| {name} | {size} | {} | {} | {:.2} ms | {:.2} ms | {} | {:.2} | {:.2} ms | {:.2} ms | {} | {:.2} | {:.2} s | {} KiB |\n",
         f.lookup(),
         f.wrap,
         g.tool,
+        g.worker,
         g.floor_cell(),
         g.tool / g.floor,
         e.tool,
+        e.worker,
         e.floor_cell(),
         e.tool / e.floor,
         f.fixed,

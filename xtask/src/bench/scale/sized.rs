@@ -34,6 +34,9 @@ pub(super) struct Job {
     pub(super) floor: f64,
     /// The floor's runs, least and most: its own run-to-run spread.
     pub(super) floor_range: (f64, f64),
+    /// The tool's worker time per key (the large batch's median key; existing: the median over
+    /// the runs).
+    pub(super) worker: f64,
     pub(super) lookup: String,
 }
 
@@ -99,6 +102,9 @@ struct BatchRun {
     wall: f64,
     kib: u64,
     lookup: String,
+    /// The median of its keys' own times (ms): what the worker spent on each key (its
+    /// PKCS#11 calls and the package made), without the process's fixed cost or the disk.
+    worker: f64,
 }
 
 impl Sized {
@@ -163,16 +169,19 @@ impl Sized {
             tool: (large.wall - small.wall) / n * 1000.0,
             floor: (floors[0].0 + floors[1].0) / 2.0,
             floor_range: range(&[floors[0].0, floors[1].0]),
+            worker: large.worker,
             lookup,
         };
         let (existing, small_existing, kib) = self.existing(&chosen)?;
         let fixed = small_existing - self.small as f64 * existing.tool / 1000.0;
         println!(
-            "    filled in {filled:.1} s; lookup {}, wrap {wrap}: generate + package {:.2} ms (floor {}), existing {:.2} ms (floor {}), fixed {fixed:.2} s",
+            "    filled in {filled:.1} s; lookup {}, wrap {wrap}: generate + package {:.2} ms (worker {:.2}, floor {}), existing {:.2} ms (worker {:.2}, floor {}), fixed {fixed:.2} s",
             generate.lookup,
             generate.tool,
+            generate.worker,
             generate.floor_cell(),
             existing.tool,
+            existing.worker,
             existing.floor_cell()
         );
         Ok(Figures {
@@ -216,12 +225,14 @@ impl Sized {
     fn existing(&self, chosen: &str) -> Result<(Job, f64, u64), String> {
         let n = (self.large - self.small) as f64;
         let (mut tools, mut smalls, mut floors, mut kib) = (vec![], vec![], vec![], 0);
+        let mut workers = vec![];
         let mut lookup = String::new();
         for run in 1..=self.runs {
             let out = |prefix: &str| format!("out-{prefix}-existing-{run}");
             let small = self.batch("a", self.small, (&out("a"), chosen))?.wall;
             let large = self.batch("b", self.large, (&out("b"), chosen))?;
             tools.push((large.wall - small) / n * 1000.0);
+            workers.push(large.worker);
             smalls.push(small);
             kib = kib.max(large.kib);
             lookup = large.lookup;
@@ -231,6 +242,7 @@ impl Sized {
             tool: median(&mut tools),
             floor: median(&mut floors),
             floor_range: range(&floors),
+            worker: median(&mut workers),
             lookup,
         };
         Ok((job, median(&mut smalls), kib))
@@ -331,6 +343,18 @@ impl Sized {
             ));
         }
         let lookup = report["lookup"].as_str().unwrap_or("index").to_string();
-        Ok(BatchRun { wall, kib, lookup })
+        let mut seconds: Vec<f64> = report["keys"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|k| k["seconds"].as_f64())
+            .collect();
+        let worker = median(&mut seconds) * 1000.0;
+        Ok(BatchRun {
+            wall,
+            kib,
+            lookup,
+            worker,
+        })
     }
 }
